@@ -1,0 +1,41 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "Waiver",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "waiver", targets: ["waiver"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+    ],
+    targets: [
+        // The domain: pure and deterministic, Foundation only.
+        .target(name: "WaiverCore"),
+        // Readers and writers at the edge: policy files, waiver.yaml, plans, SARIF, output formats.
+        .target(
+            name: "WaiverFormats",
+            dependencies: [
+                "WaiverCore",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "waiver",
+            dependencies: [
+                "WaiverCore",
+                "WaiverFormats",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "WaiverTests",
+            dependencies: ["WaiverCore", "WaiverFormats"],
+            resources: [.copy("Fixtures")]
+        ),
+    ]
+)

@@ -1,0 +1,266 @@
+import Foundation
+
+/// A result's status in a check (cli.md): only violations are listed, compliant pairs are counted.
+public enum ResultStatus: String, Sendable, CaseIterable {
+    /// Violates the policy, with no approved exception: the pipeline blocks.
+    case blocking
+    /// Violates the policy, covered by an approved, unexpired exception: reported, not blocking.
+    case excepted
+    /// Violates the policy; an exception request is waiting for approval: blocks until decided.
+    case pending
+    /// The outcome depends on values known only after apply.
+    case unknown
+}
+
+/// How `unknown` outcomes count toward the verdict (`--unknown=warn|block`).
+public enum UnknownMode: String, Sendable, CaseIterable {
+    case warn, block
+}
+
+/// Where a finding came from: a plan evaluated by a policy, or a scanner's SARIF result.
+public enum FindingOrigin: Sendable, Equatable {
+    case plan(file: String)
+    case sarif(file: String, tool: String, uri: String?, line: Int?)
+}
+
+/// A (policy, resource) pair that is not compliant, as reported by `check`.
+public struct Finding: Sendable, Equatable {
+    public var policy: String
+    public var title: String
+    public var severity: Severity
+    public var category: String
+    public var resource: String
+    public var status: ResultStatus
+    /// The exception that covers it (excepted or pending), and when that exception expires.
+    public var exception: String?
+    public var expires: Date?
+    /// Why it violates: the values that broke the policy, sensitive ones masked.
+    public var message: String
+    public var remediation: String
+    public var origin: FindingOrigin
+    public var evidence: [Evidence]
+
+    public init(
+        policy: String, title: String, severity: Severity, category: String, resource: String,
+        status: ResultStatus, exception: String? = nil, expires: Date? = nil, message: String,
+        remediation: String, origin: FindingOrigin, evidence: [Evidence] = []
+    ) {
+        self.policy = policy
+        self.title = title
+        self.severity = severity
+        self.category = category
+        self.resource = resource
+        self.status = status
+        self.exception = exception
+        self.expires = expires
+        self.message = message
+        self.remediation = remediation
+        self.origin = origin
+        self.evidence = evidence
+    }
+}
+
+/// A finding reported by another scanner (one SARIF result), before it is matched to a policy.
+public struct ExternalFinding: Sendable, Equatable {
+    public var ruleId: String
+    public var resource: String
+    /// SARIF `level`: error, warning, note or none.
+    public var level: String
+    public var message: String
+    public var file: String
+    public var tool: String
+    public var uri: String?
+    public var line: Int?
+    /// The rule's description from the report, used when no policy file defines the rule.
+    public var ruleTitle: String?
+    public var ruleHelp: String?
+    /// The scanner's own suppression of the result (e.g. an inline skip comment), if any.
+    public var suppression: String?
+
+    public init(
+        ruleId: String, resource: String, level: String, message: String, file: String, tool: String,
+        uri: String? = nil, line: Int? = nil, ruleTitle: String? = nil, ruleHelp: String? = nil,
+        suppression: String? = nil
+    ) {
+        self.ruleId = ruleId
+        self.resource = resource
+        self.level = level
+        self.message = message
+        self.file = file
+        self.tool = tool
+        self.uri = uri
+        self.line = line
+        self.ruleTitle = ruleTitle
+        self.ruleHelp = ruleHelp
+        self.suppression = suppression
+    }
+
+    /// Severity from the SARIF level: error high, warning medium, note and none low.
+    public var severity: Severity {
+        switch level {
+        case "error": return .high
+        case "warning": return .medium
+        default: return .low
+        }
+    }
+}
+
+/// A policy and resource evaluated with a compliant outcome (listed only when asked, e.g. for JUnit).
+public struct EvaluatedPair: Sendable, Equatable {
+    public var policy: String
+    public var resource: String
+}
+
+/// Counts of a check, as in `check --format json`.
+public struct Summary: Sendable, Equatable {
+    public var resources: Int
+    public var violations: Int
+    public var blocking: Int
+    public var excepted: Int
+    public var pending: Int
+    public var unknown: Int
+}
+
+/// The outcome of `waiver check`: findings, counts and the verdict.
+public struct CheckReport: Sendable {
+    public var workspace: String
+    public var unknownMode: UnknownMode
+    /// Findings sorted by policy id, then resource address.
+    public var findings: [Finding]
+    /// Number of distinct resources evaluated (plan resources plus SARIF resources).
+    public var resourceCount: Int
+    /// Every policy that was evaluated or that a finding refers to, by id.
+    public var policies: [Policy]
+    /// Compliant pairs, when the check was asked to keep them.
+    public var compliant: [EvaluatedPair]
+
+    public init(
+        workspace: String, unknownMode: UnknownMode, findings: [Finding], resourceCount: Int,
+        policies: [Policy], compliant: [EvaluatedPair]
+    ) {
+        self.workspace = workspace
+        self.unknownMode = unknownMode
+        self.findings = findings.sorted {
+            ($0.policy, $0.resource, $0.status.rawValue) < ($1.policy, $1.resource, $1.status.rawValue)
+        }
+        self.resourceCount = resourceCount
+        self.policies = policies
+        self.compliant = compliant
+    }
+
+    public var summary: Summary {
+        var s = Summary(resources: resourceCount, violations: findings.count, blocking: 0, excepted: 0, pending: 0, unknown: 0)
+        for f in findings {
+            switch f.status {
+            case .blocking: s.blocking += 1
+            case .excepted: s.excepted += 1
+            case .pending: s.pending += 1
+            case .unknown: s.unknown += 1
+            }
+        }
+        return s
+    }
+
+    /// Whether a finding stops the pipeline under this check's options.
+    public func blocks(_ f: Finding) -> Bool {
+        switch f.status {
+        case .blocking, .pending: return true
+        case .unknown: return unknownMode == .block
+        case .excepted: return false
+        }
+    }
+
+    /// `pass` or `blocked`.
+    public var passed: Bool { !findings.contains(where: blocks) }
+    public var verdict: String { passed ? "pass" : "blocked" }
+}
+
+/// Evaluates policies on resources and scanner findings: the engine behind `waiver check`.
+public struct CheckEngine: Sendable {
+    public var policies: [Policy]
+    /// SARIF rule id globs mapped to categories, for rules no policy file defines (`sarif:` in waiver.yaml).
+    public var sarifCategories: [(Glob, String)]
+    public var unknownMode: UnknownMode
+    public var keepCompliant: Bool
+
+    public init(policies: [Policy], sarifCategories: [(Glob, String)] = [], unknownMode: UnknownMode = .warn, keepCompliant: Bool = false) {
+        self.policies = policies
+        self.sarifCategories = sarifCategories
+        self.unknownMode = unknownMode
+        self.keepCompliant = keepCompliant
+    }
+
+    /// Runs every applicable policy on every resource, and turns scanner findings into findings of
+    /// the policy with the same id (or an implicit policy made from the SARIF rule).
+    public func check(
+        resources: [(Resource, file: String)], external: [ExternalFinding], workspace: String
+    ) -> CheckReport {
+        let evaluator = Evaluator()
+        var findings: [Finding] = []
+        var compliant: [EvaluatedPair] = []
+        var applicable: [String: [Int]] = [:]
+        var used = Set<Int>()
+        for (resource, file) in resources {
+            let indices: [Int]
+            if let cached = applicable[resource.type] {
+                indices = cached
+            } else {
+                indices = policies.indices.filter { policies[$0].applies(toType: resource.type) }
+                applicable[resource.type] = indices
+            }
+            for i in indices {
+                used.insert(i)
+                let policy = policies[i]
+                let outcome = evaluator.outcome(of: policy.rule, on: resource)
+                switch outcome {
+                case .compliant:
+                    if keepCompliant { compliant.append(EvaluatedPair(policy: policy.id, resource: resource.address)) }
+                case .violation, .unknown:
+                    let evidence = evaluator.explain(policy.rule, on: resource)
+                    let message = evidence.map(\.text).joined(separator: "; ")
+                    findings.append(Finding(
+                        policy: policy.id, title: policy.title, severity: policy.severity, category: policy.category,
+                        resource: resource.address, status: outcome == .unknown ? .unknown : .blocking,
+                        message: message, remediation: policy.remediation, origin: .plan(file: file), evidence: evidence))
+                }
+            }
+        }
+
+        var reportPolicies = used.sorted().map { policies[$0] }
+        var byId: [String: Policy] = [:]
+        for p in policies { byId[p.id] = p }
+        var implicit: [String: Policy] = [:]
+        var externalResources = Set<String>()
+        for e in external {
+            externalResources.insert(e.resource)
+            let policy: Policy
+            if let p = byId[e.ruleId] {
+                policy = p
+                if !reportPolicies.contains(where: { $0.id == p.id }) { reportPolicies.append(p) }
+            } else if let p = implicit[e.ruleId] {
+                policy = p.severity >= e.severity ? p : { var q = p; q.severity = e.severity; return q }()
+                implicit[e.ruleId] = policy
+            } else {
+                let category = sarifCategories.first { $0.0.matches(e.ruleId) }?.1 ?? "security"
+                policy = Policy(
+                    id: e.ruleId, title: e.ruleTitle ?? e.message, category: category, severity: e.severity,
+                    remediation: e.ruleHelp ?? "", rule: .external, implicit: true)
+                implicit[e.ruleId] = policy
+            }
+            var message = e.message
+            if let s = e.suppression {
+                message += " [suppressed in the \(e.tool) report\(s.isEmpty ? "" : ": \(s)"); a scanner suppression is not an approved exception]"
+            }
+            findings.append(Finding(
+                policy: e.ruleId, title: policy.title, severity: policy.implicit ? e.severity : policy.severity,
+                category: policy.category, resource: e.resource, status: .blocking, message: message,
+                remediation: policy.remediation.isEmpty ? (e.ruleHelp ?? "") : policy.remediation,
+                origin: .sarif(file: e.file, tool: e.tool, uri: e.uri, line: e.line)))
+        }
+        reportPolicies.append(contentsOf: implicit.values)
+        reportPolicies.sort { $0.id < $1.id }
+        return CheckReport(
+            workspace: workspace, unknownMode: unknownMode, findings: findings,
+            resourceCount: resources.count + externalResources.count, policies: reportPolicies, compliant: compliant)
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+
+/// `waiver.yaml`: where policies live, how exceptions are granted, routed and escalated.
+public struct Configuration: Sendable, Equatable {
+    public struct Escalation: Sendable, Equatable {
+        public var approvers: [String]?
+        public var minApprovals: Int?
+        public init(approvers: [String]? = nil, minApprovals: Int? = nil) {
+            self.approvers = approvers
+            self.minApprovals = minApprovals
+        }
+    }
+
+    public struct Webhook: Sendable, Equatable {
+        public var url: String
+        public var secretEnv: String?
+        public var format: String
+        public init(url: String, secretEnv: String? = nil, format: String = "json") {
+            self.url = url
+            self.secretEnv = secretEnv
+            self.format = format
+        }
+    }
+
+    /// The hard limit no configuration or policy may raise an exception's duration past.
+    public static let absoluteMaxDays = 90
+
+    public var policies: String = "policies/"
+    public var defaultDays: Int = 14
+    public var maxDays: Int = 30
+    /// Reminder offsets before expiry, in seconds.
+    public var reminders: [Int] = [7 * 86_400, 86_400]
+    public var groups: [String: [String]] = [:]
+    public var routing: [String: [String]] = ["default": ["security"]]
+    /// Risk level name -> the likelihood x impact products (1...9) that give it.
+    public var riskLevels: [String: [Int]] = ["low": [1, 2], "medium": [3, 4], "high": [6], "critical": [9]]
+    public var escalation: [String: Escalation] = [
+        "high": Escalation(minApprovals: 2),
+        "critical": Escalation(approvers: ["ciso"], minApprovals: 2),
+    ]
+    public var notify: [Webhook] = []
+    /// SARIF rule id globs -> category, in file order.
+    public var sarif: [(Glob, String)] = []
+    /// Policies with at least this many exceptions in a report's period are flagged for review.
+    public var reviewThreshold: Int = 5
+
+    public init() {}
+
+    public static func == (a: Configuration, b: Configuration) -> Bool {
+        a.policies == b.policies && a.defaultDays == b.defaultDays && a.maxDays == b.maxDays
+            && a.reminders == b.reminders && a.groups == b.groups && a.routing == b.routing
+            && a.riskLevels == b.riskLevels && a.escalation == b.escalation && a.notify == b.notify
+            && a.sarif.map { "\($0.0.pattern)=\($0.1)" } == b.sarif.map { "\($0.0.pattern)=\($0.1)" }
+            && a.reviewThreshold == b.reviewThreshold
+    }
+}
+
+/// Parses durations such as `30m`, `12h`, `7d`, `2w` or `90s` into seconds. Anything else is nil:
+/// a malformed duration is an error for the caller, never "forever".
+public func parseDuration(_ text: String) -> Int? {
+    let t = text.trimmingCharacters(in: .whitespaces)
+    guard let unit = t.last, let n = Int(t.dropLast()), n >= 0, n <= 10_000_000 else { return nil }
+    switch unit {
+    case "s": return n
+    case "m": return n * 60
+    case "h": return n * 3600
+    case "d": return n * 86_400
+    case "w": return n * 7 * 86_400
+    default: return nil
+    }
+}
+
+/// Formats seconds as the largest whole unit: `7d`, `12h`, `30m`, `45s`.
+public func formatDuration(_ seconds: Int) -> String {
+    if seconds % 86_400 == 0, seconds > 0 { return "\(seconds / 86_400)d" }
+    if seconds % 3600 == 0, seconds > 0 { return "\(seconds / 3600)h" }
+    if seconds % 60 == 0, seconds > 0 { return "\(seconds / 60)m" }
+    return "\(seconds)s"
+}

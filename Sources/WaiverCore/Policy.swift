@@ -1,0 +1,167 @@
+import Foundation
+
+/// How sure a condition's outcome is: Terraform values known only after apply make it `unknown`.
+public enum Tri: Sendable, Equatable {
+    case yes, no, unknown
+
+    public init(_ b: Bool) { self = b ? .yes : .no }
+
+    public static prefix func ! (t: Tri) -> Tri {
+        switch t {
+        case .yes: return .no
+        case .no: return .yes
+        case .unknown: return .unknown
+        }
+    }
+}
+
+/// A compiled regular expression (NSRegularExpression, ICU syntax), shareable across threads.
+public final class Pattern: @unchecked Sendable, Equatable, CustomStringConvertible {
+    public let source: String
+    private let regex: NSRegularExpression
+
+    public init(_ source: String) throws {
+        self.source = source
+        self.regex = try NSRegularExpression(pattern: source)
+    }
+
+    public func matches(_ s: String) -> Bool {
+        let range = NSRange(s.startIndex..<s.endIndex, in: s)
+        return regex.firstMatch(in: s, options: [], range: range) != nil
+    }
+
+    public var description: String { source }
+    public static func == (a: Pattern, b: Pattern) -> Bool { a.source == b.source }
+}
+
+/// One comparison at a path: the leaves of the condition language.
+public enum Operator: Sendable, Equatable {
+    case equals(Value), notEquals(Value)
+    case `in`([Value]), notIn([Value])
+    case matches(Pattern)
+    case contains(Value), notContains(Value)
+    case gt(Double), gte(Double), lt(Double), lte(Double)
+    case exists(Bool)
+    case empty(Bool)
+
+    /// The operator names of the policy language, for parsing and suggestions.
+    public static let names = [
+        "equals", "not_equals", "in", "not_in", "matches", "contains", "not_contains",
+        "gt", "gte", "lt", "lte", "exists", "empty",
+    ]
+
+    /// How the operator reads in a message, e.g. `contains "0.0.0.0/0"` or `<= 22`.
+    public var text: String {
+        func list(_ vs: [Value]) -> String { "[" + vs.map { $0.rendered(limit: 40) }.joined(separator: ", ") + "]" }
+        switch self {
+        case .equals(let v): return "equals \(v.rendered(limit: 60))"
+        case .notEquals(let v): return "not equal to \(v.rendered(limit: 60))"
+        case .in(let vs): return "in \(list(vs))"
+        case .notIn(let vs): return "not in \(list(vs))"
+        case .matches(let p): return "matches '\(p.source)'"
+        case .contains(let v): return "contains \(v.rendered(limit: 60))"
+        case .notContains(let v): return "does not contain \(v.rendered(limit: 60))"
+        case .gt(let n): return "> \(Value.formatNumber(n))"
+        case .gte(let n): return ">= \(Value.formatNumber(n))"
+        case .lt(let n): return "< \(Value.formatNumber(n))"
+        case .lte(let n): return "<= \(Value.formatNumber(n))"
+        case .exists(let b): return b ? "is set" : "is not set"
+        case .empty(let b): return b ? "is empty" : "is not empty"
+        }
+    }
+}
+
+/// A condition of the policy language (see policy-language.md).
+public indirect enum Condition: Sendable, Equatable {
+    case leaf(Path, Operator)
+    case all([Condition])
+    case any([Condition])
+    case not(Condition)
+    case some(Path, Condition)
+    case every(Path, Condition)
+}
+
+public enum Severity: String, Sendable, CaseIterable, Comparable {
+    case low, medium, high, critical
+
+    public var rank: Int {
+        switch self {
+        case .low: return 0
+        case .medium: return 1
+        case .high: return 2
+        case .critical: return 3
+        }
+    }
+    public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
+}
+
+/// The `exceptions:` block of a policy: how exceptions to it are granted.
+public struct ExceptionRule: Sendable, Equatable {
+    public var maxDays: Int?
+    public var approvers: [String]?
+    public var minApprovals: Int?
+
+    public init(maxDays: Int? = nil, approvers: [String]? = nil, minApprovals: Int? = nil) {
+        self.maxDays = maxDays
+        self.approvers = approvers
+        self.minApprovals = minApprovals
+    }
+}
+
+/// Where a policy (or any input item) was defined, for messages.
+public struct SourceLocation: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public init(file: String, line: Int) { self.file = file; self.line = line }
+    public var description: String { "\(file):\(line)" }
+}
+
+/// A policy: metadata plus the rule that decides whether a resource violates it.
+public struct Policy: Sendable, Equatable {
+    public enum Rule: Sendable, Equatable {
+        /// The resource violates the policy when the condition holds.
+        case forbid(Condition)
+        /// The resource violates the policy when the condition does not hold.
+        case require(Condition)
+        /// Findings come from scanners' SARIF reports under this rule id; the policy supplies metadata.
+        case external
+    }
+
+    public var id: String
+    public var title: String
+    public var category: String
+    public var severity: Severity
+    public var description: String
+    public var remediation: String
+    public var resourceTypes: [Glob]?
+    public var rule: Rule
+    public var exceptions: ExceptionRule?
+    public var location: SourceLocation?
+    /// True for a policy made up from a SARIF rule that no policy file defines.
+    public var implicit: Bool
+
+    public init(
+        id: String, title: String, category: String = "security", severity: Severity = .medium,
+        description: String = "", remediation: String = "", resourceTypes: [Glob]? = nil,
+        rule: Rule, exceptions: ExceptionRule? = nil, location: SourceLocation? = nil, implicit: Bool = false
+    ) {
+        self.id = id
+        self.title = title
+        self.category = category
+        self.severity = severity
+        self.description = description
+        self.remediation = remediation
+        self.resourceTypes = resourceTypes
+        self.rule = rule
+        self.exceptions = exceptions
+        self.location = location
+        self.implicit = implicit
+    }
+
+    /// Whether the policy is evaluated on resources of this type.
+    public func applies(toType type: String) -> Bool {
+        if case .external = rule { return false }
+        guard let globs = resourceTypes else { return true }
+        return globs.contains { $0.matches(type) }
+    }
+}

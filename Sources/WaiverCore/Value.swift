@@ -1,0 +1,201 @@
+/// A JSON-like value as read from a Terraform plan, a SARIF report or a policy file.
+///
+/// `unknown` marks a value Terraform only knows after apply (`after_unknown`). Objects keep their
+/// keys in input order, which keeps every rendering stable and cheap to build.
+public enum Value: Sendable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([Value])
+    case object(Object)
+    case unknown
+
+    /// An ordered JSON object. Lookups are linear from the end (the last duplicate key wins, as in
+    /// most JSON readers); resource objects hold tens of keys, where this beats hashing.
+    public struct Object: Sendable {
+        public var keys: [String]
+        public var values: [Value]
+
+        public init() { keys = []; values = [] }
+        public init(_ pairs: [(String, Value)]) {
+            keys = pairs.map(\.0)
+            values = pairs.map(\.1)
+        }
+
+        public var count: Int { keys.count }
+        public var isEmpty: Bool { keys.isEmpty }
+
+        public subscript(key: String) -> Value? {
+            get {
+                var i = keys.count - 1
+                while i >= 0 {
+                    if keys[i] == key { return values[i] }
+                    i -= 1
+                }
+                return nil
+            }
+            set {
+                if let i = keys.lastIndex(of: key) {
+                    if let newValue { values[i] = newValue } else { keys.remove(at: i); values.remove(at: i) }
+                } else if let newValue {
+                    keys.append(key)
+                    values.append(newValue)
+                }
+            }
+        }
+
+        public mutating func append(_ key: String, _ value: Value) {
+            keys.append(key)
+            values.append(value)
+        }
+
+        public var pairs: Zip2Sequence<[String], [Value]> { zip(keys, values) }
+    }
+
+    public subscript(key: String) -> Value? {
+        if case .object(let o) = self { return o[key] }
+        return nil
+    }
+
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+    public var numberValue: Double? {
+        if case .number(let n) = self { return n }
+        return nil
+    }
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+    public var arrayValue: [Value]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+    public var objectValue: Object? {
+        if case .object(let o) = self { return o }
+        return nil
+    }
+    public var isNull: Bool {
+        if case .null = self { return true }
+        return false
+    }
+
+    /// A short name of the JSON type, for error messages.
+    public var typeName: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "boolean"
+        case .number: return "number"
+        case .string: return "string"
+        case .array: return "array"
+        case .object: return "object"
+        case .unknown: return "unknown"
+        }
+    }
+}
+
+extension Value: Equatable {
+    /// Structural equality; numbers compare as numbers (`22 == 22.0`).
+    public static func == (lhs: Value, rhs: Value) -> Bool {
+        switch (lhs, rhs) {
+        case (.null, .null), (.unknown, .unknown): return true
+        case let (.bool(a), .bool(b)): return a == b
+        case let (.number(a), .number(b)): return a == b
+        case let (.string(a), .string(b)): return a == b
+        case let (.array(a), .array(b)): return a == b
+        case let (.object(a), .object(b)):
+            guard a.count == b.count else { return false }
+            for (k, v) in a.pairs {
+                guard let w = b[k], w == v else { return false }
+            }
+            return true
+        default: return false
+        }
+    }
+}
+
+extension Value: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
+    ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
+{
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .number(Double(value)) }
+    public init(floatLiteral value: Double) { self = .number(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(arrayLiteral elements: Value...) { self = .array(elements) }
+    public init(dictionaryLiteral elements: (String, Value)...) { self = .object(Object(elements)) }
+    public init(nilLiteral: ()) { self = .null }
+}
+
+// MARK: - Rendering
+
+extension Value {
+    /// Compact JSON text of the value, with `sensitive` parts (a Terraform `after_sensitive` mask)
+    /// replaced by `(sensitive)` and unknown parts by `(known after apply)`; cut at `limit` characters.
+    public func rendered(mask: Value? = nil, limit: Int = 120) -> String {
+        var out = ""
+        Value.render(self, mask: mask, into: &out, limit: limit)
+        if out.count > limit { out = String(out.prefix(limit - 1)) + "…" }
+        return out
+    }
+
+    static func render(_ v: Value, mask: Value?, into out: inout String, limit: Int) {
+        if out.utf8.count > limit * 4 { return }
+        if case .bool(true)? = mask { out += "(sensitive)"; return }
+        switch v {
+        case .null: out += "null"
+        case .unknown: out += "(known after apply)"
+        case .bool(let b): out += b ? "true" : "false"
+        case .number(let n): out += formatNumber(n)
+        case .string(let s): out += quoteJSON(s)
+        case .array(let a):
+            out += "["
+            for (i, e) in a.enumerated() {
+                if i > 0 { out += ", " }
+                render(e, mask: mask?.arrayValue.flatMap { i < $0.count ? $0[i] : nil }, into: &out, limit: limit)
+                if out.utf8.count > limit * 4 { break }
+            }
+            out += "]"
+        case .object(let o):
+            out += "{"
+            var first = true
+            for (k, e) in o.pairs {
+                if !first { out += ", " }
+                first = false
+                out += quoteJSON(k) + ": "
+                render(e, mask: mask?[k], into: &out, limit: limit)
+                if out.utf8.count > limit * 4 { break }
+            }
+            out += "}"
+        }
+    }
+
+    /// Formats a number as JSON does: integers without a fraction.
+    public static func formatNumber(_ n: Double) -> String {
+        if n.isFinite, n == n.rounded(), abs(n) < 1e15 { return String(Int64(n)) }
+        return String(n)
+    }
+
+    /// A JSON string literal for `s`.
+    public static func quoteJSON(_ s: String) -> String {
+        var out = "\""
+        out.reserveCapacity(s.utf8.count + 2)
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+        return out
+    }
+}

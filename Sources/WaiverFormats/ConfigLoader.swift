@@ -1,0 +1,210 @@
+import Foundation
+import WaiverCore
+import Yams
+
+/// Reads `waiver.yaml` (configuration.md). Every key has a default; an unknown key, a group that is
+/// referenced but not defined, or a duration past the cap is an error naming the key and line.
+public enum ConfigLoader {
+    static let topKeys = ["policies", "exceptions", "groups", "routing", "risk", "notify", "sarif", "reports"]
+
+    /// Loads the file at `path`; when `required` is false and the file does not exist, defaults apply.
+    public static func load(path: String, required: Bool) throws(InputErrors) -> Configuration {
+        guard FileManager.default.fileExists(atPath: path) else {
+            if required { throw InputErrors([InputError(file: path, message: "configuration file not found")]) }
+            return Configuration()
+        }
+        let data: Data
+        do throws(InputError) {
+            data = try InputFile.read(path, maxBytes: 8 << 20)
+        } catch {
+            throw InputErrors([error])
+        }
+        return try parse(data, file: path)
+    }
+
+    public static func parse(_ data: Data, file: String) throws(InputErrors) -> Configuration {
+        var yaml = YAMLFile(file: file)
+        var config = Configuration()
+        guard let root = yaml.compose(data) else {
+            if !yaml.errors.isEmpty { throw InputErrors(yaml.errors) }
+            return config  // an empty file works
+        }
+        var referencedGroups: [(String, Node)] = []
+        guard let top = yaml.mapping(root, nil, what: "waiver.yaml", known: topKeys) else { throw InputErrors(yaml.errors) }
+        for (key, _, value) in top {
+            switch key {
+            case "policies":
+                if let s = yaml.string(value, key, key) { config.policies = s }
+            case "exceptions":
+                guard let pairs = yaml.mapping(value, key, what: "exceptions", known: ["default_days", "max_days", "reminders"]) else { continue }
+                for (k, _, v) in pairs {
+                    let name = "exceptions.\(k)"
+                    switch k {
+                    case "default_days":
+                        if let n = yaml.int(v, name, name, range: 1...Configuration.absoluteMaxDays) { config.defaultDays = n }
+                    case "max_days":
+                        if let n = yaml.int(v, name, name, range: 1...Configuration.absoluteMaxDays) { config.maxDays = n }
+                    case "reminders":
+                        guard let list = yaml.strings(v, name, name) else { continue }
+                        var seconds: [Int] = []
+                        for text in list {
+                            guard let d = parseDuration(text), d > 0 else {
+                                yaml.error(v, name, "'\(text)' is not a duration (use 30m, 12h, 7d or 2w)")
+                                continue
+                            }
+                            seconds.append(d)
+                        }
+                        config.reminders = seconds.sorted(by: >)
+                    default: break
+                    }
+                }
+                if config.defaultDays > config.maxDays {
+                    yaml.error(value, "exceptions.default_days", "default_days \(config.defaultDays) is past max_days \(config.maxDays)")
+                }
+            case "groups":
+                guard let pairs = yaml.mapping(value, key, what: "groups", known: []) else { continue }
+                config.groups = [:]
+                for (name, _, v) in pairs {
+                    if let members = yaml.strings(v, "groups.\(name)", "groups.\(name)") { config.groups[name] = members }
+                }
+            case "routing":
+                guard let pairs = yaml.mapping(value, key, what: "routing", known: []) else { continue }
+                config.routing = [:]
+                for (category, _, v) in pairs {
+                    if let groups = yaml.strings(v, "routing.\(category)", "routing.\(category)") {
+                        config.routing[category] = groups
+                        referencedGroups += groups.map { ($0, v) }
+                    }
+                }
+            case "risk":
+                parseRisk(&yaml, value, into: &config, referenced: &referencedGroups)
+            case "notify":
+                guard case .sequence(let hooks) = value else {
+                    yaml.error(value, key, "'notify' must be a list of webhooks")
+                    continue
+                }
+                for hook in hooks {
+                    guard let pairs = yaml.mapping(hook, "notify", what: "a webhook", known: ["url", "secret_env", "format"]) else { continue }
+                    var url: String?, secret: String?, format = "json"
+                    for (k, _, v) in pairs {
+                        switch k {
+                        case "url": url = yaml.string(v, "notify.url", k)
+                        case "secret_env": secret = yaml.string(v, "notify.secret_env", k)
+                        case "format":
+                            if let f = yaml.string(v, "notify.format", k) {
+                                if ["json", "slack"].contains(f) { format = f } else {
+                                    yaml.error(v, "notify.format", "unknown format '\(f)' (use json or slack)")
+                                }
+                            }
+                        default: break
+                        }
+                    }
+                    if let url {
+                        if URL(string: url)?.scheme.map({ ["http", "https"].contains($0) }) != true {
+                            yaml.error(hook, "notify.url", "'\(url)' is not an http(s) URL")
+                        } else {
+                            config.notify.append(.init(url: url, secretEnv: secret, format: format))
+                        }
+                    } else {
+                        yaml.error(hook, "notify", "a webhook needs a url")
+                    }
+                }
+            case "sarif":
+                guard let pairs = yaml.mapping(value, key, what: "sarif", known: []) else { continue }
+                for (pattern, _, v) in pairs {
+                    if let category = yaml.string(v, "sarif.\(pattern)", "sarif.\(pattern)") {
+                        config.sarif.append((Glob(pattern), category))
+                    }
+                }
+            case "reports":
+                guard let pairs = yaml.mapping(value, key, what: "reports", known: ["review_threshold"]) else { continue }
+                for (k, _, v) in pairs {
+                    if let n = yaml.int(v, "reports.\(k)", "reports.\(k)", range: 1...100_000) { config.reviewThreshold = n }
+                }
+            default: break
+            }
+        }
+        if !config.groups.isEmpty {
+            for (group, node) in referencedGroups where config.groups[group] == nil {
+                let hint = closestMatch(to: group, in: Array(config.groups.keys)).map { " (did you mean '\($0)'?)" } ?? ""
+                yaml.error(node, "groups", "group '\(group)' is referenced but not defined under groups:\(hint)")
+            }
+        }
+        if !yaml.errors.isEmpty { throw InputErrors(yaml.errors) }
+        return config
+    }
+
+    static func parseRisk(_ yaml: inout YAMLFile, _ value: Node, into config: inout Configuration, referenced: inout [(String, Node)]) {
+        guard let pairs = yaml.mapping(value, "risk", what: "risk", known: ["levels", "escalation"]) else { return }
+        for (k, _, v) in pairs {
+            switch k {
+            case "levels":
+                guard let levels = yaml.mapping(v, "risk.levels", what: "risk.levels", known: []) else { continue }
+                config.riskLevels = [:]
+                var covered: [Int: String] = [:]
+                for (name, _, scores) in levels {
+                    guard case .sequence(let seq) = scores else {
+                        yaml.error(scores, "risk.levels.\(name)", "must be a list of likelihood x impact scores (1, 2, 3, 4, 6, 9)")
+                        continue
+                    }
+                    var list: [Int] = []
+                    for s in seq {
+                        guard let n = yaml.int(s, "risk.levels.\(name)", "risk.levels.\(name)", range: 1...9) else { continue }
+                        if let other = covered[n] {
+                            yaml.error(s, "risk.levels.\(name)", "score \(n) is already in level '\(other)'")
+                        }
+                        covered[n] = name
+                        list.append(n)
+                    }
+                    config.riskLevels[name] = list
+                }
+                for score in [1, 2, 3, 4, 6, 9] where covered[score] == nil {
+                    yaml.error(v, "risk.levels", "no level covers the score \(score) (every likelihood x impact product needs a level)")
+                }
+            case "escalation":
+                guard let levels = yaml.mapping(v, "risk.escalation", what: "risk.escalation", known: []) else { continue }
+                config.escalation = [:]
+                for (level, _, rule) in levels {
+                    let subject = "risk.escalation.\(level)"
+                    guard let rp = yaml.mapping(rule, subject, what: subject, known: ["approvers", "min_approvals"]) else { continue }
+                    var e = Configuration.Escalation()
+                    for (rk, _, rv) in rp {
+                        if rk == "approvers" {
+                            e.approvers = yaml.strings(rv, subject, "approvers")
+                            referenced += (e.approvers ?? []).map { ($0, rv) }
+                        } else {
+                            e.minApprovals = yaml.int(rv, subject, "min_approvals", range: 1...10)
+                        }
+                    }
+                    config.escalation[level] = e
+                }
+            default: break
+            }
+        }
+        for level in config.escalation.keys where config.riskLevels[level] == nil {
+            yaml.error(value, "risk.escalation", "escalation for '\(level)', which is not a risk level")
+        }
+    }
+
+    /// Cross-checks policies against the configuration: approver groups must exist (when groups are
+    /// configured) and a policy's max_days may lower the configured cap but not raise it.
+    public static func validate(_ policies: [Policy], against config: Configuration) -> [InputError] {
+        var errors: [InputError] = []
+        for p in policies {
+            guard let rule = p.exceptions else { continue }
+            let file = p.location?.file ?? "policies", line = p.location?.line
+            if let days = rule.maxDays, days > config.maxDays {
+                errors.append(InputError(file: file, line: line, subject: p.id,
+                    message: "exceptions.max_days \(days) is past the configured cap of \(config.maxDays) days (waiver.yaml exceptions.max_days)"))
+            }
+            if !config.groups.isEmpty {
+                for g in rule.approvers ?? [] where config.groups[g] == nil {
+                    let hint = closestMatch(to: g, in: Array(config.groups.keys)).map { " (did you mean '\($0)'?)" } ?? ""
+                    errors.append(InputError(file: file, line: line, subject: p.id,
+                        message: "exceptions.approvers names group '\(g)', which waiver.yaml does not define\(hint)"))
+                }
+            }
+        }
+        return errors
+    }
+}

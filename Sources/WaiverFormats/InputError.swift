@@ -1,0 +1,77 @@
+import Foundation
+import WaiverCore
+
+/// A problem with an input file, located as precisely as we can: `file:line: subject: message`.
+public struct InputError: Error, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int?
+    /// What the problem is about, e.g. a policy id or a configuration key.
+    public var subject: String?
+    public var message: String
+
+    public init(file: String, line: Int? = nil, subject: String? = nil, message: String) {
+        self.file = file
+        self.line = line
+        self.subject = subject
+        self.message = message
+    }
+
+    public var description: String {
+        var s = file
+        if let line { s += ":\(line)" }
+        s += ": "
+        if let subject { s += "\(subject): " }
+        return s + message
+    }
+}
+
+/// Every problem found in a set of inputs, reported at once.
+public struct InputErrors: Error, CustomStringConvertible {
+    public var errors: [InputError]
+    public init(_ errors: [InputError]) { self.errors = errors }
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+/// Reading input files: size-bounded, with text encodings normalized to UTF-8.
+public enum InputFile {
+    /// The largest input read (plans, SARIF reports, policy files): 2 GiB.
+    public static let maxBytes = 2 << 30
+
+    /// Reads a file's bytes, memory-mapped when possible.
+    public static func read(_ path: String, maxBytes: Int = InputFile.maxBytes) throws(InputError) -> Data {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw InputError(file: path, message: "no such file")
+        }
+        if isDir.boolValue { throw InputError(file: path, message: "is a directory, not a file") }
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        if size > maxBytes {
+            throw InputError(file: path, message: "file is \(size) bytes, over the limit of \(maxBytes)")
+        }
+        do {
+            return try Data(contentsOf: URL(fileURLWithPath: path), options: [.mappedIfSafe])
+        } catch {
+            throw InputError(file: path, message: "cannot read: \(error.localizedDescription)")
+        }
+    }
+
+    /// Normalizes text to UTF-8 without a byte-order mark: UTF-8 with BOM, UTF-16 LE/BE with BOM
+    /// (what PowerShell's `>` writes), and BOM-less UTF-16 recognised by its zero bytes.
+    public static func utf8(_ data: Data, file: String) throws(InputError) -> Data {
+        let b0 = data.count > 0 ? data[data.startIndex] : 0
+        let b1 = data.count > 1 ? data[data.startIndex + 1] : 0
+        let b2 = data.count > 2 ? data[data.startIndex + 2] : 0
+        func decode(_ body: Data, _ encoding: String.Encoding, _ name: String) throws(InputError) -> Data {
+            guard body.count % 2 == 0, let s = String(data: body, encoding: encoding) else {
+                throw InputError(file: file, message: "invalid \(name) text")
+            }
+            return Data(s.utf8)
+        }
+        if b0 == 0xEF, b1 == 0xBB, b2 == 0xBF { return data.dropFirst(3) }
+        if b0 == 0xFF, b1 == 0xFE { return try decode(data.dropFirst(2), .utf16LittleEndian, "UTF-16LE") }
+        if b0 == 0xFE, b1 == 0xFF { return try decode(data.dropFirst(2), .utf16BigEndian, "UTF-16BE") }
+        if data.count >= 2, b0 != 0, b1 == 0 { return try decode(data, .utf16LittleEndian, "UTF-16LE") }
+        if data.count >= 2, b0 == 0, b1 != 0 { return try decode(data, .utf16BigEndian, "UTF-16BE") }
+        return data
+    }
+}

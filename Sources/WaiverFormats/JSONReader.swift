@@ -1,0 +1,351 @@
+import Foundation
+import WaiverCore
+
+/// A JSON syntax error with the line and column where reading stopped.
+public struct JSONSyntaxError: Error, Equatable, CustomStringConvertible {
+    public var message: String
+    public var line: Int
+    public var column: Int
+    public var description: String { "line \(line), column \(column): \(message)" }
+}
+
+/// A strict, bounded JSON reader over UTF-8 bytes that builds `Value`s.
+///
+/// Written for Terraform plans, which can be hundreds of megabytes: it can skip whole subtrees
+/// without building them (`planned_values`, `prior_state`, `before`...), bounds nesting depth so a
+/// hostile file cannot exhaust the stack, and reports errors with line and column.
+public struct JSONReader: ~Copyable {
+    private let base: UnsafePointer<UInt8>
+    private let count: Int
+    private var pos: Int = 0
+    public let maxDepth: Int
+
+    /// Reads from a buffer that must outlive the reader.
+    public init(_ buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int = 512) {
+        // An empty buffer has a nil base address; point at a static byte instead.
+        self.base = buffer.baseAddress ?? JSONReader.emptyByte
+        self.count = buffer.count
+        self.maxDepth = maxDepth
+    }
+
+    nonisolated(unsafe) private static let emptyByte: UnsafePointer<UInt8> = {
+        let p = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
+        p.initialize(to: 0)
+        return UnsafePointer(p)
+    }()
+
+    /// Parses a whole document into a value.
+    public static func parse(_ data: Data, maxDepth: Int = 512) throws(JSONSyntaxError) -> Value {
+        let result: Result<Value, JSONSyntaxError> = data.withUnsafeBytes { raw in
+            var reader = JSONReader(raw.bindMemory(to: UInt8.self), maxDepth: maxDepth)
+            do throws(JSONSyntaxError) {
+                let v = try reader.readValue()
+                try reader.expectEnd()
+                return .success(v)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    // MARK: - Position and errors
+
+    public func error(_ message: String, at offset: Int? = nil) -> JSONSyntaxError {
+        let end = min(offset ?? pos, count)
+        var line = 1, lineStart = 0
+        var i = 0
+        while i < end {
+            if base[i] == 0x0A { line += 1; lineStart = i + 1 }
+            i += 1
+        }
+        return JSONSyntaxError(message: message, line: line, column: end - lineStart + 1)
+    }
+
+    @inline(__always) private mutating func skipWhitespace() {
+        while pos < count {
+            let c = base[pos]
+            if c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { pos += 1 } else { break }
+        }
+    }
+
+    /// After the top-level value: only whitespace may follow.
+    public mutating func expectEnd() throws(JSONSyntaxError) {
+        skipWhitespace()
+        if pos < count { throw error("unexpected '\(describe(base[pos]))' after the end of the JSON document") }
+    }
+
+    private func describe(_ c: UInt8) -> String {
+        if c >= 0x20 && c < 0x7F { return String(UnicodeScalar(c)) }
+        return String(format: "\\x%02X", c)
+    }
+
+    private mutating func peek() throws(JSONSyntaxError) -> UInt8 {
+        skipWhitespace()
+        guard pos < count else {
+            throw error(count == 0 ? "the file is empty" : "unexpected end of input (the file looks truncated)")
+        }
+        return base[pos]
+    }
+
+    // MARK: - Structured reading
+
+    /// The type of the next value, without consuming it.
+    public mutating func nextKind() throws(JSONSyntaxError) -> String {
+        switch try peek() {
+        case UInt8(ascii: "{"): return "object"
+        case UInt8(ascii: "["): return "array"
+        case UInt8(ascii: "\""): return "string"
+        case UInt8(ascii: "t"), UInt8(ascii: "f"): return "boolean"
+        case UInt8(ascii: "n"): return "null"
+        default: return "number"
+        }
+    }
+
+    /// Reads an object key by key; `body` must consume each member's value (read or skip it).
+    public mutating func readObject(
+        depth: Int = 0, _ body: (inout JSONReader, String) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) {
+        guard depth < maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+        guard try peek() == UInt8(ascii: "{") else { throw error("expected an object") }
+        pos += 1
+        if try peek() == UInt8(ascii: "}") { pos += 1; return }
+        while true {
+            guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string key") }
+            let key = try readString()
+            guard try peek() == UInt8(ascii: ":") else { throw error("expected ':' after key \"\(key)\"") }
+            pos += 1
+            try body(&self, key)
+            let c = try peek()
+            pos += 1
+            if c == UInt8(ascii: "}") { return }
+            if c != UInt8(ascii: ",") { pos -= 1; throw error("expected ',' or '}' in object") }
+        }
+    }
+
+    /// Reads an array element by element; `body` must consume each element.
+    public mutating func readArray(
+        depth: Int = 0, _ body: (inout JSONReader, Int) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) {
+        guard depth < maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+        guard try peek() == UInt8(ascii: "[") else { throw error("expected an array") }
+        pos += 1
+        if try peek() == UInt8(ascii: "]") { pos += 1; return }
+        var index = 0
+        while true {
+            try body(&self, index)
+            index += 1
+            let c = try peek()
+            pos += 1
+            if c == UInt8(ascii: "]") { return }
+            if c != UInt8(ascii: ",") { pos -= 1; throw error("expected ',' or ']' in array") }
+        }
+    }
+
+    /// Reads the next value whole.
+    public mutating func readValue(depth: Int = 0) throws(JSONSyntaxError) -> Value {
+        guard depth < maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+        let c = try peek()
+        switch c {
+        case UInt8(ascii: "{"):
+            var object = Value.Object()
+            try readObject(depth: depth) { (r: inout JSONReader, key: String) throws(JSONSyntaxError) in
+                object.append(key, try r.readValue(depth: depth + 1))
+            }
+            return .object(object)
+        case UInt8(ascii: "["):
+            var items: [Value] = []
+            try readArray(depth: depth) { (r: inout JSONReader, _: Int) throws(JSONSyntaxError) in
+                items.append(try r.readValue(depth: depth + 1))
+            }
+            return .array(items)
+        case UInt8(ascii: "\""):
+            return .string(try readString())
+        case UInt8(ascii: "t"):
+            try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null"); return .null
+        default:
+            return .number(try readNumber())
+        }
+    }
+
+    /// Skips the next value, checking its syntax but building nothing.
+    public mutating func skipValue(depth: Int = 0) throws(JSONSyntaxError) {
+        guard depth < maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+        let c = try peek()
+        switch c {
+        case UInt8(ascii: "{"):
+            try readObject(depth: depth) { (r: inout JSONReader, _: String) throws(JSONSyntaxError) in
+                try r.skipValue(depth: depth + 1)
+            }
+        case UInt8(ascii: "["):
+            try readArray(depth: depth) { (r: inout JSONReader, _: Int) throws(JSONSyntaxError) in
+                try r.skipValue(depth: depth + 1)
+            }
+        case UInt8(ascii: "\""):
+            try scanString(build: false)
+        case UInt8(ascii: "t"): try literal("true")
+        case UInt8(ascii: "f"): try literal("false")
+        case UInt8(ascii: "n"): try literal("null")
+        default: _ = try readNumber()
+        }
+    }
+
+    // MARK: - Scalars
+
+    private mutating func literal(_ word: StaticString) throws(JSONSyntaxError) {
+        let n = word.utf8CodeUnitCount
+        let w = word.utf8Start
+        guard pos + n <= count else { throw error("unexpected end of input (the file looks truncated)") }
+        for i in 0..<n where base[pos + i] != w[i] {
+            throw error("invalid literal (expected '\(word)')")
+        }
+        pos += n
+    }
+
+    public mutating func readString() throws(JSONSyntaxError) -> String {
+        guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string") }
+        return try scanString(build: true) ?? ""
+    }
+
+    @discardableResult
+    private mutating func scanString(build: Bool) throws(JSONSyntaxError) -> String? {
+        let start = pos
+        pos += 1
+        let contentStart = pos
+        var sawEscape = false
+        var sawHigh = false
+        while true {
+            guard pos < count else { throw error("unterminated string", at: start) }
+            let c = base[pos]
+            if c == UInt8(ascii: "\"") { break }
+            if c == UInt8(ascii: "\\") {
+                sawEscape = true
+                pos += 2
+                continue
+            }
+            if c < 0x20 { throw error("control character in string (escape it as \\u00XX)") }
+            if c >= 0x80 { sawHigh = true }
+            pos += 1
+        }
+        let contentEnd = pos
+        pos += 1
+        let raw = UnsafeBufferPointer(start: base + contentStart, count: contentEnd - contentStart)
+        if !sawEscape {
+            if sawHigh {
+                guard let s = String(validating: raw, as: UTF8.self) else {
+                    throw error("invalid UTF-8 in string", at: contentStart)
+                }
+                return build ? s : nil
+            }
+            return build ? String(decoding: raw, as: UTF8.self) : nil
+        }
+        return try unescape(raw, at: contentStart, build: build)
+    }
+
+    private func unescape(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int, build: Bool) throws(JSONSyntaxError) -> String? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(raw.count)
+        var i = 0
+        func hex4(_ at: Int) -> UInt32? {
+            guard at + 4 <= raw.count else { return nil }
+            var v: UInt32 = 0
+            for k in 0..<4 {
+                let c = raw[at + k]
+                let d: UInt32
+                switch c {
+                case 0x30...0x39: d = UInt32(c - 0x30)
+                case 0x41...0x46: d = UInt32(c - 0x41 + 10)
+                case 0x61...0x66: d = UInt32(c - 0x61 + 10)
+                default: return nil
+                }
+                v = v << 4 | d
+            }
+            return v
+        }
+        func append(_ scalar: UInt32) {
+            let s = Unicode.Scalar(scalar) ?? "\u{FFFD}"
+            bytes.append(contentsOf: Array(String(s).utf8))
+        }
+        while i < raw.count {
+            let c = raw[i]
+            if c != UInt8(ascii: "\\") { bytes.append(c); i += 1; continue }
+            guard i + 1 < raw.count else { throw error("bad escape in string", at: offset + i) }
+            let e = raw[i + 1]
+            switch e {
+            case UInt8(ascii: "\""): bytes.append(0x22)
+            case UInt8(ascii: "\\"): bytes.append(0x5C)
+            case UInt8(ascii: "/"): bytes.append(0x2F)
+            case UInt8(ascii: "b"): bytes.append(0x08)
+            case UInt8(ascii: "f"): bytes.append(0x0C)
+            case UInt8(ascii: "n"): bytes.append(0x0A)
+            case UInt8(ascii: "r"): bytes.append(0x0D)
+            case UInt8(ascii: "t"): bytes.append(0x09)
+            case UInt8(ascii: "u"):
+                guard let u = hex4(i + 2) else { throw error("bad \\u escape in string", at: offset + i) }
+                i += 6
+                if (0xD800...0xDBFF).contains(u), i + 1 < raw.count, raw[i] == UInt8(ascii: "\\"), raw[i + 1] == UInt8(ascii: "u"),
+                   let low = hex4(i + 2), (0xDC00...0xDFFF).contains(low) {
+                    append(0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00))
+                    i += 6
+                } else {
+                    append(u)  // a lone surrogate becomes U+FFFD
+                }
+                continue
+            default:
+                throw error("bad escape '\\\(describe(e))' in string", at: offset + i)
+            }
+            i += 2
+        }
+        guard build else {
+            if String(validating: bytes, as: UTF8.self) == nil { throw error("invalid UTF-8 in string", at: offset) }
+            return nil
+        }
+        guard let s = String(validating: bytes, as: UTF8.self) else { throw error("invalid UTF-8 in string", at: offset) }
+        return s
+    }
+
+    private mutating func readNumber() throws(JSONSyntaxError) -> Double {
+        let start = pos
+        var i = pos
+        var isInteger = true
+        var intValue: Int64 = 0
+        var negative = false
+        if i < count, base[i] == UInt8(ascii: "-") { negative = true; i += 1 }
+        let digitsStart = i
+        while i < count, base[i] >= 0x30, base[i] <= 0x39 {
+            if i - digitsStart < 18 { intValue = intValue * 10 + Int64(base[i] - 0x30) } else { isInteger = false }
+            i += 1
+        }
+        if i == digitsStart {
+            if start < count, base[start] >= 0x20, base[start] < 0x7F {
+                throw error("unexpected '\(describe(base[start]))' (expected a value)")
+            }
+            throw error(start < count ? "unexpected byte \(describe(base[start])) (expected a value)" : "unexpected end of input")
+        }
+        if base[digitsStart] == 0x30, i - digitsStart > 1 { throw error("a number may not start with 0") }
+        if i < count, base[i] == UInt8(ascii: ".") {
+            isInteger = false
+            i += 1
+            let f = i
+            while i < count, base[i] >= 0x30, base[i] <= 0x39 { i += 1 }
+            if i == f { throw error("expected digits after '.'", at: i) }
+        }
+        if i < count, base[i] == UInt8(ascii: "e") || base[i] == UInt8(ascii: "E") {
+            isInteger = false
+            i += 1
+            if i < count, base[i] == UInt8(ascii: "+") || base[i] == UInt8(ascii: "-") { i += 1 }
+            let e = i
+            while i < count, base[i] >= 0x30, base[i] <= 0x39 { i += 1 }
+            if i == e { throw error("expected digits in exponent", at: i) }
+        }
+        pos = i
+        if isInteger { return Double(negative ? -intValue : intValue) }
+        let text = String(decoding: UnsafeBufferPointer(start: base + start, count: i - start), as: UTF8.self)
+        guard let d = Double(text) else { throw error("invalid number '\(text)'", at: start) }
+        return d
+    }
+}

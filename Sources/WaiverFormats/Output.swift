@@ -1,0 +1,333 @@
+import Crypto
+import Foundation
+import WaiverCore
+
+/// The output formats of `waiver check`.
+public enum OutputFormat: String, CaseIterable, Sendable {
+    case text, json, sarif, junit, markdown
+
+    /// Renders a report in this format.
+    public func render(_ report: CheckReport) -> String {
+        switch self {
+        case .text: return TextOutput.render(report)
+        case .json: return JSONOutput.render(report)
+        case .sarif: return SarifOutput.render(report)
+        case .junit: return JUnitOutput.render(report)
+        case .markdown: return MarkdownOutput.render(report)
+        }
+    }
+}
+
+/// Version of Waiver as written into reports.
+public let waiverVersion = "0.1.0"
+
+func iso8601(_ date: Date) -> String { date.formatted(.iso8601) }
+
+extension ResultStatus {
+    var label: String { rawValue.uppercased() }
+}
+
+extension Finding {
+    var exceptionNote: String? {
+        guard let id = exception else { return nil }
+        switch status {
+        case .excepted: return "excepted by \(id)" + (expires.map { " until \(iso8601($0))" } ?? "")
+        case .pending: return "exception \(id) waiting for approval"
+        default: return id
+        }
+    }
+
+    var sourceFile: String {
+        switch origin {
+        case .plan(let file): return file
+        case .sarif(let file, _, let uri, _): return uri ?? file
+        }
+    }
+}
+
+extension CheckReport {
+    var tally: String {
+        let s = summary
+        return "\(s.resources) resource\(s.resources == 1 ? "" : "s"), \(s.violations) violation\(s.violations == 1 ? "" : "s"): "
+            + "\(s.blocking) blocking, \(s.excepted) excepted, \(s.pending) pending, \(s.unknown) unknown"
+    }
+}
+
+// MARK: - JSON
+
+/// `check --format json`, the shape pipelines rely on (cli.md).
+public enum JSONOutput {
+    public static func value(_ report: CheckReport) -> Value {
+        let s = report.summary
+        var root = Value.Object()
+        root.append("verdict", .string(report.verdict))
+        root.append("workspace", .string(report.workspace))
+        root.append("summary", [
+            "resources": .number(Double(s.resources)), "violations": .number(Double(s.violations)),
+            "blocking": .number(Double(s.blocking)), "excepted": .number(Double(s.excepted)),
+            "pending": .number(Double(s.pending)), "unknown": .number(Double(s.unknown)),
+        ])
+        root.append("results", .array(report.findings.map(result)))
+        return .object(root)
+    }
+
+    static func result(_ f: Finding) -> Value {
+        var o = Value.Object()
+        o.append("policy", .string(f.policy))
+        o.append("title", .string(f.title))
+        o.append("severity", .string(f.severity.rawValue))
+        o.append("category", .string(f.category))
+        o.append("resource", .string(f.resource))
+        o.append("status", .string(f.status.rawValue))
+        if let e = f.exception { o.append("exception", .string(e)) }
+        if let d = f.expires { o.append("expires", .string(iso8601(d))) }
+        o.append("message", .string(f.message))
+        if !f.remediation.isEmpty { o.append("remediation", .string(f.remediation)) }
+        switch f.origin {
+        case .plan(let file):
+            o.append("source", ["kind": "plan", "file": .string(file)])
+        case .sarif(let file, let tool, let uri, let line):
+            var src: Value.Object = Value.Object([("kind", "sarif"), ("file", .string(file)), ("tool", .string(tool))])
+            if let uri { src.append("uri", .string(uri)) }
+            if let line { src.append("line", .number(Double(line))) }
+            o.append("source", .object(src))
+        }
+        return .object(o)
+    }
+
+    public static func render(_ report: CheckReport) -> String { JSONWriter.write(value(report)) }
+}
+
+// MARK: - Text
+
+/// Text for a CI log: violations grouped by severity, each with what, where, why and how to fix.
+public enum TextOutput {
+    public static func render(_ report: CheckReport) -> String {
+        var out = "waiver check: workspace \(report.workspace), \(report.resourceCount) resources, \(report.policies.count) policies applied\n"
+        if report.findings.isEmpty { out += "\nNo violations.\n" }
+        for severity in Severity.allCases.reversed() {
+            let group = report.findings.filter { $0.severity == severity }
+            if group.isEmpty { continue }
+            out += "\n\(severity.rawValue.uppercased()) (\(group.count))\n"
+            for f in group {
+                out += "  \(f.status.label.padding(toLength: 9, withPad: " ", startingAt: 0)) \(f.policy)  \(f.title)\n"
+                out += "            resource: \(f.resource)\n"
+                if let note = f.exceptionNote { out += "            exception: \(note)\n" }
+                if !f.message.isEmpty { out += "            why: \(f.message)\n" }
+                if !f.remediation.isEmpty, f.status != .excepted { out += "            fix: \(oneLine(f.remediation))\n" }
+            }
+        }
+        if report.summary.unknown > 0 {
+            out += report.unknownMode == .block
+                ? "\nUnknown outcomes block this check (--unknown=block).\n"
+                : "\nUnknown outcomes do not block (use --unknown=block to make them block).\n"
+        }
+        out += "\n\(report.passed ? "PASS" : "BLOCKED"): \(report.tally)\n"
+        return out
+    }
+
+    static func oneLine(_ s: String) -> String {
+        s.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+    }
+}
+
+// MARK: - Markdown
+
+/// A pull-request comment: verdict, tally, a table of violations, and how to fix each policy.
+public enum MarkdownOutput {
+    static let maxRows = 100
+
+    public static func render(_ report: CheckReport) -> String {
+        var out = "### Waiver: \(report.passed ? "✅ pass" : "❌ blocked")\n\n"
+        out += "Workspace `\(code(report.workspace))`: \(report.tally).\n"
+        if report.findings.isEmpty { return out }
+        out += "\n| Status | Severity | Policy | Resource | Why |\n|---|---|---|---|---|\n"
+        let icons: [ResultStatus: String] = [.blocking: "❌", .excepted: "🟢", .pending: "⏳", .unknown: "❔"]
+        let rows = report.findings.sorted {
+            ($1.severity.rank, $0.policy, $0.resource) < ($0.severity.rank, $1.policy, $1.resource)
+        }
+        for f in rows.prefix(maxRows) {
+            var status = "\(icons[f.status] ?? "") \(f.status.rawValue)"
+            if let note = f.exceptionNote { status += " (\(cell(note)))" }
+            out += "| \(status) | \(f.severity.rawValue) | **\(cell(f.policy))** \(cell(f.title)) | `\(code(f.resource))` | \(cell(f.message)) |\n"
+        }
+        if rows.count > maxRows { out += "\n…and \(rows.count - maxRows) more (see the full report in the job log).\n" }
+        let fixes = Dictionary(grouping: report.findings.filter { $0.status != .excepted && !$0.remediation.isEmpty }, by: \.policy)
+        if !fixes.isEmpty {
+            out += "\n<details><summary>How to fix</summary>\n\n"
+            for id in fixes.keys.sorted() {
+                guard let f = fixes[id]?.first else { continue }
+                out += "- **\(cell(id))** \(cell(f.title)): \(cell(f.remediation))\n"
+            }
+            out += "\n</details>\n"
+        }
+        return out
+    }
+
+    /// Text safe inside a table cell: no pipes, newlines or HTML.
+    static func cell(_ s: String) -> String {
+        TextOutput.oneLine(s).replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "|", with: "\\|")
+    }
+
+    static func code(_ s: String) -> String {
+        TextOutput.oneLine(s).replacingOccurrences(of: "`", with: "'").replacingOccurrences(of: "|", with: "\\|")
+    }
+}
+
+// MARK: - SARIF
+
+/// SARIF 2.1.0 for GitHub code scanning: the rules with help text, one result per violation;
+/// excepted violations carry an accepted suppression naming the exception.
+public enum SarifOutput {
+    static func level(_ s: Severity) -> String {
+        switch s {
+        case .critical, .high: return "error"
+        case .medium: return "warning"
+        case .low: return "note"
+        }
+    }
+
+    static func securitySeverity(_ s: Severity) -> String {
+        switch s {
+        case .critical: return "9.5"
+        case .high: return "8.0"
+        case .medium: return "5.5"
+        case .low: return "2.0"
+        }
+    }
+
+    public static func fingerprint(_ f: Finding) -> String {
+        let digest = SHA256.hash(data: Data("\(f.policy)\u{0}\(f.resource)".utf8))
+        return digest.map { String(format: "%02x", $0) }.joined()
+    }
+
+    public static func render(_ report: CheckReport) -> String {
+        var ruleIndex: [String: Int] = [:]
+        var rules: [Value] = []
+        for p in report.policies {
+            ruleIndex[p.id] = rules.count
+            var rule = Value.Object()
+            rule.append("id", .string(p.id))
+            rule.append("name", .string(p.id.replacingOccurrences(of: "-", with: "_")))
+            rule.append("shortDescription", ["text": .string(p.title)])
+            rule.append("fullDescription", ["text": .string(p.description.isEmpty ? p.title : TextOutput.oneLine(p.description))])
+            let help = p.remediation.isEmpty ? p.title : p.remediation
+            rule.append("help", ["text": .string(help), "markdown": .string("**\(p.title)**\n\n\(help)")])
+            rule.append("defaultConfiguration", ["level": .string(level(p.severity))])
+            rule.append("properties", [
+                "tags": [.string(p.category)], "security-severity": .string(securitySeverity(p.severity)),
+                "precision": "high",
+            ])
+            rules.append(.object(rule))
+        }
+        var results: [Value] = []
+        for f in report.findings {
+            var r = Value.Object()
+            r.append("ruleId", .string(f.policy))
+            if let i = ruleIndex[f.policy] { r.append("ruleIndex", .number(Double(i))) }
+            r.append("level", .string(level(f.severity)))
+            var text = "\(f.title): \(f.resource)"
+            if !f.message.isEmpty { text += " — \(f.message)" }
+            if let note = f.exceptionNote { text += " [\(note)]" }
+            r.append("message", ["text": .string(text)])
+            var physical = Value.Object()
+            var line = 1
+            if case .sarif(_, _, _, let l?) = f.origin { line = max(1, l) }
+            physical.append("artifactLocation", ["uri": .string(f.sourceFile)])
+            physical.append("region", ["startLine": .number(Double(line))])
+            r.append("locations", [[
+                "physicalLocation": .object(physical),
+                "logicalLocations": [["fullyQualifiedName": .string(f.resource), "kind": "resource"]],
+            ]])
+            r.append("partialFingerprints", ["waiverFinding/v1": .string(fingerprint(f))])
+            if f.status == .excepted, let id = f.exception {
+                r.append("suppressions", [[
+                    "kind": "external", "status": "accepted",
+                    "justification": .string("Waiver exception \(id)" + (f.expires.map { " until \(iso8601($0))" } ?? "")),
+                ]])
+            }
+            var props = Value.Object([("status", .string(f.status.rawValue)), ("workspace", .string(report.workspace))])
+            if let e = f.exception { props.append("exception", .string(e)) }
+            r.append("properties", .object(props))
+            results.append(.object(r))
+        }
+        let driver: Value = [
+            "name": "waiver", "version": .string(waiverVersion), "semanticVersion": .string(waiverVersion),
+            "informationUri": "https://github.com/waiver-dev/waiver", "rules": .array(rules),
+        ]
+        let doc: Value = [
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "version": "2.1.0",
+            "runs": [["tool": ["driver": driver], "results": .array(results)]],
+        ]
+        return JSONWriter.write(doc)
+    }
+}
+
+// MARK: - JUnit
+
+/// JUnit XML: one test suite per policy, one test case per policy and resource evaluated.
+/// Blocking and pending violations fail; excepted and unknown ones are skipped with the reason.
+public enum JUnitOutput {
+    public static func render(_ report: CheckReport) -> String {
+        var cases: [String: [(resource: String, finding: Finding?)]] = [:]
+        for pair in report.compliant { cases[pair.policy, default: []].append((pair.resource, nil)) }
+        for f in report.findings { cases[f.policy, default: []].append((f.resource, f)) }
+        let titles = Dictionary(report.policies.map { ($0.id, $0.title) }, uniquingKeysWith: { a, _ in a })
+        var suites = ""
+        var total = 0, failures = 0, skipped = 0
+        for policy in cases.keys.sorted() {
+            let list = (cases[policy] ?? []).sorted { $0.resource < $1.resource }
+            var body = ""
+            var f = 0, s = 0
+            for (resource, finding) in list {
+                body += "    <testcase classname=\"\(xml(policy))\" name=\"\(xml(resource))\""
+                guard let finding else { body += "/>\n"; continue }
+                body += ">\n"
+                let detail = [finding.message, finding.remediation.isEmpty ? "" : "Fix: \(finding.remediation)"]
+                    .filter { !$0.isEmpty }.joined(separator: "\n")
+                switch finding.status {
+                case .blocking, .pending:
+                    f += 1
+                    let what = finding.status == .pending ? (finding.exceptionNote ?? "exception pending") : finding.title
+                    body += "      <failure type=\"\(finding.status.rawValue)\" message=\"\(xml(what))\">\(xml(detail))</failure>\n"
+                case .excepted, .unknown:
+                    s += 1
+                    let why = finding.status == .unknown ? "outcome known only after apply" : (finding.exceptionNote ?? "excepted")
+                    body += "      <skipped message=\"\(xml(why))\"/>\n"
+                    body += "      <system-out>\(xml(detail))</system-out>\n"
+                }
+                body += "    </testcase>\n"
+            }
+            total += list.count; failures += f; skipped += s
+            let name = titles[policy].map { "\(policy) \($0)" } ?? policy
+            suites += "  <testsuite name=\"\(xml(name))\" tests=\"\(list.count)\" failures=\"\(f)\" errors=\"0\" skipped=\"\(s)\">\n"
+            suites += body + "  </testsuite>\n"
+        }
+        return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+            + "<testsuites name=\"waiver check (\(xml(report.workspace)))\" tests=\"\(total)\" failures=\"\(failures)\" errors=\"0\" skipped=\"\(skipped)\">\n"
+            + suites + "</testsuites>\n"
+    }
+
+    /// Escapes text for XML attributes and content, dropping characters XML 1.0 cannot carry.
+    static func xml(_ s: String) -> String {
+        var out = ""
+        out.reserveCapacity(s.utf8.count)
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&apos;"
+            case "\n": out += "&#10;"
+            case "\t", "\r": out.unicodeScalars.append(scalar)
+            default:
+                if scalar.value < 0x20 || (0xFFFE...0xFFFF).contains(scalar.value) { continue }
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+}

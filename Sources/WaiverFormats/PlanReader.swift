@@ -1,0 +1,182 @@
+import Foundation
+import WaiverCore
+
+/// A Terraform plan read from `terraform show -json` output.
+public struct Plan: Sendable {
+    public var formatVersion: String
+    public var terraformVersion: String?
+    /// Managed resources to evaluate: pure deletions, forgets and data sources are left out.
+    public var resources: [Resource]
+    /// How many `resource_changes` entries were read, evaluated or not.
+    public var changeCount: Int
+}
+
+/// Reads Terraform plan JSON (format_version 0.x and 1.x).
+///
+/// Only `resource_changes` is built into values, and only `after`, `after_unknown` and
+/// `after_sensitive` of each change; everything else is checked for syntax and skipped.
+public enum PlanReader {
+    public static func read(path: String) throws(InputError) -> Plan {
+        let raw = try InputFile.read(path)
+        return try parse(raw, file: path)
+    }
+
+    public static func parse(_ raw: Data, file: String) throws(InputError) -> Plan {
+        var data = try InputFile.utf8(raw, file: file)
+        // hashicorp/setup-terraform's wrapper echoes "[command]... show -json" before the JSON.
+        if data.starts(with: Array("[command]".utf8)), let nl = data.firstIndex(of: 0x0A) {
+            data = data[(nl + 1)...]
+        }
+        let result: Result<Plan, InputError> = data.withUnsafeBytes { rawBuffer in
+            var reader = JSONReader(rawBuffer.bindMemory(to: UInt8.self))
+            do throws(JSONSyntaxError) {
+                return try parseDocument(&reader, file: file)
+            } catch {
+                return .failure(InputError(file: file, line: error.line, message: error.message + " (column \(error.column))"))
+            }
+        }
+        return try result.get()
+    }
+
+    private static func parseDocument(_ r: inout JSONReader, file: String) throws(JSONSyntaxError) -> Result<Plan, InputError> {
+        guard try r.nextKind() == "object" else {
+            throw r.error("not a Terraform plan: expected a JSON object at the top (from `terraform show -json PLAN`)")
+        }
+        var formatVersion: String?
+        var terraformVersion: String?
+        var resources: [Resource] = []
+        var changeCount = 0
+        var sawChanges = false
+        try r.readObject { (r: inout JSONReader, key: String) throws(JSONSyntaxError) in
+            switch key {
+            case "format_version":
+                guard try r.nextKind() == "string" else { throw r.error("format_version must be a string") }
+                formatVersion = try r.readString()
+            case "terraform_version":
+                guard try r.nextKind() == "string" else { throw r.error("terraform_version must be a string") }
+                terraformVersion = try r.readString()
+            case "resource_changes":
+                sawChanges = true
+                let kind = try r.nextKind()
+                if kind == "null" { try r.skipValue(); return }
+                guard kind == "array" else { throw r.error("resource_changes must be an array, found \(kind)") }
+                try r.readArray(depth: 1) { (r: inout JSONReader, index: Int) throws(JSONSyntaxError) in
+                    changeCount += 1
+                    if let resource = try readChange(&r, index: index) { resources.append(resource) }
+                }
+            default:
+                try r.skipValue(depth: 1)
+            }
+        }
+        try r.expectEnd()
+        guard let version = formatVersion else {
+            return .failure(InputError(file: file, message: sawChanges
+                ? "not a Terraform plan: no format_version"
+                : "not a Terraform plan: no format_version and no resource_changes (is this `terraform show -json PLAN` output?)"))
+        }
+        let major = version.split(separator: ".").first.flatMap { Int($0) }
+        guard major == 0 || major == 1 else {
+            return .failure(InputError(file: file, message: "unsupported plan format_version \"\(version)\" (supported: 0.x and 1.x)"))
+        }
+        return .success(Plan(formatVersion: version, terraformVersion: terraformVersion, resources: resources, changeCount: changeCount))
+    }
+
+    private static func readChange(_ r: inout JSONReader, index: Int) throws(JSONSyntaxError) -> Resource? {
+        let at = "resource_changes[\(index)]"
+        guard try r.nextKind() == "object" else { throw r.error("\(at) must be an object") }
+        var address: String?, mode: String?, type: String?, name: String?, module = "", provider = ""
+        var actions: [String]?
+        var after: Value = .null, unknown: Value = .bool(false), sensitive: Value = .bool(false)
+        func string(_ r: inout JSONReader, _ field: String) throws(JSONSyntaxError) -> String {
+            let kind = try r.nextKind()
+            guard kind == "string" else { throw r.error("\(at).\(field) must be a string, found \(kind)") }
+            return try r.readString()
+        }
+        try r.readObject(depth: 2) { (r: inout JSONReader, key: String) throws(JSONSyntaxError) in
+            switch key {
+            case "address": address = try string(&r, key)
+            case "mode": mode = try string(&r, key)
+            case "type": type = try string(&r, key)
+            case "name": name = try string(&r, key)
+            case "module_address": module = try string(&r, key)
+            case "provider_name": provider = try string(&r, key)
+            case "change":
+                let kind = try r.nextKind()
+                guard kind == "object" else { throw r.error("\(at).change must be an object, found \(kind)") }
+                try r.readObject(depth: 3) { (r: inout JSONReader, key: String) throws(JSONSyntaxError) in
+                    switch key {
+                    case "actions":
+                        let v = try r.readValue(depth: 4)
+                        guard let list = v.arrayValue, !list.isEmpty,
+                              case let names = list.compactMap(\.stringValue), names.count == list.count
+                        else { throw r.error("\(at).change.actions must be a non-empty list of strings") }
+                        actions = names
+                    case "after": after = try r.readValue(depth: 4)
+                    case "after_unknown": unknown = try r.readValue(depth: 4)
+                    case "after_sensitive": sensitive = try r.readValue(depth: 4)
+                    default: try r.skipValue(depth: 4)
+                    }
+                }
+            default:
+                try r.skipValue(depth: 3)
+            }
+        }
+        guard let address else { throw r.error("\(at) has no address") }
+        guard let type else { throw r.error("\(at) (\(address)) has no type") }
+        guard let actions else { throw r.error("\(at) (\(address)) has no change.actions") }
+        let action: ResourceAction
+        switch actions {
+        case ["create"], ["create", "forget"]: action = .create
+        case ["update"]: action = .update
+        case ["delete", "create"], ["create", "delete"]: action = .replace
+        case ["no-op"]: action = .noop
+        case ["read"]: action = .read
+        case ["delete"], ["delete", "forget"]: action = .delete
+        case ["forget"]: action = .forget
+        default:
+            throw r.error("\(at) (\(address)): unknown change.actions \(actions) (expected create, update, delete+create, create+delete, no-op, read, delete or forget)")
+        }
+        // Data sources and resources that will no longer exist are not evaluated.
+        if mode == "data" || action == .delete || action == .forget { return nil }
+        if after.isNull { after = .object(Value.Object()) }
+        let attributes = applyUnknown(after, unknown)
+        let sensitiveMask: Value? = {
+            if case .bool(false) = sensitive { return nil }
+            if case .object(let o) = sensitive, o.isEmpty { return nil }
+            return sensitive
+        }()
+        return Resource(
+            address: address, type: type, name: name ?? "", module: module, provider: provider,
+            action: action, attributes: attributes, sensitive: sensitiveMask)
+    }
+
+    /// Marks the values that `after_unknown` flags as `.unknown`, at any depth: whole objects,
+    /// single attributes and single list elements.
+    static func applyUnknown(_ value: Value, _ mask: Value) -> Value {
+        switch mask {
+        case .bool(true): return .unknown
+        case .object(let m):
+            guard case .object(var o) = value else {
+                if value.isNull, m.values.contains(where: { if case .bool(true) = $0 { return true }; return false }) {
+                    var fresh = Value.Object()
+                    for (k, sub) in m.pairs { fresh.append(k, applyUnknown(.null, sub)) }
+                    return .object(fresh)
+                }
+                return value
+            }
+            for (k, sub) in m.pairs {
+                if case .bool(false) = sub { continue }
+                o[k] = applyUnknown(o[k] ?? .null, sub)
+            }
+            return .object(o)
+        case .array(let m):
+            guard case .array(var a) = value else { return value }
+            for (i, sub) in m.enumerated() {
+                if i < a.count { a[i] = applyUnknown(a[i], sub) } else if case .bool(true) = sub { a.append(.unknown) }
+            }
+            return .array(a)
+        default:
+            return value
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import WaiverCore
+
+/// Reads SARIF 2.1.0 reports from any scanner (Checkov, Trivy, tfsec, KICS, Semgrep, ...).
+public enum SarifReader {
+    public static func read(path: String) throws(InputError) -> [ExternalFinding] {
+        let raw = try InputFile.read(path)
+        return try parse(raw, file: path)
+    }
+
+    public static func parse(_ raw: Data, file: String) throws(InputError) -> [ExternalFinding] {
+        let data = try InputFile.utf8(raw, file: file)
+        let doc: Value
+        do throws(JSONSyntaxError) {
+            doc = try JSONReader.parse(data)
+        } catch {
+            throw InputError(file: file, line: error.line, message: "not valid JSON: \(error.message) (column \(error.column))")
+        }
+        func fail(_ message: String) -> InputError { InputError(file: file, message: "not a valid SARIF 2.1.0 report: " + message) }
+        guard case .object(let root) = doc else { throw fail("expected a JSON object at the top") }
+        guard let version = root["version"]?.stringValue else { throw fail("no \"version\"") }
+        guard version == "2.1.0" else {
+            throw InputError(file: file, message: "unsupported SARIF version \"\(version)\" (supported: 2.1.0)")
+        }
+        guard let runs = root["runs"]?.arrayValue else { throw fail("no \"runs\" list") }
+        var findings: [ExternalFinding] = []
+        for (runIndex, run) in runs.enumerated() {
+            let at = "runs[\(runIndex)]"
+            guard case .object = run else { throw fail("\(at) is not an object") }
+            guard let driver = run["tool"]?["driver"], case .object = driver else { throw fail("\(at) has no tool.driver") }
+            guard let toolName = driver["name"]?.stringValue else { throw fail("\(at).tool.driver has no name") }
+            var rules: [Value] = driver["rules"]?.arrayValue ?? []
+            var rulesById: [String: Value] = [:]
+            for ext in run["tool"]?["extensions"]?.arrayValue ?? [] { rules += ext["rules"]?.arrayValue ?? [] }
+            for rule in rules { if let id = rule["id"]?.stringValue { rulesById[id] = rule } }
+            let driverRules = driver["rules"]?.arrayValue ?? []
+            let artifacts = run["artifacts"]?.arrayValue ?? []
+            let logical = run["logicalLocations"]?.arrayValue ?? []
+            guard let results = run["results"] else { continue }
+            guard let list = results.arrayValue else {
+                if results.isNull { continue }
+                throw fail("\(at).results is not a list")
+            }
+            for (i, result) in list.enumerated() {
+                let rat = "\(at).results[\(i)]"
+                guard case .object = result else { throw fail("\(rat) is not an object") }
+                let ruleIndex = (result["ruleIndex"]?.numberValue ?? result["rule"]?["index"]?.numberValue).map { Int($0) }
+                let indexedRule = ruleIndex.flatMap { $0 >= 0 && $0 < driverRules.count ? driverRules[$0] : nil }
+                guard let ruleId = result["ruleId"]?.stringValue ?? result["rule"]?["id"]?.stringValue
+                    ?? indexedRule?["id"]?.stringValue
+                else { throw fail("\(rat) has no ruleId") }
+                let rule = rulesById[ruleId] ?? indexedRule
+                // Results that say the rule passed, does not apply, or is gone from the code are no findings.
+                let kind = result["kind"]?.stringValue ?? "fail"
+                if ["pass", "notApplicable", "informational"].contains(kind) { continue }
+                if result["baselineState"]?.stringValue == "absent" { continue }
+                let level = result["level"]?.stringValue
+                    ?? rule?["defaultConfiguration"]?["level"]?.stringValue
+                    ?? (kind == "fail" ? "warning" : "none")
+                let message = text(of: result["message"], rule: rule) ?? ruleTitle(rule) ?? ruleId
+                let location = result["locations"]?.arrayValue?.first
+                var uri: String?
+                var line: Int?
+                if let physical = location?["physicalLocation"] {
+                    let artifact = physical["artifactLocation"]
+                    uri = artifact?["uri"]?.stringValue
+                    if uri == nil, let ai = artifact?["index"]?.numberValue, Int(ai) >= 0, Int(ai) < artifacts.count {
+                        uri = artifacts[Int(ai)]["location"]?["uri"]?.stringValue
+                    }
+                    line = physical["region"]?["startLine"]?.numberValue.map { Int($0) }
+                }
+                var resource: String?
+                if let l = location?["logicalLocations"]?.arrayValue?.first {
+                    resource = l["fullyQualifiedName"]?.stringValue ?? l["name"]?.stringValue
+                    if resource == nil, let li = l["index"]?.numberValue, Int(li) >= 0, Int(li) < logical.count {
+                        resource = logical[Int(li)]["fullyQualifiedName"]?.stringValue ?? logical[Int(li)]["name"]?.stringValue
+                    }
+                }
+                if resource == nil, let uri { resource = line.map { "\(uri):\($0)" } ?? uri }
+                var suppression: String?
+                for s in result["suppressions"]?.arrayValue ?? [] {
+                    let status = s["status"]?.stringValue ?? "accepted"
+                    if status == "accepted" {
+                        suppression = (s["justification"]?.stringValue ?? "").trimmingCharacters(in: .whitespaces)
+                    }
+                }
+                findings.append(ExternalFinding(
+                    ruleId: ruleId, resource: resource ?? "(no location)", level: level, message: message,
+                    file: file, tool: toolName, uri: uri, line: line, ruleTitle: ruleTitle(rule),
+                    ruleHelp: ruleHelp(rule), suppression: suppression))
+            }
+        }
+        return findings
+    }
+
+    static func ruleTitle(_ rule: Value?) -> String? {
+        rule?["shortDescription"]?["text"]?.stringValue ?? rule?["name"]?.stringValue
+            ?? rule?["fullDescription"]?["text"]?.stringValue
+    }
+
+    static func ruleHelp(_ rule: Value?) -> String? {
+        let help = rule?["help"]?["text"]?.stringValue ?? rule?["fullDescription"]?["text"]?.stringValue
+        let uri = rule?["helpUri"]?.stringValue
+        switch (help, uri) {
+        case let (h?, u?): return h.contains(u) ? h : "\(h) (\(u))"
+        case let (h?, nil): return h
+        case let (nil, u?): return u
+        default: return nil
+        }
+    }
+
+    /// A result's message text, with `{0}`-style placeholders filled from its arguments.
+    static func text(of message: Value?, rule: Value?) -> String? {
+        var text = message?["text"]?.stringValue ?? message?["markdown"]?.stringValue
+        if text == nil, let id = message?["id"]?.stringValue {
+            text = rule?["messageStrings"]?[id]?["text"]?.stringValue
+        }
+        guard var t = text else { return nil }
+        for (i, arg) in (message?["arguments"]?.arrayValue ?? []).enumerated() {
+            t = t.replacingOccurrences(of: "{\(i)}", with: arg.stringValue ?? arg.rendered())
+        }
+        return t
+    }
+}

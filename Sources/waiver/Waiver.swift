@@ -1,0 +1,115 @@
+import ArgumentParser
+import Foundation
+import WaiverCore
+import WaiverFormats
+
+/// The `waiver` command: policy checks for pipelines, and the register of exceptions to them.
+struct Waiver: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "waiver",
+        abstract: "Policy checks for infrastructure pipelines, with logged, approved and expiring exceptions.",
+        discussion: """
+            Exit codes: 0 success (check: nothing blocking), 1 check found blocking violations, \
+            2 usage error or invalid input (one line on stderr naming the file and line), \
+            3 check --wait: requests still pending.
+            """,
+        version: waiverVersion,
+        subcommands: [Check.self, Init.self]
+    )
+}
+
+/// Options every command that reads configuration shares.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Configuration file (default: ./waiver.yaml when present).", valueName: "file"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("Policy directory (overrides `policies:` in the configuration).", valueName: "dir"))
+    var policies: String?
+
+    /// Loads the configuration, and the directory its relative paths are resolved against.
+    func loadConfiguration() throws -> (Configuration, baseDirectory: String) {
+        let path = config ?? "waiver.yaml"
+        let configuration = try ConfigLoader.load(path: path, required: config != nil)
+        let base = config.map { ($0 as NSString).deletingLastPathComponent } ?? ""
+        return (configuration, base)
+    }
+
+    /// The policy directory to use: `--policies`, else the configuration's, relative to the configuration file.
+    func policyDirectory(_ configuration: Configuration, base: String) -> (path: String, explicit: Bool) {
+        if let policies { return (policies, true) }
+        let p = configuration.policies
+        if p.hasPrefix("/") || base.isEmpty { return (p, config != nil) }
+        return ((base as NSString).appendingPathComponent(p), true)
+    }
+}
+
+/// Raised to end a command with an exit code after its output was written.
+struct Exit: Error {
+    let code: Int32
+}
+
+/// A refused operation or bad input found by the command itself: exit 2 with this message.
+struct UsageError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}
+
+/// Writes output to a file atomically (a temporary file renamed into place), or to stdout.
+func emit(_ text: String, to path: String?) throws {
+    guard let path, path != "-" else {
+        FileHandle.standardOutput.write(Data(text.utf8))
+        return
+    }
+    let url = URL(fileURLWithPath: path)
+    do {
+        if path.hasPrefix("/dev/") {
+            try Data(text.utf8).write(to: url)
+        } else {
+            try Data(text.utf8).write(to: url, options: [.atomic])
+        }
+    } catch {
+        throw UsageError("\(path): cannot write output: \(error.localizedDescription)")
+    }
+}
+
+@main
+enum Main {
+    static func main() {
+        let code: Int32
+        do {
+            var command = try Waiver.parseAsRoot()
+            try command.run()
+            code = 0
+        } catch let exit as Exit {
+            code = exit.code
+        } catch let e as InputErrors {
+            for err in e.errors { printError(err.description) }
+            code = 2
+        } catch let e as InputError {
+            printError(e.description)
+            code = 2
+        } catch let e as UsageError {
+            printError(e.description)
+            code = 2
+        } catch {
+            let exitCode = Waiver.exitCode(for: error)
+            if exitCode == .success {
+                // --help and --version
+                print(Waiver.fullMessage(for: error))
+                code = 0
+            } else {
+                let message = Waiver.message(for: error)
+                printError(message.isEmpty ? String(describing: error) : message)
+                if Waiver.fullMessage(for: error).contains("Usage:") {
+                    FileHandle.standardError.write(Data("(see `waiver help` or `waiver <command> --help`)\n".utf8))
+                }
+                code = 2
+            }
+        }
+        exit(code)
+    }
+
+    static func printError(_ message: String) {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    }
+}
