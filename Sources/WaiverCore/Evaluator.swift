@@ -62,9 +62,11 @@ public struct Evaluator: Sendable {
         var result = evaluate(condition, scope)
         let target = result == .unknown ? Tri.unknown : want
         var evidence: [Evidence] = []
-        result = explain(condition, scope, want: target, into: &evidence, limit: limit)
+        result = explain(condition, scope, want: target, into: &evidence, limit: limit * 2)
         _ = result
-        return evidence
+        // The same leaf can decide through two branches (e.g. `any` of two port tests): say it once.
+        var seen = Set<String>()
+        return Array(evidence.filter { seen.insert($0.text).inserted }.prefix(limit))
     }
 
     // MARK: - Scope
@@ -93,6 +95,7 @@ public struct Evaluator: Sendable {
 
         func label(_ path: Path) -> String {
             if path.field != nil { return path.description }
+            if path.components.isEmpty { return prefix.isEmpty ? "@" : prefix }
             if prefix.isEmpty { return path.description }
             if case .index? = path.components.first { return prefix + path.description }
             return prefix + "." + path.description
@@ -189,13 +192,17 @@ public struct Evaluator: Sendable {
             let r = Evaluator.leaf(found, op)
             if r == want, out.count < limit {
                 let shown: String
+                var test = op.text
                 switch found {
-                case .value(let v, let m): shown = v.rendered(mask: m, limit: 100)
+                case .value(let v, let m):
+                    shown = v.rendered(mask: m, limit: 100)
+                    // Saying which literal a sensitive value equals would reveal it: name the test only.
+                    if let m, Evaluator.hasSensitive(m) { test = op.name + " (operand hidden: the value is sensitive)" }
                 case .missing: shown = "(not set)"
                 case .unknown: shown = "(known after apply)"
                 }
                 let held: Bool? = r == .unknown ? nil : (r == .yes)
-                out.append(Evidence(path: scope.label(path), shown: shown, test: op.text, held: held))
+                out.append(Evidence(path: scope.label(path), shown: shown, test: test, held: held))
             }
             return r
         case .all(let cs), .any(let cs):
@@ -267,6 +274,16 @@ public struct Evaluator: Sendable {
             default:
                 return .missing
             }
+        }
+    }
+
+    /// Whether a sensitivity mask marks anything at all as sensitive.
+    static func hasSensitive(_ mask: Value) -> Bool {
+        switch mask {
+        case .bool(let b): return b
+        case .array(let a): return a.contains(where: hasSensitive)
+        case .object(let o): return o.values.contains(where: hasSensitive)
+        default: return false
         }
     }
 

@@ -36,6 +36,8 @@ public struct Path: Sendable, Equatable, CustomStringConvertible {
     /// Parses the path syntax of the policy language.
     public static func parse(_ text: String) -> Result<Path, ParseError> {
         if text.isEmpty { return .failure(.empty) }
+        // `@` is the value in scope itself: inside some/every, the element (e.g. a port string).
+        if text == "@" { return .success(Path(components: [])) }
         if text.hasPrefix("$") {
             let name = String(text.dropFirst())
             if let f = ResourceField(rawValue: name) { return .success(Path(field: f)) }
@@ -104,6 +106,7 @@ public struct Path: Sendable, Equatable, CustomStringConvertible {
     }
 
     static func text(of components: [Component]) -> String {
+        if components.isEmpty { return "@" }
         var out = ""
         for c in components {
             switch c {

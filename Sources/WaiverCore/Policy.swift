@@ -50,6 +50,25 @@ public enum Operator: Sendable, Equatable {
         "gt", "gte", "lt", "lte", "exists", "empty",
     ]
 
+    /// The operator's name in the policy language.
+    public var name: String {
+        switch self {
+        case .equals: return "equals"
+        case .notEquals: return "not_equals"
+        case .in: return "in"
+        case .notIn: return "not_in"
+        case .matches: return "matches"
+        case .contains: return "contains"
+        case .notContains: return "not_contains"
+        case .gt: return "gt"
+        case .gte: return "gte"
+        case .lt: return "lt"
+        case .lte: return "lte"
+        case .exists: return "exists"
+        case .empty: return "empty"
+        }
+    }
+
     /// How the operator reads in a message, e.g. `contains "0.0.0.0/0"` or `<= 22`.
     public var text: String {
         func list(_ vs: [Value]) -> String { "[" + vs.map { $0.rendered(limit: 40) }.joined(separator: ", ") + "]" }

@@ -11,6 +11,19 @@ public enum PolicyLoader {
     ]
     static let combinators = ["all", "any", "not", "some", "every", "where", "path"]
     static let maxConditionDepth = 64
+    /// Operator names from other tools that people type by habit.
+    static let operatorSynonyms = [
+        "greater_than": "gt", "greater_than_or_equal": "gte", "greater_or_equal": "gte", "less_than": "lt",
+        "less_than_or_equal": "lte", "less_or_equal": "lte", "eq": "equals", "equal": "equals", "ne": "not_equals",
+        "neq": "not_equals", "not_equal": "not_equals", "regex": "matches", "match": "matches", "pattern": "matches",
+        "includes": "contains", "has": "contains", "one_of": "in", "not_one_of": "not_in", "is_set": "exists",
+        "present": "exists", "is_empty": "empty", "ge": "gte", "le": "lte",
+    ]
+
+    static func operatorHint(_ key: String, known: [String]) -> String {
+        let guess = operatorSynonyms[key.lowercased()] ?? closestMatch(to: key, in: known)
+        return guess.map { " (did you mean '\($0)'?)" } ?? ""
+    }
     /// Policy files larger than this are refused (a policy pack is kilobytes).
     static let maxFileBytes = 8 << 20
 
@@ -254,7 +267,7 @@ public enum PolicyLoader {
             let known = combinators + Operator.names
             var reported = false
             for (key, kn, _) in keys where !known.contains(key) {
-                let hint = closestMatch(to: key, in: known).map { " (did you mean '\($0)'?)" } ?? ""
+                let hint = operatorHint(key, known: known)
                 yaml.error(kn, subject, "unknown operator '\(key)'\(hint)")
                 reported = true
             }
@@ -270,7 +283,7 @@ public enum PolicyLoader {
         }
         var failed = false
         for (key, kn, _) in ops where !Operator.names.contains(key) {
-            let hint = closestMatch(to: key, in: Operator.names).map { " (did you mean '\($0)'?)" } ?? ""
+            let hint = operatorHint(key, known: Operator.names)
             yaml.error(kn, subject, "unknown operator '\(key)'\(hint)")
             failed = true
         }
