@@ -261,6 +261,7 @@ public struct CheckEngine: Sendable {
         reportPolicies.sort { $0.id < $1.id }
         return CheckReport(
             workspace: workspace, unknownMode: unknownMode, findings: findings,
-            resourceCount: resources.count + externalResources.count, policies: reportPolicies, compliant: compliant)
+            resourceCount: externalResources.union(resources.map(\.0.address)).count, policies: reportPolicies,
+            compliant: compliant)
     }
 }

@@ -197,7 +197,7 @@ public struct Evaluator: Sendable {
                 case .value(let v, let m):
                     shown = v.rendered(mask: m, limit: 100)
                     // Saying which literal a sensitive value equals would reveal it: name the test only.
-                    if let m, Evaluator.hasSensitive(m) { test = op.name + " (operand hidden: the value is sensitive)" }
+                    if let m, Evaluator.hasSensitive(m) { test = op.name + " [operand hidden: sensitive value]" }
                 case .missing: shown = "(not set)"
                 case .unknown: shown = "(known after apply)"
                 }

@@ -77,7 +77,7 @@ func change(
     let acts = actions.map { "\"\($0)\"" }.joined(separator: ",")
     let mod = module.map { ",\"module_address\":\"\($0)\"" } ?? ""
     return """
-        {"address":"\(address)","mode":"\(mode)","type":"\(t)","name":"\(name)","provider_name":"registry.terraform.io/hashicorp/aws"\(mod),\
+        {"address":"\(address.replacingOccurrences(of: "\"", with: "\\\""))","mode":"\(mode)","type":"\(t)","name":"\(name)","provider_name":"registry.terraform.io/hashicorp/aws"\(mod),\
         "change":{"actions":[\(acts)],"before":null,"after":\(after),"after_unknown":\(unknown),"before_sensitive":false,"after_sensitive":\(sensitive)}}
         """
 }

@@ -1,0 +1,146 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import Testing
+@testable import WaiverCore
+@testable import WaiverFormats
+
+/// The golden scenario: a plan, a SARIF report and policies under Fixtures/golden, with one finding
+/// marked excepted and one pending the way the register will mark them.
+func goldenReport(keepCompliant: Bool = true) throws -> CheckReport {
+    let dir = fixtures + "/golden"
+    let policies = try PolicyLoader.load(files: [("policies.yaml", try Data(contentsOf: URL(fileURLWithPath: dir + "/policies.yaml")))])
+    let plan = try PlanReader.read(path: dir + "/plan.json")
+    let sarif = try SarifReader.read(path: dir + "/scan.sarif")
+    // Paths in reports are as given on the command line: use short ones so goldens do not depend on the checkout.
+    let resources = plan.resources.map { ($0, file: "plan.json") }
+    let external = sarif.map { var e = $0; e.file = "scan.sarif"; return e }
+    let engine = CheckEngine(policies: policies, sarifCategories: [(Glob("CKV_AWS_1*"), "logging")], keepCompliant: keepCompliant)
+    var report = engine.check(resources: resources, external: external, workspace: "payments-prod")
+    for i in report.findings.indices {
+        if report.findings[i].policy == "NAME-001", report.findings[i].resource == "aws_instance.batch[0]" {
+            report.findings[i].status = .excepted
+            report.findings[i].exception = "EX-7"
+            report.findings[i].expires = Date(timeIntervalSince1970: 1_796_342_400)  // 2026-12-04T00:00:00Z
+        }
+        if report.findings[i].policy == "COST-002", report.findings[i].resource == "aws_instance.batch[0]" {
+            report.findings[i].status = .pending
+            report.findings[i].exception = "EX-9"
+        }
+    }
+    return report
+}
+
+@Suite("Output formats against golden files")
+struct OutputTests {
+    static let extensions: [OutputFormat: String] = [.text: "txt", .json: "json", .sarif: "sarif", .junit: "xml", .markdown: "md"]
+
+    @Test(arguments: OutputFormat.allCases)
+    func matchesGolden(_ format: OutputFormat) throws {
+        let rendered = format.render(try goldenReport())
+        let file = fixtures + "/golden/expected.\(Self.extensions[format]!)"
+        if ProcessInfo.processInfo.environment["WAIVER_UPDATE_GOLDEN"] == "1" {
+            try rendered.write(toFile: file, atomically: true, encoding: .utf8)
+        }
+        let expected = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(rendered == expected, "rerun with WAIVER_UPDATE_GOLDEN=1 to update \(file) after an intended change")
+    }
+
+    @Test(arguments: OutputFormat.allCases)
+    func neverPrintsSensitiveValues(_ format: OutputFormat) throws {
+        let rendered = format.render(try goldenReport())
+        #expect(!rendered.contains("hunter2"))
+    }
+
+    @Test func theGoldenScenarioHasTheExpectedFindings() throws {
+        let report = try goldenReport()
+        let rows = report.findings.map { "\($0.policy) \($0.resource) \($0.status.rawValue)" }
+        #expect(rows == [
+            "CKV_AWS_18 storage.tf:3 blocking",
+            "CKV_AWS_24 module.net.aws_security_group.bastion blocking",
+            "COST-002 aws_instance.batch[0] pending",
+            "COST-002 aws_instance.web unknown",
+            "DB-001 aws_db_instance.main blocking",
+            "NAME-001 aws_instance.batch[0] excepted",
+            "NET-001 module.net.aws_security_group.bastion blocking",
+        ])
+        let s = report.summary
+        #expect(s == Summary(resources: 6, violations: 7, blocking: 4, excepted: 1, pending: 1, unknown: 1))
+        #expect(report.verdict == "blocked")
+        // The SARIF rule no policy file defines becomes an implicit policy from the report.
+        let implicit = try #require(report.findings.first { $0.policy == "CKV_AWS_18" })
+        #expect(implicit.title == "Ensure the S3 bucket has access logging enabled")
+        #expect(implicit.category == "logging")
+        #expect(implicit.severity == .medium)  // no level: SARIF's default "warning"
+        #expect(implicit.message.contains("not an approved exception"))
+        let defined = try #require(report.findings.first { $0.policy == "CKV_AWS_24" })
+        #expect(defined.title == "Checkov - SSH open to the world")
+        #expect(defined.message == "SSH open to 0.0.0.0/0")
+    }
+
+    @Test func jsonHasTheContractShape() throws {
+        let v = try JSONReader.parse(Data(OutputFormat.json.render(try goldenReport()).utf8))
+        #expect(v["verdict"] == "blocked")
+        #expect(v["summary"]?["excepted"] == 1)
+        let excepted = try #require(v["results"]?.arrayValue?.first { $0["status"] == "excepted" })
+        #expect(excepted["exception"] == "EX-7")
+        #expect(excepted["expires"] == "2026-12-04T00:00:00Z")
+        for key in ["policy", "title", "severity", "category", "resource", "status", "message"] {
+            #expect(excepted[key] != nil, "missing \(key)")
+        }
+    }
+
+    @Test func junitHasOneCasePerPolicyAndResourceEvaluated() throws {
+        let xml = OutputFormat.junit.render(try goldenReport())
+        let doc = try XMLDocument(data: Data(xml.utf8))
+        let cases = try doc.nodes(forXPath: "//testcase")
+        // 5 plan resources x applicable policies: NET-001 1, COST-002 2, DB-001 1, NAME-001 5; plus 2 SARIF findings.
+        #expect(cases.count == 11)
+        #expect(try doc.nodes(forXPath: "//testcase/failure").count == 5)
+        #expect(try doc.nodes(forXPath: "//testcase/skipped").count == 2)
+    }
+
+    @Test func sarifIsValidAndCarriesRulesAndSuppressions() throws {
+        let v = try JSONReader.parse(Data(OutputFormat.sarif.render(try goldenReport()).utf8))
+        #expect(v["version"] == "2.1.0")
+        let run = try #require(v["runs"]?.arrayValue?.first)
+        let rules = run["tool"]?["driver"]?["rules"]?.arrayValue ?? []
+        #expect(rules.compactMap { $0["id"]?.stringValue } == ["CKV_AWS_18", "CKV_AWS_24", "COST-002", "DB-001", "NAME-001", "NET-001"])
+        #expect(rules.allSatisfy { $0["help"]?["text"]?.stringValue?.isEmpty == false })
+        let results = run["results"]?.arrayValue ?? []
+        #expect(results.count == 7)
+        for r in results {
+            let index = try #require(r["ruleIndex"]?.numberValue.map { Int($0) })
+            #expect(rules[index]["id"] == r["ruleId"])
+            #expect(r["locations"]?.arrayValue?.first?["physicalLocation"]?["artifactLocation"]?["uri"]?.stringValue != nil)
+        }
+        let suppressed = results.filter { $0["suppressions"] != nil }
+        #expect(suppressed.count == 1)
+        #expect(suppressed.first?["properties"]?["exception"] == "EX-7")
+        // Our own output reads back through our reader.
+        let back = try SarifReader.parse(Data(OutputFormat.sarif.render(try goldenReport()).utf8), file: "out.sarif")
+        #expect(back.count == 7)
+        #expect(back.filter { $0.suppression != nil }.map(\.ruleId) == ["NAME-001"])
+    }
+
+    @Test func markdownEscapesTableCells() throws {
+        let md = OutputFormat.markdown.render(try goldenReport())
+        #expect(md.contains("&lt;team&gt;-&lt;env&gt;-&lt;purpose&gt; &amp; stay \\| safe"))
+        #expect(!md.contains("<Worker>"))
+    }
+
+    @Test func passingReport() {
+        let report = CheckEngine(policies: []).check(resources: [], external: [], workspace: "w")
+        #expect(report.passed)
+        #expect(OutputFormat.text.render(report).hasSuffix("PASS: 0 resources, 0 violations: 0 blocking, 0 excepted, 0 pending, 0 unknown\n"))
+        #expect(OutputFormat.markdown.render(report).hasPrefix("### Waiver: ✅ pass"))
+    }
+
+    @Test func unknownBlocksOnlyWhenAsked() throws {
+        let policies = try policies([("p.yaml", "policies:\n  - { id: A, title: t, require: { path: x, equals: 1 } }\n")])
+        let r = [(resource(["x": .unknown]), file: "p")]
+        #expect(CheckEngine(policies: policies, unknownMode: .warn).check(resources: r, external: [], workspace: "w").passed)
+        #expect(!CheckEngine(policies: policies, unknownMode: .block).check(resources: r, external: [], workspace: "w").passed)
+    }
+}

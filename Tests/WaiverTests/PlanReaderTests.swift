@@ -1,0 +1,177 @@
+import Foundation
+import Testing
+@testable import WaiverCore
+@testable import WaiverFormats
+
+func readPlan(_ text: String) throws(InputError) -> Plan {
+    try PlanReader.parse(Data(text.utf8), file: "plan.json")
+}
+
+func planError(_ data: Data) -> InputError? {
+    do {
+        _ = try PlanReader.parse(data, file: "plan.json")
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite("Terraform plan reader")
+struct PlanReaderTests {
+    @Test(arguments: ["0.1", "0.2", "1.0", "1.1", "1.2"])
+    func readsEveryFormatVersion(_ version: String) throws {
+        let plan = try readPlan(planJSON([change("aws_instance.a", after: "{\"instance_type\":\"t3.micro\"}")], version: version))
+        #expect(plan.formatVersion == version)
+        #expect(plan.resources.map(\.address) == ["aws_instance.a"])
+        #expect(plan.resources.first?.attributes["instance_type"] == "t3.micro")
+    }
+
+    @Test func rejectsAnUnsupportedFormatVersion() {
+        #expect(planError(Data(planJSON([], version: "2.0").utf8))?.message.contains("unsupported plan format_version \"2.0\"") == true)
+    }
+
+    @Test func mapsActionsAndSkipsDataSourcesDeletionsAndForgets() throws {
+        let plan = try readPlan(planJSON([
+            change("aws_instance.create", actions: ["create"]),
+            change("aws_instance.update", actions: ["update"]),
+            change("aws_instance.replace1", actions: ["delete", "create"]),
+            change("aws_instance.replace2", actions: ["create", "delete"]),
+            change("aws_instance.noop", actions: ["no-op"]),
+            change("aws_instance.gone", actions: ["delete"], after: "null"),
+            change("aws_instance.forgotten", actions: ["forget"], after: "null"),
+            change("data.aws_ami.x", type: "aws_ami", actions: ["read"], mode: "data"),
+        ]))
+        #expect(plan.changeCount == 8)
+        #expect(plan.resources.map(\.address) == [
+            "aws_instance.create", "aws_instance.update", "aws_instance.replace1", "aws_instance.replace2", "aws_instance.noop",
+        ])
+        #expect(plan.resources.map(\.action) == [.create, .update, .replace, .replace, .noop])
+    }
+
+    @Test func rejectsUnknownActions() {
+        let e = planError(Data(planJSON([change("aws_instance.a", actions: ["explode"])]).utf8))
+        #expect(e?.description.contains("resource_changes[0] (aws_instance.a): unknown change.actions") == true)
+    }
+
+    @Test func readsModulesCountAndForEachAddresses() throws {
+        let plan = try readPlan(planJSON([
+            change("module.a.module.b.module.c.aws_s3_bucket.x[\"logs\"]", type: "aws_s3_bucket", module: "module.a.module.b.module.c"),
+            change("module.net[1].aws_subnet.private[0]", type: "aws_subnet", module: "module.net[1]"),
+        ]))
+        #expect(plan.resources.map(\.module) == ["module.a.module.b.module.c", "module.net[1]"])
+        #expect(plan.resources.map(\.type) == ["aws_s3_bucket", "aws_subnet"])
+        #expect(plan.resources[0].name == "x")
+    }
+
+    @Test func marksUnknownValuesAtAnyDepth() throws {
+        let plan = try readPlan(planJSON([change(
+            "aws_security_group.a",
+            after: #"{"name":"a","ingress":[{"from_port":22,"cidr_blocks":["10.0.0.0/8","x"]}],"tags":{"Name":"n"}}"#,
+            unknown: #"{"id":true,"ingress":[{"cidr_blocks":[false,true]}],"settings":true,"tags":{}}"#)]))
+        let attrs = try #require(plan.resources.first?.attributes)
+        #expect(attrs["id"] == .unknown)  // absent from `after`, unknown in the mask
+        #expect(attrs["settings"] == .unknown)
+        #expect(attrs["name"] == "a")
+        #expect(attrs["ingress"]?.arrayValue?.first?["cidr_blocks"] == ["10.0.0.0/8", .unknown])
+        #expect(attrs["ingress"]?.arrayValue?.first?["from_port"] == 22)
+        #expect(attrs["tags"]?["Name"] == "n")
+    }
+
+    @Test func keepsTheSensitiveMask() throws {
+        let plan = try readPlan(planJSON([change(
+            "aws_db_instance.a", after: #"{"password":"hunter2","port":5432}"#, sensitive: #"{"password":true}"#)]))
+        #expect(plan.resources.first?.sensitive == ["password": true])
+        #expect(plan.resources.first?.attributes["password"] == "hunter2")
+    }
+
+    static let sample = planJSON([change("aws_instance.a", after: "{\"instance_type\":\"t3.micro\",\"tags\":{\"Name\":\"é-ü\"}}")])
+
+    @Test func readsUTF8WithBOM() throws {
+        let plan = try PlanReader.parse(Data([0xEF, 0xBB, 0xBF]) + Data(Self.sample.utf8), file: "p")
+        #expect(plan.resources.first?.attributes["tags"]?["Name"] == "é-ü")
+    }
+
+    @Test func readsUTF16LittleEndianWithBOMAndCRLF() throws {
+        let text = Self.sample.replacingOccurrences(of: ",", with: ",\r\n")
+        let data = Data([0xFF, 0xFE]) + text.data(using: .utf16LittleEndian)!
+        let plan = try PlanReader.parse(data, file: "p")
+        #expect(plan.resources.first?.attributes["tags"]?["Name"] == "é-ü")
+    }
+
+    @Test func readsUTF16BigEndianWithBOM() throws {
+        let data = Data([0xFE, 0xFF]) + Self.sample.data(using: .utf16BigEndian)!
+        #expect(try PlanReader.parse(data, file: "p").resources.count == 1)
+    }
+
+    @Test func skipsTheSetupTerraformWrapperLine() throws {
+        let data = Data(("[command]/home/runner/work/_temp/terraform-bin show -json plan.tfplan\n" + Self.sample).utf8)
+        #expect(try PlanReader.parse(data, file: "p").resources.count == 1)
+    }
+
+    @Test func skipsPlannedValuesAndPriorStateWithoutBuildingThem() throws {
+        let text = #"{"format_version":"1.2","planned_values":{"root_module":{"resources":[{"x":[1,2,{"y":"z"}]}]}},"prior_state":{"values":{}},"configuration":{"a":null},"resource_changes":[],"checks":[true,false,null,1.5e3,-0]}"#
+        #expect(try readPlan(text).resources.isEmpty)
+    }
+
+    @Test func aPlanWithoutChangesIsEmpty() throws {
+        #expect(try readPlan(#"{"format_version":"1.2","terraform_version":"1.9.0"}"#).resources.isEmpty)
+    }
+
+    @Test(arguments: [
+        ("", "the file is empty"),
+        ("   \n", "unexpected end of input"),
+        (#"{"format_version":"1.2","resource_changes":[{"address":"a""#, "truncated"),
+        (#"{"format_version":"1.2","resource_changes":["#, "truncated"),
+        (#"[1,2,3]"#, "not a Terraform plan"),
+        (#"{"resource_changes":[]}"#, "no format_version"),
+        (#"{"hello":"world"}"#, "no format_version and no resource_changes"),
+        (#"{"format_version":1.2}"#, "format_version must be a string"),
+        (#"{"format_version":"1.2","resource_changes":{}}"#, "resource_changes must be an array, found object"),
+        (#"{"format_version":"1.2","resource_changes":[42]}"#, "resource_changes[0] must be an object"),
+        (#"{"format_version":"1.2","resource_changes":[{"address":7}]}"#, "resource_changes[0].address must be a string, found number"),
+        (#"{"format_version":"1.2","resource_changes":[{"address":"a","type":"t","change":{"actions":"create"}}]}"#, "change.actions must be a non-empty list of strings"),
+        (#"{"format_version":"1.2","resource_changes":[{"address":"a","type":"t","change":{}}]}"#, "has no change.actions"),
+        (#"{"format_version":"1.2","resource_changes":[{"type":"t"}]}"#, "has no address"),
+        (#"{"format_version":"1.2",}"#, "expected a string key"),
+        (#"{"format_version":"1.2"} trailing"#, "after the end of the JSON document"),
+        (#"{"format_version":"1.2","x":tru}"#, "invalid literal"),
+        (#"{"format_version":"1.2","x":01}"#, "may not start with 0"),
+        (#"{"format_version":"1.2","x":"a\qb"}"#, "bad escape"),
+        ("{\"format_version\":\"1.2\",\"x\":\"a\u{01}b\"}", "control character in string"),
+    ])
+    func rejectsBadInput(_ text: String, _ fragment: String) {
+        let e = planError(Data(text.utf8))
+        #expect(e?.description.contains(fragment) == true, "got \(String(describing: e))")
+        #expect(e?.file == "plan.json")
+    }
+
+    @Test func reportsTheLineOfASyntaxError() {
+        let e = planError(Data("{\n  \"format_version\": \"1.2\",\n  \"resource_changes\": [\n    {,}\n  ]\n}".utf8))
+        #expect(e?.line == 4)
+    }
+
+    @Test func rejectsInvalidUTF8() {
+        var data = Data(#"{"format_version":"1.2","x":""#.utf8)
+        data += Data([0xC3, 0x28, 0xFF])
+        data += Data(#""}"#.utf8)
+        #expect(planError(data)?.message.contains("invalid UTF-8") == true)
+    }
+
+    @Test func boundsNestingDepthWithoutCrashing() {
+        let depth = 200_000
+        let text = planJSON([change("aws_instance.a", after: String(repeating: "[", count: depth) + String(repeating: "]", count: depth))])
+        let e = planError(Data(text.utf8))
+        #expect(e?.message.contains("nesting deeper than 512 levels") == true)
+        let objects = "{\"format_version\":\"1.2\",\"planned_values\":" + String(repeating: "{\"a\":", count: depth) + "1" + String(repeating: "}", count: depth) + "}"
+        #expect(planError(Data(objects.utf8))?.message.contains("nesting deeper") == true)
+    }
+
+    @Test func aMissingFileIsAnInputError() {
+        #expect(throws: InputError.self) { try PlanReader.read(path: "/nonexistent/plan.json") }
+    }
+
+    @Test func unicodeEscapesAndSurrogatePairs() throws {
+        let v = try JSONReader.parse(Data(#"["\u00e9\ud83d\ude00\n\"\/", 1.5e2, -3, true, null, {}]"#.utf8))
+        #expect(v == ["é😀\n\"/", 150, -3, true, .null, .object(.init())])
+    }
+}
