@@ -140,9 +140,16 @@ public struct CheckReport: Sendable {
     ) {
         self.workspace = workspace
         self.unknownMode = unknownMode
-        self.findings = findings.sorted {
-            ($0.policy, $0.resource, $0.status.rawValue) < ($1.policy, $1.resource, $1.status.rawValue)
+        // Sort positions, not the (large) findings themselves, then gather once.
+        let order = findings.withUnsafeBufferPointer { f in
+            f.indices.sorted { a, b in
+                if f[a].policy != f[b].policy { return f[a].policy < f[b].policy }
+                if f[a].resource != f[b].resource { return f[a].resource < f[b].resource }
+                if f[a].status != f[b].status { return f[a].status.rawValue < f[b].status.rawValue }
+                return a < b
+            }
         }
+        self.findings = order.map { findings[$0] }
         self.resourceCount = resourceCount
         self.policies = policies
         self.compliant = compliant

@@ -168,20 +168,34 @@ public struct Evaluator: Sendable {
         case .some(let path, let sub), .every(let path, let sub):
             let isSome: Bool
             if case .some = c { isSome = true } else { isSome = false }
-            switch Evaluator.elements(path, scope) {
+            // The hot path: no element labels are built here (only `explain` needs them).
+            let found = Evaluator.lookup(path, in: scope)
+            let items: [Value]
+            let masks: Value?
+            switch found {
             case .unknown: return .unknown
             case .missing: return isSome ? .no : .yes
-            case .list(let items):
-                var sawUnknown = false
-                for (v, m, label) in items {
-                    let r = evaluate(sub, scope.child(v, mask: m, label: label))
-                    if isSome, r == .yes { return .yes }
-                    if !isSome, r == .no { return .no }
-                    if r == .unknown { sawUnknown = true }
-                }
-                return sawUnknown ? .unknown : (isSome ? .no : .yes)
+            case .value(.array(let a), let m): items = a; masks = m
+            case .value(.object(let o), let m): items = o.values; masks = m.map { Evaluator.maskValues($0, o) }
+            case .value: return isSome ? .no : .yes
             }
+            var sawUnknown = false
+            for (i, v) in items.enumerated() {
+                let m: Value?
+                if case .bool(true)? = masks { m = masks } else { m = masks?.arrayValue.flatMap { i < $0.count ? $0[i] : nil } }
+                let r = evaluate(sub, scope.child(v, mask: m, label: ""))
+                if isSome, r == .yes { return .yes }
+                if !isSome, r == .no { return .no }
+                if r == .unknown { sawUnknown = true }
+            }
+            return sawUnknown ? .unknown : (isSome ? .no : .yes)
         }
+    }
+
+    /// A map's sensitivity mask laid out like its values, so elements can be masked by position.
+    static func maskValues(_ mask: Value, _ object: Value.Object) -> Value {
+        if case .bool = mask { return mask }
+        return .array(object.keys.map { mask[$0] ?? .bool(false) })
     }
 
     /// Like `evaluate`, also collecting evidence from the parts whose outcome equals `want`.

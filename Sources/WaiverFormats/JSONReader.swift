@@ -19,6 +19,12 @@ public struct JSONReader: ~Copyable {
     private let count: Int
     private var pos: Int = 0
     public let maxDepth: Int
+    /// Scratch stacks for the members of the objects and arrays being built: each container is
+    /// copied out once at its exact size, instead of growing its own arrays element by element.
+    /// Each starts with a sentinel, so a container is never the whole stack: `Array(stack[base...])`
+    /// then always copies, and the stack keeps its unique buffer and capacity.
+    private var keyStack: [String] = [""]
+    private var valueStack: [Value] = [.null]
 
     /// Reads from a buffer that must outlive the reader.
     public init(_ buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int = 512) {
@@ -148,16 +154,39 @@ public struct JSONReader: ~Copyable {
         let c = try peek()
         switch c {
         case UInt8(ascii: "{"):
-            var object = Value.Object()
-            try readObject(depth: depth) { (r: inout JSONReader, key: String) throws(JSONSyntaxError) in
-                object.append(key, try r.readValue(depth: depth + 1))
+            pos += 1
+            if try peek() == UInt8(ascii: "}") { pos += 1; return .object(Value.Object()) }
+            let base = valueStack.count, keyBase = keyStack.count
+            while true {
+                guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                let key = try readString()
+                guard try peek() == UInt8(ascii: ":") else { throw error("expected ':' after key \"\(key)\"") }
+                pos += 1
+                let member = try readValue(depth: depth + 1)
+                keyStack.append(key)
+                valueStack.append(member)
+                let c = try peek()
+                pos += 1
+                if c == UInt8(ascii: "}") { break }
+                if c != UInt8(ascii: ",") { pos -= 1; throw error("expected ',' or '}' in object") }
             }
+            let object = Value.Object(keys: Array(keyStack[keyBase...]), values: Array(valueStack[base...]))
+            keyStack.removeSubrange(keyBase...)
+            valueStack.removeSubrange(base...)
             return .object(object)
         case UInt8(ascii: "["):
-            var items: [Value] = []
-            try readArray(depth: depth) { (r: inout JSONReader, _: Int) throws(JSONSyntaxError) in
-                items.append(try r.readValue(depth: depth + 1))
+            pos += 1
+            if try peek() == UInt8(ascii: "]") { pos += 1; return .array([]) }
+            let base = valueStack.count
+            while true {
+                valueStack.append(try readValue(depth: depth + 1))
+                let c = try peek()
+                pos += 1
+                if c == UInt8(ascii: "]") { break }
+                if c != UInt8(ascii: ",") { pos -= 1; throw error("expected ',' or ']' in array") }
             }
+            let items = Array(valueStack[base...])
+            valueStack.removeSubrange(base...)
             return .array(items)
         case UInt8(ascii: "\""):
             return .string(try readString())
@@ -172,18 +201,34 @@ public struct JSONReader: ~Copyable {
         }
     }
 
-    /// Skips the next value, checking its syntax but building nothing.
+    /// Skips the next value, checking its syntax but building nothing (keys included).
     public mutating func skipValue(depth: Int = 0) throws(JSONSyntaxError) {
         guard depth < maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
         let c = try peek()
         switch c {
         case UInt8(ascii: "{"):
-            try readObject(depth: depth) { (r: inout JSONReader, _: String) throws(JSONSyntaxError) in
-                try r.skipValue(depth: depth + 1)
+            pos += 1
+            if try peek() == UInt8(ascii: "}") { pos += 1; return }
+            while true {
+                guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                try scanString(build: false)
+                guard try peek() == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
+                pos += 1
+                try skipValue(depth: depth + 1)
+                let c = try peek()
+                pos += 1
+                if c == UInt8(ascii: "}") { return }
+                if c != UInt8(ascii: ",") { pos -= 1; throw error("expected ',' or '}' in object") }
             }
         case UInt8(ascii: "["):
-            try readArray(depth: depth) { (r: inout JSONReader, _: Int) throws(JSONSyntaxError) in
-                try r.skipValue(depth: depth + 1)
+            pos += 1
+            if try peek() == UInt8(ascii: "]") { pos += 1; return }
+            while true {
+                try skipValue(depth: depth + 1)
+                let c = try peek()
+                pos += 1
+                if c == UInt8(ascii: "]") { return }
+                if c != UInt8(ascii: ",") { pos -= 1; throw error("expected ',' or ']' in array") }
             }
         case UInt8(ascii: "\""):
             try scanString(build: false)

@@ -3,47 +3,50 @@ import WaiverCore
 /// Writes `Value`s as JSON, keeping object key order (so output is stable and reads top-down).
 public enum JSONWriter {
     public static func write(_ value: Value, pretty: Bool = true) -> String {
-        var out = ""
+        var out: [UInt8] = []
+        out.reserveCapacity(4096)
         write(value, pretty: pretty, indent: 0, into: &out)
-        if pretty { out += "\n" }
-        return out
+        if pretty { out.append(0x0A) }
+        return String(decoding: out, as: UTF8.self)
     }
 
-    static func write(_ value: Value, pretty: Bool, indent: Int, into out: inout String) {
+    static func write(_ value: Value, pretty: Bool, indent: Int, into out: inout [UInt8]) {
         switch value {
-        case .null, .unknown: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .number(let n): out += n.isFinite ? Value.formatNumber(n) : "null"
-        case .string(let s): out += Value.quoteJSON(s)
+        case .null, .unknown: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .number(let n): out.append(contentsOf: (n.isFinite ? Value.formatNumber(n) : "null").utf8)
+        case .string(let s): Value.appendQuotedJSON(s, to: &out)
         case .array(let items):
-            if items.isEmpty { out += "[]"; return }
-            out += "["
+            if items.isEmpty { out.append(contentsOf: "[]".utf8); return }
+            out.append(0x5B)
             for (i, item) in items.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out.append(0x2C) }
                 newline(pretty, indent + 1, &out)
                 write(item, pretty: pretty, indent: indent + 1, into: &out)
             }
             newline(pretty, indent, &out)
-            out += "]"
+            out.append(0x5D)
         case .object(let o):
-            if o.isEmpty { out += "{}"; return }
-            out += "{"
+            if o.isEmpty { out.append(contentsOf: "{}".utf8); return }
+            out.append(0x7B)
             var first = true
             for (k, v) in o.pairs {
-                if !first { out += "," }
+                if !first { out.append(0x2C) }
                 first = false
                 newline(pretty, indent + 1, &out)
-                out += Value.quoteJSON(k) + (pretty ? ": " : ":")
+                Value.appendQuotedJSON(k, to: &out)
+                out.append(0x3A)
+                if pretty { out.append(0x20) }
                 write(v, pretty: pretty, indent: indent + 1, into: &out)
             }
             newline(pretty, indent, &out)
-            out += "}"
+            out.append(0x7D)
         }
     }
 
-    private static func newline(_ pretty: Bool, _ indent: Int, _ out: inout String) {
+    private static func newline(_ pretty: Bool, _ indent: Int, _ out: inout [UInt8]) {
         guard pretty else { return }
-        out += "\n"
-        out += String(repeating: "  ", count: indent)
+        out.append(0x0A)
+        for _ in 0..<(indent * 2) { out.append(0x20) }
     }
 }

@@ -151,32 +151,44 @@ public enum PlanReader {
     }
 
     /// Marks the values that `after_unknown` flags as `.unknown`, at any depth: whole objects,
-    /// single attributes and single list elements.
+    /// single attributes and single list elements. Parts of the mask that flag nothing are skipped
+    /// without touching the value.
     static func applyUnknown(_ value: Value, _ mask: Value) -> Value {
         switch mask {
         case .bool(true): return .unknown
         case .object(let m):
             guard case .object(var o) = value else {
-                if value.isNull, m.values.contains(where: { if case .bool(true) = $0 { return true }; return false }) {
-                    var fresh = Value.Object()
-                    for (k, sub) in m.pairs { fresh.append(k, applyUnknown(.null, sub)) }
-                    return .object(fresh)
-                }
-                return value
+                guard value.isNull, !isNoop(mask) else { return value }
+                var fresh = Value.Object()
+                for (k, sub) in m.pairs where !isNoop(sub) { fresh.append(k, applyUnknown(.null, sub)) }
+                return .object(fresh)
             }
-            for (k, sub) in m.pairs {
-                if case .bool(false) = sub { continue }
-                o[k] = applyUnknown(o[k] ?? .null, sub)
+            for (k, sub) in m.pairs where !isNoop(sub) {
+                if let i = o.keys.lastIndex(of: k) {
+                    o.values[i] = applyUnknown(o.values[i], sub)
+                } else {
+                    o.append(k, applyUnknown(.null, sub))
+                }
             }
             return .object(o)
         case .array(let m):
-            guard case .array(var a) = value else { return value }
-            for (i, sub) in m.enumerated() {
+            guard case .array(var a) = value, !isNoop(mask) else { return value }
+            for (i, sub) in m.enumerated() where !isNoop(sub) {
                 if i < a.count { a[i] = applyUnknown(a[i], sub) } else if case .bool(true) = sub { a.append(.unknown) }
             }
             return .array(a)
         default:
             return value
+        }
+    }
+
+    /// Whether a mask flags nothing (false, or containers of nothing but such).
+    static func isNoop(_ mask: Value) -> Bool {
+        switch mask {
+        case .bool(true): return false
+        case .object(let m): return m.values.allSatisfy(isNoop)
+        case .array(let a): return a.allSatisfy(isNoop)
+        default: return true
         }
     }
 }

@@ -45,12 +45,23 @@ struct Check: ParsableCommand {
     }
 
     func run() throws {
+        // WAIVER_TIMINGS=1 prints how long each phase took to stderr (for the benchmark).
+        let timings = ProcessInfo.processInfo.environment["WAIVER_TIMINGS"] == "1"
+        let clock = ContinuousClock()
+        var mark = clock.now
+        func phase(_ name: String) {
+            guard timings else { return }
+            let now = clock.now
+            FileHandle.standardError.write(Data("waiver: \(name): \(now - mark)\n".utf8))
+            mark = now
+        }
         let (configuration, base) = try options.loadConfiguration()
         let (dir, explicit) = options.policyDirectory(configuration, base: base)
         var policies: [Policy] = []
         if plan != nil || explicit || FileManager.default.fileExists(atPath: dir) {
             policies = try PolicyLoader.load(directory: dir)
         }
+        phase("configuration and policies")
         let crossErrors = ConfigLoader.validate(policies, against: configuration)
         if !crossErrors.isEmpty { throw InputErrors(crossErrors) }
 
@@ -59,14 +70,20 @@ struct Check: ParsableCommand {
             let parsed = try PlanReader.read(path: plan)
             resources = parsed.resources.map { ($0, plan) }
         }
+        phase("plan")
         var external: [ExternalFinding] = []
         for file in sarif { external += try SarifReader.read(path: file) }
 
         let engine = CheckEngine(
             policies: policies, sarifCategories: configuration.sarif, unknownMode: unknown,
             keepCompliant: format == .junit)
+        phase("sarif")
         let report = engine.check(resources: resources, external: external, workspace: workspace)
-        try emit(format.render(report), to: output)
+        phase("evaluate")
+        let rendered = format.render(report)
+        phase("render")
+        try emit(rendered, to: output)
+        phase("write")
         if output != nil, format != .text {
             // Keep the CI log informative when the report goes to a file.
             FileHandle.standardError.write(Data("waiver: \(report.passed ? "PASS" : "BLOCKED"): \(TextOutputTally.line(report))\n".utf8))
