@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // The domain: pure and deterministic, Foundation only.
@@ -24,17 +25,27 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The register on SQLite (GRDB): migrations, records, the hash-chained audit log.
+        .target(
+            name: "WaiverStore",
+            dependencies: [
+                "WaiverCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "waiver",
             dependencies: [
                 "WaiverCore",
                 "WaiverFormats",
+                "WaiverStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "WaiverTests",
-            dependencies: ["WaiverCore", "WaiverFormats"],
+            dependencies: ["WaiverCore", "WaiverFormats", "WaiverStore"],
             resources: [.copy("Fixtures")]
         ),
     ]

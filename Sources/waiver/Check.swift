@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import WaiverCore
 import WaiverFormats
+import WaiverStore
 
 extension OutputFormat: ExpressibleByArgument {}
 extension UnknownMode: ExpressibleByArgument {}
@@ -16,6 +17,7 @@ struct Check: ParsableCommand {
     )
 
     @OptionGroup var options: ConfigOptions
+    @OptionGroup var registerOptions: RegisterOptions
 
     @Option(name: .long, help: ArgumentHelp("Terraform plan JSON (`terraform show -json plan.out`).", valueName: "file"))
     var plan: String?
@@ -35,7 +37,37 @@ struct Check: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Outcomes known only after apply: warn (default) or block.", valueName: "mode"))
     var unknown: UnknownMode = .warn
 
+    @Flag(name: .long, help: "File an exception request for every blocking violation (needs --reason).")
+    var request = false
+
+    @Option(name: .long, help: ArgumentHelp("With --request: why the exceptions are needed.", valueName: "text"))
+    var reason: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --request: requested duration in days.", valueName: "n"))
+    var days: Int?
+
+    @Option(name: .long, help: "With --request: likelihood (low, medium, high).")
+    var likelihood: RiskFactor?
+
+    @Option(name: .long, help: "With --request: impact (low, medium, high; default from each policy's severity).")
+    var impact: RiskFactor?
+
+    @Option(name: .long, help: ArgumentHelp("With --request: a mitigation (repeatable).", valueName: "text"))
+    var mitigation: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Author of the change being checked: they may not approve exceptions requested for it.", valueName: "name"))
+    var commitAuthor: String?
+
+    @Option(name: .long, help: ArgumentHelp("Wait until pending requests are decided (30m, 2h); exit 3 if still pending then.", valueName: "duration"))
+    var wait: String?
+
     func validate() throws {
+        if request && (reason ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--request needs --reason saying why the exceptions are needed")
+        }
+        if let wait, parseDuration(wait) == nil {
+            throw ValidationError("--wait: '\(wait)' is not a duration (use 30s, 30m or 2h)")
+        }
         if plan == nil && sarif.isEmpty {
             throw ValidationError("give a plan (--plan FILE) or at least one SARIF report (--sarif FILE)")
         }
@@ -77,9 +109,50 @@ struct Check: ParsableCommand {
         let engine = CheckEngine(
             policies: policies, sarifCategories: configuration.sarif, unknownMode: unknown,
             keepCompliant: format == .junit)
-        phase("sarif")
-        let report = engine.check(resources: resources, external: external, workspace: workspace)
+        let evaluated = engine.check(resources: resources, external: external, workspace: workspace)
         phase("evaluate")
+
+        // The register: mark what exceptions cover, file requests, wait, record the check.
+        let store = try registerOptions.openStore()
+        let register = Register(store: store, configuration: configuration, policies: evaluated.policies)
+        let actor = registerOptions.actorName
+        var report = evaluated
+        try register.applyExceptions(to: &report, now: try currentTime())
+        if request {
+            var filed = 0
+            for finding in report.findings where finding.status == .blocking {
+                let e = try register.request(
+                    ExceptionRequest(policy: finding.policy, workspace: workspace, resources: [finding.resource], reason: reason ?? "",
+                                     days: days, likelihood: likelihood, impact: impact, mitigations: mitigation,
+                                     conflicted: commitAuthor.map { [$0] } ?? []),
+                    actor: actor, now: try currentTime())
+                FileHandle.standardError.write(Data("waiver: \(e.displayId) requested for \(finding.policy) on \(finding.resource)\n".utf8))
+                filed += 1
+            }
+            if filed > 0 {
+                report = evaluated
+                try register.applyExceptions(to: &report, now: try currentTime())
+            }
+        }
+        if let wait, let seconds = parseDuration(wait), report.summary.pending > 0 {
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(seconds)
+            var delay = 1.0
+            while report.summary.pending > 0, clock.now < deadline {
+                let remaining = deadline - clock.now
+                let pause = min(delay, Double(remaining.components.seconds) + 1)
+                Thread.sleep(forTimeInterval: max(0.2, pause))
+                delay = min(delay * 2, 30)
+                report = evaluated
+                try register.applyExceptions(to: &report, now: try currentTime())
+            }
+        }
+        phase("register")
+        let violations = report.findings.map { f in
+            RecordedViolation(policy: f.policy, resource: f.resource, status: f.status, digest: AuditChain.sha256(Data(f.message.utf8)))
+        }
+        _ = try register.recordCheck(report, violations: violations, actor: actor, now: try currentTime())
+        phase("record")
         let rendered = format.render(report)
         phase("render")
         try emit(rendered, to: output)
@@ -88,6 +161,7 @@ struct Check: ParsableCommand {
             // Keep the CI log informative when the report goes to a file.
             FileHandle.standardError.write(Data("waiver: \(report.passed ? "PASS" : "BLOCKED"): \(TextOutputTally.line(report))\n".utf8))
         }
+        if wait != nil, report.summary.pending > 0 { throw Exit(code: 3) }
         if !report.passed { throw Exit(code: 1) }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import WaiverCore
 import WaiverFormats
+import WaiverStore
 
 /// The `waiver` command: policy checks for pipelines, and the register of exceptions to them.
 struct Waiver: ParsableCommand {
@@ -14,7 +15,7 @@ struct Waiver: ParsableCommand {
             3 check --wait: requests still pending.
             """,
         version: waiverVersion,
-        subcommands: [Check.self, Init.self]
+        subcommands: [Check.self, Request.self, Approve.self, Reject.self, Revoke.self, List.self, Show.self, Report.self, Expire.self, Audit.self, Init.self]
     )
 }
 
@@ -54,6 +55,11 @@ struct UsageError: Error, CustomStringConvertible {
     init(_ message: String) { description = message }
 }
 
+/// A database problem, shown generically (details can hold data); the cause goes to the log line.
+struct DatabaseFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
 /// Writes output to a file atomically (a temporary file renamed into place), or to stdout.
 func emit(_ text: String, to path: String?) throws {
     guard let path, path != "-" else {
@@ -88,8 +94,17 @@ enum Main {
         } catch let e as InputError {
             printError(e.description)
             code = 2
+        } catch let e as RegisterError {
+            printError(e.description)
+            code = 2
         } catch let e as UsageError {
             printError(e.description)
+            code = 2
+        } catch let e as DatabaseFailure {
+            printError(e.description)
+            code = 2
+        } catch let e where StoreError.userMessage(for: e) != nil {
+            printError(StoreError.userMessage(for: e) ?? "register database error")
             code = 2
         } catch {
             let exitCode = Waiver.exitCode(for: error)

@@ -1,11 +1,9 @@
-import WaiverCore
-
 /// Writes `Value`s as JSON, keeping object key order (so output is stable and reads top-down).
 public enum JSONWriter {
-    public static func write(_ value: Value, pretty: Bool = true) -> String {
+    public static func write(_ value: Value, pretty: Bool = true, sortedKeys: Bool = false) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(4096)
-        write(value, pretty: pretty, indent: 0, into: &out)
+        write(sortedKeys ? sorted(value) : value, pretty: pretty, indent: 0, into: &out)
         if pretty { out.append(0x0A) }
         return String(decoding: out, as: UTF8.self)
     }
@@ -41,6 +39,19 @@ public enum JSONWriter {
             }
             newline(pretty, indent, &out)
             out.append(0x7D)
+        }
+    }
+
+    /// Canonical JSON: compact, object keys sorted by their UTF-8 bytes. What audit hashes cover.
+    public static func canonical(_ value: Value) -> String { write(value, pretty: false, sortedKeys: true) }
+
+    static func sorted(_ value: Value) -> Value {
+        switch value {
+        case .array(let a): return .array(a.map(sorted))
+        case .object(let o):
+            let pairs = zip(o.keys, o.values).sorted { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
+            return .object(Value.Object(keys: pairs.map(\.0), values: pairs.map { sorted($0.1) }))
+        default: return value
         }
     }
 

@@ -1,0 +1,200 @@
+import Foundation
+
+/// The life of an exception (README.md): an explicit state machine.
+public enum ExceptionStatus: String, Sendable, CaseIterable, Codable {
+    /// Requested, waiting for enough approvals.
+    case pending
+    /// Approved and active until its expiry instant.
+    case approved
+    case rejected
+    /// Ended early by an approver or the requester.
+    case revoked
+    /// Past expiry, and the re-check found the violation still there: the pipeline blocks again.
+    case expired
+    /// Past expiry, and the re-check found the resource compliant.
+    case closed
+
+    /// The statuses each status may move to.
+    public var next: [ExceptionStatus] {
+        switch self {
+        case .pending: return [.approved, .rejected, .revoked]
+        case .approved: return [.revoked, .expired, .closed]
+        case .rejected, .revoked, .expired, .closed: return []
+        }
+    }
+
+    public var isFinal: Bool { next.isEmpty }
+
+    /// Why a transition is refused, or nil when it is allowed.
+    public func refusal(to target: ExceptionStatus, id: String) -> String? {
+        if next.contains(target) { return nil }
+        if isFinal { return "\(id) is \(rawValue), which is final; a renewal is a new request (waiver request --renews \(id))" }
+        return "\(id) is \(rawValue): it cannot become \(target.rawValue) (from \(rawValue) it can become \(next.map(\.rawValue).joined(separator: " or ")))"
+    }
+}
+
+/// Likelihood and impact of the risk an exception accepts.
+public enum RiskFactor: String, Sendable, CaseIterable, Codable {
+    case low, medium, high
+    public var score: Int {
+        switch self {
+        case .low: return 1
+        case .medium: return 2
+        case .high: return 3
+        }
+    }
+}
+
+/// What an exception is about: resources in a workspace (pipeline exceptions), or a person, device
+/// or account (program exceptions to controls that are not machine-checked).
+public enum SubjectKind: String, Sendable, CaseIterable, Codable {
+    case resource, person, device, account
+}
+
+public struct Approval: Sendable, Equatable, Codable {
+    public var approver: String
+    public var comment: String?
+    public var at: Date
+    public init(approver: String, comment: String?, at: Date) {
+        self.approver = approver
+        self.comment = comment
+        self.at = at
+    }
+}
+
+/// A file kept with an exception, addressed by its SHA-256.
+public struct EvidenceFile: Sendable, Equatable, Codable {
+    public var sha256: String
+    public var name: String
+    public var size: Int
+    public var addedBy: String
+    public var at: Date
+    public init(sha256: String, name: String, size: Int, addedBy: String, at: Date) {
+        self.sha256 = sha256
+        self.name = name
+        self.size = size
+        self.addedBy = addedBy
+        self.at = at
+    }
+}
+
+/// What approving an exception takes: who may approve, how many, and whether a higher group must sign.
+public struct ApprovalRule: Sendable, Equatable, Codable {
+    /// Groups whose members may approve.
+    public var groups: [String]
+    /// Distinct approvers needed.
+    public var minApprovals: Int
+    /// When the risk level escalates to a higher group: at least one approval must come from it.
+    public var requiredGroups: [String]
+
+    public init(groups: [String], minApprovals: Int, requiredGroups: [String] = []) {
+        self.groups = groups
+        self.minApprovals = minApprovals
+        self.requiredGroups = requiredGroups
+    }
+}
+
+/// One exception in the register.
+public struct ExceptionRecord: Sendable, Equatable, Codable {
+    public var id: Int
+    public var policy: String
+    public var category: String
+    public var workspace: String
+    public var subjectKind: SubjectKind
+    /// Resource addresses, or the person, device or account for program exceptions.
+    public var resources: [String]
+    public var requester: String
+    /// Someone else who may not approve (e.g. the author of the commit the check ran for).
+    public var conflicted: [String]
+    public var reason: String
+    public var requestedDays: Int
+    public var likelihood: RiskFactor
+    public var impact: RiskFactor
+    public var riskLevel: String
+    public var mitigations: [String]
+    public var evidence: [EvidenceFile]
+    public var approvals: [Approval]
+    public var rule: ApprovalRule
+    public var status: ExceptionStatus
+    public var createdAt: Date
+    public var decidedAt: Date?
+    /// Set when approved: the exception is active until this instant, and not one second after.
+    public var expiresAt: Date?
+    /// The exception this one renews.
+    public var renews: Int?
+
+
+    public init(
+        id: Int,
+        policy: String,
+        category: String,
+        workspace: String,
+        subjectKind: SubjectKind,
+        resources: [String],
+        requester: String,
+        conflicted: [String],
+        reason: String,
+        requestedDays: Int,
+        likelihood: RiskFactor,
+        impact: RiskFactor,
+        riskLevel: String,
+        mitigations: [String],
+        evidence: [EvidenceFile],
+        approvals: [Approval],
+        rule: ApprovalRule,
+        status: ExceptionStatus,
+        createdAt: Date,
+        decidedAt: Date?,
+        expiresAt: Date?,
+        renews: Int?
+    ) {
+        self.id = id
+        self.policy = policy
+        self.category = category
+        self.workspace = workspace
+        self.subjectKind = subjectKind
+        self.resources = resources
+        self.requester = requester
+        self.conflicted = conflicted
+        self.reason = reason
+        self.requestedDays = requestedDays
+        self.likelihood = likelihood
+        self.impact = impact
+        self.riskLevel = riskLevel
+        self.mitigations = mitigations
+        self.evidence = evidence
+        self.approvals = approvals
+        self.rule = rule
+        self.status = status
+        self.createdAt = createdAt
+        self.decidedAt = decidedAt
+        self.expiresAt = expiresAt
+        self.renews = renews
+    }
+
+    public var displayId: String { ExceptionRecord.display(id) }
+    public static func display(_ id: Int) -> String { "EX-\(id)" }
+
+    /// Parses `EX-7` or `7`.
+    public static func parseId(_ text: String) -> Int? {
+        let t = text.uppercased().hasPrefix("EX-") ? String(text.dropFirst(3)) : text
+        guard let n = Int(t), n > 0 else { return nil }
+        return n
+    }
+
+    /// Active: approved and not yet at its expiry instant.
+    public func isActive(at now: Date) -> Bool {
+        guard status == .approved, let expiresAt else { return false }
+        return now < expiresAt
+    }
+
+    public func covers(policy: String, workspace: String, resource: String) -> Bool {
+        self.policy == policy && self.workspace == workspace && resources.contains(resource)
+    }
+}
+
+/// A new request before it is stored: everything but the id.
+public struct ExceptionDraft: Sendable, Equatable {
+    public var record: ExceptionRecord
+    public init(record: ExceptionRecord) { self.record = record }
+}

@@ -1,0 +1,155 @@
+import Foundation
+
+/// A typed refusal or failure of a register operation; the CLI prints it and exits 2, the server
+/// maps it to an HTTP status.
+public enum RegisterError: Error, Equatable, CustomStringConvertible {
+    /// No such exception (404).
+    case notFound(String)
+    /// A rule refused the operation: separation of duties, routing, state machine (403 / 409).
+    case refused(String)
+    /// The request itself is invalid: duration past the cap, unknown policy, missing reason (422).
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let m), .refused(let m), .invalid(let m): return m
+        }
+    }
+}
+
+/// An audit event before the store numbers and chains it.
+public struct AuditDraft: Sendable, Equatable {
+    public var actor: String
+    public var action: String
+    public var subject: String
+    public var payload: Value
+    public var time: Date
+    public init(actor: String, action: String, subject: String, payload: Value, time: Date) {
+        self.actor = actor
+        self.action = action
+        self.subject = subject
+        self.payload = payload
+        self.time = time
+    }
+}
+
+/// An event of the append-only, hash-chained audit log.
+public struct AuditEvent: Sendable, Equatable {
+    public var seq: Int
+    public var time: Date
+    public var actor: String
+    public var action: String
+    public var subject: String
+    /// The payload as canonical JSON (keys sorted, compact): what the hash covers.
+    public var payload: String
+    public var prevHash: String
+    public var hash: String
+    public init(seq: Int, time: Date, actor: String, action: String, subject: String, payload: String, prevHash: String, hash: String) {
+        self.seq = seq
+        self.time = time
+        self.actor = actor
+        self.action = action
+        self.subject = subject
+        self.payload = payload
+        self.prevHash = prevHash
+        self.hash = hash
+    }
+}
+
+/// The result of recomputing the audit chain.
+public struct AuditVerification: Sendable, Equatable {
+    public var events: Int
+    /// The first event whose hash or link does not verify, with why; nil when the chain is intact.
+    public var firstBad: Int?
+    public var problem: String?
+    public var intact: Bool { firstBad == nil }
+    public init(events: Int, firstBad: Int? = nil, problem: String? = nil) {
+        self.events = events
+        self.firstBad = firstBad
+        self.problem = problem
+    }
+}
+
+/// One violation as a check saw it, recorded so the register knows each workspace's latest state.
+public struct RecordedViolation: Sendable, Equatable {
+    public var policy: String
+    public var resource: String
+    public var status: ResultStatus
+    /// SHA-256 of the violating values as reported (sensitive ones masked).
+    public var digest: String
+    public init(policy: String, resource: String, status: ResultStatus, digest: String) {
+        self.policy = policy
+        self.resource = resource
+        self.status = status
+        self.digest = digest
+    }
+}
+
+/// A recorded `check` run.
+public struct Evaluation: Sendable, Equatable {
+    public var id: Int
+    public var workspace: String
+    public var at: Date
+    public var actor: String
+    public var verdict: String
+    public var resourceCount: Int
+    public var violations: [RecordedViolation]
+    public init(id: Int = 0, workspace: String, at: Date, actor: String, verdict: String, resourceCount: Int, violations: [RecordedViolation]) {
+        self.id = id
+        self.workspace = workspace
+        self.at = at
+        self.actor = actor
+        self.verdict = verdict
+        self.resourceCount = resourceCount
+        self.violations = violations
+    }
+}
+
+/// Which exceptions to list.
+public struct ExceptionFilter: Sendable, Equatable {
+    public var statuses: [ExceptionStatus]?
+    public var policy: String?
+    public var workspace: String?
+    public var requester: String?
+    /// Only approved exceptions expiring before this instant.
+    public var expiringBefore: Date?
+    public var createdFrom: Date?
+    public var createdBefore: Date?
+    public var limit: Int?
+    public init(statuses: [ExceptionStatus]? = nil, policy: String? = nil, workspace: String? = nil, requester: String? = nil,
+                expiringBefore: Date? = nil, createdFrom: Date? = nil, createdBefore: Date? = nil, limit: Int? = nil) {
+        self.statuses = statuses
+        self.policy = policy
+        self.workspace = workspace
+        self.requester = requester
+        self.expiringBefore = expiringBefore
+        self.createdFrom = createdFrom
+        self.createdBefore = createdBefore
+        self.limit = limit
+    }
+}
+
+/// Where the register lives. Every multi-step write is one transaction; `modify` runs its closure
+/// inside the write transaction, so rules are checked against the state they change (two approvers
+/// at once serialize, and the second sees the first's approval).
+public protocol RegisterStore: Sendable {
+    /// Stores a new exception (its `id` is assigned) with its audit event.
+    func insert(_ record: ExceptionRecord, event: AuditDraft) throws -> ExceptionRecord
+    /// Reads an exception, lets `change` check the rules and modify it, and writes it back with the
+    /// audit events `change` returns, all in one write transaction. Throws `RegisterError.notFound`.
+    func modify(id: Int, _ change: (inout ExceptionRecord) throws -> [AuditDraft]) throws -> ExceptionRecord
+    func exception(id: Int) throws -> ExceptionRecord?
+    func exceptions(_ filter: ExceptionFilter) throws -> [ExceptionRecord]
+    /// Approved or pending exceptions in a workspace that cover any of these (policy, resource) pairs.
+    func covering(workspace: String, pairs: [(policy: String, resource: String)]) throws -> [ExceptionRecord]
+    /// Records a check run and its audit event; returns the evaluation id.
+    func record(_ evaluation: Evaluation, event: AuditDraft) throws -> Int
+    /// The latest recorded check of a workspace.
+    func latestEvaluation(workspace: String) throws -> Evaluation?
+    /// Appends a free-standing audit event (e.g. an export or a verification).
+    func append(_ event: AuditDraft) throws
+    /// Audit events, all or those about one subject, in order.
+    func auditEvents(subject: String?) throws -> [AuditEvent]
+    /// Streams every audit event in order (for export and verification of large logs).
+    func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) throws
+}

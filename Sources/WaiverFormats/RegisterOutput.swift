@@ -1,0 +1,174 @@
+import Foundation
+import WaiverCore
+
+/// Renders exceptions, lists, histories and reports of the register.
+public enum RegisterOutput {
+    /// An exception as JSON (the shape `show --format json` and the API use).
+    public static func value(_ e: ExceptionRecord, history: [AuditEvent] = [], now: Date? = nil) -> Value {
+        var o = Value.Object()
+        o.append("id", .string(e.displayId))
+        o.append("status", .string(e.status.rawValue))
+        if let now { o.append("active", .bool(e.isActive(at: now))) }
+        o.append("policy", .string(e.policy))
+        o.append("category", .string(e.category))
+        o.append("workspace", .string(e.workspace))
+        o.append("subject_kind", .string(e.subjectKind.rawValue))
+        o.append("resources", .array(e.resources.map(Value.string)))
+        o.append("requester", .string(e.requester))
+        o.append("reason", .string(e.reason))
+        o.append("days", .number(Double(e.requestedDays)))
+        o.append("likelihood", .string(e.likelihood.rawValue))
+        o.append("impact", .string(e.impact.rawValue))
+        o.append("risk", .string(e.riskLevel))
+        o.append("mitigations", .array(e.mitigations.map(Value.string)))
+        o.append("approvers", ["groups": .array(e.rule.groups.map(Value.string)), "min_approvals": .number(Double(e.rule.minApprovals)),
+                               "required_groups": .array(e.rule.requiredGroups.map(Value.string))])
+        o.append("approvals", .array(e.approvals.map { a in
+            ["approver": .string(a.approver), "comment": a.comment.map(Value.string) ?? .null, "at": .string(iso(a.at))]
+        }))
+        o.append("evidence", .array(e.evidence.map { f in
+            ["name": .string(f.name), "sha256": .string(f.sha256), "size": .number(Double(f.size)), "added_by": .string(f.addedBy), "at": .string(iso(f.at))]
+        }))
+        o.append("created", .string(iso(e.createdAt)))
+        o.append("decided", e.decidedAt.map { .string(iso($0)) } ?? .null)
+        o.append("expires", e.expiresAt.map { .string(iso($0)) } ?? .null)
+        o.append("renews", e.renews.map { .string(ExceptionRecord.display($0)) } ?? .null)
+        if !history.isEmpty {
+            o.append("history", .array(history.map { ev in
+                ["seq": .number(Double(ev.seq)), "at": .string(iso(ev.time)), "actor": .string(ev.actor), "action": .string(ev.action),
+                 "details": (try? JSONReader.parse(Data(ev.payload.utf8))) ?? .string(ev.payload)]
+            }))
+        }
+        return .object(o)
+    }
+
+    public static func show(_ e: ExceptionRecord, history: [AuditEvent], now: Date) -> String {
+        var out = "\(e.displayId)  \(e.status.rawValue.uppercased())\(e.isActive(at: now) ? " (active)" : "")\n"
+        out += "  policy:      \(e.policy) (\(e.category))\n"
+        out += "  workspace:   \(e.workspace)\n"
+        out += "  " + (e.subjectKind == .resource ? "resources:" : "\(e.subjectKind.rawValue):").padding(toLength: 13, withPad: " ", startingAt: 0) + e.resources.joined(separator: ", ") + "\n"
+        out += "  requester:   \(e.requester)\n"
+        out += "  reason:      \(e.reason)\n"
+        out += "  risk:        \(e.riskLevel) (likelihood \(e.likelihood.rawValue) x impact \(e.impact.rawValue))\n"
+        for m in e.mitigations { out += "  mitigation:  \(m)\n" }
+        out += "  approvers:   \(e.rule.minApprovals) of \(e.rule.groups.joined(separator: ", "))"
+        out += e.rule.requiredGroups.isEmpty ? "\n" : ", including \(e.rule.requiredGroups.joined(separator: " or "))\n"
+        for a in e.approvals { out += "  approved by: \(a.approver) at \(iso(a.at))\(a.comment.map { ": \($0)" } ?? "")\n" }
+        out += "  duration:    \(e.requestedDays) days\n"
+        if let x = e.expiresAt { out += "  expires:     \(iso(x))\n" }
+        if let r = e.renews { out += "  renews:      \(ExceptionRecord.display(r))\n" }
+        for f in e.evidence { out += "  evidence:    \(f.name) sha256:\(f.sha256) (\(f.size) bytes)\n" }
+        if !history.isEmpty {
+            out += "  history:\n"
+            for ev in history { out += "    #\(ev.seq) \(iso(ev.time)) \(ev.actor) \(ev.action)\(summary(ev.payload))\n" }
+        }
+        return out
+    }
+
+    static func summary(_ payload: String) -> String {
+        guard let v = try? JSONReader.parse(Data(payload.utf8)), case .object(let o) = v else { return "" }
+        var parts: [String] = []
+        for key in ["comment", "expires", "still_needs", "still_violating", "basis", "name"] {
+            guard let x = o[key], !x.isNull else { continue }
+            parts.append("\(key): \(x.stringValue ?? x.rendered(limit: 80))")
+        }
+        return parts.isEmpty ? "" : " (" + parts.joined(separator: "; ") + ")"
+    }
+
+    public static func listText(_ list: [ExceptionRecord], now: Date) -> String {
+        if list.isEmpty { return "No exceptions.\n" }
+        var out = ""
+        for e in list {
+            let until = e.expiresAt.map { " until \(iso($0))" } ?? ""
+            out += "\(e.displayId)  \(e.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0))  \(e.policy)  \(e.workspace)  "
+            out += "\(e.resources.count == 1 ? e.resources[0] : "\(e.resources.count) resources")  \(e.riskLevel) risk  by \(e.requester)\(until)\n"
+        }
+        out += "\(list.count) exception\(list.count == 1 ? "" : "s")\n"
+        return out
+    }
+
+    /// CSV for auditors (RFC 4180 quoting).
+    public static func csv(_ list: [ExceptionRecord]) -> String {
+        func q(_ s: String) -> String {
+            // A leading = + - @ would run as a formula in a spreadsheet: prefix it.
+            var t = s
+            if let f = t.first, "=+-@".contains(f) { t = "'" + t }
+            return "\"" + t.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        }
+        var out = "id,status,policy,category,workspace,subject_kind,resources,requester,reason,risk,likelihood,impact,mitigations,approvers,created,decided,expires,renews,evidence_sha256\r\n"
+        for e in list {
+            let fields = [
+                e.displayId, e.status.rawValue, e.policy, e.category, e.workspace, e.subjectKind.rawValue, e.resources.joined(separator: " "),
+                e.requester, e.reason, e.riskLevel, e.likelihood.rawValue, e.impact.rawValue, e.mitigations.joined(separator: " | "),
+                e.approvals.map(\.approver).joined(separator: " "), iso(e.createdAt), e.decidedAt.map(iso) ?? "",
+                e.expiresAt.map(iso) ?? "", e.renews.map(ExceptionRecord.display) ?? "", e.evidence.map(\.sha256).joined(separator: " "),
+            ]
+            out += fields.map(q).joined(separator: ",") + "\r\n"
+        }
+        return out
+    }
+
+    // MARK: - Report
+
+    public static func reportValue(_ r: RegisterReport) -> Value {
+        func counts(_ list: [RegisterReport.Count], _ key: String) -> Value {
+            .array(list.map { [key: .string($0.key), "exceptions": .number(Double($0.count))] })
+        }
+        return [
+            "from": r.from.map { .string(iso($0)) } ?? .null,
+            "to": r.to.map { .string(iso($0)) } ?? .null,
+            "generated": .string(iso(r.now)),
+            "exceptions": .number(Double(r.total)),
+            "renewals": .number(Double(r.renewals)),
+            "median_approved_days": r.medianApprovedDays.map { .number(($0 * 10).rounded() / 10) } ?? .null,
+            "active_now": .number(Double(r.activeNow)),
+            "expiring_within_7_days": .array(r.expiringWithin7Days.map(Value.string)),
+            "per_policy": counts(r.perPolicy, "policy"),
+            "per_workspace": counts(r.perWorkspace, "workspace"),
+            "per_requester": counts(r.perRequester, "requester"),
+            "review_threshold": .number(Double(r.reviewThreshold)),
+            "review_policies": counts(r.reviewPolicies, "policy"),
+            "orphaned": .array(r.orphaned.map(Value.string)),
+        ]
+    }
+
+    public static func reportText(_ r: RegisterReport, markdown: Bool) -> String {
+        let period = "\(r.from.map(iso) ?? "the beginning") to \(r.to.map(iso) ?? iso(r.now))"
+        var out = markdown ? "## Waiver exception report\n\nPeriod: \(period)\n\n" : "Exception report, \(period)\n\n"
+        let median = r.medianApprovedDays.map { String(format: "%.1f days", $0) } ?? "n/a"
+        let lines = [
+            ("Exceptions requested", "\(r.total)"), ("Renewals", "\(r.renewals)"), ("Median approved duration", median),
+            ("Active now", "\(r.activeNow)"),
+            ("Expiring within 7 days", r.expiringWithin7Days.isEmpty ? "none" : r.expiringWithin7Days.joined(separator: ", ")),
+        ]
+        if markdown {
+            out += "| | |\n|---|---|\n" + lines.map { "| \($0.0) | \($0.1) |" }.joined(separator: "\n") + "\n"
+        } else {
+            out += lines.map { "  \($0.0.padding(toLength: 26, withPad: " ", startingAt: 0)) \($0.1)" }.joined(separator: "\n") + "\n"
+        }
+        func section(_ title: String, _ list: [RegisterReport.Count], _ column: String) {
+            guard !list.isEmpty else { return }
+            if markdown {
+                out += "\n### \(title)\n\n| \(column) | exceptions |\n|---|---|\n"
+                for c in list { out += "| \(MarkdownOutput.cell(c.key)) | \(c.count) |\n" }
+            } else {
+                out += "\n\(title)\n"
+                for c in list { out += "  \(String(c.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(c.key)\n" }
+            }
+        }
+        section("Per policy", r.perPolicy, "policy")
+        section("Per workspace", r.perWorkspace, "workspace")
+        section("Per requester", r.perRequester, "requester")
+        let reviewTitle = "Review these policies (\(r.reviewThreshold) or more exceptions in the period)"
+        if r.reviewPolicies.isEmpty {
+            out += markdown ? "\n### Policies to review\n\nNone reached \(r.reviewThreshold) exceptions.\n" : "\nNo policy reached \(r.reviewThreshold) exceptions in the period.\n"
+        } else {
+            section(reviewTitle, r.reviewPolicies, "policy")
+        }
+        if !r.orphaned.isEmpty {
+            let text = "Orphaned (active, but the violation is gone from the latest check; revoke them): \(r.orphaned.joined(separator: ", "))"
+            out += markdown ? "\n### Orphaned exceptions\n\n\(text)\n" : "\n\(text)\n"
+        }
+        return out
+    }
+}

@@ -1,0 +1,105 @@
+import Crypto
+import Foundation
+import WaiverCore
+
+/// The hash chain of the audit log: each event's hash is SHA-256 over a canonical encoding of its
+/// sequence number, time, actor, action, subject, payload and the previous event's hash.
+public enum AuditChain {
+    /// The `prevHash` of the first event.
+    public static let genesis = String(repeating: "0", count: 64)
+
+    /// The canonical bytes an event's hash covers: a compact JSON array, so no field can bleed into another.
+    public static func canonical(seq: Int, time: Int64, actor: String, action: String, subject: String, payload: String, prevHash: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(payload.utf8.count + actor.utf8.count + action.utf8.count + subject.utf8.count + 120)
+        out.append(0x5B)
+        out.append(contentsOf: String(seq).utf8)
+        out.append(0x2C)
+        out.append(contentsOf: String(time).utf8)
+        for field in [actor, action, subject, payload, prevHash] {
+            out.append(0x2C)
+            Value.appendQuotedJSON(field, to: &out)
+        }
+        out.append(0x5D)
+        return out
+    }
+
+    public static func hash(seq: Int, time: Int64, actor: String, action: String, subject: String, payload: String, prevHash: String) -> String {
+        hex(SHA256.hash(data: canonical(seq: seq, time: time, actor: actor, action: action, subject: subject, payload: payload, prevHash: prevHash)))
+    }
+
+    public static func hash(_ e: AuditEvent) -> String {
+        hash(seq: e.seq, time: Int64(e.time.timeIntervalSince1970), actor: e.actor, action: e.action, subject: e.subject, payload: e.payload, prevHash: e.prevHash)
+    }
+
+    static let hexDigits = Array("0123456789abcdef".utf8)
+
+    public static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for b in digest {
+            out.append(hexDigits[Int(b >> 4)])
+            out.append(hexDigits[Int(b & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// SHA-256 of bytes, as lower-case hex.
+    public static func sha256(_ data: some DataProtocol) -> String { hex(SHA256.hash(data: data)) }
+
+    /// Checks events one at a time, in order; keeps only the last hash.
+    public struct Verifier {
+        public private(set) var count = 0
+        public private(set) var lastHash = AuditChain.genesis
+        public private(set) var firstBad: Int?
+        public private(set) var problem: String?
+
+        public init() {}
+
+        /// Feeds the next event; returns false once a bad event was found.
+        @discardableResult
+        public mutating func feed(_ e: AuditEvent) -> Bool {
+            guard firstBad == nil else { return false }
+            let expectedSeq = count + 1
+            if e.seq != expectedSeq {
+                fail(e.seq, e.seq > expectedSeq
+                    ? "event \(expectedSeq)\(e.seq - expectedSeq > 1 ? "-\(e.seq - 1)" : "") is missing: the log goes from \(count) to \(e.seq)"
+                    : "out of order: event \(e.seq) comes after \(count)")
+                return false
+            }
+            if e.prevHash != lastHash {
+                fail(e.seq, "its link to event \(count) does not match (an event before it was changed, removed or reordered)")
+                return false
+            }
+            if AuditChain.hash(e) != e.hash {
+                fail(e.seq, "its content does not match its hash (the event was changed)")
+                return false
+            }
+            count += 1
+            lastHash = e.hash
+            return true
+        }
+
+        mutating func fail(_ seq: Int, _ why: String) {
+            firstBad = seq
+            problem = why
+        }
+
+        public var result: AuditVerification { AuditVerification(events: count, firstBad: firstBad, problem: problem) }
+    }
+
+    /// The JSON Lines record of an event, as exported for auditors.
+    public static func exportLine(_ e: AuditEvent) -> String {
+        var o = Value.Object()
+        o.append("seq", .number(Double(e.seq)))
+        o.append("time", .number(Double(Int64(e.time.timeIntervalSince1970))))
+        o.append("time_iso", .string(iso(e.time)))
+        o.append("actor", .string(e.actor))
+        o.append("action", .string(e.action))
+        o.append("subject", .string(e.subject))
+        o.append("payload", .string(e.payload))
+        o.append("prev_hash", .string(e.prevHash))
+        o.append("hash", .string(e.hash))
+        return JSONWriter.write(.object(o), pretty: false)
+    }
+}

@@ -1,0 +1,380 @@
+import Foundation
+import GRDB
+import WaiverCore
+
+/// The register in one SQLite file (WAL), through GRDB. Every operation is one transaction; writes
+/// are IMMEDIATE transactions, so concurrent processes serialize (with a busy timeout) and each
+/// sees the state it changes.
+public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
+    public let path: String
+    let pool: DatabasePool
+
+    /// Opens (creating when needed) the register at `path` and brings its schema up to date.
+    public init(path: String, busyTimeout: TimeInterval = 30) throws {
+        self.path = path
+        let folder = (path as NSString).deletingLastPathComponent
+        if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        var config = GRDB.Configuration()
+        config.busyMode = .timeout(busyTimeout)
+        config.foreignKeysEnabled = true
+        config.label = "waiver.register"
+        pool = try DatabasePool(path: path, configuration: config)
+        try Self.migrator.migrate(pool)
+    }
+
+    /// The schema: named steps, in order, never edited once shipped.
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1: exceptions, evaluations and the audit log") { db in
+            try db.create(table: "exception") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("policy", .text).notNull()
+                t.column("category", .text).notNull()
+                t.column("workspace", .text).notNull()
+                t.column("subjectKind", .text).notNull()
+                t.column("requester", .text).notNull()
+                t.column("conflicted", .text).notNull()
+                t.column("reason", .text).notNull()
+                t.column("requestedDays", .integer).notNull()
+                t.column("likelihood", .text).notNull()
+                t.column("impact", .text).notNull()
+                t.column("riskLevel", .text).notNull()
+                t.column("mitigations", .text).notNull()
+                t.column("approverGroups", .text).notNull()
+                t.column("minApprovals", .integer).notNull()
+                t.column("requiredGroups", .text).notNull()
+                t.column("status", .text).notNull().indexed()
+                t.column("createdAt", .integer).notNull().indexed()
+                t.column("decidedAt", .integer)
+                t.column("expiresAt", .integer).indexed()
+                t.column("renews", .integer).references("exception")
+            }
+            try db.create(table: "exceptionResource") { t in
+                t.column("exceptionId", .integer).notNull().references("exception", onDelete: .cascade)
+                t.column("workspace", .text).notNull()
+                t.column("policy", .text).notNull()
+                t.column("resource", .text).notNull()
+                t.column("position", .integer).notNull()
+                t.primaryKey(["exceptionId", "resource"])
+            }
+            try db.create(index: "exceptionResource_lookup", on: "exceptionResource", columns: ["workspace", "policy", "resource"])
+            try db.create(table: "approval") { t in
+                t.column("exceptionId", .integer).notNull().references("exception", onDelete: .cascade)
+                t.column("approver", .text).notNull()
+                t.column("comment", .text)
+                t.column("at", .integer).notNull()
+                t.primaryKey(["exceptionId", "approver"])
+            }
+            try db.create(table: "evidence") { t in
+                t.column("exceptionId", .integer).notNull().references("exception", onDelete: .cascade)
+                t.column("sha256", .text).notNull()
+                t.column("name", .text).notNull()
+                t.column("size", .integer).notNull()
+                t.column("addedBy", .text).notNull()
+                t.column("at", .integer).notNull()
+                t.primaryKey(["exceptionId", "sha256"])
+            }
+            try db.create(table: "evaluation") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("workspace", .text).notNull()
+                t.column("at", .integer).notNull()
+                t.column("actor", .text).notNull()
+                t.column("verdict", .text).notNull()
+                t.column("resourceCount", .integer).notNull()
+            }
+            try db.create(index: "evaluation_workspace", on: "evaluation", columns: ["workspace", "id"])
+            try db.create(table: "evaluationViolation") { t in
+                t.column("evaluationId", .integer).notNull().references("evaluation", onDelete: .cascade).indexed()
+                t.column("policy", .text).notNull()
+                t.column("resource", .text).notNull()
+                t.column("status", .text).notNull()
+                t.column("digest", .text).notNull()
+            }
+            try db.create(table: "auditEvent") { t in
+                t.primaryKey("seq", .integer)
+                t.column("time", .integer).notNull()
+                t.column("actor", .text).notNull()
+                t.column("action", .text).notNull()
+                t.column("subject", .text).notNull().indexed()
+                t.column("payload", .text).notNull()
+                t.column("prevHash", .text).notNull()
+                t.column("hash", .text).notNull()
+            }
+            // The audit log is append-only: the database itself refuses edits and deletions.
+            try db.execute(sql: """
+                CREATE TRIGGER auditEvent_noUpdate BEFORE UPDATE ON auditEvent
+                BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: events cannot be changed'); END;
+                CREATE TRIGGER auditEvent_noDelete BEFORE DELETE ON auditEvent
+                BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: events cannot be deleted'); END;
+                """)
+        }
+        return m
+    }
+
+    // MARK: - Encoding helpers
+
+    static func json(_ list: [String]) -> String { JSONWriter.write(.array(list.map(Value.string)), pretty: false) }
+
+    static func list(_ text: String?) -> [String] {
+        guard let text, let data = text.data(using: .utf8),
+              let items = try? JSONDecoder().decode([String].self, from: data) else { return [] }
+        return items
+    }
+
+    static func seconds(_ d: Date) -> Int64 { Int64(d.timeIntervalSince1970.rounded(.down)) }
+    static func date(_ s: Int64) -> Date { Date(timeIntervalSince1970: Double(s)) }
+    static func date(_ s: Int64?) -> Date? { s.map { date($0) } }
+
+    // MARK: - Audit
+
+    func appendEvent(_ db: Database, _ draft: AuditDraft) throws {
+        let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM auditEvent ORDER BY seq DESC LIMIT 1")
+        let seq = (last?["seq"] as Int64? ?? 0) + 1
+        let prev: String = last?["hash"] ?? AuditChain.genesis
+        let time = Self.seconds(draft.time)
+        let payload = JSONWriter.canonical(draft.payload)
+        let hash = AuditChain.hash(seq: Int(seq), time: time, actor: draft.actor, action: draft.action, subject: draft.subject, payload: payload, prevHash: prev)
+        try db.execute(
+            sql: "INSERT INTO auditEvent (seq, time, actor, action, subject, payload, prevHash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            arguments: [seq, time, draft.actor, draft.action, draft.subject, payload, prev, hash])
+    }
+
+    public func append(_ event: AuditDraft) throws {
+        try pool.write { db in try appendEvent(db, event) }
+    }
+
+    static func event(_ row: Row) -> AuditEvent {
+        AuditEvent(seq: Int(row["seq"] as Int64), time: date(row["time"] as Int64), actor: row["actor"], action: row["action"],
+                   subject: row["subject"], payload: row["payload"], prevHash: row["prevHash"], hash: row["hash"])
+    }
+
+    public func auditEvents(subject: String?) throws -> [AuditEvent] {
+        try pool.read { db in
+            if let subject {
+                return try Row.fetchAll(db, sql: "SELECT * FROM auditEvent WHERE subject = ? ORDER BY seq", arguments: [subject]).map(Self.event)
+            }
+            return try Row.fetchAll(db, sql: "SELECT * FROM auditEvent ORDER BY seq").map(Self.event)
+        }
+    }
+
+    public func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) throws {
+        try pool.read { db in
+            let rows = try Row.fetchCursor(db, sql: "SELECT seq, time, actor, action, subject, payload, prevHash, hash FROM auditEvent ORDER BY rowid")
+            while let row = try rows.next() {
+                try body(AuditEvent(seq: Int(row[0] as Int64), time: Self.date(row[1] as Int64), actor: row[2], action: row[3],
+                                    subject: row[4], payload: row[5], prevHash: row[6], hash: row[7]))
+            }
+        }
+    }
+
+    /// Recomputes the whole chain from the database.
+    public func verifyAudit() throws -> AuditVerification {
+        var verifier = AuditChain.Verifier()
+        try forEachAuditEvent { e in _ = verifier.feed(e) }
+        return verifier.result
+    }
+
+    // MARK: - Exceptions
+
+    public func insert(_ record: ExceptionRecord, event: AuditDraft) throws -> ExceptionRecord {
+        try pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO exception (policy, category, workspace, subjectKind, requester, conflicted, reason, requestedDays,
+                  likelihood, impact, riskLevel, mitigations, approverGroups, minApprovals, requiredGroups, status,
+                  createdAt, decidedAt, expiresAt, renews)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [
+                    record.policy, record.category, record.workspace, record.subjectKind.rawValue, record.requester,
+                    Self.json(record.conflicted), record.reason, record.requestedDays, record.likelihood.rawValue,
+                    record.impact.rawValue, record.riskLevel, Self.json(record.mitigations), Self.json(record.rule.groups),
+                    record.rule.minApprovals, Self.json(record.rule.requiredGroups), record.status.rawValue,
+                    Self.seconds(record.createdAt), record.decidedAt.map(Self.seconds), record.expiresAt.map(Self.seconds), record.renews,
+                ])
+            var stored = record
+            stored.id = Int(db.lastInsertedRowID)
+            for (i, r) in record.resources.enumerated() {
+                try db.execute(sql: "INSERT INTO exceptionResource (exceptionId, workspace, policy, resource, position) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [stored.id, record.workspace, record.policy, r, i])
+            }
+            try saveChildren(db, stored, old: nil)
+            var e = event
+            e.subject = stored.displayId
+            try appendEvent(db, e)
+            return stored
+        }
+    }
+
+    func saveChildren(_ db: Database, _ r: ExceptionRecord, old: ExceptionRecord?) throws {
+        for a in r.approvals where !(old?.approvals.contains(a) ?? false) {
+            try db.execute(sql: "INSERT INTO approval (exceptionId, approver, comment, at) VALUES (?, ?, ?, ?)",
+                           arguments: [r.id, a.approver, a.comment, Self.seconds(a.at)])
+        }
+        for f in r.evidence where !(old?.evidence.contains(f) ?? false) {
+            try db.execute(sql: "INSERT INTO evidence (exceptionId, sha256, name, size, addedBy, at) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [r.id, f.sha256, f.name, f.size, f.addedBy, Self.seconds(f.at)])
+        }
+    }
+
+    public func modify(id: Int, _ change: (inout ExceptionRecord) throws -> [AuditDraft]) throws -> ExceptionRecord {
+        try pool.write { db in
+            guard var record = try load(db, where: "id = ?", [id]).first else {
+                throw RegisterError.notFound("\(ExceptionRecord.display(id)) not found")
+            }
+            let old = record
+            let events = try change(&record)
+            guard record.id == old.id, record.resources == old.resources, record.policy == old.policy, record.workspace == old.workspace else {
+                throw RegisterError.invalid("an exception's scope (policy, workspace, resources) cannot change; file a new request")
+            }
+            if record != old {
+                try db.execute(sql: """
+                    UPDATE exception SET status = ?, decidedAt = ?, expiresAt = ?, requestedDays = ? WHERE id = ?
+                    """, arguments: [record.status.rawValue, record.decidedAt.map(Self.seconds), record.expiresAt.map(Self.seconds), record.requestedDays, id])
+                try saveChildren(db, record, old: old)
+            }
+            for e in events { try appendEvent(db, e) }
+            return record
+        }
+    }
+
+    public func exception(id: Int) throws -> ExceptionRecord? {
+        try pool.read { db in try load(db, where: "id = ?", [id]).first }
+    }
+
+    public func exceptions(_ f: ExceptionFilter) throws -> [ExceptionRecord] {
+        var conditions: [String] = []
+        var args: [(any DatabaseValueConvertible)?] = []
+        if let statuses = f.statuses, !statuses.isEmpty {
+            conditions.append("status IN (\(statuses.map { _ in "?" }.joined(separator: ",")))")
+            args += statuses.map { $0.rawValue }
+        }
+        if let p = f.policy { conditions.append("policy = ?"); args.append(p) }
+        if let w = f.workspace { conditions.append("workspace = ?"); args.append(w) }
+        if let r = f.requester { conditions.append("requester = ?"); args.append(r) }
+        if let d = f.expiringBefore { conditions.append("status = 'approved' AND expiresAt < ?"); args.append(Self.seconds(d)) }
+        if let d = f.createdFrom { conditions.append("createdAt >= ?"); args.append(Self.seconds(d)) }
+        if let d = f.createdBefore { conditions.append("createdAt < ?"); args.append(Self.seconds(d)) }
+        var sql = conditions.isEmpty ? "1" : conditions.joined(separator: " AND ")
+        sql += " ORDER BY id"
+        if let limit = f.limit { sql += " LIMIT \(max(0, limit))" }
+        let arguments = StatementArguments(args)
+        return try pool.read { db in try load(db, where: sql, arguments) }
+    }
+
+    public func covering(workspace: String, pairs: [(policy: String, resource: String)]) throws -> [ExceptionRecord] {
+        try pool.read { db in
+            let statement = try db.cachedStatement(sql: """
+                SELECT r.exceptionId FROM exceptionResource r JOIN exception e ON e.id = r.exceptionId
+                WHERE r.workspace = ? AND r.policy = ? AND r.resource = ? AND e.status IN ('approved', 'pending')
+                """)
+            var ids = Set<Int64>()
+            var seen = Set<String>()
+            for (policy, resource) in pairs where seen.insert(policy + "\u{0}" + resource).inserted {
+                let found = try Int64.fetchAll(statement, arguments: [workspace, policy, resource])
+                ids.formUnion(found)
+            }
+            guard !ids.isEmpty else { return [] }
+            var out: [ExceptionRecord] = []
+            let sorted = ids.sorted()
+            for chunkStart in stride(from: 0, to: sorted.count, by: 500) {
+                let chunk = Array(sorted[chunkStart..<min(sorted.count, chunkStart + 500)])
+                out += try load(db, where: "id IN (\(chunk.map(String.init).joined(separator: ",")))", StatementArguments())
+            }
+            return out
+        }
+    }
+
+    /// Loads exceptions matching a WHERE clause with their resources, approvals and evidence.
+    func load(_ db: Database, where clause: String, _ arguments: StatementArguments) throws -> [ExceptionRecord] {
+        let rows = try Row.fetchAll(db, sql: "SELECT * FROM exception WHERE \(clause)", arguments: arguments)
+        guard !rows.isEmpty else { return [] }
+        let ids: [Int64] = rows.map { $0["id"] }
+        var resources: [Int64: [String]] = [:]
+        var approvals: [Int64: [Approval]] = [:]
+        var evidence: [Int64: [EvidenceFile]] = [:]
+        let idList: String
+        if ids.count <= 2000 { idList = "exceptionId IN (\(ids.map(String.init).joined(separator: ",")))" } else { idList = "1" }
+        let wanted = Set(ids)
+        for row in try Row.fetchAll(db, sql: "SELECT exceptionId, resource FROM exceptionResource WHERE \(idList) ORDER BY exceptionId, position") {
+            let id: Int64 = row[0]
+            if wanted.contains(id) { resources[id, default: []].append(row[1]) }
+        }
+        for row in try Row.fetchAll(db, sql: "SELECT exceptionId, approver, comment, at FROM approval WHERE \(idList) ORDER BY at, rowid") {
+            let id: Int64 = row[0]
+            if wanted.contains(id) { approvals[id, default: []].append(Approval(approver: row[1], comment: row[2], at: Self.date(row[3] as Int64))) }
+        }
+        for row in try Row.fetchAll(db, sql: "SELECT exceptionId, sha256, name, size, addedBy, at FROM evidence WHERE \(idList) ORDER BY at, rowid") {
+            let id: Int64 = row[0]
+            if wanted.contains(id) {
+                evidence[id, default: []].append(EvidenceFile(sha256: row[1], name: row[2], size: Int(row[3] as Int64), addedBy: row[4], at: Self.date(row[5] as Int64)))
+            }
+        }
+        return try rows.map { row in
+            let id: Int64 = row["id"]
+            func parse<T: RawRepresentable>(_ column: String) throws -> T where T.RawValue == String {
+                let raw: String = row[column]
+                guard let v = T(rawValue: raw) else { throw RegisterError.invalid("register: exception \(id) has an unreadable \(column) '\(raw)'") }
+                return v
+            }
+            return ExceptionRecord(
+                id: Int(id), policy: row["policy"], category: row["category"], workspace: row["workspace"],
+                subjectKind: try parse("subjectKind"), resources: resources[id] ?? [], requester: row["requester"],
+                conflicted: Self.list(row["conflicted"]), reason: row["reason"], requestedDays: Int(row["requestedDays"] as Int64),
+                likelihood: try parse("likelihood"), impact: try parse("impact"), riskLevel: row["riskLevel"],
+                mitigations: Self.list(row["mitigations"]), evidence: evidence[id] ?? [], approvals: approvals[id] ?? [],
+                rule: ApprovalRule(groups: Self.list(row["approverGroups"]), minApprovals: Int(row["minApprovals"] as Int64),
+                                   requiredGroups: Self.list(row["requiredGroups"])),
+                status: try parse("status"), createdAt: Self.date(row["createdAt"] as Int64),
+                decidedAt: Self.date(row["decidedAt"] as Int64?), expiresAt: Self.date(row["expiresAt"] as Int64?),
+                renews: (row["renews"] as Int64?).map { Int($0) })
+        }
+    }
+
+    // MARK: - Evaluations
+
+    public func record(_ evaluation: Evaluation, event: AuditDraft) throws -> Int {
+        try pool.write { db in
+            try db.execute(sql: "INSERT INTO evaluation (workspace, at, actor, verdict, resourceCount) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [evaluation.workspace, Self.seconds(evaluation.at), evaluation.actor, evaluation.verdict, evaluation.resourceCount])
+            let id = db.lastInsertedRowID
+            let insert = try db.makeStatement(sql: "INSERT INTO evaluationViolation (evaluationId, policy, resource, status, digest) VALUES (?, ?, ?, ?, ?)")
+            for v in evaluation.violations {
+                try insert.execute(arguments: [id, v.policy, v.resource, v.status.rawValue, v.digest])
+            }
+            var e = event
+            if case .object(var o) = e.payload {
+                o.append("evaluation", .number(Double(id)))
+                e.payload = .object(o)
+            }
+            try appendEvent(db, e)
+            return Int(id)
+        }
+    }
+
+    public func latestEvaluation(workspace: String) throws -> Evaluation? {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM evaluation WHERE workspace = ? ORDER BY id DESC LIMIT 1", arguments: [workspace]) else {
+                return nil
+            }
+            let id: Int64 = row["id"]
+            let violations = try Row.fetchAll(db, sql: "SELECT policy, resource, status, digest FROM evaluationViolation WHERE evaluationId = ?", arguments: [id])
+                .map { RecordedViolation(policy: $0[0], resource: $0[1], status: ResultStatus(rawValue: $0[2]) ?? .blocking, digest: $0[3]) }
+            return Evaluation(id: Int(id), workspace: row["workspace"], at: Self.date(row["at"] as Int64), actor: row["actor"],
+                              verdict: row["verdict"], resourceCount: Int(row["resourceCount"] as Int64), violations: violations)
+        }
+    }
+}
+
+/// Database errors are shown to users generically (their text can carry data); the code says what kind.
+public enum StoreError {
+    public static func userMessage(for error: any Error) -> String? {
+        guard let e = error as? DatabaseError else { return nil }
+        switch e.resultCode {
+        case .SQLITE_BUSY, .SQLITE_LOCKED: return "the register is busy (another process holds it); try again"
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB: return "the register file is damaged or not a Waiver register"
+        case .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM: return "the register file cannot be written (permissions?)"
+        case .SQLITE_FULL: return "the disk is full: nothing was written"
+        case .SQLITE_CONSTRAINT: return "the register refused the change (\(e.message ?? "constraint"))"
+        default: return "register database error (SQLite \(e.resultCode.rawValue)); nothing was written"
+        }
+    }
+}

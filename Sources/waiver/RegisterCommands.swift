@@ -1,0 +1,250 @@
+import ArgumentParser
+import Foundation
+import WaiverCore
+import WaiverFormats
+import WaiverStore
+
+struct Request: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Request an exception to a policy for resources in a workspace (or a person, device or account).",
+        discussion: "The request is logged and pending until someone else from the routed groups approves it.")
+
+    @OptionGroup var config: ConfigOptions
+    @OptionGroup var registerOptions: RegisterOptions
+
+    @Option(name: .long, help: ArgumentHelp("Policy (or control) id from the policy files.", valueName: "id")) var policy: String
+    @Option(name: .long, help: ArgumentHelp("Resource address (repeatable); for a program exception, the person, device or account.", valueName: "address"))
+    var resource: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Subject kind: resource (default), person, device or account.", valueName: "kind"))
+    var kind: SubjectKind = .resource
+    @Option(name: .long, help: ArgumentHelp("Workspace (program exceptions default to 'program').", valueName: "name")) var workspace: String?
+    @Option(name: .long, help: ArgumentHelp("Why the exception is needed.", valueName: "text")) var reason: String
+    @Option(name: .long, help: ArgumentHelp("Requested duration in days (default from waiver.yaml; capped per policy).", valueName: "n")) var days: Int?
+    @Option(name: .long, help: "Likelihood: low, medium (default) or high.") var likelihood: RiskFactor?
+    @Option(name: .long, help: "Impact: low, medium or high (default from the policy's severity).") var impact: RiskFactor?
+    @Option(name: .long, help: ArgumentHelp("A mitigation or compensating control (repeatable).", valueName: "text")) var mitigation: [String] = []
+    @Option(name: .long, help: ArgumentHelp("A file to keep as evidence, addressed by its SHA-256 (repeatable).", valueName: "file")) var evidence: [String] = []
+    @Option(name: .long, help: ArgumentHelp("The exception this request renews.", valueName: "EX-ID")) var renews: String?
+    @Option(name: .long, help: .hidden) var format: OutputFormatChoice = .text
+
+    func validate() throws {
+        if kind == .resource && workspace == nil { throw ValidationError("--workspace is required for resource exceptions") }
+    }
+
+    func run() throws {
+        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: true)
+        let now = try currentTime()
+        let files = try evidence.map { try EvidenceStore.put(path: $0, into: registerOptions.evidenceDirectory, by: ctx.actor, at: now) }
+        var record = try ctx.register.request(
+            ExceptionRequest(policy: policy, workspace: workspace ?? "program", subjectKind: kind, resources: resource, reason: reason,
+                             days: days, likelihood: likelihood, impact: impact, mitigations: mitigation, renews: try renews.map(exceptionId)),
+            actor: ctx.actor, now: now)
+        for f in files { record = try ctx.register.addEvidence(record.id, file: f, actor: ctx.actor) }
+        if format == .json {
+            try emit(JSONWriter.write(RegisterOutput.value(record, now: now)), to: nil)
+        } else {
+            print("\(record.displayId) requested: \(record.policy) in \(record.workspace), \(record.requestedDays) days, \(record.riskLevel) risk; pending approval by \(record.rule.minApprovals) of \(record.rule.groups.joined(separator: ", "))")
+        }
+    }
+}
+
+enum OutputFormatChoice: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+struct Approve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Approve a pending exception (never your own; only members of the routed groups).")
+    @OptionGroup var config: ConfigOptions
+    @OptionGroup var registerOptions: RegisterOptions
+    @Argument(help: "Exception id (EX-7).") var id: String
+    @Option(name: .long, help: ArgumentHelp("Comment kept with the approval.", valueName: "text")) var comment: String?
+    @Option(name: .long, help: ArgumentHelp("Approve for fewer days than requested.", valueName: "n")) var days: Int?
+
+    func run() throws {
+        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
+        let e = try ctx.register.approve(try exceptionId(id), actor: ctx.actor, comment: comment, days: days, now: try currentTime())
+        if e.status == .approved, let x = e.expiresAt {
+            print("\(e.displayId) approved by \(ctx.actor): active until \(iso(x))")
+        } else {
+            print("\(e.displayId): approval by \(ctx.actor) recorded; still needs \(ctx.register.missingApprovals(e) ?? "nothing")")
+        }
+    }
+}
+
+struct Reject: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Reject a pending exception, with a comment saying why.")
+    @OptionGroup var config: ConfigOptions
+    @OptionGroup var registerOptions: RegisterOptions
+    @Argument(help: "Exception id (EX-7).") var id: String
+    @Option(name: .long, help: ArgumentHelp("Why it is rejected.", valueName: "text")) var comment: String
+
+    func run() throws {
+        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
+        let e = try ctx.register.reject(try exceptionId(id), actor: ctx.actor, comment: comment, now: try currentTime())
+        print("\(e.displayId) rejected by \(ctx.actor)")
+    }
+}
+
+struct Revoke: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Revoke an exception early (approvers of its policy, or its requester), with a comment.")
+    @OptionGroup var config: ConfigOptions
+    @OptionGroup var registerOptions: RegisterOptions
+    @Argument(help: "Exception id (EX-7).") var id: String
+    @Option(name: .long, help: ArgumentHelp("Why it is revoked.", valueName: "text")) var comment: String
+
+    func run() throws {
+        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
+        let e = try ctx.register.revoke(try exceptionId(id), actor: ctx.actor, comment: comment, now: try currentTime())
+        print("\(e.displayId) revoked by \(ctx.actor)")
+    }
+}
+
+enum ListFormat: String, ExpressibleByArgument, CaseIterable { case text, json, csv }
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List exceptions in the register.")
+    @OptionGroup var config: ConfigOptions
+    @OptionGroup var registerOptions: RegisterOptions
+    @Option(name: .long, help: "Only this status (pending, approved, rejected, revoked, expired, closed).") var status: ExceptionStatus?
+    @Option(name: .long, help: ArgumentHelp("Only this policy.", valueName: "id")) var policy: String?
+    @Option(name: .long, help: ArgumentHelp("Only this workspace.", valueName: "name")) var workspace: String?
+    @Option(name: .long, help: ArgumentHelp("Only active exceptions expiring within this duration (7d, 12h).", valueName: "duration")) var expiringWithin: String?
+    @Option(name: .long, help: "text, json or csv.") var format: ListFormat = .text
+
+    func run() throws {
+        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
+        let now = try currentTime()
+        var filter = ExceptionFilter(statuses: status.map { [$0] }, policy: policy, workspace: workspace)
+        if let text = expiringWithin {
+            guard let d = parseDuration(text) else { throw UsageError("--expiring-within: '\(text)' is not a duration (use 30m, 12h, 7d or 2w)") }
+            filter.statuses = [.approved]
+            filter.expiringBefore = now.addingTimeInterval(Double(d))
+        }
+        var list = try ctx.store.exceptions(filter)
+        if filter.expiringBefore != nil { list = list.filter { $0.isActive(at: now) } }
+        switch format {
+        case .text: try emit(RegisterOutput.listText(list, now: now), to: nil)
+        case .json: try emit(JSONWriter.write(.array(list.map { RegisterOutput.value($0, now: now) })), to: nil)
+        case .csv: try emit(RegisterOutput.csv(list), to: nil)
+        }
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show one exception with its approvals, evidence and full history.")
+    @OptionGroup var config: ConfigOptions
+    @OptionGroup var registerOptions: RegisterOptions
+    @Argument(help: "Exception id (EX-7).") var id: String
+    @Option(name: .long, help: "text or json.") var format: OutputFormatChoice = .text
+
+    func run() throws {
+        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
+        let n = try exceptionId(id)
+        guard let e = try ctx.store.exception(id: n) else { throw RegisterError.notFound("\(ExceptionRecord.display(n)) not found") }
+        let history = try ctx.store.auditEvents(subject: e.displayId)
+        let now = try currentTime()
+        switch format {
+        case .text: try emit(RegisterOutput.show(e, history: history, now: now), to: nil)
+        case .json: try emit(JSONWriter.write(RegisterOutput.value(e, history: history, now: now)), to: nil)
+        }
+    }
+}
+
+enum ReportFormat: String, ExpressibleByArgument, CaseIterable { case text, json, markdown }
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Exception frequency per policy, workspace and requester; renewals; policies to review; orphaned exceptions.")
+    @OptionGroup var config: ConfigOptions
+    @OptionGroup var registerOptions: RegisterOptions
+    @Option(name: .long, help: ArgumentHelp("Start of the period (2026-10-01 or an ISO 8601 instant).", valueName: "date")) var from: String?
+    @Option(name: .long, help: ArgumentHelp("End of the period, exclusive.", valueName: "date")) var to: String?
+    @Option(name: .long, help: "text, json or markdown.") var format: ReportFormat = .text
+
+    func run() throws {
+        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
+        let now = try currentTime()
+        func date(_ text: String?, _ flag: String) throws -> Date? {
+            guard let text else { return nil }
+            guard let d = parseInstant(text) else { throw UsageError("\(flag): '\(text)' is not a date (2026-10-01 or 2026-10-01T00:00:00Z)") }
+            return d
+        }
+        let start = try date(from, "--from"), end = try date(to, "--to")
+        if let start, let end, end <= start { throw UsageError("--to must be after --from") }
+        let inPeriod = try ctx.store.exceptions(ExceptionFilter(createdFrom: start, createdBefore: end))
+        let active = try ctx.store.exceptions(ExceptionFilter(statuses: [.approved]))
+        var latest: [String: Evaluation] = [:]
+        for w in Set(active.map(\.workspace)) { latest[w] = try ctx.store.latestEvaluation(workspace: w) }
+        let report = RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: start, to: end, now: now,
+                                          reviewThreshold: ctx.configuration.reviewThreshold)
+        switch format {
+        case .text: try emit(RegisterOutput.reportText(report, markdown: false), to: nil)
+        case .markdown: try emit(RegisterOutput.reportText(report, markdown: true), to: nil)
+        case .json: try emit(JSONWriter.write(RegisterOutput.reportValue(report)), to: nil)
+        }
+    }
+}
+
+struct Expire: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-check exceptions past expiry: closed if the resources are compliant in the latest check, expired (blocking again) if not.")
+    @OptionGroup var config: ConfigOptions
+    @OptionGroup var registerOptions: RegisterOptions
+
+    func run() throws {
+        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
+        let outcomes = try ctx.register.expire(now: try currentTime(), actor: ctx.actor)
+        for o in outcomes {
+            if o.exception.status == .closed {
+                print("\(o.exception.displayId) closed: \(o.exception.policy) is compliant on its resources in \(o.exception.workspace)")
+            } else {
+                print("\(o.exception.displayId) expired: \(o.exception.policy) still violated by \(o.stillViolating.joined(separator: ", ")); the pipeline blocks again")
+            }
+        }
+        print("\(outcomes.count) exception\(outcomes.count == 1 ? "" : "s") re-checked")
+    }
+}
+
+struct Audit: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Verify or export the tamper-evident audit log.", subcommands: [Verify.self, Export.self])
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Recompute the hash chain; exit 0 when intact, 1 naming the first bad event.")
+        @OptionGroup var registerOptions: RegisterOptions
+        @Option(name: .long, help: ArgumentHelp("Verify an exported JSON Lines file instead of the register.", valueName: "file")) var file: String?
+
+        func run() throws {
+            let result: AuditVerification
+            if let file {
+                result = try AuditExport.verify(path: file)
+            } else {
+                result = try registerOptions.openStore().verifyAudit()
+            }
+            if let bad = result.firstBad {
+                print("audit log NOT intact: event \(bad): \(result.problem ?? "does not verify") (\(result.events) events verified before it)")
+                throw Exit(code: 1)
+            }
+            print("audit log intact: \(result.events) events verified")
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write the audit log as JSON Lines (one event a line, with hashes) for auditors.")
+        @OptionGroup var registerOptions: RegisterOptions
+        @Option(name: .long, help: "jsonl.") var format: String = "jsonl"
+        @Option(name: .long, help: ArgumentHelp("Write to this file (atomically) instead of stdout.", valueName: "file")) var output: String?
+
+        func validate() throws {
+            if format != "jsonl" { throw ValidationError("--format: only jsonl is supported") }
+        }
+
+        func run() throws {
+            let store = try registerOptions.openStore()
+            var out: [UInt8] = []
+            try store.forEachAuditEvent { e in
+                out.append(contentsOf: AuditChain.exportLine(e).utf8)
+                out.append(0x0A)
+            }
+            try emit(String(decoding: out, as: UTF8.self), to: output)
+        }
+    }
+}

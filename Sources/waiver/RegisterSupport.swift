@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import WaiverCore
+import WaiverFormats
+import WaiverStore
+
+/// Options of every command that uses the register.
+struct RegisterOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "Local register file (default $WAIVER_REGISTER, else .waiver/register.sqlite; created on first use). A local register does not authenticate: the actor is whoever --actor says.",
+        valueName: "path"))
+    var register: String = ProcessInfo.processInfo.environment["WAIVER_REGISTER"].flatMap { $0.isEmpty ? nil : $0 } ?? ".waiver/register.sqlite"
+
+    @Option(name: .long, help: ArgumentHelp("Who is acting (default: $WAIVER_ACTOR, else the login name). Not authenticated on a local register.", valueName: "name"))
+    var actor: String?
+
+    var actorName: String {
+        if let actor, !actor.isEmpty { return actor }
+        let env = ProcessInfo.processInfo.environment
+        if let a = env["WAIVER_ACTOR"], !a.isEmpty { return a }
+        return env["USER"] ?? env["LOGNAME"] ?? ProcessInfo.processInfo.userName
+    }
+
+    /// The evidence folder next to the register file.
+    var evidenceDirectory: String { ((register as NSString).deletingLastPathComponent as NSString).appendingPathComponent("evidence") }
+
+    func openStore() throws -> SQLiteRegisterStore {
+        do {
+            return try SQLiteRegisterStore(path: register)
+        } catch {
+            throw UsageError("\(register): cannot open the register: \(error)")
+        }
+    }
+}
+
+/// The current time: the clock, or `$WAIVER_NOW` (an ISO 8601 instant) so that tests and replays
+/// can set time to the second. Domain code never reads the clock; commands pass this in.
+func currentTime() throws -> Date {
+    if let text = ProcessInfo.processInfo.environment["WAIVER_NOW"], !text.isEmpty {
+        guard let d = parseInstant(text) else { throw UsageError("WAIVER_NOW: '\(text)' is not an ISO 8601 instant") }
+        return d
+    }
+    return Date()
+}
+
+/// Loads configuration and (optionally) policies, and opens the register with the rules.
+struct RegisterContext {
+    let configuration: Configuration
+    let policies: [Policy]
+    let store: SQLiteRegisterStore
+    let register: Register
+    let actor: String
+
+    init(config: ConfigOptions, register options: RegisterOptions, needPolicies: Bool, extraPolicies: [Policy] = []) throws {
+        let (configuration, base) = try config.loadConfiguration()
+        let (dir, explicit) = config.policyDirectory(configuration, base: base)
+        var policies: [Policy] = []
+        if needPolicies || explicit || FileManager.default.fileExists(atPath: dir) {
+            policies = try PolicyLoader.load(directory: dir)
+        }
+        for p in extraPolicies where !policies.contains(where: { $0.id == p.id }) { policies.append(p) }
+        self.configuration = configuration
+        self.policies = policies
+        self.store = try options.openStore()
+        self.register = Register(store: store, configuration: configuration, policies: policies)
+        self.actor = options.actorName
+    }
+}
+
+func exceptionId(_ text: String) throws -> Int {
+    guard let id = ExceptionRecord.parseId(text) else { throw UsageError("'\(text)' is not an exception id (EX-7 or 7)") }
+    return id
+}
+
+extension RiskFactor: ExpressibleByArgument {}
+extension SubjectKind: ExpressibleByArgument {}
+extension ExceptionStatus: ExpressibleByArgument {}
