@@ -45,7 +45,10 @@ let package = Package(
         ),
         .testTarget(
             name: "WaiverTests",
-            dependencies: ["WaiverCore", "WaiverFormats", "WaiverStore"],
+            dependencies: [
+                "WaiverCore", "WaiverFormats", "WaiverStore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             resources: [.copy("Fixtures")]
         ),
     ]

@@ -118,7 +118,7 @@ struct List: ParsableCommand {
         if let text = expiringWithin {
             guard let d = parseDuration(text) else { throw UsageError("--expiring-within: '\(text)' is not a duration (use 30m, 12h, 7d or 2w)") }
             filter.statuses = [.approved]
-            filter.expiringBefore = now.addingTimeInterval(Double(d))
+            filter.expiringBefore = now.addingTimeInterval(Double(d) + 1)
         }
         var list = try ctx.store.exceptions(filter)
         if filter.expiringBefore != nil { list = list.filter { $0.isActive(at: now) } }

@@ -15,6 +15,8 @@ let waiverBinary: String = {
     return repoRoot + "/.build/debug/waiver"
 }()
 
+let scratchRegister = TempDir()
+
 struct Run {
     let code: Int32
     let out: String
@@ -28,6 +30,9 @@ func waiver(_ args: [String], in cwd: String = repoRoot, env: [String: String] =
     p.arguments = args
     p.currentDirectoryURL = URL(fileURLWithPath: cwd)
     var environment = ProcessInfo.processInfo.environment
+    // Checks record into a register: keep it out of the checkout unless a test names one.
+    environment["WAIVER_REGISTER"] = scratchRegister.path + "/register-\(UUID().uuidString).sqlite"
+    environment.removeValue(forKey: "WAIVER_NOW")
     environment.merge(env) { _, new in new }
     p.environment = environment
     // Output goes to files, so a large report cannot fill a pipe and stall the child.

@@ -4,7 +4,7 @@ import Testing
 @testable import WaiverFormats
 
 /// A temporary directory removed when the value goes away.
-final class TempDir {
+final class TempDir: Sendable {
     let path: String
 
     init() {

@@ -1,0 +1,203 @@
+import Foundation
+import GRDB
+import Testing
+@testable import WaiverCore
+@testable import WaiverFormats
+@testable import WaiverStore
+
+let t0 = Date(timeIntervalSince1970: 1_795_348_800)  // 2026-11-22T08:00:00Z
+
+/// A register on a real SQLite file in a temporary directory, with the repository's policies and
+/// groups: security = sam, pat; finance = fin; engineering-managers = em; ciso = ciso.
+struct Fixture {
+    let dir = TempDir()
+    let store: SQLiteRegisterStore
+    let register: Register
+
+    init(configure: (inout WaiverCore.Configuration) -> Void = { _ in }) throws {
+        var config = try ConfigLoader.load(path: repoRoot + "/waiver.yaml", required: true)
+        config.groups = ["security": ["sam", "pat"], "finance": ["fin"], "engineering-managers": ["em"], "ciso": ["ciso"]]
+        configure(&config)
+        store = try SQLiteRegisterStore(path: dir.path + "/register.sqlite")
+        let extra = Policy(id: "CTRL-BGCHECK", title: "Background check before hire", category: "security", severity: .high, rule: .external)
+        register = Register(store: store, configuration: config, policies: try PolicyLoader.load(directory: repoRoot + "/policies") + [extra])
+    }
+
+    func request(_ policy: String = "COST-001", resources: [String] = ["aws_instance.batch"], workspace: String = "shop",
+                 by actor: String = "dev", days: Int? = nil, likelihood: RiskFactor? = .low, impact: RiskFactor? = .low,
+                 renews: Int? = nil, reason: String = "Batch job needs the memory until the rewrite lands",
+                 kind: SubjectKind = .resource, at now: Date = t0) throws -> ExceptionRecord {
+        try register.request(ExceptionRequest(policy: policy, workspace: workspace, subjectKind: kind, resources: resources, reason: reason,
+                                              days: days, likelihood: likelihood, impact: impact, renews: renews), actor: actor, now: now)
+    }
+
+    func refusal(_ body: () throws -> Void) -> String? {
+        do {
+            try body()
+            return nil
+        } catch let e as RegisterError {
+            return e.description
+        } catch {
+            return "unexpected \(error)"
+        }
+    }
+
+    func events() throws -> [AuditEvent] { try store.auditEvents(subject: nil) }
+}
+
+@Suite("Register store (conformance suite for every RegisterStore)", .serialized)
+struct RegisterStoreTests {
+    @Test func roundTripsEveryField() throws {
+        let f = try Fixture()
+        let e = try f.request("NET-001", resources: ["a.b", "c.d"], likelihood: .high, impact: .medium)
+        let read = try #require(try f.store.exception(id: e.id))
+        #expect(read == e)
+        #expect(read.resources == ["a.b", "c.d"])
+        #expect(read.rule.groups == ["security"])
+        #expect(read.riskLevel == "high")
+        #expect(read.status == .pending && read.expiresAt == nil)
+    }
+
+    @Test func aRefusedChangeWritesNothing() throws {
+        let f = try Fixture()
+        let e = try f.request()
+        let before = try f.events().count
+        #expect(throws: RegisterError.self) {
+            _ = try f.store.modify(id: e.id) { r in
+                r.status = .approved
+                throw RegisterError.refused("no")
+            }
+        }
+        #expect(try f.store.exception(id: e.id)?.status == .pending)
+        #expect(try f.events().count == before)
+    }
+
+    @Test func modifyingAMissingExceptionIsNotFound() throws {
+        let f = try Fixture()
+        #expect(f.refusal { _ = try f.store.modify(id: 99) { _ in [] } } == "EX-99 not found")
+    }
+
+    @Test func coveringFindsOnlyLiveExceptionsOfTheWorkspace() throws {
+        let f = try Fixture()
+        let a = try f.request(resources: ["r1"])
+        _ = try f.request(resources: ["r1"], workspace: "other")
+        let c = try f.request(resources: ["r2"])
+        _ = try f.register.reject(c.id, actor: "fin", comment: "no", now: t0)
+        let found = try f.store.covering(workspace: "shop", pairs: [("COST-001", "r1"), ("COST-001", "r2"), ("NET-001", "r1")])
+        #expect(found.map(\.id) == [a.id])
+    }
+
+    @Test func filtersExceptions() throws {
+        let f = try Fixture()
+        let a = try f.request(resources: ["r1"], at: t0)
+        let b = try f.request("NET-001", resources: ["r2"], workspace: "other", at: t0.addingTimeInterval(86_400))
+        _ = try f.register.approve(a.id, actor: "fin", comment: nil, days: 3, now: t0)
+        #expect(try f.store.exceptions(ExceptionFilter(statuses: [.approved])).map(\.id) == [a.id])
+        #expect(try f.store.exceptions(ExceptionFilter(policy: "NET-001")).map(\.id) == [b.id])
+        #expect(try f.store.exceptions(ExceptionFilter(workspace: "shop")).map(\.id) == [a.id])
+        #expect(try f.store.exceptions(ExceptionFilter(expiringBefore: t0.addingTimeInterval(4 * 86_400))).map(\.id) == [a.id])
+        #expect(try f.store.exceptions(ExceptionFilter(expiringBefore: t0.addingTimeInterval(3 * 86_400))).isEmpty)
+        #expect(try f.store.exceptions(ExceptionFilter(createdFrom: t0.addingTimeInterval(1))).map(\.id) == [b.id])
+        #expect(try f.store.exceptions(ExceptionFilter(limit: 1)).count == 1)
+    }
+
+    @Test func recordsEvaluationsAndReturnsTheLatest() throws {
+        let f = try Fixture()
+        let v = [RecordedViolation(policy: "P", resource: "r", status: .blocking, digest: "d")]
+        _ = try f.store.record(Evaluation(workspace: "shop", at: t0, actor: "ci", verdict: "blocked", resourceCount: 3, violations: v),
+                               event: AuditDraft(actor: "ci", action: "check.recorded", subject: "workspace:shop", payload: [:], time: t0))
+        let second = try f.store.record(Evaluation(workspace: "shop", at: t0, actor: "ci", verdict: "pass", resourceCount: 3, violations: []),
+                                        event: AuditDraft(actor: "ci", action: "check.recorded", subject: "workspace:shop", payload: [:], time: t0))
+        let latest = try #require(try f.store.latestEvaluation(workspace: "shop"))
+        #expect(latest.id == second && latest.verdict == "pass" && latest.violations.isEmpty)
+        #expect(try f.store.latestEvaluation(workspace: "none") == nil)
+    }
+
+    @Test func everyChangeIsAnEventAndTheChainVerifies() throws {
+        let f = try Fixture()
+        let e = try f.request()
+        _ = try f.register.approve(e.id, actor: "fin", comment: "fine", days: nil, now: t0)
+        let events = try f.events()
+        #expect(events.map(\.action) == ["exception.requested", "exception.approved"])
+        #expect(events.map(\.seq) == [1, 2])
+        #expect(events[0].prevHash == AuditChain.genesis)
+        #expect(events[1].prevHash == events[0].hash)
+        #expect(events.allSatisfy { $0.subject == "EX-1" })
+        #expect(try f.store.verifyAudit() == AuditVerification(events: 2))
+    }
+
+    @Test func reopensAnExistingRegister() throws {
+        let f = try Fixture()
+        let e = try f.request()
+        let again = try SQLiteRegisterStore(path: f.store.path)
+        #expect(try again.exception(id: e.id) == e)
+    }
+
+    @Test func theDatabaseRefusesEditsOfTheAuditLog() throws {
+        let f = try Fixture()
+        _ = try f.request()
+        let q = try DatabaseQueue(path: f.store.path)
+        #expect(throws: DatabaseError.self) { try q.write { try $0.execute(sql: "UPDATE auditEvent SET actor = 'x'") } }
+        #expect(throws: DatabaseError.self) { try q.write { try $0.execute(sql: "DELETE FROM auditEvent") } }
+    }
+}
+
+@Suite("Tampering with the SQLite file is detected", .serialized)
+struct TamperTests {
+    /// A register with five events; returns the file path.
+    func registerWithEvents() throws -> (Fixture, String) {
+        let f = try Fixture()
+        for i in 0..<5 { _ = try f.request(resources: ["r\(i)"]) }
+        return (f, f.store.path)
+    }
+
+    func tamper(_ path: String, _ sql: String) throws {
+        let q = try DatabaseQueue(path: path)
+        try q.write { db in
+            try db.execute(sql: "DROP TRIGGER auditEvent_noUpdate; DROP TRIGGER auditEvent_noDelete;")
+            try db.execute(sql: sql)
+        }
+    }
+
+    @Test func anEditedEventIsNamed() throws {
+        let (f, path) = try registerWithEvents()
+        try tamper(path, "UPDATE auditEvent SET actor = 'mallory' WHERE seq = 3")
+        let v = try f.store.verifyAudit()
+        #expect(v.firstBad == 3)
+        #expect(v.problem?.contains("content does not match its hash") == true)
+    }
+
+    @Test func anEditWithARecomputedHashBreaksTheNextLink() throws {
+        let (f, path) = try registerWithEvents()
+        let e = try #require(try f.events().first { $0.seq == 2 })
+        let forged = AuditChain.hash(seq: 2, time: Int64(e.time.timeIntervalSince1970), actor: "mallory", action: e.action,
+                                     subject: e.subject, payload: e.payload, prevHash: e.prevHash)
+        try tamper(path, "UPDATE auditEvent SET actor = 'mallory', hash = '\(forged)' WHERE seq = 2")
+        let v = try f.store.verifyAudit()
+        #expect(v.firstBad == 3)
+        #expect(v.problem?.contains("link to event 2") == true)
+    }
+
+    @Test func aDeletedEventIsNamed() throws {
+        let (f, path) = try registerWithEvents()
+        try tamper(path, "DELETE FROM auditEvent WHERE seq = 2")
+        let v = try f.store.verifyAudit()
+        #expect(v.firstBad == 3)
+        #expect(v.problem?.contains("event 2 is missing") == true)
+    }
+
+    @Test func reorderedEventsAreNamed() throws {
+        let (f, path) = try registerWithEvents()
+        // Swap the contents of events 2 and 3 (keeping sequence numbers in place).
+        try tamper(path, """
+            UPDATE auditEvent SET seq = -2 WHERE seq = 2; UPDATE auditEvent SET seq = 2 WHERE seq = 3; UPDATE auditEvent SET seq = 3 WHERE seq = -2;
+            """)
+        let v = try f.store.verifyAudit()
+        #expect(v.firstBad == 2)
+    }
+
+    @Test func anUntouchedLogVerifies() throws {
+        let (f, _) = try registerWithEvents()
+        #expect(try f.store.verifyAudit() == AuditVerification(events: 5))
+    }
+}
