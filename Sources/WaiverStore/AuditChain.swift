@@ -32,7 +32,69 @@ public enum AuditChain {
         hash(seq: e.seq, time: Int64(e.time.timeIntervalSince1970), actor: e.actor, action: e.action, subject: e.subject, payload: e.payload, prevHash: e.prevHash)
     }
 
+    /// Whether an event's stored hash is the hash of its content (no hex string is built).
+    public static func contentMatches(_ e: AuditEvent) -> Bool {
+        let bytes = canonical(seq: e.seq, time: Int64(e.time.timeIntervalSince1970), actor: e.actor, action: e.action,
+                              subject: e.subject, payload: e.payload, prevHash: e.prevHash)
+        let digest = SHA256.hash(data: bytes)
+        var stored = e.hash
+        return stored.withUTF8 { h in
+            guard h.count == 64 else { return false }
+            var i = 0
+            for b in digest {
+                if h[i] != hexDigits[Int(b >> 4)] || h[i + 1] != hexDigits[Int(b & 0x0F)] { return false }
+                i += 2
+            }
+            return true
+        }
+    }
+
     static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// Appends raw UTF-8 text as a JSON string literal (the same bytes `Value.appendQuotedJSON` writes).
+    static func appendQuoted(_ text: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        out.append(0x22)
+        var start = 0
+        for i in 0..<text.count {
+            let c = text[i]
+            guard c < 0x20 || c == 0x22 || c == 0x5C else { continue }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: text[start..<i]))
+            switch c {
+            case 0x22: out.append(contentsOf: [0x5C, 0x22])
+            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
+            case 0x0D: out.append(contentsOf: [0x5C, 0x72])
+            case 0x09: out.append(contentsOf: [0x5C, 0x74])
+            default: out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hexDigits[Int(c >> 4)], hexDigits[Int(c & 0xF)]])
+            }
+            start = i + 1
+        }
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: text[start..<text.count]))
+        out.append(0x22)
+    }
+
+    /// Whether raw column bytes hash to the stored hash: the database fast path of `contentMatches`.
+    /// `fields` are actor, action, subject, payload and prevHash as UTF-8; `scratch` is reused.
+    static func rawContentMatches(seq: Int64, time: Int64, fields: [UnsafeRawBufferPointer], hash: UnsafeRawBufferPointer, scratch: inout [UInt8]) -> Bool {
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(0x5B)
+        scratch.append(contentsOf: String(seq).utf8)
+        scratch.append(0x2C)
+        scratch.append(contentsOf: String(time).utf8)
+        for f in fields {
+            scratch.append(0x2C)
+            appendQuoted(f, to: &scratch)
+        }
+        scratch.append(0x5D)
+        let digest = SHA256.hash(data: scratch)
+        guard hash.count == 64 else { return false }
+        var i = 0
+        for b in digest {
+            if hash[i] != hexDigits[Int(b >> 4)] || hash[i + 1] != hexDigits[Int(b & 0x0F)] { return false }
+            i += 2
+        }
+        return true
+    }
 
     public static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
         var out: [UInt8] = []
@@ -47,10 +109,46 @@ public enum AuditChain {
     /// SHA-256 of bytes, as lower-case hex.
     public static func sha256(_ data: some DataProtocol) -> String { hex(SHA256.hash(data: data)) }
 
+    /// 64 ASCII bytes (a hex SHA-256) held inline, compared without allocating.
+    public struct Hex64: Equatable, Sendable {
+        var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        public var valid = false
+
+        public init(_ bytes: UnsafeRawBufferPointer) {
+            guard bytes.count == 64 else { return }
+            withUnsafeMutableBytes(of: &words) { $0.copyMemory(from: bytes) }
+            valid = true
+        }
+
+        public init(_ text: String) {
+            var t = text
+            self = t.withUTF8 { Hex64(UnsafeRawBufferPointer($0)) }
+        }
+
+        public static func == (a: Hex64, b: Hex64) -> Bool {
+            a.valid && b.valid && a.words.0 == b.words.0 && a.words.1 == b.words.1 && a.words.2 == b.words.2 && a.words.3 == b.words.3
+                && a.words.4 == b.words.4 && a.words.5 == b.words.5 && a.words.6 == b.words.6 && a.words.7 == b.words.7
+        }
+    }
+
+    /// What the order checks need of an event: its number, its links, and whether its content matched its hash.
+    public struct Link: Sendable {
+        public var seq: Int
+        public var prevHash: Hex64
+        public var hash: Hex64
+        public var contentOK: Bool
+        public init(seq: Int, prevHash: Hex64, hash: Hex64, contentOK: Bool) {
+            self.seq = seq
+            self.prevHash = prevHash
+            self.hash = hash
+            self.contentOK = contentOK
+        }
+    }
+
     /// Checks events one at a time, in order; keeps only the last hash.
     public struct Verifier {
         public private(set) var count = 0
-        public private(set) var lastHash = AuditChain.genesis
+        var lastHash = Hex64(AuditChain.genesis)
         public private(set) var firstBad: Int?
         public private(set) var problem: String?
 
@@ -59,6 +157,11 @@ public enum AuditChain {
         /// Feeds the next event; returns false once a bad event was found.
         @discardableResult
         public mutating func feed(_ e: AuditEvent) -> Bool {
+            feed(Link(seq: e.seq, prevHash: Hex64(e.prevHash), hash: Hex64(e.hash), contentOK: AuditChain.contentMatches(e)))
+        }
+
+        @discardableResult
+        public mutating func feed(_ e: Link) -> Bool {
             guard firstBad == nil else { return false }
             let expectedSeq = count + 1
             if e.seq != expectedSeq {
@@ -71,7 +174,7 @@ public enum AuditChain {
                 fail(e.seq, "its link to event \(count) does not match (an event before it was changed, removed or reordered)")
                 return false
             }
-            if AuditChain.hash(e) != e.hash {
+            if !e.contentOK {
                 fail(e.seq, "its content does not match its hash (the event was changed)")
                 return false
             }
