@@ -17,10 +17,10 @@ for f in files:
     if '"""#' in text:
         sys.exit(f"{f}: contains the raw-string delimiter")
     if f.startswith("policies"):
-        count += len(re.findall(r"^\s*-\s+id:", text, re.M))
+        count += len(re.findall(r"^\s*-\s+id:", text, re.M)) - len(re.findall(r"^\s*source:\s*control\b", text, re.M))
     out.append(f'        File(path: "{f}", contents: #"""')
     out.append(text.rstrip("\n"))
     out.append('"""# + "\\n"),')
-out += ["    ]", "", f"    /// Number of policies in the pack.", f"    public static let policyCount = {count}", "}", ""]
+out += ["    ]", "", f"    /// Number of policies in the pack (program controls not counted).", f"    public static let policyCount = {count}", "}", ""]
 open(os.path.join(root, "Sources/WaiverFormats/StarterPack.swift"), "w", encoding="utf-8").write("\n".join(out))
 print(f"StarterPack.swift: {len(files)} files, {count} policies")

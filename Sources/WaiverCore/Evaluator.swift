@@ -44,7 +44,7 @@ public struct Evaluator: Sendable {
             case .no: return .violation
             case .unknown: return .unknown
             }
-        case .external:
+        case .external, .control:
             return .compliant
         }
     }
@@ -56,7 +56,7 @@ public struct Evaluator: Sendable {
         switch rule {
         case .forbid(let c): condition = c; want = .yes
         case .require(let c): condition = c; want = .no
-        case .external: return []
+        case .external, .control: return []
         }
         let scope = Scope(resource: resource)
         var result = evaluate(condition, scope)

@@ -144,6 +144,9 @@ public struct Policy: Sendable, Equatable {
         case require(Condition)
         /// Findings come from scanners' SARIF reports under this rule id; the policy supplies metadata.
         case external
+        /// A program (GRC) control that is not machine-checked: it exists for exceptions to it
+        /// (a person, a device, an account) and is never evaluated on a plan.
+        case control
     }
 
     public var id: String
@@ -179,7 +182,10 @@ public struct Policy: Sendable, Equatable {
 
     /// Whether the policy is evaluated on resources of this type.
     public func applies(toType type: String) -> Bool {
-        if case .external = rule { return false }
+        switch rule {
+        case .external, .control: return false
+        default: break
+        }
         guard let globs = resourceTypes else { return true }
         return globs.contains { $0.matches(type) }
     }

@@ -126,7 +126,7 @@ public enum PolicyLoader {
         var types: [Glob]?
         var forbid: Condition?, require: Condition?
         var exceptions: ExceptionRule?
-        var external = false
+        var source = "plan"
         if id == nil { yaml.error(node, nil, "policy has no `id`") }
         if let id, !isValidId(id) {
             yaml.error(idNode, id, "invalid id (use letters, digits, '-', '_' and '.')")
@@ -156,10 +156,8 @@ public enum PolicyLoader {
             case "exceptions": exceptions = parseExceptionRule(&yaml, value, subject)
             case "source":
                 if let s = yaml.string(value, subject, key) {
-                    switch s {
-                    case "plan": external = false
-                    case "sarif": external = true
-                    default: yaml.error(value, subject, "unknown source '\(s)' (use plan or sarif)")
+                    if ["plan", "sarif", "control"].contains(s) { source = s } else {
+                        yaml.error(value, subject, "unknown source '\(s)' (use plan, sarif or control)")
                     }
                 }
             default: break
@@ -167,18 +165,20 @@ public enum PolicyLoader {
         }
         if title == nil, pairs.first(where: { $0.0 == "title" }) == nil { yaml.error(node, subject, "policy has no `title`") }
         let hasForbid = pairs.contains { $0.0 == "forbid" }, hasRequire = pairs.contains { $0.0 == "require" }
-        if external {
+        if source != "plan" {
             if hasForbid || hasRequire {
-                yaml.error(node, subject, "a policy with `source: sarif` takes its findings from scanner reports and has no forbid/require")
+                yaml.error(node, subject, source == "sarif"
+                    ? "a policy with `source: sarif` takes its findings from scanner reports and has no forbid/require"
+                    : "a `source: control` policy is a program control that is not machine-checked: it has no forbid/require")
             }
         } else if hasForbid && hasRequire {
             yaml.error(node, subject, "a policy has exactly one of `forbid` or `require`, not both")
         } else if !hasForbid && !hasRequire {
-            yaml.error(node, subject, "a policy needs one of `forbid` or `require` (or `source: sarif` for a scanner's rule)")
+            yaml.error(node, subject, "a policy needs one of `forbid` or `require` (or `source: sarif` for a scanner's rule, `source: control` for a program control)")
         }
         guard yaml.errors.count == errorsBefore, let id, let title else { return nil }
         let rule: Policy.Rule
-        if external { rule = .external } else if let forbid { rule = .forbid(forbid) } else if let require { rule = .require(require) } else { return nil }
+        if source == "sarif" { rule = .external } else if source == "control" { rule = .control } else if let forbid { rule = .forbid(forbid) } else if let require { rule = .require(require) } else { return nil }
         return Policy(
             id: id, title: title, category: category, severity: severity, description: description,
             remediation: remediation, resourceTypes: types, rule: rule, exceptions: exceptions,

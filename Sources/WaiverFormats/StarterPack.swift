@@ -130,6 +130,48 @@ policies:
       approvers: [security]
       min_approvals: 1
 """# + "\n"),
+        File(path: "policies/controls.yaml", contents: #"""
+# Program (GRC) controls: not machine-checked. They exist so that exceptions to them (a person, a
+# device, an account) are requested, approved, logged and expire like any other:
+#   waiver request --policy CTRL-HR-001 --kind person --resource alex@example.com --reason "..." \
+#     --mitigation "..." --evidence signed-attestation.pdf
+policies:
+  - id: CTRL-HR-001
+    title: Staff with production access have a background check on file
+    category: security
+    severity: high
+    source: control
+    description: >-
+      Everyone with access to production systems or customer data has a completed background check
+      for their current role. A contractor who becomes an employee needs a fresh one.
+    remediation: >-
+      Complete the background check through HR before granting production access; until then,
+      request an exception with compensating controls (supervised access, no customer data).
+
+  - id: CTRL-DEV-001
+    title: Laptops that access company systems are enrolled in device management
+    category: security
+    severity: medium
+    source: control
+    description: >-
+      Devices that reach company systems are enrolled in MDM, so disk encryption, screen lock and
+      patch level are enforced and the device can be wiped when lost.
+    remediation: >-
+      Enroll the device in MDM, or use a company laptop. An exception needs compensating controls
+      such as access only through the browser-isolated VDI, and names the device serial number.
+
+  - id: CTRL-IAM-001
+    title: Cloud root accounts are not used and have no access keys
+    category: security
+    severity: critical
+    source: control
+    description: >-
+      The root user of every cloud account has MFA, no access keys and no day-to-day use. A root
+      account that has to exist unlocked for a migration or a support case is an exception.
+    remediation: >-
+      Remove root access keys, put the MFA device in the safe, and use federated roles. An exception
+      records why root is needed, who holds the credentials and when they are rotated.
+"""# + "\n"),
         File(path: "policies/cost.yaml", contents: #"""
 # Cost guardrails. Violations route to finance or engineering managers (see waiver.yaml).
 policies:
@@ -777,6 +819,6 @@ policies:
 """# + "\n"),
     ]
 
-    /// Number of policies in the pack.
+    /// Number of policies in the pack (program controls not counted).
     public static let policyCount = 28
 }

@@ -220,6 +220,22 @@ struct RegisterCLITests {
         #expect(integrity == "ok")
     }
 
+    @Test func aProgramExceptionForAPerson() throws {
+        let w = try Workspace()
+        let r = try w.run(["request", "--policy", "CTRL-HR-001", "--kind", "person", "--resource", "alex@example.com",
+                           "--reason", "Contractor converted to employee; new check booked", "--days", "14",
+                           "--mitigation", "No customer-data access until the check clears"])
+        #expect(r.code == 0, "\(r.err)")
+        #expect(r.out.contains("in program"))
+        // High severity, medium likelihood: high risk, two approvers.
+        #expect(try w.run(["approve", "EX-1"], as: "pat").out.contains("still needs 1 more approval"))
+        #expect(try w.run(["approve", "EX-1"], as: "sam").out.contains("approved by sam"))
+        let shown = try JSONReader.parse(Data(try w.run(["show", "EX-1", "--format", "json"]).out.utf8))
+        #expect(shown["subject_kind"] == "person" && shown["resources"] == ["alex@example.com"])
+        // Not machine-checked: at expiry the control is enforced again.
+        #expect(try w.run(["expire"], at: "2026-12-06T10:00:00Z").out.contains("EX-1 expired"))
+    }
+
     @Test func badInputToRegisterCommands() throws {
         let w = try Workspace()
         let cases: [([String], String)] = [
