@@ -48,9 +48,12 @@ public struct Register: Sendable {
     public let policies: [String: Policy]
     /// The groups a person belongs to (from waiver.yaml locally, from the user database on a server).
     public let groupsOf: @Sendable (String) -> Set<String>
+    /// Whether a person is an administrator (may revoke any exception; never approve their own).
+    public let isAdmin: @Sendable (String) -> Bool
 
     public init(store: any RegisterStore, configuration: Configuration, policies: [Policy],
-                groupsOf: (@Sendable (String) -> Set<String>)? = nil) {
+                groupsOf: (@Sendable (String) -> Set<String>)? = nil, isAdmin: @escaping @Sendable (String) -> Bool = { _ in false }) {
+        self.isAdmin = isAdmin
         self.store = store
         self.configuration = configuration
         var byId: [String: Policy] = [:]
@@ -251,8 +254,8 @@ public struct Register: Sendable {
         guard !comment.isEmpty else { throw RegisterError.invalid("revoking needs a comment (--comment) saying why") }
         return try store.modify(id: id) { e in
             if let refusal = e.status.refusal(to: .revoked, id: e.displayId) { throw RegisterError.refused(refusal) }
-            if actor != e.requester, groupsOf(actor).isDisjoint(with: e.rule.groups) {
-                throw RegisterError.refused("\(actor) cannot revoke \(e.displayId): only its requester or members of \(e.rule.groups.joined(separator: ", ")) can")
+            if actor != e.requester, !isAdmin(actor), groupsOf(actor).isDisjoint(with: e.rule.groups) {
+                throw RegisterError.refused("\(actor) cannot revoke \(e.displayId): only its requester, an administrator or members of \(e.rule.groups.joined(separator: ", ")) can")
             }
             e.status = .revoked
             e.decidedAt = e.decidedAt ?? now

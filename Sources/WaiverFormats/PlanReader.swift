@@ -21,12 +21,18 @@ public enum PlanReader {
         return try parse(raw, file: path)
     }
 
-    public static func parse(_ raw: Data, file: String) throws(InputError) -> Plan {
-        var data = try InputFile.utf8(raw, file: file)
+    /// The plan as plain UTF-8 JSON: byte-order marks and UTF-16 decoded, the wrapper's echo line removed.
+    public static func normalized(_ raw: Data, file: String) throws(InputError) -> Data {
+        let data = try InputFile.utf8(raw, file: file)
         // hashicorp/setup-terraform's wrapper echoes "[command]... show -json" before the JSON.
         if data.starts(with: Array("[command]".utf8)), let nl = data.firstIndex(of: 0x0A) {
-            data = data[(nl + 1)...]
+            return data[(nl + 1)...]
         }
+        return data
+    }
+
+    public static func parse(_ raw: Data, file: String) throws(InputError) -> Plan {
+        let data = try normalized(raw, file: file)
         let result: Result<Plan, InputError> = data.withUnsafeBytes { rawBuffer in
             var reader = JSONReader(rawBuffer.bindMemory(to: UInt8.self))
             do throws(JSONSyntaxError) {

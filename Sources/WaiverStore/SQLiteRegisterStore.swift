@@ -9,10 +9,13 @@ import WaiverCore
 public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     public let path: String
     let pool: DatabasePool
+    /// Webhooks every audit event is queued for, in the same transaction as the event.
+    let webhooks: [WaiverCore.Configuration.Webhook]
 
     /// Opens (creating when needed) the register at `path` and brings its schema up to date.
-    public init(path: String, busyTimeout: TimeInterval = 30) throws {
+    public init(path: String, webhooks: [WaiverCore.Configuration.Webhook] = [], busyTimeout: TimeInterval = 30) throws {
         self.path = path
+        self.webhooks = webhooks
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
         var config = GRDB.Configuration()
@@ -109,6 +112,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: events cannot be deleted'); END;
                 """)
         }
+        registerServerMigrations(&m)
         return m
     }
 
@@ -138,6 +142,16 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         try db.execute(
             sql: "INSERT INTO auditEvent (seq, time, actor, action, subject, payload, prevHash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             arguments: [seq, time, draft.actor, draft.action, draft.subject, payload, prev, hash])
+        // Lifecycle events go to the webhooks, queued in this same transaction (the outbox).
+        if !webhooks.isEmpty, draft.action.hasPrefix("exception.") || draft.action == "evidence.added" {
+            let event = AuditEvent(seq: Int(seq), time: draft.time, actor: draft.actor, action: draft.action, subject: draft.subject,
+                                   payload: payload, prevHash: prev, hash: hash)
+            for hook in webhooks {
+                try db.execute(sql: """
+                    INSERT INTO webhookDelivery (eventSeq, url, format, secretEnv, action, body, nextAttemptAt) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [seq, hook.url, hook.format, hook.secretEnv, draft.action, WebhookBody.render(event, format: hook.format), time])
+            }
+        }
     }
 
     public func append(_ event: AuditDraft) throws {

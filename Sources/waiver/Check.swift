@@ -3,6 +3,7 @@ import Foundation
 import WaiverCore
 import WaiverFormats
 import WaiverStore
+import WaiverServer
 
 extension OutputFormat: ExpressibleByArgument {}
 extension UnknownMode: ExpressibleByArgument {}
@@ -87,82 +88,121 @@ struct Check: ParsableCommand {
             FileHandle.standardError.write(Data("waiver: \(name): \(now - mark)\n".utf8))
             mark = now
         }
+        let spec = request ? RequestSpec(reason: reason ?? "", days: days, likelihood: likelihood, impact: impact, mitigations: mitigation) : nil
+        if let client = try registerOptions.client() { return try runRemote(client, spec: spec) }
+
         let (configuration, base) = try options.loadConfiguration()
         let (dir, explicit) = options.policyDirectory(configuration, base: base)
         var policies: [Policy] = []
         if plan != nil || explicit || FileManager.default.fileExists(atPath: dir) {
             policies = try PolicyLoader.load(directory: dir)
         }
-        phase("configuration and policies")
         let crossErrors = ConfigLoader.validate(policies, against: configuration)
         if !crossErrors.isEmpty { throw InputErrors(crossErrors) }
-
-        var resources: [(Resource, file: String)] = []
-        if let plan {
-            let parsed = try PlanReader.read(path: plan)
-            resources = parsed.resources.map { ($0, plan) }
-        }
-        phase("plan")
-        var external: [ExternalFinding] = []
-        for file in sarif { external += try SarifReader.read(path: file) }
-
-        let engine = CheckEngine(
-            policies: policies, sarifCategories: configuration.sarif, unknownMode: unknown,
-            keepCompliant: format == .junit)
-        let evaluated = engine.check(resources: resources, external: external, workspace: workspace)
-        phase("evaluate")
+        phase("configuration and policies")
+        let planInput = try plan.map { (name: $0, data: try InputFile.read($0)) }
+        let sarifInputs = try sarif.map { (name: $0, data: try InputFile.read($0)) }
+        let evaluated = try CheckService.evaluate(
+            policies: policies, configuration: configuration, plan: planInput, sarif: sarifInputs, workspace: workspace,
+            unknown: unknown, keepCompliant: format == .junit)
+        phase("read and evaluate")
 
         // The register: mark what exceptions cover, file requests, wait, record the check.
         let store = try registerOptions.openStore()
         let register = Register(store: store, configuration: configuration, policies: evaluated.policies)
         let actor = registerOptions.actorName
-        var report = evaluated
-        try register.applyExceptions(to: &report, now: try currentTime())
-        if request {
-            var filed = 0
-            for finding in report.findings where finding.status == .blocking {
-                let e = try register.request(
-                    ExceptionRequest(policy: finding.policy, workspace: workspace, resources: [finding.resource], reason: reason ?? "",
-                                     days: days, likelihood: likelihood, impact: impact, mitigations: mitigation,
-                                     conflicted: commitAuthor.map { [$0] } ?? []),
-                    actor: actor, now: try currentTime())
-                FileHandle.standardError.write(Data("waiver: \(e.displayId) requested for \(finding.policy) on \(finding.resource)\n".utf8))
-                filed += 1
-            }
-            if filed > 0 {
-                report = evaluated
-                try register.applyExceptions(to: &report, now: try currentTime())
-            }
+        var (report, filed) = try CheckService.applyRegister(evaluated, register: register, actor: actor, commitAuthor: commitAuthor, request: spec, now: try currentTime())
+        for e in filed {
+            FileHandle.standardError.write(Data("waiver: \(e.displayId) requested for \(e.policy) on \(e.resources.joined(separator: ", "))\n".utf8))
         }
-        if let wait, let seconds = parseDuration(wait), report.summary.pending > 0 {
-            let clock = ContinuousClock()
-            let deadline = clock.now + .seconds(seconds)
-            var delay = 1.0
-            while report.summary.pending > 0, clock.now < deadline {
-                let remaining = deadline - clock.now
-                let pause = min(delay, Double(remaining.components.seconds) + 1)
-                Thread.sleep(forTimeInterval: max(0.2, pause))
-                delay = min(delay * 2, 30)
+        if let wait, let seconds = parseDuration(wait) {
+            try poll(seconds: seconds, pending: { report.summary.pending }) {
                 report = evaluated
                 try register.applyExceptions(to: &report, now: try currentTime())
             }
         }
         phase("register")
-        let violations = report.findings.map { f in
-            RecordedViolation(policy: f.policy, resource: f.resource, status: f.status, digest: AuditChain.sha256(Data(f.message.utf8)))
-        }
-        _ = try register.recordCheck(report, violations: violations, actor: actor, now: try currentTime())
+        _ = try CheckService.record(report, register: register, actor: actor, now: try currentTime())
         phase("record")
         let rendered = format.render(report)
         phase("render")
-        try emit(rendered, to: output)
+        try finish(rendered: rendered, passed: report.passed, pending: report.summary.pending, tally: TextOutputTally.line(report))
         phase("write")
+    }
+
+    /// Waits with backoff (1 s doubling, at most 30 s) while requests are pending, until `seconds` ran out.
+    func poll(seconds: Int, pending: () -> Int, refresh: () throws -> Void) throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(seconds)
+        var delay = 1.0
+        while pending() > 0, clock.now < deadline {
+            let remaining = deadline - clock.now
+            Thread.sleep(forTimeInterval: max(0.2, min(delay, Double(remaining.components.seconds) + 1)))
+            delay = min(delay * 2, 30)
+            try refresh()
+        }
+    }
+
+    /// Writes the report and ends with the exit code the verdict calls for.
+    func finish(rendered: String, passed: Bool, pending: Int, tally: String) throws {
+        try emit(rendered, to: output)
         if output != nil, format != .text {
             // Keep the CI log informative when the report goes to a file.
-            FileHandle.standardError.write(Data("waiver: \(report.passed ? "PASS" : "BLOCKED"): \(TextOutputTally.line(report))\n".utf8))
+            FileHandle.standardError.write(Data("waiver: \(passed ? "PASS" : "BLOCKED"): \(tally)\n".utf8))
         }
-        if wait != nil, report.summary.pending > 0 { throw Exit(code: 3) }
-        if !report.passed { throw Exit(code: 1) }
+        if wait != nil, pending > 0 { throw Exit(code: 3) }
+        if !passed { throw Exit(code: 1) }
+    }
+
+    /// `check --server`: the server evaluates with its own policies against the shared register.
+    func runRemote(_ client: ServerClient, spec: RequestSpec?) throws {
+        // The documents go as they are (normalized to UTF-8), inside a JSON envelope.
+        let planBytes = try plan.map { try PlanReader.normalized(try InputFile.read($0), file: $0) }
+        let sarifBytes = try sarif.map { try InputFile.utf8(try InputFile.read($0), file: $0) }
+        func envelope(request spec: RequestSpec?) -> Data {
+            var meta = Value.Object([("workspace", .string(workspace)), ("format", .string(format.rawValue)), ("unknown", .string(unknown.rawValue))])
+            if let commitAuthor { meta.append("commit_author", .string(commitAuthor)) }
+            if let spec {
+                var r = Value.Object([("reason", .string(spec.reason)), ("mitigations", .array(spec.mitigations.map(Value.string)))])
+                if let d = spec.days { r.append("days", .number(Double(d))) }
+                if let l = spec.likelihood { r.append("likelihood", .string(l.rawValue)) }
+                if let i = spec.impact { r.append("impact", .string(i.rawValue)) }
+                meta.append("request", .object(r))
+            }
+            var out = Array(JSONWriter.write(.object(meta), pretty: false).utf8.dropLast())  // without the closing brace
+            if let planBytes {
+                out.append(contentsOf: ",\"plan\":".utf8)
+                out.append(contentsOf: planBytes)
+            }
+            if !sarifBytes.isEmpty {
+                out.append(contentsOf: ",\"sarif\":[".utf8)
+                for (i, bytes) in sarifBytes.enumerated() {
+                    if i > 0 { out.append(0x2C) }
+                    out.append(contentsOf: bytes)
+                }
+                out.append(0x5D)
+            }
+            out.append(0x7D)
+            return Data(out)
+        }
+        var result = try client.call(.POST, "/api/v1/evaluations", body: envelope(request: spec)).json()
+        for id in result["requested"]?.arrayValue?.compactMap(\.stringValue) ?? [] {
+            FileHandle.standardError.write(Data("waiver: \(id) requested\n".utf8))
+        }
+        let pending = (result["results"]?.arrayValue ?? []).filter { $0["status"] == "pending" }.compactMap { $0["exception"]?.stringValue }
+        if let wait, let seconds = parseDuration(wait), !pending.isEmpty {
+            var waiting = Set(pending)
+            try poll(seconds: seconds, pending: { waiting.count }) {
+                for id in waiting where try client.json(.GET, "/api/v1/exceptions/\(id)")["status"] != "pending" { waiting.remove(id) }
+            }
+            // Evaluate again for the final statuses (nothing new to request); it is recorded as the latest state.
+            result = try client.call(.POST, "/api/v1/evaluations", body: envelope(request: nil)).json()
+        }
+        let rendered = format == .json ? JSONWriter.write(result) : (result["rendered"]?.stringValue ?? "")
+        let s = result["summary"]
+        func n(_ k: String) -> Int { Int(s?[k]?.numberValue ?? 0) }
+        let tally = "\(n("resources")) resources, \(n("violations")) violations: \(n("blocking")) blocking, \(n("excepted")) excepted, \(n("pending")) pending, \(n("unknown")) unknown"
+        try finish(rendered: rendered, passed: result["verdict"] == "pass", pending: n("pending"), tally: tally)
     }
 }
 

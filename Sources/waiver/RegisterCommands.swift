@@ -32,6 +32,28 @@ struct Request: ParsableCommand {
     }
 
     func run() throws {
+        if let client = try registerOptions.client() {
+            var body = Value.Object([
+                ("policy", .string(policy)), ("kind", .string(kind.rawValue)), ("resources", .array(resource.map(Value.string))),
+                ("reason", .string(reason)), ("mitigations", .array(mitigation.map(Value.string))),
+            ])
+            if let workspace { body.append("workspace", .string(workspace)) }
+            if let days { body.append("days", .number(Double(days))) }
+            if let likelihood { body.append("likelihood", .string(likelihood.rawValue)) }
+            if let impact { body.append("impact", .string(impact.rawValue)) }
+            if let renews { body.append("renews", .string(renews)) }
+            var e = try client.json(.POST, "/api/v1/exceptions", body: .object(body))
+            let id = e["id"]?.stringValue ?? "?"
+            for path in evidence {
+                guard let data = FileManager.default.contents(atPath: path) else { throw UsageError("\(path): cannot read evidence file") }
+                e = try client.call(.POST, "/api/v1/exceptions/\(id)/evidence", query: [("name", (path as NSString).lastPathComponent)],
+                                    body: data, contentType: "application/octet-stream").json()
+            }
+            if format == .json { try emit(JSONWriter.write(e), to: nil); return }
+            let groups = e["approvers"]?["groups"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? ""
+            print("\(id) requested: \(e["policy"]?.stringValue ?? "") in \(e["workspace"]?.stringValue ?? ""), \(Value.formatNumber(e["days"]?.numberValue ?? 0)) days, \(e["risk"]?.stringValue ?? "") risk; pending approval by \(Value.formatNumber(e["approvers"]?["min_approvals"]?.numberValue ?? 1)) of \(groups)")
+            return
+        }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: true)
         let now = try currentTime()
         let files = try evidence.map { try EvidenceStore.put(path: $0, into: registerOptions.evidenceDirectory, by: ctx.actor, at: now) }
@@ -61,6 +83,18 @@ struct Approve: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Approve for fewer days than requested.", valueName: "n")) var days: Int?
 
     func run() throws {
+        if let client = try registerOptions.client() {
+            var body = Value.Object()
+            if let comment { body.append("comment", .string(comment)) }
+            if let days { body.append("days", .number(Double(days))) }
+            let e = try client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/approve", body: .object(body))
+            if e["status"] == "approved" {
+                print("\(e["id"]?.stringValue ?? id) approved: active until \(e["expires"]?.stringValue ?? "?")")
+            } else {
+                print("\(e["id"]?.stringValue ?? id): approval recorded; still needs \(e["still_needs"]?.stringValue ?? "more approvals")")
+            }
+            return
+        }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
         let e = try ctx.register.approve(try exceptionId(id), actor: ctx.actor, comment: comment, days: days, now: try currentTime())
         if e.status == .approved, let x = e.expiresAt {
@@ -79,6 +113,11 @@ struct Reject: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Why it is rejected.", valueName: "text")) var comment: String
 
     func run() throws {
+        if let client = try registerOptions.client() {
+            let e = try client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/reject", body: ["comment": .string(comment)])
+            print("\(e["id"]?.stringValue ?? id) rejected")
+            return
+        }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
         let e = try ctx.register.reject(try exceptionId(id), actor: ctx.actor, comment: comment, now: try currentTime())
         print("\(e.displayId) rejected by \(ctx.actor)")
@@ -93,6 +132,11 @@ struct Revoke: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Why it is revoked.", valueName: "text")) var comment: String
 
     func run() throws {
+        if let client = try registerOptions.client() {
+            let e = try client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/revoke", body: ["comment": .string(comment)])
+            print("\(e["id"]?.stringValue ?? id) revoked")
+            return
+        }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
         let e = try ctx.register.revoke(try exceptionId(id), actor: ctx.actor, comment: comment, now: try currentTime())
         print("\(e.displayId) revoked by \(ctx.actor)")
@@ -112,6 +156,17 @@ struct List: ParsableCommand {
     @Option(name: .long, help: "text, json or csv.") var format: ListFormat = .text
 
     func run() throws {
+        if let client = try registerOptions.client() {
+            if let text = expiringWithin, parseDuration(text) == nil {
+                throw UsageError("--expiring-within: '\(text)' is not a duration (use 30m, 12h, 7d or 2w)")
+            }
+            let reply = try client.call(.GET, "/api/v1/exceptions", query: [
+                ("status", status?.rawValue), ("policy", policy), ("workspace", workspace), ("expiring_within", expiringWithin),
+                ("format", format.rawValue),
+            ])
+            try emit(reply.text, to: nil)
+            return
+        }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
         let now = try currentTime()
         var filter = ExceptionFilter(statuses: status.map { [$0] }, policy: policy, workspace: workspace)
@@ -138,6 +193,10 @@ struct Show: ParsableCommand {
     @Option(name: .long, help: "text or json.") var format: OutputFormatChoice = .text
 
     func run() throws {
+        if let client = try registerOptions.client() {
+            try emit(try client.call(.GET, "/api/v1/exceptions/\(try exceptionId(id))", query: [("format", format.rawValue)]).text, to: nil)
+            return
+        }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
         let n = try exceptionId(id)
         guard let e = try ctx.store.exception(id: n) else { throw RegisterError.notFound("\(ExceptionRecord.display(n)) not found") }
@@ -161,6 +220,13 @@ struct Report: ParsableCommand {
     @Option(name: .long, help: "text, json or markdown.") var format: ReportFormat = .text
 
     func run() throws {
+        if let client = try registerOptions.client() {
+            for (flag, value) in [("--from", from), ("--to", to)] {
+                if let value, parseInstant(value) == nil { throw UsageError("\(flag): '\(value)' is not a date (2026-10-01 or 2026-10-01T00:00:00Z)") }
+            }
+            try emit(try client.call(.GET, "/api/v1/reports", query: [("from", from), ("to", to), ("format", format.rawValue)]).text, to: nil)
+            return
+        }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
         let now = try currentTime()
         func date(_ text: String?, _ flag: String) throws -> Date? {
@@ -191,6 +257,20 @@ struct Expire: ParsableCommand {
     @OptionGroup var registerOptions: RegisterOptions
 
     func run() throws {
+        if let client = try registerOptions.client() {
+            let outcomes = try client.json(.POST, "/api/v1/expire").arrayValue ?? []
+            for o in outcomes {
+                let id = o["id"]?.stringValue ?? "?"
+                if o["status"] == "closed" {
+                    print("\(id) closed: \(o["policy"]?.stringValue ?? "") is compliant on its resources in \(o["workspace"]?.stringValue ?? "")")
+                } else {
+                    let still = o["still_violating"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? ""
+                    print("\(id) expired: \(o["policy"]?.stringValue ?? "") still violated by \(still); the pipeline blocks again")
+                }
+            }
+            print("\(outcomes.count) exception\(outcomes.count == 1 ? "" : "s") re-checked")
+            return
+        }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
         let outcomes = try ctx.register.expire(now: try currentTime(), actor: ctx.actor)
         for o in outcomes {
@@ -216,6 +296,10 @@ struct Audit: ParsableCommand {
             let result: AuditVerification
             if let file {
                 result = try AuditExport.verify(path: file)
+            } else if let client = try registerOptions.client() {
+                let v = try client.json(.GET, "/api/v1/audit/verify")
+                result = AuditVerification(events: Int(v["events"]?.numberValue ?? 0), firstBad: v["first_bad"]?.numberValue.map { Int($0) },
+                                           problem: v["problem"]?.stringValue)
             } else {
                 result = try registerOptions.openStore().verifyAudit()
             }
@@ -238,6 +322,10 @@ struct Audit: ParsableCommand {
         }
 
         func run() throws {
+            if let client = try registerOptions.client() {
+                try emit(try client.call(.GET, "/api/v1/audit/export").text, to: output)
+                return
+            }
             let store = try registerOptions.openStore()
             var out: [UInt8] = []
             try store.forEachAuditEvent { e in

@@ -14,6 +14,9 @@ struct RegisterOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Who is acting (default: $WAIVER_ACTOR, else the login name). Not authenticated on a local register.", valueName: "name"))
     var actor: String?
 
+    @Option(name: .long, help: ArgumentHelp("Use the shared register of `waiver serve` at this URL (default $WAIVER_SERVER), with the token in $WAIVER_TOKEN; the actor is the token's user.", valueName: "url"))
+    var server: String?
+
     var actorName: String {
         if let actor, !actor.isEmpty { return actor }
         let env = ProcessInfo.processInfo.environment

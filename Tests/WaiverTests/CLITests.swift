@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import WaiverCore
 @testable import WaiverFormats
 
 /// The built `waiver` binary next to this test bundle (or $WAIVER_BIN).

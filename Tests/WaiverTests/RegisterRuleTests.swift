@@ -124,7 +124,7 @@ struct RegisterRuleTests {
         let f = try Fixture()
         let e = try f.request()
         _ = try f.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
-        #expect(f.refusal { _ = try f.register.revoke(e.id, actor: "sam", comment: "x", now: t0) }?.contains("only its requester or members of finance") == true)
+        #expect(f.refusal { _ = try f.register.revoke(e.id, actor: "sam", comment: "x", now: t0) }?.contains("only its requester, an administrator or members of finance") == true)
         let revoked = try f.register.revoke(e.id, actor: "dev", comment: "migrated early", now: t0.addingTimeInterval(60))
         #expect(revoked.status == .revoked)
         #expect(revoked.expiresAt == t0.addingTimeInterval(60))

@@ -1,5 +1,4 @@
 import Foundation
-import WaiverCore
 
 /// A JSON syntax error with the line and column where reading stopped.
 public struct JSONSyntaxError: Error, Equatable, CustomStringConvertible {
@@ -199,6 +198,14 @@ public struct JSONReader: ~Copyable {
         default:
             return .number(try readNumber())
         }
+    }
+
+    /// Skips the next value and returns the byte range it spans (to hand a sub-document to another reader).
+    public mutating func skipValueRange(depth: Int = 0) throws(JSONSyntaxError) -> Range<Int> {
+        _ = try peek()
+        let start = pos
+        try skipValue(depth: depth)
+        return start..<pos
     }
 
     /// Skips the next value, checking its syntax but building nothing (keys included).

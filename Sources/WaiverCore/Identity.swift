@@ -1,0 +1,54 @@
+import Foundation
+
+/// A person (or pipeline) known to the server, with the groups that route approvals to them.
+public struct User: Sendable, Equatable, Codable {
+    public var name: String
+    public var groups: [String]
+    public var admin: Bool
+    public init(name: String, groups: [String], admin: Bool) {
+        self.name = name
+        self.groups = groups
+        self.admin = admin
+    }
+}
+
+/// An API token as stored: its public id and the SHA-256 of its secret, never the secret.
+public struct TokenRecord: Sendable, Equatable {
+    public var id: String
+    public var user: String
+    public var createdAt: Date
+    public var revokedAt: Date?
+    public init(id: String, user: String, createdAt: Date, revokedAt: Date?) {
+        self.id = id
+        self.user = user
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
+    }
+}
+
+/// A webhook delivery waiting in the outbox (or delivered).
+public struct WebhookDelivery: Sendable, Equatable {
+    public var id: Int
+    public var url: String
+    public var format: String
+    public var secretEnv: String?
+    public var action: String
+    public var body: String
+    public var attempts: Int
+    public var nextAttemptAt: Date
+    public var deliveredAt: Date?
+    public var lastError: String?
+    public init(id: Int, url: String, format: String, secretEnv: String?, action: String, body: String, attempts: Int,
+                nextAttemptAt: Date, deliveredAt: Date?, lastError: String?) {
+        self.id = id
+        self.url = url
+        self.format = format
+        self.secretEnv = secretEnv
+        self.action = action
+        self.body = body
+        self.attempts = attempts
+        self.nextAttemptAt = nextAttemptAt
+        self.deliveredAt = deliveredAt
+        self.lastError = lastError
+    }
+}

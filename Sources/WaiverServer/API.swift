@@ -1,0 +1,354 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import WaiverCore
+import WaiverFormats
+import WaiverStore
+
+/// The JSON API under /api/v1.
+struct API: Sendable {
+    let state: ServerState
+    var store: SQLiteRegisterStore { state.store }
+    var register: Register { state.register }
+    var now: Date { state.settings.now() }
+
+    func register(on group: RouterGroup<WaiverContext>) {
+        group.post("evaluations") { req, ctx in try await wrap { try await evaluate(req, ctx) } }
+        group.get("me") { _, ctx in try await wrap {
+            let u = try ctx.requireUser()
+            return jsonResponse(["name": .string(u.name), "groups": .array(u.groups.map(Value.string)), "admin": .bool(u.admin)])
+        } }
+        group.post("exceptions") { req, ctx in try await wrap { try await requestException(req, ctx, renews: nil) } }
+        group.get("exceptions") { req, ctx in try await wrap { try list(req, ctx) } }
+        group.get("exceptions/:id") { req, ctx in try await wrap {
+            _ = try ctx.requireUser()
+            let e = try exception(ctx)
+            let history = try store.auditEvents(subject: e.displayId)
+            if req.uri.queryParameters.get("format") == "text" { return text(RegisterOutput.show(e, history: history, now: now)) }
+            return jsonResponse(RegisterOutput.value(e, history: history, now: now))
+        } }
+        group.post("exceptions/:id/approve") { req, ctx in try await wrap {
+            let user = try ctx.requireUser(), body = try await object(req)
+            let e = try register.approve(try id(ctx), actor: user.name, comment: try optionalString(body, "comment"), days: try optionalInt(body, "days"), now: now)
+            var v = RegisterOutput.value(e, now: now)
+            if case .object(var o) = v, let missing = register.missingApprovals(e), e.status == .pending {
+                o.append("still_needs", .string(missing))
+                v = .object(o)
+            }
+            return jsonResponse(v)
+        } }
+        group.post("exceptions/:id/reject") { req, ctx in try await wrap {
+            let user = try ctx.requireUser(), body = try await object(req)
+            return jsonResponse(RegisterOutput.value(try register.reject(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
+        } }
+        group.post("exceptions/:id/revoke") { req, ctx in try await wrap {
+            let user = try ctx.requireUser(), body = try await object(req)
+            return jsonResponse(RegisterOutput.value(try register.revoke(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
+        } }
+        group.post("exceptions/:id/renew") { req, ctx in try await wrap { try await requestException(req, ctx, renews: try id(ctx)) } }
+        group.post("exceptions/:id/evidence") { req, ctx in try await wrap {
+            let user = try ctx.requireUser()
+            let name = req.uri.queryParameters.get("name") ?? "evidence"
+            guard !name.isEmpty, name.count <= 255, !name.contains("/") else { throw APIError(.badRequest, "bad_request", "?name= must be a file name") }
+            let data = try await body(req)
+            let sha = AuditChain.sha256(data)
+            let folder = state.settings.evidenceDirectory
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let path = (folder as NSString).appendingPathComponent(sha)
+            if !FileManager.default.fileExists(atPath: path) { try data.write(to: URL(fileURLWithPath: path), options: [.atomic]) }
+            let file = EvidenceFile(sha256: sha, name: name, size: data.count, addedBy: user.name, at: Register.second(now))
+            return jsonResponse(RegisterOutput.value(try register.addEvidence(try id(ctx), file: file, actor: user.name), now: now), status: .created)
+        } }
+        group.get("evidence/:sha256") { _, ctx in try await wrap {
+            _ = try ctx.requireUser()
+            guard let sha = ctx.parameters.get("sha256"), sha.count == 64, sha.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+                throw APIError(.badRequest, "bad_request", "evidence is addressed by its SHA-256 (64 lower-case hex digits)")
+            }
+            let path = (state.settings.evidenceDirectory as NSString).appendingPathComponent(sha)
+            guard let data = FileManager.default.contents(atPath: path) else { throw APIError(.notFound, "not_found", "no evidence \(sha)") }
+            var headers = HTTPFields()
+            headers[.contentType] = "application/octet-stream"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        } }
+        group.get("policies") { _, ctx in try await wrap {
+            _ = try ctx.requireUser()
+            return jsonResponse(.array(state.settings.policies.map(policyValue)))
+        } }
+        group.get("policies/:id") { _, ctx in try await wrap {
+            _ = try ctx.requireUser()
+            guard let p = state.settings.policies.first(where: { $0.id == ctx.parameters.get("id") }) else {
+                throw APIError(.notFound, "not_found", "no policy '\(ctx.parameters.get("id") ?? "")'")
+            }
+            return jsonResponse(policyValue(p))
+        } }
+        group.get("reports") { req, ctx in try await wrap {
+            _ = try ctx.requireUser()
+            func date(_ key: String) throws -> Date? {
+                guard let t = req.uri.queryParameters.get(key) else { return nil }
+                guard let d = parseInstant(t) else { throw APIError(.badRequest, "bad_request", "\(key): '\(t)' is not a date") }
+                return d
+            }
+            let from = try date("from"), to = try date("to")
+            let inPeriod = try store.exceptions(ExceptionFilter(createdFrom: from, createdBefore: to))
+            let active = try store.exceptions(ExceptionFilter(statuses: [.approved]))
+            var latest: [String: Evaluation] = [:]
+            for w in Set(active.map(\.workspace)) { latest[w] = try store.latestEvaluation(workspace: w) }
+            let report = RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: from, to: to, now: now,
+                                              reviewThreshold: state.settings.configuration.reviewThreshold)
+            switch req.uri.queryParameters.get("format") {
+            case "text": return text(RegisterOutput.reportText(report, markdown: false))
+            case "markdown": return text(RegisterOutput.reportText(report, markdown: true), contentType: "text/markdown; charset=utf-8")
+            default: return jsonResponse(RegisterOutput.reportValue(report))
+            }
+        } }
+        group.get("audit/events") { req, ctx in try await wrap {
+            _ = try ctx.requireUser()
+            let events = try store.auditEvents(subject: req.uri.queryParameters.get("subject"))
+            let limit = Int(req.uri.queryParameters.get("limit") ?? "") ?? 1000
+            return jsonResponse(.array(events.suffix(max(0, min(limit, 100_000))).map { e in
+                (try? JSONReader.parse(Data(AuditChain.exportLine(e).utf8))) ?? .null
+            }))
+        } }
+        group.get("audit/verify") { _, ctx in try await wrap {
+            _ = try ctx.requireUser()
+            let v = try store.verifyAudit()
+            return jsonResponse(["intact": .bool(v.intact), "events": .number(Double(v.events)),
+                                 "first_bad": v.firstBad.map { .number(Double($0)) } ?? .null, "problem": v.problem.map(Value.string) ?? .null])
+        } }
+        group.get("audit/export") { _, ctx in try await wrap {
+            _ = try ctx.requireUser()
+            var out = ""
+            try store.forEachAuditEvent { out += AuditChain.exportLine($0) + "\n" }
+            return text(out, contentType: "application/jsonl; charset=utf-8")
+        } }
+        group.post("expire") { _, ctx in try await wrap {
+            let user = try ctx.requireUser()
+            let outcomes = try register.expire(now: now, actor: user.name)
+            return jsonResponse(.array(outcomes.map { o in
+                ["id": .string(o.exception.displayId), "status": .string(o.exception.status.rawValue), "policy": .string(o.exception.policy),
+                 "workspace": .string(o.exception.workspace), "still_violating": .array(o.stillViolating.map(Value.string))]
+            }))
+        } }
+        group.get("admin/webhooks") { _, ctx in try await wrap {
+            let user = try ctx.requireUser()
+            guard user.admin else { throw APIError(.forbidden, "forbidden", "administrators only") }
+            return jsonResponse(.array(try store.deliveries().map(deliveryValue)))
+        } }
+    }
+
+    // MARK: - Handlers
+
+    func evaluate(_ req: Request, _ ctx: WaiverContext) async throws -> Response {
+        let user = try ctx.requireUser()
+        let data = try await body(req)
+        var workspace: String?
+        var plan: Range<Int>?
+        var sarif: [Range<Int>] = []
+        var unknown = UnknownMode.warn
+        var format = OutputFormat.json
+        var commitAuthor: String?
+        var request: Value?
+        let parsed: Result<Void, JSONSyntaxError> = data.withUnsafeBytes { raw in
+            var r = JSONReader(raw.bindMemory(to: UInt8.self))
+            do throws(JSONSyntaxError) {
+                try r.readObject { (r: inout JSONReader, key: String) throws(JSONSyntaxError) in
+                    switch key {
+                    case "plan": plan = try r.skipValueRange(depth: 1)
+                    case "sarif":
+                        try r.readArray(depth: 1) { (r: inout JSONReader, _: Int) throws(JSONSyntaxError) in sarif.append(try r.skipValueRange(depth: 2)) }
+                    case "workspace": workspace = try r.readValue(depth: 1).stringValue
+                    case "commit_author": commitAuthor = try r.readValue(depth: 1).stringValue
+                    case "unknown": unknown = UnknownMode(rawValue: try r.readValue(depth: 1).stringValue ?? "") ?? .warn
+                    case "format": format = OutputFormat(rawValue: try r.readValue(depth: 1).stringValue ?? "") ?? .json
+                    case "request": request = try r.readValue(depth: 1)
+                    default: try r.skipValue(depth: 1)
+                    }
+                }
+                try r.expectEnd()
+                return .success(())
+            } catch { return .failure(error) }
+        }
+        if case .failure(let e) = parsed { throw APIError(.badRequest, "bad_request", "the body is not valid JSON: \(e)") }
+        guard let workspace, !workspace.isEmpty else { throw APIError(.unprocessableContent, "invalid", "workspace is required") }
+        guard plan != nil || !sarif.isEmpty else { throw APIError(.unprocessableContent, "invalid", "send a plan or at least one SARIF report") }
+        var spec: RequestSpec?
+        if let request, case .object = request {
+            spec = RequestSpec(reason: try string(request, "reason"), days: try optionalInt(request, "days"),
+                               likelihood: try factor(request, "likelihood"), impact: try factor(request, "impact"),
+                               mitigations: (request["mitigations"]?.arrayValue ?? []).compactMap(\.stringValue))
+        }
+        let report = try CheckService.evaluate(
+            policies: state.settings.policies, configuration: state.settings.configuration,
+            plan: plan.map { ("plan.json", data.subdata(in: $0)) }, sarif: sarif.enumerated().map { ("report-\($0.offset + 1).sarif", data.subdata(in: $0.element)) },
+            workspace: workspace, unknown: unknown, keepCompliant: format == .junit)
+        let when = now
+        let scopedRegister = Register(store: store, configuration: state.settings.configuration, policies: report.policies,
+                                      groupsOf: register.groupsOf, isAdmin: register.isAdmin)
+        let (final, filed) = try CheckService.applyRegister(report, register: scopedRegister, actor: user.name, commitAuthor: commitAuthor, request: spec, now: when)
+        let evaluation = try CheckService.record(final, register: register, actor: user.name, now: when)
+        guard case .object(var o) = JSONOutput.value(final) else { return jsonResponse(.null) }
+        o.append("evaluation", .number(Double(evaluation)))
+        o.append("requested", .array(filed.map { .string($0.displayId) }))
+        if format != .json { o.append("rendered", .string(format.render(final))) }
+        return jsonResponse(.object(o), status: .created)
+    }
+
+    func requestException(_ req: Request, _ ctx: WaiverContext, renews: Int?) async throws -> Response {
+        let user = try ctx.requireUser()
+        let body = try await object(req)
+        let kind = SubjectKind(rawValue: try optionalString(body, "kind") ?? "resource")
+        guard let kind else { throw APIError(.unprocessableContent, "invalid", "kind must be resource, person, device or account") }
+        var policy = try optionalString(body, "policy")
+        var workspace = try optionalString(body, "workspace")
+        var resources = try strings(body, "resources")
+        if let renews, let old = try store.exception(id: renews) {
+            policy = policy ?? old.policy
+            workspace = workspace ?? old.workspace
+            if resources.isEmpty { resources = old.resources }
+        }
+        guard let policy else { throw APIError(.unprocessableContent, "invalid", "policy is required") }
+        let e = try register.request(
+            ExceptionRequest(policy: policy, workspace: workspace ?? (kind == .resource ? "" : "program"), subjectKind: kind, resources: resources,
+                             reason: try string(body, "reason"), days: try optionalInt(body, "days"), likelihood: try factor(body, "likelihood"),
+                             impact: try factor(body, "impact"), mitigations: try strings(body, "mitigations"),
+                             renews: renews ?? (try optionalString(body, "renews")).flatMap(ExceptionRecord.parseId)),
+            actor: user.name, now: now)
+        return jsonResponse(RegisterOutput.value(e, now: now), status: .created)
+    }
+
+    func list(_ req: Request, _ ctx: WaiverContext) throws -> Response {
+        _ = try ctx.requireUser()
+        let q = req.uri.queryParameters
+        var filter = ExceptionFilter(policy: q.get("policy"), workspace: q.get("workspace"), requester: q.get("requester"))
+        if let s = q.get("status") {
+            guard let status = ExceptionStatus(rawValue: s) else { throw APIError(.badRequest, "bad_request", "unknown status '\(s)'") }
+            filter.statuses = [status]
+        }
+        let current = now
+        if let w = q.get("expiring_within") {
+            guard let d = parseDuration(w) else { throw APIError(.badRequest, "bad_request", "expiring_within: '\(w)' is not a duration") }
+            filter.statuses = [.approved]
+            filter.expiringBefore = current.addingTimeInterval(Double(d) + 1)
+        }
+        if let l = q.get("limit") {
+            guard let n = Int(l), n >= 0 else { throw APIError(.badRequest, "bad_request", "limit must be a number") }
+            filter.limit = n
+        }
+        var items = try store.exceptions(filter)
+        if filter.expiringBefore != nil { items = items.filter { $0.isActive(at: current) } }
+        switch q.get("format") {
+        case "text": return text(RegisterOutput.listText(items, now: current))
+        case "csv": return text(RegisterOutput.csv(items), contentType: "text/csv; charset=utf-8")
+        default: return jsonResponse(.array(items.map { RegisterOutput.value($0, now: current) }))
+        }
+    }
+
+    // MARK: - Helpers
+
+    /// Runs a handler and turns every error into the JSON error shape.
+    func wrap(_ body: () async throws -> Response) async throws -> Response {
+        do { return try await body() } catch { throw APIError.from(error) }
+    }
+
+    func body(_ req: Request) async throws -> Data {
+        let limit = state.settings.maxBodyBytes
+        if let length = req.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+            throw APIError(.contentTooLarge, "too_large", "the request body (\(length) bytes) is over the limit of \(limit) bytes")
+        }
+        var req = req
+        let buffer = try await req.collectBody(upTo: limit)
+        return Data(buffer.readableBytesView)
+    }
+
+    func object(_ req: Request) async throws -> Value {
+        let data = try await body(req)
+        if data.isEmpty { return .object(Value.Object()) }
+        let v: Value
+        do { v = try JSONReader.parse(data, maxDepth: 64) } catch {
+            throw APIError(.badRequest, "bad_request", "the body is not valid JSON: \(error)")
+        }
+        guard case .object = v else { throw APIError(.badRequest, "bad_request", "the body must be a JSON object") }
+        return v
+    }
+
+    func id(_ ctx: WaiverContext) throws -> Int {
+        guard let text = ctx.parameters.get("id"), let id = ExceptionRecord.parseId(text) else {
+            throw APIError(.badRequest, "bad_request", "'\(ctx.parameters.get("id") ?? "")' is not an exception id")
+        }
+        return id
+    }
+
+    func exception(_ ctx: WaiverContext) throws -> ExceptionRecord {
+        let n = try id(ctx)
+        guard let e = try store.exception(id: n) else { throw APIError(.notFound, "not_found", "\(ExceptionRecord.display(n)) not found") }
+        return e
+    }
+
+    func optionalString(_ v: Value, _ key: String) throws -> String? {
+        switch v[key] {
+        case nil, .null?: return nil
+        case .string(let s)?: return s
+        default: throw APIError(.unprocessableContent, "invalid", "\(key) must be a string")
+        }
+    }
+
+    func string(_ v: Value, _ key: String) throws -> String {
+        guard let s = try optionalString(v, key), !s.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw APIError(.unprocessableContent, "invalid", "\(key) is required")
+        }
+        return s
+    }
+
+    func optionalInt(_ v: Value, _ key: String) throws -> Int? {
+        switch v[key] {
+        case nil, .null?: return nil
+        case .number(let n)? where n == n.rounded() && abs(n) < 1e9: return Int(n)
+        default: throw APIError(.unprocessableContent, "invalid", "\(key) must be a whole number")
+        }
+    }
+
+    func strings(_ v: Value, _ key: String) throws -> [String] {
+        switch v[key] {
+        case nil, .null?: return []
+        case .array(let a)?:
+            let s = a.compactMap(\.stringValue)
+            guard s.count == a.count else { throw APIError(.unprocessableContent, "invalid", "\(key) must be a list of strings") }
+            return s
+        default: throw APIError(.unprocessableContent, "invalid", "\(key) must be a list of strings")
+        }
+    }
+
+    func factor(_ v: Value, _ key: String) throws -> RiskFactor? {
+        guard let s = try optionalString(v, key) else { return nil }
+        guard let f = RiskFactor(rawValue: s) else { throw APIError(.unprocessableContent, "invalid", "\(key) must be low, medium or high") }
+        return f
+    }
+
+    func policyValue(_ p: Policy) -> Value {
+        var o = Value.Object()
+        o.append("id", .string(p.id))
+        o.append("title", .string(p.title))
+        o.append("category", .string(p.category))
+        o.append("severity", .string(p.severity.rawValue))
+        o.append("description", .string(p.description))
+        o.append("remediation", .string(p.remediation))
+        o.append("resource_types", p.resourceTypes.map { .array($0.map { .string($0.pattern) }) } ?? .null)
+        let kind: String
+        switch p.rule {
+        case .forbid: kind = "forbid"
+        case .require: kind = "require"
+        case .external: kind = "sarif"
+        case .control: kind = "control"
+        }
+        o.append("kind", .string(kind))
+        o.append("max_days", .number(Double(register.maxDays(for: p))))
+        o.append("source", p.location.map { .string($0.description) } ?? .null)
+        return .object(o)
+    }
+
+    func deliveryValue(_ d: WebhookDelivery) -> Value {
+        ["id": .number(Double(d.id)), "url": .string(d.url), "event": .string(d.action), "attempts": .number(Double(d.attempts)),
+         "delivered": d.deliveredAt.map { .string(iso($0)) } ?? .null, "next_attempt": .string(iso(d.nextAttemptAt)),
+         "last_error": d.lastError.map(Value.string) ?? .null]
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import WaiverCore
+import WaiverFormats
+
+/// An error as the API returns it: `{"error": {"code": ..., "message": ...}}` with a fitting status.
+public struct APIError: HTTPResponseError, Sendable {
+    public let status: HTTPResponse.Status
+    public let code: String
+    public let message: String
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        jsonResponse(["error": ["code": .string(code), "message": .string(message)]], status: status)
+    }
+
+    static let unauthorized = APIError(.unauthorized, "unauthorized", "a valid API token is required (Authorization: Bearer ...)")
+
+    /// Maps domain and input errors to HTTP; anything else is a 500 whose details stay in the log.
+    static func from(_ error: any Error) -> APIError {
+        switch error {
+        case let e as APIError: return e
+        case let e as RegisterError:
+            switch e {
+            case .notFound(let m): return APIError(.notFound, "not_found", m)
+            case .invalid(let m): return APIError(.unprocessableContent, "invalid", m)
+            case .refused(let m):
+                let conflict = m.contains("which is final") || m.contains("cannot become") || m.contains("already approved")
+                return APIError(conflict ? .conflict : .forbidden, conflict ? "conflict" : "forbidden", m)
+            }
+        case let e as InputError: return APIError(.unprocessableContent, "invalid_input", e.description)
+        case let e as InputErrors: return APIError(.unprocessableContent, "invalid_input", e.description)
+        case is NIOTooManyBytesError: return APIError(.contentTooLarge, "too_large", "the request body is over the server's limit")
+        default: return APIError(.internalServerError, "internal", "internal error (see the server log)")
+        }
+    }
+}
+
+/// A JSON response from a value.
+func jsonResponse(_ value: Value, status: HTTPResponse.Status = .ok) -> Response {
+    text(JSONWriter.write(value), status: status, contentType: "application/json; charset=utf-8")
+}
+
+func text(_ body: String, status: HTTPResponse.Status = .ok, contentType: String = "text/plain; charset=utf-8") -> Response {
+    var headers = HTTPFields()
+    headers[.contentType] = contentType
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+}

@@ -1,0 +1,163 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import Prometheus
+import ServiceLifecycle
+import WaiverCore
+import WaiverFormats
+import WaiverStore
+
+/// How to run the server.
+public struct ServerSettings: Sendable {
+    public var host: String
+    public var port: Int
+    public var databasePath: String
+    public var configuration: Configuration
+    public var policies: [Policy]
+    /// Where evidence files are kept (by SHA-256).
+    public var evidenceDirectory: String
+    /// Requests with a larger body are refused (413) before the body is read whole.
+    public var maxBodyBytes: Int
+    /// How often the scheduler (reminders, expiry) and the webhook sender run.
+    public var schedulerInterval: Duration
+    public var webhookInterval: Duration
+    /// The clock: injected so that tests move time to the second.
+    public var now: @Sendable () -> Date
+    /// Environment lookups (webhook secrets).
+    public var environment: @Sendable (String) -> String?
+    public var logLevel: Logger.Level
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 8080, databasePath: String, configuration: Configuration, policies: [Policy],
+        evidenceDirectory: String? = nil, maxBodyBytes: Int = 64 << 20, schedulerInterval: Duration = .seconds(60),
+        webhookInterval: Duration = .seconds(2), now: @escaping @Sendable () -> Date = { Date() },
+        environment: @escaping @Sendable (String) -> String? = { ProcessInfo.processInfo.environment[$0] }, logLevel: Logger.Level = .info
+    ) {
+        self.host = host
+        self.port = port
+        self.databasePath = databasePath
+        self.configuration = configuration
+        self.policies = policies
+        self.evidenceDirectory = evidenceDirectory ?? ((databasePath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("evidence")
+        self.maxBodyBytes = maxBodyBytes
+        self.schedulerInterval = schedulerInterval
+        self.webhookInterval = webhookInterval
+        self.now = now
+        self.environment = environment
+        self.logLevel = logLevel
+    }
+}
+
+/// Everything the handlers and services share.
+public final class ServerState: Sendable {
+    public let settings: ServerSettings
+    public let store: SQLiteRegisterStore
+    public let register: Register
+    public let metrics: ServerMetrics
+
+    public init(settings: ServerSettings) throws {
+        self.settings = settings
+        let store = try SQLiteRegisterStore(path: settings.databasePath, webhooks: settings.configuration.notify)
+        self.store = store
+        self.register = Register(
+            store: store, configuration: settings.configuration, policies: settings.policies,
+            groupsOf: { name in Set((try? store.user(named: name))?.groups ?? []) },
+            isAdmin: { name in (try? store.user(named: name))?.admin ?? false })
+        self.metrics = ServerMetrics()
+    }
+}
+
+/// The application `waiver serve` runs and the tests drive: JSON API, health, metrics, OpenAPI,
+/// plus the scheduler and the webhook sender as services with graceful shutdown.
+public func buildApplication(_ settings: ServerSettings) throws -> some ApplicationProtocol {
+    let state = try ServerState(settings: settings)
+    return try buildApplication(state: state)
+}
+
+public func buildApplication(state: ServerState) throws -> some ApplicationProtocol {
+    var logger = Logger(label: "waiver")
+    logger.logLevel = state.settings.logLevel
+    let router = buildRouter(state: state)
+    let scheduler = SchedulerService(state: state, logger: logger)
+    let webhooks = WebhookService(state: state, logger: logger)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(state.settings.host, port: state.settings.port), serverName: "waiver"),
+        services: [scheduler, webhooks],
+        logger: logger)
+}
+
+/// Every route of the server (the tests check each is in the OpenAPI document).
+public func buildRouter(state: ServerState) -> Router<WaiverContext> {
+    let router = Router(context: WaiverContext.self)
+    router.add(middleware: LogRequestsMiddleware(.info))
+    router.add(middleware: MetricsMiddleware(metrics: state.metrics))
+    router.get("/health") { _, _ in jsonResponse(["status": "ok"]) }
+    router.get("/metrics") { _, _ in
+        state.metrics.refresh(store: state.store, maxAttempts: WebhookService.maxAttempts)
+        return text(state.metrics.registry.emitToString(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+    }
+    router.get("/openapi.yaml") { _, _ in text(OpenAPI.document, contentType: "application/yaml; charset=utf-8") }
+    API(state: state).register(on: router.group("api/v1").add(middleware: TokenMiddleware(store: state.store)))
+    return router
+}
+
+/// Request counts and latencies, exceptions by status, webhook deliveries, scheduler runs.
+public final class ServerMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let schedulerRuns: Counter
+    let remindersSent: Counter
+
+    init() {
+        schedulerRuns = registry.makeCounter(descriptor: .init(namespace: "waiver", metricName: "scheduler_runs", unitName: "total", helpText: "Scheduler passes (reminders and expiry)."))
+        remindersSent = registry.makeCounter(descriptor: .init(namespace: "waiver", metricName: "reminders_sent", unitName: "total", helpText: "Expiry reminders sent."))
+    }
+
+    func request(method: String, route: String, status: Int, duration: Duration) {
+        registry.makeCounter(descriptor: .init(namespace: "waiver", metricName: "http_requests", unitName: "total", helpText: "HTTP requests by method, route and status."),
+                             labels: [("method", method), ("route", route), ("status", String(status))]).increment()
+        registry.makeDurationHistogram(descriptor: .init(namespace: "waiver", metricName: "http_request_duration", unitName: "seconds", helpText: "HTTP request latency."),
+                                       labels: [("route", route)],
+                                       buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5)])
+            .record(duration)
+    }
+
+    func delivery(_ result: String) {
+        registry.makeCounter(descriptor: .init(namespace: "waiver", metricName: "webhook_deliveries", unitName: "total", helpText: "Webhook delivery attempts by result."),
+                             labels: [("result", result)]).increment()
+    }
+
+    /// Gauges read from the register when scraped.
+    func refresh(store: SQLiteRegisterStore, maxAttempts: Int) {
+        let counts = (try? store.statusCounts()) ?? [:]
+        for status in ExceptionStatus.allCases {
+            registry.makeGauge(descriptor: .init(namespace: "waiver", metricName: "exceptions", unitName: "count", helpText: "Exceptions in the register by status."),
+                               labels: [("status", status.rawValue)]).set(Double(counts[status.rawValue] ?? 0))
+        }
+        if let d = try? store.deliveryCounts(maxAttempts: maxAttempts) {
+            for (state, n) in [("delivered", d.delivered), ("waiting", d.waiting), ("failed", d.failed)] {
+                registry.makeGauge(descriptor: .init(namespace: "waiver", metricName: "webhook_outbox", unitName: "count", helpText: "Webhook deliveries in the outbox by state."),
+                                   labels: [("state", state)]).set(Double(n))
+            }
+        }
+    }
+}
+
+struct MetricsMiddleware: RouterMiddleware {
+    typealias Context = WaiverContext
+    let metrics: ServerMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        do {
+            let response = try await next(request, context)
+            metrics.request(method: request.method.rawValue, route: context.endpointPath ?? "unmatched", status: response.status.code, duration: ContinuousClock.now - start)
+            return response
+        } catch {
+            let status = (error as? any HTTPResponseError)?.status.code ?? 500
+            metrics.request(method: request.method.rawValue, route: context.endpointPath ?? "unmatched", status: status, duration: ContinuousClock.now - start)
+            throw error
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Hummingbird
+import HummingbirdAuth
+import WaiverCore
+import WaiverStore
+
+/// The request context: who is calling, once the token is checked.
+public struct WaiverContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var user: User?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        user = nil
+    }
+
+    /// Bodies are read by the handlers with their own limit (`ServerSettings.maxBodyBytes`).
+    public var maxUploadSize: Int { 256 << 20 }
+
+    func requireUser() throws -> User {
+        guard let user else { throw APIError.unauthorized }
+        return user
+    }
+}
+
+/// Tokens look like `wvr_<id>_<secret>`: the id is stored, the secret only as its SHA-256.
+public enum APIToken {
+    /// A new random token for a user: (token id, full token to show once, hash to store).
+    public static func generate() -> (id: String, token: String, hash: String) {
+        var rng = SystemRandomNumberGenerator()
+        let id = (0..<6).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+        return (id, "wvr_\(id)_\(secret)", AuditChain.sha256(Data(secret.utf8)))
+    }
+
+    static func parse(_ token: String) -> (id: String, secret: String)? {
+        let parts = token.split(separator: "_", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "wvr", parts[1].count == 12, parts[2].count == 64 else { return nil }
+        return (String(parts[1]), String(parts[2]))
+    }
+
+    /// Constant-time comparison of two equal-length ASCII strings.
+    static func equal(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var diff: UInt8 = 0
+        for i in 0..<x.count { diff |= x[i] ^ y[i] }
+        return diff == 0
+    }
+}
+
+/// Authenticates every API request with `Authorization: Bearer`; the user is the token's, never a name the client sends.
+struct TokenMiddleware: RouterMiddleware {
+    typealias Context = WaiverContext
+    let store: SQLiteRegisterStore
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let bearer = request.headers.bearer, let (id, secret) = APIToken.parse(bearer.token),
+              let (user, hash) = try store.token(id: id), APIToken.equal(hash, AuditChain.sha256(Data(secret.utf8)))
+        else { throw APIError.unauthorized }
+        var context = context
+        context.user = user
+        return try await next(request, context)
+    }
+}

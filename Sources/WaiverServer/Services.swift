@@ -1,0 +1,118 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import WaiverCore
+import WaiverStore
+
+/// Sends reminders before expiry (each once, across restarts) and re-checks exceptions past expiry.
+/// It runs once at start, so anything that fell due while the server was down is processed then.
+public struct SchedulerService: Service {
+    let state: ServerState
+    let logger: Logger
+
+    public func run() async throws {
+        while !Task.isCancelled {
+            do { try tick(now: state.settings.now()) } catch { logger.error("scheduler pass failed: \(error)") }
+            let interval = state.settings.schedulerInterval
+            // Sleep until the next pass, or stop at once when the server shuts down.
+            if (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: interval) })) == nil { return }
+        }
+    }
+
+    /// One pass: reminders due at `now`, then expiry.
+    @discardableResult
+    public func tick(now: Date) throws -> (reminders: Int, expired: [ExpiryOutcome]) {
+        var sent = 0
+        let offsets = state.settings.configuration.reminders
+        for e in try state.store.exceptions(ExceptionFilter(statuses: [.approved])) where e.isActive(at: now) {
+            guard let expires = e.expiresAt else { continue }
+            // The nearest offset already reached is the one to send; earlier (longer) ones that were
+            // missed while the server was down are not sent late.
+            guard let offset = offsets.filter({ now >= expires.addingTimeInterval(-Double($0)) }).min() else { continue }
+            let event = AuditDraft(actor: "scheduler", action: "exception.reminder", subject: e.displayId,
+                                   payload: ["expires": .string(iso(expires)), "before": .string(formatDuration(offset)),
+                                             "requester": .string(e.requester), "approvers": .array(e.rule.groups.map(Value.string))],
+                                   time: now)
+            if try state.store.markReminder(exceptionId: e.id, offset: offset, event: event) {
+                sent += 1
+                state.metrics.remindersSent.increment()
+            }
+        }
+        let expired = try state.register.expire(now: now, actor: "scheduler")
+        state.metrics.schedulerRuns.increment()
+        if sent > 0 || !expired.isEmpty { logger.info("scheduler: \(sent) reminders, \(expired.count) exceptions re-checked") }
+        return (sent, expired)
+    }
+}
+
+
+/// Delivers queued webhook events with an HMAC-SHA256 signature, retrying with exponential backoff.
+/// It runs apart from requests, so a slow or failing receiver never slows the API.
+public struct WebhookService: Service {
+    public static let maxAttempts = 12
+    let state: ServerState
+    let logger: Logger
+
+    public func run() async throws {
+        while !Task.isCancelled {
+            _ = try? await deliverDue(now: state.settings.now())
+            let interval = state.settings.webhookInterval
+            if (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: interval) })) == nil { return }
+        }
+    }
+
+    /// The signature header value: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+    public static func signature(body: String, secret: String, timestamp: Int64) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(timestamp).\(body)".utf8), using: SymmetricKey(data: Data(secret.utf8)))
+        return "t=\(timestamp),v1=" + AuditChain.hex(mac)
+    }
+
+    /// Delay before the next attempt after `attempts` failures: 2 s doubling, at most an hour.
+    public static func backoff(afterAttempts attempts: Int) -> TimeInterval {
+        min(3600, 2 * pow(2, Double(max(0, attempts - 1))))
+    }
+
+    /// Sends every due delivery once; returns how many succeeded.
+    @discardableResult
+    public func deliverDue(now: Date) async throws -> Int {
+        var ok = 0
+        for d in try state.store.dueDeliveries(now: now, limit: 50, maxAttempts: Self.maxAttempts) {
+            do {
+                var request = HTTPClientRequest(url: d.url)
+                request.method = .POST
+                request.headers.add(name: "Content-Type", value: "application/json")
+                request.headers.add(name: "User-Agent", value: "waiver-webhook")
+                request.headers.add(name: "X-Waiver-Event", value: d.action)
+                request.headers.add(name: "X-Waiver-Delivery", value: String(d.id))
+                if let env = d.secretEnv {
+                    guard let secret = state.settings.environment(env), !secret.isEmpty else {
+                        throw WebhookFailure(message: "the signing secret $\(env) is not set on the server")
+                    }
+                    request.headers.add(name: "X-Waiver-Signature", value: Self.signature(body: d.body, secret: secret, timestamp: Int64(now.timeIntervalSince1970)))
+                }
+                request.body = .bytes(ByteBuffer(string: d.body))
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                _ = try? await response.body.collect(upTo: 64 << 10)
+                guard (200..<300).contains(response.status.code) else { throw WebhookFailure(message: "HTTP \(response.status.code)") }
+                try state.store.markDelivered(d.id, at: now)
+                state.metrics.delivery("delivered")
+                ok += 1
+            } catch {
+                let attempts = d.attempts + 1
+                try state.store.markFailed(d.id, error: "\(error)", retryAt: now.addingTimeInterval(Self.backoff(afterAttempts: attempts)))
+                state.metrics.delivery(attempts >= Self.maxAttempts ? "gave_up" : "failed")
+                logger.warning("webhook \(d.id) to \(d.url) failed (attempt \(attempts)): \(error)")
+            }
+        }
+        return ok
+    }
+}
+
+struct WebhookFailure: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}

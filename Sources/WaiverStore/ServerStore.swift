@@ -1,0 +1,182 @@
+import Foundation
+import GRDB
+import WaiverCore
+
+/// Users, tokens, reminders and the webhook outbox: what the shared register adds.
+extension SQLiteRegisterStore {
+    static func registerServerMigrations(_ m: inout DatabaseMigrator) {
+        m.registerMigration("v2: users, tokens, reminders and the webhook outbox") { db in
+            try db.create(table: "user") { t in
+                t.primaryKey("name", .text)
+                t.column("admin", .boolean).notNull().defaults(to: false)
+                t.column("createdAt", .integer).notNull()
+            }
+            try db.create(table: "userGroup") { t in
+                t.column("user", .text).notNull().references("user", onDelete: .cascade)
+                t.column("groupName", .text).notNull()
+                t.primaryKey(["user", "groupName"])
+            }
+            try db.create(table: "token") { t in
+                t.primaryKey("id", .text)
+                t.column("user", .text).notNull().references("user", onDelete: .cascade).indexed()
+                t.column("secretHash", .text).notNull()
+                t.column("createdAt", .integer).notNull()
+                t.column("revokedAt", .integer)
+            }
+            try db.create(table: "reminderSent") { t in
+                t.column("exceptionId", .integer).notNull().references("exception", onDelete: .cascade)
+                t.column("offsetSeconds", .integer).notNull()
+                t.column("sentAt", .integer).notNull()
+                t.primaryKey(["exceptionId", "offsetSeconds"])
+            }
+            try db.create(table: "webhookDelivery") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("eventSeq", .integer).notNull()
+                t.column("url", .text).notNull()
+                t.column("format", .text).notNull()
+                t.column("secretEnv", .text)
+                t.column("action", .text).notNull()
+                t.column("body", .text).notNull()
+                t.column("attempts", .integer).notNull().defaults(to: 0)
+                t.column("nextAttemptAt", .integer).notNull()
+                t.column("deliveredAt", .integer)
+                t.column("lastError", .text)
+            }
+            try db.create(index: "webhookDelivery_due", on: "webhookDelivery", columns: ["deliveredAt", "nextAttemptAt"])
+        }
+    }
+
+    // MARK: - Users and tokens
+
+    /// Adds (or updates) a user; logged.
+    public func putUser(_ user: User, actor: String, now: Date) throws {
+        try pool.write { db in
+            try db.execute(sql: "INSERT INTO user (name, admin, createdAt) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET admin = excluded.admin",
+                           arguments: [user.name, user.admin, Self.seconds(now)])
+            try db.execute(sql: "DELETE FROM userGroup WHERE user = ?", arguments: [user.name])
+            for g in user.groups { try db.execute(sql: "INSERT INTO userGroup (user, groupName) VALUES (?, ?)", arguments: [user.name, g]) }
+            try appendEvent(db, AuditDraft(actor: actor, action: "user.saved", subject: "user:\(user.name)",
+                                           payload: ["groups": .array(user.groups.map(Value.string)), "admin": .bool(user.admin)], time: now))
+        }
+    }
+
+    public func user(named name: String) throws -> User? {
+        try pool.read { db in try Self.user(db, name) }
+    }
+
+    static func user(_ db: Database, _ name: String) throws -> User? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT name, admin FROM user WHERE name = ?", arguments: [name]) else { return nil }
+        let groups = try String.fetchAll(db, sql: "SELECT groupName FROM userGroup WHERE user = ? ORDER BY groupName", arguments: [name])
+        return User(name: row[0], groups: groups, admin: row[1])
+    }
+
+    public func users() throws -> [User] {
+        try pool.read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM user ORDER BY name").compactMap { try Self.user(db, $0) }
+        }
+    }
+
+    /// Stores a token (its id and the hash of its secret) for a user; logged without the secret.
+    public func addToken(id: String, secretHash: String, user: String, actor: String, now: Date) throws {
+        try pool.write { db in
+            guard try Self.user(db, user) != nil else { throw RegisterError.notFound("no user '\(user)' (add it with `waiver admin add-user`)") }
+            try db.execute(sql: "INSERT INTO token (id, user, secretHash, createdAt) VALUES (?, ?, ?, ?)",
+                           arguments: [id, user, secretHash, Self.seconds(now)])
+            try appendEvent(db, AuditDraft(actor: actor, action: "token.added", subject: "user:\(user)", payload: ["token": .string(id)], time: now))
+        }
+    }
+
+    public func revokeToken(id: String, actor: String, now: Date) throws {
+        try pool.write { db in
+            guard let user = try String.fetchOne(db, sql: "SELECT user FROM token WHERE id = ? AND revokedAt IS NULL", arguments: [id]) else {
+                throw RegisterError.notFound("no active token '\(id)'")
+            }
+            try db.execute(sql: "UPDATE token SET revokedAt = ? WHERE id = ?", arguments: [Self.seconds(now), id])
+            try appendEvent(db, AuditDraft(actor: actor, action: "token.revoked", subject: "user:\(user)", payload: ["token": .string(id)], time: now))
+        }
+    }
+
+    /// The user a live token belongs to and the stored hash of its secret.
+    public func token(id: String) throws -> (user: User, secretHash: String)? {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT user, secretHash FROM token WHERE id = ? AND revokedAt IS NULL", arguments: [id]),
+                  let user = try Self.user(db, row[0]) else { return nil }
+            return (user, row[1])
+        }
+    }
+
+    public func tokens() throws -> [TokenRecord] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, user, createdAt, revokedAt FROM token ORDER BY createdAt, id").map {
+                TokenRecord(id: $0[0], user: $0[1], createdAt: Self.date($0[2] as Int64), revokedAt: Self.date($0[3] as Int64?))
+            }
+        }
+    }
+
+    // MARK: - Reminders
+
+    /// Records that the reminder at `offset` before expiry was sent, with its audit event, unless it
+    /// already was: returns false then (so a reminder is sent once, across restarts).
+    public func markReminder(exceptionId: Int, offset: Int, event: AuditDraft) throws -> Bool {
+        try pool.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO reminderSent (exceptionId, offsetSeconds, sentAt) VALUES (?, ?, ?)",
+                           arguments: [exceptionId, offset, Self.seconds(event.time)])
+            guard db.changesCount == 1 else { return false }
+            try appendEvent(db, event)
+            return true
+        }
+    }
+
+    // MARK: - Webhook outbox
+
+    /// Deliveries due at `now`, oldest first.
+    public func dueDeliveries(now: Date, limit: Int, maxAttempts: Int) throws -> [WebhookDelivery] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM webhookDelivery WHERE deliveredAt IS NULL AND nextAttemptAt <= ? AND attempts < ? ORDER BY id LIMIT ?
+                """, arguments: [Self.seconds(now), maxAttempts, limit]).map(Self.delivery)
+        }
+    }
+
+    public func deliveries(limit: Int = 100) throws -> [WebhookDelivery] {
+        try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM webhookDelivery ORDER BY id DESC LIMIT ?", arguments: [limit]).map(Self.delivery) }
+    }
+
+    static func delivery(_ r: Row) -> WebhookDelivery {
+        WebhookDelivery(id: Int(r["id"] as Int64), url: r["url"], format: r["format"], secretEnv: r["secretEnv"], action: r["action"],
+                        body: r["body"], attempts: Int(r["attempts"] as Int64), nextAttemptAt: date(r["nextAttemptAt"] as Int64),
+                        deliveredAt: date(r["deliveredAt"] as Int64?), lastError: r["lastError"])
+    }
+
+    public func markDelivered(_ id: Int, at: Date) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE webhookDelivery SET deliveredAt = ?, attempts = attempts + 1, lastError = NULL WHERE id = ?",
+                           arguments: [Self.seconds(at), id])
+        }
+    }
+
+    public func markFailed(_ id: Int, error: String, retryAt: Date) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE webhookDelivery SET attempts = attempts + 1, lastError = ?, nextAttemptAt = ? WHERE id = ?",
+                           arguments: [String(error.prefix(500)), Self.seconds(retryAt), id])
+        }
+    }
+
+    /// Counts of deliveries: delivered, waiting, failed for good.
+    public func deliveryCounts(maxAttempts: Int) throws -> (delivered: Int, waiting: Int, failed: Int) {
+        try pool.read { db in
+            (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhookDelivery WHERE deliveredAt IS NOT NULL") ?? 0,
+             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhookDelivery WHERE deliveredAt IS NULL AND attempts < ?", arguments: [maxAttempts]) ?? 0,
+             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhookDelivery WHERE deliveredAt IS NULL AND attempts >= ?", arguments: [maxAttempts]) ?? 0)
+        }
+    }
+
+    /// Exceptions counted by status (for metrics).
+    public func statusCounts() throws -> [String: Int] {
+        try pool.read { db in
+            var out: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) FROM exception GROUP BY status") { out[row[0]] = row[1] }
+            return out
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import WaiverCore
+import WaiverFormats
+import WaiverServer
+import WaiverStore
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the shared register: JSON API, scheduler (reminders, expiry) and webhooks.",
+        discussion: "Stops gracefully on SIGTERM or SIGINT: requests in flight finish, nothing is half written.")
+
+    @OptionGroup var config: ConfigOptions
+    @Option(name: .long, help: "Address to listen on.") var host: String = "127.0.0.1"
+    @Option(name: .long, help: "Port to listen on.") var port: Int = 8080
+    @Option(name: .long, help: ArgumentHelp("The register: sqlite:PATH (default sqlite:.waiver/register.sqlite).", valueName: "url"))
+    var database: String = "sqlite:.waiver/register.sqlite"
+    @Option(name: .long, help: ArgumentHelp("Largest request body accepted, in MiB.", valueName: "n")) var maxBodyMib: Int = 64
+    @Option(name: .long, help: ArgumentHelp("Seconds between scheduler passes.", valueName: "n")) var schedulerInterval: Int = 60
+
+    func validate() throws {
+        guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
+        guard maxBodyMib >= 1, maxBodyMib <= 4096 else { throw ValidationError("--max-body-mib must be 1 to 4096") }
+        guard schedulerInterval >= 1 else { throw ValidationError("--scheduler-interval must be at least 1") }
+    }
+
+    func run() throws {
+        let path = try databasePath(database)
+        let (configuration, base) = try config.loadConfiguration()
+        let (dir, _) = config.policyDirectory(configuration, base: base)
+        let policies = try PolicyLoader.load(directory: dir)
+        let crossErrors = ConfigLoader.validate(policies, against: configuration)
+        if !crossErrors.isEmpty { throw InputErrors(crossErrors) }
+        let fixedNow = try ProcessInfo.processInfo.environment["WAIVER_NOW"].flatMap { $0.isEmpty ? nil : $0 }.map { _ in try currentTime() }
+        let settings = ServerSettings(
+            host: host, port: port, databasePath: path, configuration: configuration, policies: policies, maxBodyBytes: maxBodyMib << 20,
+            schedulerInterval: .seconds(schedulerInterval), now: { fixedNow ?? Date() })
+        let app = try buildApplication(settings)
+        FileHandle.standardError.write(Data("waiver: serving \(path) on http://\(host):\(port) with \(policies.count) policies\n".utf8))
+        try blocking { try await app.runService() }
+    }
+}
+
+/// `sqlite:PATH` (or a bare path) to a file path; other databases are refused clearly.
+func databasePath(_ url: String) throws -> String {
+    if url.hasPrefix("sqlite:") {
+        let path = String(url.dropFirst("sqlite:".count))
+        guard !path.isEmpty else { throw UsageError("--database: sqlite: needs a file path") }
+        return path
+    }
+    if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+        throw UsageError("--database: PostgreSQL is not supported yet; use sqlite:PATH")
+    }
+    if url.contains("://") { throw UsageError("--database: '\(url)' is not sqlite:PATH") }
+    return url
+}
+
+struct Admin: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage users and tokens of the shared register (run on the server host).",
+        subcommands: [AddUser.self, AddToken.self, RevokeToken.self, Users.self, Webhooks.self])
+
+    struct Options: ParsableArguments {
+        @Option(name: .long, help: ArgumentHelp("The register: sqlite:PATH.", valueName: "url")) var database: String = "sqlite:.waiver/register.sqlite"
+        @Option(name: .long, help: ArgumentHelp("Who is acting, for the audit log (default: the login name).", valueName: "name")) var actor: String?
+
+        func open() throws -> SQLiteRegisterStore {
+            let path = try databasePath(database)
+            do { return try SQLiteRegisterStore(path: path) } catch { throw UsageError("\(path): cannot open the register: \(error)") }
+        }
+
+        var actorName: String { actor ?? ProcessInfo.processInfo.environment["USER"] ?? ProcessInfo.processInfo.userName }
+    }
+
+    static func newToken(for user: String, store: SQLiteRegisterStore, actor: String) throws -> String {
+        let t = APIToken.generate()
+        try store.addToken(id: t.id, secretHash: t.hash, user: user, actor: actor, now: try currentTime())
+        return t.token
+    }
+
+    struct AddUser: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "add-user", abstract: "Add (or update) a user and print a new API token once.")
+        @OptionGroup var options: Options
+        @Argument(help: "User name (an email, usually).") var name: String
+        @Option(name: .long, help: ArgumentHelp("A group the user belongs to (repeatable).", valueName: "group")) var group: [String] = []
+        @Flag(name: .long, help: "Make the user an administrator (may revoke any exception; never approve their own).") var admin = false
+
+        func validate() throws {
+            if name.isEmpty || name.count > 200 || name.contains(where: \.isWhitespace) { throw ValidationError("a user name is 1 to 200 characters without spaces") }
+        }
+
+        func run() throws {
+            let store = try options.open()
+            try store.putUser(User(name: name, groups: group, admin: admin), actor: options.actorName, now: try currentTime())
+            print(try Admin.newToken(for: name, store: store, actor: options.actorName))
+            FileHandle.standardError.write(Data("waiver: user \(name) saved (groups: \(group.joined(separator: ", "))\(admin ? "; admin" : "")). The token above is shown once: store it now.\n".utf8))
+        }
+    }
+
+    struct AddToken: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "add-token", abstract: "Print a new API token for an existing user (shown once).")
+        @OptionGroup var options: Options
+        @Argument(help: "User name.") var name: String
+        func run() throws {
+            print(try Admin.newToken(for: name, store: try options.open(), actor: options.actorName))
+        }
+    }
+
+    struct RevokeToken: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "revoke-token", abstract: "Revoke a token by its id (the part after wvr_).")
+        @OptionGroup var options: Options
+        @Argument(help: "Token id (12 hex digits, or the whole token).") var token: String
+        func run() throws {
+            let id = token.hasPrefix("wvr_") ? String(token.split(separator: "_").dropFirst().first ?? "") : token
+            try options.open().revokeToken(id: id, actor: options.actorName, now: try currentTime())
+            print("token \(id) revoked")
+        }
+    }
+
+    struct Users: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List users and their tokens (ids only).")
+        @OptionGroup var options: Options
+        func run() throws {
+            let store = try options.open()
+            let tokens = try store.tokens()
+            for u in try store.users() {
+                let live = tokens.filter { $0.user == u.name && $0.revokedAt == nil }.map(\.id)
+                print("\(u.name)\(u.admin ? " (admin)" : "")  groups: \(u.groups.joined(separator: ", "))  tokens: \(live.joined(separator: ", "))")
+            }
+        }
+    }
+
+    struct Webhooks: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show recent webhook deliveries: delivered, waiting to retry, failed.")
+        @OptionGroup var options: Options
+        func run() throws {
+            let list = try options.open().deliveries()
+            if list.isEmpty { print("No webhook deliveries."); return }
+            for d in list {
+                let state = d.deliveredAt.map { "delivered \(iso($0))" } ?? "attempt \(d.attempts), next \(iso(d.nextAttemptAt))\(d.lastError.map { ", last error: \($0)" } ?? "")"
+                print("#\(d.id)  \(d.action)  \(d.url)  \(state)")
+            }
+        }
+    }
+}
