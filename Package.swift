@@ -74,6 +74,8 @@ let package = Package(
                 "WaiverCore", "WaiverFormats", "WaiverStore", "WaiverServer",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             resources: [.copy("Fixtures")]
         ),

@@ -1,0 +1,289 @@
+import Crypto
+import Foundation
+import Hummingbird
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Testing
+import Yams
+@testable import WaiverCore
+@testable import WaiverFormats
+@testable import WaiverServer
+@testable import WaiverStore
+
+/// A settable clock for the server under test.
+final class TestClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Date
+    init(_ d: Date) { value = d }
+    var now: Date { lock.withLock { value } }
+    func set(_ d: Date) { lock.withLock { value = d } }
+}
+
+/// A server state on a real SQLite file with users: dev (developers), sam and pat (security),
+/// fin (finance), root (admin, also in security), and their tokens.
+struct ServerFixture {
+    let dir = TempDir()
+    let clock = TestClock(t0)
+    let state: ServerState
+    var tokens: [String: String] = [:]
+
+    init(maxBodyBytes: Int = 8 << 20, notify: [WaiverCore.Configuration.Webhook] = [], env: [String: String] = [:]) throws {
+        var config = try ConfigLoader.load(path: repoRoot + "/waiver.yaml", required: true)
+        config.notify = notify
+        let clock = self.clock
+        let settings = ServerSettings(
+            host: "127.0.0.1", port: 0, databasePath: dir.path + "/register.sqlite", configuration: config,
+            policies: try PolicyLoader.load(directory: repoRoot + "/policies"), maxBodyBytes: maxBodyBytes,
+            now: { clock.now }, environment: { env[$0] })
+        state = try ServerState(settings: settings)
+        for (name, groups, admin) in [("dev", ["developers"], false), ("sam", ["security"], false), ("pat", ["security"], false),
+                                      ("fin", ["finance"], false), ("root", ["security"], true)] {
+            try state.store.putUser(User(name: name, groups: groups, admin: admin), actor: "setup", now: t0)
+            let t = APIToken.generate()
+            try state.store.addToken(id: t.id, secretHash: t.hash, user: name, actor: "setup", now: t0)
+            tokens[name] = t.token
+        }
+    }
+
+    func app() throws -> some ApplicationProtocol { try buildApplication(state: state) }
+
+    func headers(_ user: String?) -> HTTPFields {
+        var h = HTTPFields()
+        if let user, let token = tokens[user] { h[.authorization] = "Bearer \(token)" }
+        h[.contentType] = "application/json"
+        return h
+    }
+}
+
+extension TestClientProtocol {
+    /// Sends a request as a user and returns (status, JSON body).
+    func call(_ method: HTTPRequest.Method, _ uri: String, as user: String?, _ f: ServerFixture, json: String? = nil, raw: ByteBuffer? = nil) async throws -> (Int, Value) {
+        try await execute(uri: uri, method: method, headers: f.headers(user), body: raw ?? json.map { ByteBuffer(string: $0) }) { r in
+            let text = String(buffer: r.body)
+            return (Int(r.status.code), (try? JSONReader.parse(Data(text.utf8))) ?? .string(text))
+        }
+    }
+}
+
+let netRequest = #"{"policy":"NET-001","workspace":"shop","resources":["sg.web"],"reason":"vendor access","days":7,"likelihood":"low","impact":"high"}"#
+
+@Suite("Server API", .serialized)
+struct ServerAPITests {
+    @Test func authenticationMatrix() async throws {
+        let f = try ServerFixture()
+        try await f.app().test(.router) { client in
+            #expect(try await client.call(.get, "/api/v1/me", as: nil, f).0 == 401)
+            var bad = HTTPFields()
+            bad[.authorization] = "Bearer wvr_000000000000_" + String(repeating: "0", count: 64)
+            #expect(try await client.execute(uri: "/api/v1/me", method: .get, headers: bad) { $0.status.code } == 401)
+            bad[.authorization] = "Bearer not-a-token"
+            #expect(try await client.execute(uri: "/api/v1/me", method: .get, headers: bad) { $0.status.code } == 401)
+            let (status, me) = try await client.call(.get, "/api/v1/me", as: "sam", f)
+            #expect(status == 200 && me["name"] == "sam" && me["groups"] == ["security"])
+            // A revoked token stops working at once.
+            let id = String(f.tokens["pat"]!.split(separator: "_")[1])
+            try f.state.store.revokeToken(id: id, actor: "root", now: t0)
+            #expect(try await client.call(.get, "/api/v1/me", as: "pat", f).0 == 401)
+            // Unauthenticated endpoints.
+            #expect(try await client.call(.get, "/health", as: nil, f).1["status"] == "ok")
+            #expect(try await client.execute(uri: "/openapi.yaml", method: .get) { $0.status.code } == 200)
+        }
+    }
+
+    @Test func approvalRulesOverHTTP() async throws {
+        let f = try ServerFixture()
+        try await f.app().test(.router) { client in
+            let (created, e) = try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: netRequest)
+            #expect(created == 201 && e["id"] == "EX-1" && e["requester"] == "dev" && e["status"] == "pending")
+            // The actor is the token's user, whatever the body says.
+            let (_, spoof) = try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: #"{"policy":"NET-001","workspace":"shop","resources":["x"],"reason":"r","requester":"sam","actor":"sam"}"#)
+            #expect(spoof["requester"] == "dev")
+            let (own, ownBody) = try await client.call(.post, "/api/v1/exceptions/EX-1/approve", as: "dev", f, json: "{}")
+            #expect(own == 403 && ownBody["error"]?["code"] == "forbidden")
+            #expect(try await client.call(.post, "/api/v1/exceptions/EX-1/approve", as: "fin", f, json: "{}").0 == 403)
+            // An administrator cannot approve their own request either.
+            let (_, mine) = try await client.call(.post, "/api/v1/exceptions", as: "root", f, json: netRequest)
+            let rootsId = mine["id"]!.stringValue!
+            let (adminOwn, adminBody) = try await client.call(.post, "/api/v1/exceptions/\(rootsId)/approve", as: "root", f, json: "{}")
+            #expect(adminOwn == 403)
+            #expect(adminBody["error"]?["message"]?.stringValue?.contains("they requested it") == true)
+            let (ok, approved) = try await client.call(.post, "/api/v1/exceptions/EX-1/approve", as: "sam", f, json: #"{"comment":"window agreed"}"#)
+            #expect(ok == 200 && approved["status"] == "approved" && approved["expires"] == .string(iso(t0.addingTimeInterval(7 * 86_400))))
+            #expect(try await client.call(.post, "/api/v1/exceptions/EX-1/approve", as: "pat", f, json: "{}").0 == 409)
+            #expect(try await client.call(.post, "/api/v1/exceptions/EX-1/reject", as: "pat", f, json: #"{"comment":"x"}"#).0 == 409)
+            // Revocation: an administrator may revoke any exception; a comment is required.
+            #expect(try await client.call(.post, "/api/v1/exceptions/EX-1/revoke", as: "root", f, json: "{}").0 == 422)
+            #expect(try await client.call(.post, "/api/v1/exceptions/EX-1/revoke", as: "root", f, json: #"{"comment":"incident"}"#).1["status"] == "revoked")
+            // Errors.
+            #expect(try await client.call(.get, "/api/v1/exceptions/EX-99", as: "dev", f).0 == 404)
+            #expect(try await client.call(.get, "/api/v1/exceptions/banana", as: "dev", f).0 == 400)
+            #expect(try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: "{nope").0 == 400)
+            let (tooLong, body) = try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: #"{"policy":"COST-001","workspace":"w","resources":["r"],"reason":"r","days":45}"#)
+            #expect(tooLong == 422 && body["error"]?["message"]?.stringValue?.contains("past the cap of 30 days") == true)
+            #expect(try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: #"{"policy":"COST-001","workspace":"w","resources":"r","reason":"r"}"#).0 == 422)
+        }
+    }
+
+    @Test func evaluationsUseTheServersPoliciesAndTheRegister() async throws {
+        let f = try ServerFixture()
+        let plan = try String(contentsOfFile: repoRoot + "/Examples/plans/web-app.json", encoding: .utf8)
+        try await f.app().test(.router) { client in
+            let envelope = #"{"workspace":"shop","commit_author":"sam","request":{"reason":"launch"},"plan":"# + plan + "}"
+            let (status, result) = try await client.call(.post, "/api/v1/evaluations", as: "dev", f, json: envelope)
+            #expect(status == 201)
+            #expect(result["verdict"] == "blocked")
+            #expect(result["summary"]?["pending"] == 5)
+            #expect(result["requested"]?.arrayValue?.count == 5)
+            let net = try #require(result["results"]?.arrayValue?.first { $0["policy"] == "NET-001" })
+            let id = try #require(net["exception"]?.stringValue)
+            // The commit author may not approve the requests filed for their change.
+            let (refused, why) = try await client.call(.post, "/api/v1/exceptions/\(id)/approve", as: "sam", f, json: "{}")
+            #expect(refused == 403 && why["error"]?["message"]?.stringValue?.contains("authored the change") == true)
+            // Text rendering on request; the pipeline cannot bring its own policies.
+            let (_, text) = try await client.call(.post, "/api/v1/evaluations", as: "dev", f, json: #"{"workspace":"shop","format":"text","plan":"# + plan + "}")
+            #expect(text["rendered"]?.stringValue?.contains("PENDING   NET-001") == true)
+            #expect(try await client.call(.post, "/api/v1/evaluations", as: "dev", f, json: #"{"workspace":"shop"}"#).0 == 422)
+            #expect(try await client.call(.post, "/api/v1/evaluations", as: "dev", f, json: #"{"workspace":"shop","plan":{"nope":1}}"#).0 == 422)
+            #expect(try await client.call(.post, "/api/v1/evaluations", as: nil, f, json: #"{"workspace":"shop","plan":{}}"#).0 == 401)
+        }
+    }
+
+    @Test func aBodyOverTheLimitIsRefused() async throws {
+        let f = try ServerFixture(maxBodyBytes: 1024)
+        try await f.app().test(.router) { client in
+            let big = "{\"workspace\":\"w\",\"pad\":\"" + String(repeating: "x", count: 5000) + "\"}"
+            let (status, body) = try await client.call(.post, "/api/v1/evaluations", as: "dev", f, json: big)
+            #expect(status == 413 && body["error"]?["code"] == "too_large")
+        }
+    }
+
+    @Test func evidenceListsPoliciesReportsAndAudit() async throws {
+        let f = try ServerFixture()
+        try await f.app().test(.router) { client in
+            _ = try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: netRequest)
+            let file = "ticket CHG-1"
+            let (up, withEvidence) = try await client.call(.post, "/api/v1/exceptions/EX-1/evidence?name=ticket.txt", as: "dev", f, raw: ByteBuffer(string: file))
+            #expect(up == 201)
+            let sha = AuditChain.sha256(Data(file.utf8))
+            #expect(withEvidence["evidence"]?.arrayValue?.first?["sha256"] == .string(sha))
+            let downloaded = try await client.execute(uri: "/api/v1/evidence/\(sha)", method: .get, headers: f.headers("sam")) { String(buffer: $0.body) }
+            #expect(downloaded == file)
+            #expect(try await client.call(.get, "/api/v1/evidence/\(String(repeating: "a", count: 64))", as: "sam", f).0 == 404)
+            #expect(try await client.call(.get, "/api/v1/exceptions?status=pending", as: "sam", f).1.arrayValue?.count == 1)
+            #expect(try await client.call(.get, "/api/v1/exceptions?status=approved", as: "sam", f).1.arrayValue?.count == 0)
+            #expect(try await client.call(.get, "/api/v1/exceptions?status=weird", as: "sam", f).0 == 400)
+            #expect(try await client.call(.post, "/api/v1/exceptions/EX-1/renew", as: "dev", f, json: #"{"reason":"more"}"#).0 == 422)  // pending cannot be renewed
+            #expect(try await client.call(.get, "/api/v1/policies", as: "dev", f).1.arrayValue?.count ?? 0 >= 28)
+            #expect(try await client.call(.get, "/api/v1/policies/NET-001", as: "dev", f).1["kind"] == "forbid")
+            #expect(try await client.call(.get, "/api/v1/policies/NOPE", as: "dev", f).0 == 404)
+            #expect(try await client.call(.get, "/api/v1/reports", as: "dev", f).1["exceptions"] == 1)
+            #expect(try await client.call(.get, "/api/v1/reports?from=junk", as: "dev", f).0 == 400)
+            #expect(try await client.call(.get, "/api/v1/audit/verify", as: "dev", f).1["intact"] == true)
+            #expect(try await client.call(.get, "/api/v1/audit/events?subject=EX-1", as: "dev", f).1.arrayValue?.count == 2)
+            let export = try await client.execute(uri: "/api/v1/audit/export", method: .get, headers: f.headers("dev")) { String(buffer: $0.body) }
+            #expect(export.split(separator: "\n").count >= 10)
+            #expect(try await client.call(.get, "/api/v1/admin/webhooks", as: "dev", f).0 == 403)
+            #expect(try await client.call(.get, "/api/v1/admin/webhooks", as: "root", f).0 == 200)
+            #expect(try await client.call(.post, "/api/v1/expire", as: "dev", f).0 == 200)
+            let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            #expect(metrics.contains("waiver_exceptions_count{status=\"pending\"} 1"))
+            #expect(metrics.contains("waiver_http_requests_total"))
+        }
+    }
+
+    @Test func everyRouteIsInTheOpenAPIDocument() throws {
+        let f = try ServerFixture()
+        let router = buildRouter(state: f.state)
+        let doc = try #require(try Yams.load(yaml: OpenAPI.document) as? [String: Any])
+        #expect(doc["openapi"] as? String == "3.1.0")
+        let paths = try #require(doc["paths"] as? [String: Any])
+        #expect(router.routes.count >= 20)
+        for route in router.routes {
+            let path = route.path.description.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
+            let key = "/" + path
+            let ops = paths[key] as? [String: Any]
+            #expect(ops != nil, "\(key) is not in openapi.yaml")
+            #expect(ops?[route.method.rawValue.lowercased()] != nil, "\(route.method) \(key) is not in openapi.yaml")
+        }
+    }
+}
+
+@Suite("Scheduler and webhooks", .serialized)
+struct SchedulerTests {
+    @Test func remindersOnceEachAcrossRestartsAndExpiryOnStart() throws {
+        let f = try ServerFixture()
+        let e = try f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x", days: 10), actor: "dev", now: t0)
+        _ = try f.state.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
+        let expiry = t0.addingTimeInterval(10 * 86_400)
+        let scheduler = SchedulerService(state: f.state, logger: .init(label: "test"))
+        #expect(try scheduler.tick(now: expiry.addingTimeInterval(-8 * 86_400)).reminders == 0)
+        #expect(try scheduler.tick(now: expiry.addingTimeInterval(-7 * 86_400)).reminders == 1)   // 7 days before
+        #expect(try scheduler.tick(now: expiry.addingTimeInterval(-6 * 86_400)).reminders == 0)   // not twice
+        // A restart: a new server state on the same file remembers what was sent.
+        let again = try ServerState(settings: f.state.settings)
+        let restarted = SchedulerService(state: again, logger: .init(label: "test"))
+        #expect(try restarted.tick(now: expiry.addingTimeInterval(-86_400)).reminders == 1)      // 1 day before
+        #expect(try restarted.tick(now: expiry.addingTimeInterval(-3600)).reminders == 0)
+        // The server was down over the expiry: the first pass after it processes it.
+        let outcome = try restarted.tick(now: expiry.addingTimeInterval(86_400))
+        #expect(outcome.expired.map(\.exception.status) == [.expired])
+        let reminders = try f.state.store.auditEvents(subject: e.displayId).filter { $0.action == "exception.reminder" }
+        #expect(reminders.count == 2)
+        #expect(try f.state.store.verifyAudit().intact)
+    }
+
+    @Test func webhooksAreSignedAndRetriedWithBackoff() async throws {
+        actor Received {
+            var requests: [(body: String, signature: String?)] = []
+            var failFirst = true
+            func take(_ body: String, _ sig: String?) -> Bool {
+                requests.append((body, sig))
+                if failFirst { failFirst = false; return false }
+                return true
+            }
+        }
+        let received = Received()
+        let receiver = Router()
+        receiver.post("/hook") { request, context -> Response in
+            var request = request
+            let body = String(buffer: try await request.collectBody(upTo: 1 << 20))
+            let ok = await received.take(body, request.headers[HTTPField.Name("X-Waiver-Signature")!])
+            return Response(status: ok ? .ok : .internalServerError)
+        }
+        try await Application(router: receiver).test(.live) { receiverClient in
+            let port = try #require(receiverClient.port)
+            let hook = WaiverCore.Configuration.Webhook(url: "http://127.0.0.1:\(port)/hook", secretEnv: "HOOK_SECRET", format: "json")
+            let f = try ServerFixture(notify: [hook], env: ["HOOK_SECRET": "s3cret"])
+            let e = try f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x"), actor: "dev", now: t0)
+            let sender = WebhookService(state: f.state, logger: .init(label: "test"))
+            // First attempt: the receiver fails; the delivery waits for its backoff.
+            #expect(try await sender.deliverDue(now: t0) == 0)
+            #expect(try await sender.deliverDue(now: t0.addingTimeInterval(1)) == 0)   // not due yet
+            #expect(try await sender.deliverDue(now: t0.addingTimeInterval(WebhookService.backoff(afterAttempts: 1))) == 1)
+            #expect(try await sender.deliverDue(now: t0.addingTimeInterval(3600)) == 0)  // delivered once
+            let got = await received.requests
+            #expect(got.count == 2)
+            let last = try #require(got.last)
+            let body = try JSONReader.parse(Data(last.body.utf8))
+            #expect(body["event"] == "exception.requested" && body["subject"] == .string(e.displayId))
+            // The signature is HMAC-SHA256 over "<timestamp>.<body>" with the shared secret.
+            let sig = try #require(last.signature)
+            let ts = try #require(sig.split(separator: ",").first?.dropFirst(2))
+            #expect(sig == WebhookService.signature(body: last.body, secret: "s3cret", timestamp: Int64(ts)!))
+            let mac = HMAC<SHA256>.authenticationCode(for: Data("\(ts).\(last.body)".utf8), using: SymmetricKey(data: Data("s3cret".utf8)))
+            #expect(sig.hasSuffix("v1=" + AuditChain.hex(mac)))
+            let deliveries = try f.state.store.deliveries()
+            #expect(deliveries.count == 1 && deliveries[0].attempts == 2 && deliveries[0].deliveredAt != nil)
+        }
+    }
+
+    @Test func aMissingSecretIsNotSentUnsigned() async throws {
+        let hook = WaiverCore.Configuration.Webhook(url: "http://127.0.0.1:9/never", secretEnv: "UNSET_SECRET", format: "slack")
+        let f = try ServerFixture(notify: [hook])
+        _ = try f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x"), actor: "dev", now: t0)
+        #expect(try await WebhookService(state: f.state, logger: .init(label: "t")).deliverDue(now: t0) == 0)
+        #expect(try f.state.store.deliveries().first?.lastError?.contains("UNSET_SECRET") == true)
+        #expect(WebhookService.backoff(afterAttempts: 1) == 2 && WebhookService.backoff(afterAttempts: 3) == 8 && WebhookService.backoff(afterAttempts: 30) == 3600)
+    }
+}
