@@ -1,0 +1,116 @@
+import Foundation
+import Testing
+@testable import WaiverCore
+
+/// A free TCP port on 127.0.0.1.
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = 0
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// `waiver serve` as a child process on a free loopback port.
+final class LiveServer {
+    let workspace: Workspace
+    let port = freePort()
+    var process: Process?
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    init(_ w: Workspace) { workspace = w }
+
+    func start() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: waiverBinary)
+        p.arguments = ["serve", "--port", String(port), "--database", "sqlite:" + workspace.register, "--scheduler-interval", "3600"]
+        p.currentDirectoryURL = URL(fileURLWithPath: workspace.dir.path)
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle(forWritingAtPath: workspace.dir.write("server.log", ""))
+        try p.run()
+        process = p
+        for _ in 0..<100 {
+            if let r = try? waiver(["audit", "verify", "--server", url], in: workspace.dir.path, env: ["WAIVER_TOKEN": "wvr_000000000000_" + String(repeating: "0", count: 64)]),
+               r.err.contains("HTTP 401") { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw UsageErrorForTests("the server did not start: \(workspace.dir.read("server.log") ?? "")")
+    }
+
+    /// SIGTERM, and the exit status.
+    func stop() -> Int32 {
+        guard let p = process else { return -1 }
+        p.terminate()
+        p.waitUntilExit()
+        process = nil
+        return p.terminationStatus
+    }
+
+    deinit { process?.terminate() }
+
+    func run(_ args: [String], token: String) throws -> Run {
+        try waiver(args + ["--server", url], in: workspace.dir.path, env: ["WAIVER_TOKEN": token, "WAIVER_REGISTER": workspace.dir.path + "/unused.sqlite"])
+    }
+}
+
+struct UsageErrorForTests: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+@Suite("waiver serve, live on a loopback port", .serialized)
+struct ServeLiveTests {
+    @Test func aWholeLifecycleThroughTheCLIAndARestart() throws {
+        let w = try Workspace()
+        func addUser(_ name: String, _ groups: [String], admin: Bool = false) throws -> String {
+            let r = try waiver(["admin", "add-user", name] + groups.flatMap { ["--group", $0] } + (admin ? ["--admin"] : []) + ["--database", "sqlite:" + w.register],
+                               in: w.dir.path)
+            #expect(r.code == 0, "\(r.err)")
+            return r.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let dev = try addUser("dev", ["developers"]), sam = try addUser("sam", ["security"]), fin = try addUser("fin", ["finance"])
+        let pat = try addUser("pat", ["security"])
+        #expect(dev.hasPrefix("wvr_") && dev.count == 4 + 12 + 1 + 64)
+        let server = LiveServer(w)
+        try server.start()
+
+        // The pipeline checks, blocks, requests exceptions and waits briefly: still pending -> exit 3.
+        let check = try server.run(["check", "--plan", webApp, "--workspace", "shop", "--request", "--reason", "launch", "--wait", "1s"], token: dev)
+        #expect(check.code == 3, "\(check.err)")
+        #expect(check.out.contains("5 pending"))
+        let list = try server.run(["list", "--status", "pending"], token: sam)
+        #expect(list.out.contains("5 exceptions"))
+        // Separation of duties over the wire.
+        let net = try #require(list.out.split(separator: "\n").first { $0.contains("NET-001") }.map { String($0.prefix(while: { $0 != " " })) })
+        let own = try server.run(["approve", net], token: dev)
+        #expect(own.code == 2 && own.err.contains("they requested it") && own.err.contains("HTTP 403"))
+        #expect(try server.run(["approve", net], token: fin).code == 2)
+        // High risk: two distinct approvers.
+        #expect(try server.run(["approve", net, "--comment", "ok"], token: sam).out.contains("still needs 1 more approval"))
+        let approved = try server.run(["approve", net], token: pat)
+        #expect(approved.code == 0 && approved.out.contains("approved: active until"), "\(approved.err)")
+        #expect(try server.run(["show", net], token: fin).out.contains("approved by: sam"))
+        #expect(try server.run(["report", "--format", "json"], token: fin).out.contains("\"exceptions\": 5"))
+        #expect(try server.run(["audit", "verify"], token: fin).out.hasPrefix("audit log intact"))
+
+        // SIGTERM: a graceful stop. Then a restart on the same file: nothing is lost.
+        #expect(server.stop() == 0)
+        try server.start()
+        let after = try server.run(["show", net, "--format", "json"], token: fin)
+        #expect(after.out.contains("\"status\": \"approved\""))
+        let excepted = try server.run(["check", "--plan", webApp, "--workspace", "shop", "--format", "json"], token: dev)
+        #expect(excepted.out.contains("\"status\": \"excepted\""))
+        #expect(try server.run(["audit", "verify"], token: fin).code == 0)
+        // A revoked token stops working.
+        let id = String(dev.split(separator: "_")[1])
+        #expect(try waiver(["admin", "revoke-token", id, "--database", "sqlite:" + w.register], in: w.dir.path).code == 0)
+        let revoked = try server.run(["list"], token: dev)
+        #expect(revoked.code == 2 && revoked.err.contains("HTTP 401"))
+        #expect(server.stop() == 0)
+    }
+}
