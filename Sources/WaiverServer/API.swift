@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import NIOPosix
 import WaiverCore
 import WaiverFormats
 import WaiverStore
@@ -184,8 +185,11 @@ struct API: Sendable {
         let when = now
         let scopedRegister = Register(store: store, configuration: state.settings.configuration, policies: report.policies,
                                       groupsOf: register.groupsOf, isAdmin: register.isAdmin)
-        let (final, filed) = try CheckService.applyRegister(report, register: scopedRegister, actor: user.name, commitAuthor: commitAuthor, request: spec, now: when)
-        let evaluation = try CheckService.record(final, register: register, actor: user.name, now: when)
+        let register = self.register, actor = user.name, author = commitAuthor, requestSpec = spec
+        let (final, filed, evaluation) = try await offload {
+            let (final, filed) = try CheckService.applyRegister(report, register: scopedRegister, actor: actor, commitAuthor: author, request: requestSpec, now: when)
+            return (final, filed, try CheckService.record(final, register: register, actor: actor, now: when))
+        }
         guard case .object(var o) = JSONOutput.value(final) else { return jsonResponse(.null) }
         o.append("evaluation", .number(Double(evaluation)))
         o.append("requested", .array(filed.map { .string($0.displayId) }))
@@ -248,6 +252,12 @@ struct API: Sendable {
     /// Runs a handler and turns every error into the JSON error shape.
     func wrap(_ body: () async throws -> Response) async throws -> Response {
         do { return try await body() } catch { throw APIError.from(error) }
+    }
+
+    /// Runs blocking register work (SQLite writes wait for the disk) on NIO's thread pool, so the
+    /// few threads that serve requests are never stuck behind an fsync.
+    func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(work)
     }
 
     func body(_ req: Request) async throws -> Data {

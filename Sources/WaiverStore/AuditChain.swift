@@ -51,28 +51,6 @@ public enum AuditChain {
 
     static let hexDigits = Array("0123456789abcdef".utf8)
 
-    /// Appends raw UTF-8 text as a JSON string literal (the same bytes `Value.appendQuotedJSON` writes).
-    static func appendQuoted(_ text: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        out.append(0x22)
-        var start = 0
-        for i in 0..<text.count {
-            let c = text[i]
-            guard c < 0x20 || c == 0x22 || c == 0x5C else { continue }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: text[start..<i]))
-            switch c {
-            case 0x22: out.append(contentsOf: [0x5C, 0x22])
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
-            case 0x0D: out.append(contentsOf: [0x5C, 0x72])
-            case 0x09: out.append(contentsOf: [0x5C, 0x74])
-            default: out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hexDigits[Int(c >> 4)], hexDigits[Int(c & 0xF)]])
-            }
-            start = i + 1
-        }
-        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: text[start..<text.count]))
-        out.append(0x22)
-    }
-
     /// Whether raw column bytes hash to the stored hash: the database fast path of `contentMatches`.
     /// `fields` are actor, action, subject, payload and prevHash as UTF-8; `scratch` is reused.
     static func rawContentMatches(seq: Int64, time: Int64, fields: [UnsafeRawBufferPointer], hash: UnsafeRawBufferPointer, scratch: inout [UInt8]) -> Bool {
@@ -83,7 +61,7 @@ public enum AuditChain {
         scratch.append(contentsOf: String(time).utf8)
         for f in fields {
             scratch.append(0x2C)
-            appendQuoted(f, to: &scratch)
+            Value.appendQuotedJSON(utf8: f, to: &scratch)
         }
         scratch.append(0x5D)
         let digest = SHA256.hash(data: scratch)

@@ -96,12 +96,15 @@ extension SQLiteRegisterStore {
         }
     }
 
-    /// The user a live token belongs to and the stored hash of its secret.
+    /// The user a live token belongs to and the stored hash of its secret (one query: this runs on every request).
     public func token(id: String) throws -> (user: User, secretHash: String)? {
         try pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT user, secretHash FROM token WHERE id = ? AND revokedAt IS NULL", arguments: [id]),
-                  let user = try Self.user(db, row[0]) else { return nil }
-            return (user, row[1])
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT t.user, t.secretHash, u.admin, (SELECT group_concat(groupName, char(10)) FROM userGroup g WHERE g.user = t.user)
+                FROM token t JOIN user u ON u.name = t.user WHERE t.id = ? AND t.revokedAt IS NULL
+                """, arguments: [id]) else { return nil }
+            let groups = (row[3] as String?)?.split(separator: "\n").map(String.init).sorted() ?? []
+            return (User(name: row[0], groups: groups, admin: row[2]), row[1])
         }
     }
 
