@@ -77,11 +77,14 @@ public struct RecordedViolation: Sendable, Equatable {
     public var status: ResultStatus
     /// SHA-256 of the violating values as reported (sensitive ones masked).
     public var digest: String
-    public init(policy: String, resource: String, status: ResultStatus, digest: String) {
+    /// The values that broke the policy, as reported (sensitive ones masked).
+    public var message: String
+    public init(policy: String, resource: String, status: ResultStatus, digest: String, message: String = "") {
         self.policy = policy
         self.resource = resource
         self.status = status
         self.digest = digest
+        self.message = message
     }
 }
 

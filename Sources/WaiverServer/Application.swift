@@ -100,6 +100,9 @@ public func buildRouter(state: ServerState) -> Router<WaiverContext> {
     }
     router.get("/openapi.yaml") { _, _ in text(OpenAPI.document, contentType: "application/yaml; charset=utf-8") }
     API(state: state).register(on: router.group("api/v1").add(middleware: TokenMiddleware(store: state.store)))
+    if let library = try? Web.templates() {
+        Web(state: state, library: library).register(on: router)
+    }
     return router
 }
 

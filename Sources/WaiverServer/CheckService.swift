@@ -62,7 +62,8 @@ public enum CheckService {
     /// Records the check in the register (its violations with a digest of the values that broke them).
     public static func record(_ report: CheckReport, register: Register, actor: String, now: Date) throws -> Int {
         let violations = report.findings.map { f in
-            RecordedViolation(policy: f.policy, resource: f.resource, status: f.status, digest: AuditChain.sha256(Data(f.message.utf8)))
+            RecordedViolation(policy: f.policy, resource: f.resource, status: f.status, digest: AuditChain.sha256(Data(f.message.utf8)),
+                              message: String(f.message.prefix(2000)))
         }
         return try register.recordCheck(report, violations: violations, actor: actor, now: now)
     }

@@ -8,10 +8,13 @@ import WaiverStore
 public struct WaiverContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var user: User?
+    /// The web session's CSRF token (web pages only).
+    public var csrf: String?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         user = nil
+        csrf = nil
     }
 
     /// Bodies are read by the handlers with their own limit (`ServerSettings.maxBodyBytes`).

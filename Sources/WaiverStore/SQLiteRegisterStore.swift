@@ -113,6 +113,15 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 """)
         }
         registerServerMigrations(&m)
+        m.registerMigration("v3: web sessions and violation messages") { db in
+            try db.alter(table: "evaluationViolation") { t in t.add(column: "message", .text).notNull().defaults(to: "") }
+            try db.create(table: "session") { t in
+                t.primaryKey("idHash", .text)
+                t.column("user", .text).notNull().references("user", onDelete: .cascade)
+                t.column("csrf", .text).notNull()
+                t.column("expiresAt", .integer).notNull()
+            }
+        }
         return m
     }
 
@@ -406,9 +415,9 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
             try db.execute(sql: "INSERT INTO evaluation (workspace, at, actor, verdict, resourceCount) VALUES (?, ?, ?, ?, ?)",
                            arguments: [evaluation.workspace, Self.seconds(evaluation.at), evaluation.actor, evaluation.verdict, evaluation.resourceCount])
             let id = db.lastInsertedRowID
-            let insert = try db.makeStatement(sql: "INSERT INTO evaluationViolation (evaluationId, policy, resource, status, digest) VALUES (?, ?, ?, ?, ?)")
+            let insert = try db.makeStatement(sql: "INSERT INTO evaluationViolation (evaluationId, policy, resource, status, digest, message) VALUES (?, ?, ?, ?, ?, ?)")
             for v in evaluation.violations {
-                try insert.execute(arguments: [id, v.policy, v.resource, v.status.rawValue, v.digest])
+                try insert.execute(arguments: [id, v.policy, v.resource, v.status.rawValue, v.digest, v.message])
             }
             var e = event
             if case .object(var o) = e.payload {
@@ -426,8 +435,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 return nil
             }
             let id: Int64 = row["id"]
-            let violations = try Row.fetchAll(db, sql: "SELECT policy, resource, status, digest FROM evaluationViolation WHERE evaluationId = ?", arguments: [id])
-                .map { RecordedViolation(policy: $0[0], resource: $0[1], status: ResultStatus(rawValue: $0[2]) ?? .blocking, digest: $0[3]) }
+            let violations = try Row.fetchAll(db, sql: "SELECT policy, resource, status, digest, message FROM evaluationViolation WHERE evaluationId = ?", arguments: [id])
+                .map { RecordedViolation(policy: $0[0], resource: $0[1], status: ResultStatus(rawValue: $0[2]) ?? .blocking, digest: $0[3], message: $0[4]) }
             return Evaluation(id: Int(id), workspace: row["workspace"], at: Self.date(row["at"] as Int64), actor: row["actor"],
                               verdict: row["verdict"], resourceCount: Int(row["resourceCount"] as Int64), violations: violations)
         }

@@ -116,6 +116,32 @@ extension SQLiteRegisterStore {
         }
     }
 
+    // MARK: - Web sessions
+
+    /// Starts a session: only the SHA-256 of its id is stored.
+    public func createSession(idHash: String, user: String, csrf: String, expiresAt: Date, now: Date) throws {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM session WHERE expiresAt <= ?", arguments: [Self.seconds(now)])
+            try db.execute(sql: "INSERT INTO session (idHash, user, csrf, expiresAt) VALUES (?, ?, ?, ?)",
+                           arguments: [idHash, user, csrf, Self.seconds(expiresAt)])
+            try appendEvent(db, AuditDraft(actor: user, action: "session.started", subject: "user:\(user)", payload: [:], time: now))
+        }
+    }
+
+    /// The user and CSRF token of a live session.
+    public func session(idHash: String, now: Date) throws -> (user: User, csrf: String)? {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT user, csrf FROM session WHERE idHash = ? AND expiresAt > ?",
+                                             arguments: [idHash, Self.seconds(now)]),
+                  let user = try Self.user(db, row[0]) else { return nil }
+            return (user, row[1])
+        }
+    }
+
+    public func endSession(idHash: String) throws {
+        try pool.write { db in try db.execute(sql: "DELETE FROM session WHERE idHash = ?", arguments: [idHash]) }
+    }
+
     // MARK: - Reminders
 
     /// Records that the reminder at `offset` before expiry was sent, with its audit event, unless it

@@ -1,0 +1,398 @@
+import Foundation
+import Hummingbird
+import Mustache
+import NIOCore
+import NIOPosix
+import WaiverCore
+import WaiverFormats
+import WaiverStore
+
+/// Server-rendered pages for approvers and auditors: sign-in with a token, then a session cookie
+/// (HttpOnly, SameSite=Strict, Secure behind TLS, expiring); every form carries a CSRF token;
+/// every piece of user text is escaped by Mustache. No JavaScript.
+struct Web: Sendable {
+    let state: ServerState
+    let library: MustacheLibrary
+    static let sessionCookie = "waiver_session"
+    static let loginCookie = "waiver_login"
+    static let sessionSeconds: TimeInterval = 8 * 3600
+
+    var store: SQLiteRegisterStore { state.store }
+    var now: Date { state.settings.now() }
+
+    static func templates() throws -> MustacheLibrary {
+        guard let dir = Bundle.module.resourceURL?.appendingPathComponent("Templates") else {
+            throw APIError(.internalServerError, "internal", "templates not found")
+        }
+        var templates: [String: MustacheTemplate] = [:]
+        for file in try FileManager.default.contentsOfDirectory(atPath: dir.path) where file.hasSuffix(".mustache") {
+            let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+            templates[String(file.dropLast(".mustache".count))] = try MustacheTemplate(string: text)
+        }
+        return MustacheLibrary(templates: templates)
+    }
+
+    func register(on router: Router<WaiverContext>) {
+        router.get("/") { _, _ in redirect("/inbox") }
+        router.get("/login") { req, _ in try loginPage(req, notice: nil) }
+        router.post("/login") { req, _ in try await login(req) }
+        let pages = router.group().add(middleware: SessionMiddleware(store: state.store, now: state.settings.now))
+        pages.post("/logout") { req, ctx in try await page(ctx) { _ in
+            try await requireCSRF(req, ctx)
+            if let id = cookie(req, Self.sessionCookie) { try store.endSession(idHash: AuditChain.sha256(Data(id.utf8))) }
+            var r = redirect("/login")
+            r.headers[.setCookie] = cookieHeader(Self.sessionCookie, "", maxAge: 0, req: req)
+            return r
+        } }
+        pages.get("/inbox") { _, ctx in try await page(ctx) { user in try inbox(user, ctx) } }
+        pages.get("/exceptions/:id") { req, ctx in try await page(ctx) { user in try exceptionPage(req, ctx, user, notice: nil) } }
+        pages.post("/exceptions/:id/decide") { req, ctx in try await page(ctx) { user in try await decide(req, ctx, user) } }
+        pages.get("/evidence/:sha256") { _, ctx in try await page(ctx) { _ in
+            guard let sha = ctx.parameters.get("sha256"), sha.count == 64, sha.allSatisfy({ $0.isHexDigit && !$0.isUppercase }),
+                  let data = FileManager.default.contents(atPath: (state.settings.evidenceDirectory as NSString).appendingPathComponent(sha))
+            else { return try render("audit", ["title": "Not found"], ctx, status: .notFound) }
+            var headers = HTTPFields()
+            headers[.contentType] = "application/octet-stream"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        } }
+        pages.get("/register") { req, ctx in try await page(ctx) { _ in try registerPage(req, ctx) } }
+        pages.get("/register.csv") { req, ctx in try await page(ctx) { _ in
+            var r = text(RegisterOutput.csv(try filtered(req).items), contentType: "text/csv; charset=utf-8")
+            r.headers[.contentDisposition] = "attachment; filename=\"waiver-register.csv\""
+            return r
+        } }
+        pages.get("/policies/:id") { _, ctx in try await page(ctx) { _ in try policyPage(ctx) } }
+        pages.get("/review") { _, ctx in try await page(ctx) { _ in try reviewPage(ctx) } }
+        pages.get("/audit") { _, ctx in try await page(ctx) { _ in try auditPage(ctx) } }
+        pages.get("/audit/export.jsonl") { _, ctx in try await page(ctx) { _ in
+            var out = ""
+            try store.forEachAuditEvent { out += AuditChain.exportLine($0) + "\n" }
+            var r = text(out, contentType: "application/jsonl; charset=utf-8")
+            r.headers[.contentDisposition] = "attachment; filename=\"waiver-audit.jsonl\""
+            return r
+        } }
+    }
+
+    // MARK: - Sessions
+
+    func login(_ req: Request) async throws -> Response {
+        let form = try await formBody(req)
+        guard let expected = cookie(req, Self.loginCookie), let sent = form["csrf"], APIToken.equal(expected, sent) else {
+            return try loginPage(req, notice: "The sign-in form expired; please try again.", status: .forbidden)
+        }
+        guard let token = form["token"], let (id, secret) = APIToken.parse(token.trimmingCharacters(in: .whitespaces)),
+              let (user, hash) = try store.token(id: id), APIToken.equal(hash, AuditChain.sha256(Data(secret.utf8)))
+        else { return try loginPage(req, notice: "That token is not valid (or was revoked).", status: .unauthorized) }
+        let session = APIToken.generate().token, csrf = APIToken.generate().token
+        try store.createSession(idHash: AuditChain.sha256(Data(session.utf8)), user: user.name, csrf: csrf,
+                                expiresAt: now.addingTimeInterval(Self.sessionSeconds), now: now)
+        var r = redirect("/inbox")
+        r.headers[values: .setCookie] = [
+            cookieHeader(Self.sessionCookie, session, maxAge: Int(Self.sessionSeconds), req: req),
+            cookieHeader(Self.loginCookie, "", maxAge: 0, req: req),
+        ]
+        return r
+    }
+
+    func loginPage(_ req: Request, notice: String?, status: HTTPResponse.Status = .ok) throws -> Response {
+        let csrf = APIToken.generate().token
+        var r = try renderPlain("login", ["title": "Sign in", "csrf": csrf, "notice": notice.map { ["kind": "error", "text": $0] } as Any], status: status)
+        r.headers[.setCookie] = cookieHeader(Self.loginCookie, csrf, maxAge: 900, req: req)
+        return r
+    }
+
+    func cookieHeader(_ name: String, _ value: String, maxAge: Int, req: Request) -> String {
+        let secure = req.headers[.init("X-Forwarded-Proto")!] == "https" || req.uri.scheme == .https
+        return "\(name)=\(value); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(secure ? "; Secure" : "")"
+    }
+
+    func requireCSRF(_ req: Request, _ ctx: WaiverContext) async throws {
+        let form = try await formBody(req)
+        guard let expected = ctx.csrf, let sent = form["csrf"], APIToken.equal(expected, sent) else {
+            throw APIError(.forbidden, "csrf", "this form is missing its CSRF token or it does not match your session")
+        }
+    }
+
+    /// Runs a page handler for a signed-in user; without a session, back to sign-in.
+    func page(_ ctx: WaiverContext, _ body: (User) async throws -> Response) async throws -> Response {
+        guard let user = ctx.user else { return redirect("/login") }
+        do {
+            return try await body(user)
+        } catch let e as APIError {
+            return try render("message", ["title": "Refused", "message": e.message], ctx, status: e.status)
+        } catch {
+            let e = APIError.from(error)
+            return try render("message", ["title": "Refused", "message": e.message], ctx, status: e.status)
+        }
+    }
+
+    // MARK: - Pages
+
+    func inbox(_ user: User, _ ctx: WaiverContext) throws -> Response {
+        let current = now
+        let mine = try store.exceptions(ExceptionFilter(statuses: [.pending])).filter { e in
+            e.requester != user.name && !e.conflicted.contains(user.name) && !Set(user.groups).isDisjoint(with: e.rule.groups)
+                && !e.approvals.contains { $0.approver == user.name }
+        }.sorted { $0.createdAt < $1.createdAt }
+        let items: [[String: Any]] = mine.map { e in
+            ["id": e.displayId, "policy": e.policy, "policyTitle": policy(e.policy)?.title ?? "", "workspace": e.workspace,
+             "risk": e.riskLevel, "requester": e.requester, "age": age(current.timeIntervalSince(e.createdAt))]
+        }
+        return try render("inbox", ["title": "Waiting for me", "items": items, "hasItems": !items.isEmpty], ctx)
+    }
+
+    func exceptionPage(_ req: Request, _ ctx: WaiverContext, _ user: User, notice: [String: Any]?, status: HTTPResponse.Status = .ok) throws -> Response {
+        guard let n = ctx.parameters.get("id").flatMap(ExceptionRecord.parseId), let e = try store.exception(id: n) else {
+            throw APIError(.notFound, "not_found", "no such exception")
+        }
+        let current = now
+        let p = policy(e.policy)
+        let latest = try store.latestEvaluation(workspace: e.workspace)
+        let violations: [[String: Any]] = (latest?.violations ?? []).filter { $0.policy == e.policy && e.resources.contains($0.resource) }
+            .map { ["resource": $0.resource, "message": $0.message] }
+        let history: [[String: Any]] = try store.auditEvents(subject: e.displayId).map { ev in
+            ["seq": ev.seq, "at": iso(ev.time), "actor": ev.actor, "action": ev.action, "details": RegisterOutputDetails.summary(ev.payload)]
+        }
+        let canDecide = !e.status.isFinal && (user.admin || !Set(user.groups).isDisjoint(with: e.rule.groups) || user.name == e.requester)
+        let context: [String: Any] = [
+            "title": e.displayId, "id": e.displayId, "status": e.status.rawValue, "active": e.isActive(at: current),
+            "expires": e.expiresAt.map(iso) as Any, "policy": e.policy, "policyTitle": p?.title ?? "", "policyDescription": p?.description ?? "",
+            "policyRemediation": p?.remediation ?? "", "workspace": e.workspace,
+            "subjectLabel": e.subjectKind == .resource ? "Resources" : e.subjectKind.rawValue.capitalized, "resources": e.resources,
+            "violations": violations, "requester": e.requester, "reason": e.reason, "risk": e.riskLevel,
+            "likelihood": e.likelihood.rawValue, "impact": e.impact.rawValue, "mitigations": e.mitigations, "days": e.requestedDays,
+            "minApprovals": e.rule.minApprovals, "groups": e.rule.groups.joined(separator: ", "),
+            "requiredGroups": e.rule.requiredGroups.isEmpty ? "" : e.rule.requiredGroups.joined(separator: " or "),
+            "approvals": e.approvals.map { ["approver": $0.approver, "at": iso($0.at), "comment": $0.comment as Any] },
+            "evidence": e.evidence.map { ["name": $0.name, "sha256": $0.sha256] }, "renews": e.renews.map(ExceptionRecord.display) as Any,
+            "canDecide": canDecide, "pending": e.status == .pending, "history": history, "notice": notice as Any,
+        ]
+        return try render("exception", context, ctx, status: status)
+    }
+
+    func decide(_ req: Request, _ ctx: WaiverContext, _ user: User) async throws -> Response {
+        let form = try await formBody(req)
+        guard let expected = ctx.csrf, let sent = form["csrf"], APIToken.equal(expected, sent) else {
+            throw APIError(.forbidden, "csrf", "this form is missing its CSRF token or it does not match your session")
+        }
+        guard let n = ctx.parameters.get("id").flatMap(ExceptionRecord.parseId) else { throw APIError(.notFound, "not_found", "no such exception") }
+        let comment = (form["comment"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let register = state.register
+        do {
+            let e: ExceptionRecord
+            switch form["action"] {
+            case "approve": e = try register.approve(n, actor: user.name, comment: comment.isEmpty ? nil : comment, days: nil, now: now)
+            case "reject": e = try register.reject(n, actor: user.name, comment: comment, now: now)
+            case "revoke": e = try register.revoke(n, actor: user.name, comment: comment, now: now)
+            default: throw APIError(.badRequest, "bad_request", "unknown action")
+            }
+            let text: String
+            if e.status == .pending, let missing = register.missingApprovals(e) { text = "Your approval is recorded; it still needs \(missing)." } else { text = "\(e.displayId) is now \(e.status.rawValue)." }
+            return try exceptionPage(req, ctx, user, notice: ["kind": "ok", "text": text])
+        } catch let error as RegisterError {
+            // A refused action says which rule refused it.
+            let status = APIError.from(error).status
+            return try exceptionPage(req, ctx, user, notice: ["kind": "error", "text": "Refused: \(error.description)"], status: status)
+        }
+    }
+
+    struct Filtered {
+        var items: [ExceptionRecord]
+        var status: String, policy: String, workspace: String, expiringWithin: String
+    }
+
+    func filtered(_ req: Request) throws -> Filtered {
+        let q = req.uri.queryParameters
+        let status = q.get("status") ?? "", policy = q.get("policy") ?? "", workspace = q.get("workspace") ?? "", within = q.get("expiring_within") ?? ""
+        var filter = ExceptionFilter(policy: policy.isEmpty ? nil : policy, workspace: workspace.isEmpty ? nil : workspace)
+        if !status.isEmpty {
+            guard let s = ExceptionStatus(rawValue: status) else { throw APIError(.badRequest, "bad_request", "unknown status '\(status)'") }
+            filter.statuses = [s]
+        }
+        let current = now
+        if !within.isEmpty {
+            guard let d = parseDuration(within) else { throw APIError(.badRequest, "bad_request", "'\(within)' is not a duration (7d, 12h)") }
+            filter.statuses = [.approved]
+            filter.expiringBefore = current.addingTimeInterval(Double(d) + 1)
+        }
+        var items = try store.exceptions(filter)
+        if filter.expiringBefore != nil { items = items.filter { $0.isActive(at: current) } }
+        return Filtered(items: items, status: status, policy: policy, workspace: workspace, expiringWithin: within)
+    }
+
+    func registerPage(_ req: Request, _ ctx: WaiverContext) throws -> Response {
+        let f = try filtered(req)
+        let items: [[String: Any]] = f.items.reversed().map { e in
+            ["id": e.displayId, "status": e.status.rawValue, "policy": e.policy, "workspace": e.workspace,
+             "resources": e.resources.joined(separator: ", "), "risk": e.riskLevel, "requester": e.requester, "expires": e.expiresAt.map(iso) ?? ""]
+        }
+        let query = [("status", f.status), ("policy", f.policy), ("workspace", f.workspace), ("expiring_within", f.expiringWithin)]
+            .filter { !$0.1.isEmpty }.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&")
+        return try render("register", [
+            "title": "Register", "items": items, "count": items.count, "policy": f.policy, "workspace": f.workspace,
+            "expiringWithin": f.expiringWithin, "query": query,
+            "statuses": ExceptionStatus.allCases.map { ["value": $0.rawValue, "selected": $0.rawValue == f.status] },
+        ], ctx)
+    }
+
+    /// The last four calendar quarters (UTC), oldest first: (label, start, end).
+    func quarters(endingAt date: Date) -> [(String, Date, Date)] {
+        var cal = Calendar(identifier: .gregorian)
+        cal.timeZone = TimeZone(secondsFromGMT: 0) ?? cal.timeZone
+        let y = cal.component(.year, from: date), q = (cal.component(.month, from: date) - 1) / 3
+        return (0..<4).reversed().map { back in
+            let index = y * 4 + q - back
+            let (year, quarter) = (index / 4, index % 4)
+            let start = cal.date(from: DateComponents(year: year, month: quarter * 3 + 1, day: 1)) ?? date
+            let end = cal.date(from: DateComponents(year: year + (quarter == 3 ? 1 : 0), month: quarter == 3 ? 1 : quarter * 3 + 4, day: 1)) ?? date
+            return ("Q\(quarter + 1) \(year)", start, end)
+        }
+    }
+
+    func policyPage(_ ctx: WaiverContext) throws -> Response {
+        guard let id = ctx.parameters.get("id"), let p = policy(id) else { throw APIError(.notFound, "not_found", "no such policy") }
+        let items = try store.exceptions(ExceptionFilter(policy: p.id))
+        let qs = quarters(endingAt: now)
+        let counts = qs.map { q in items.filter { $0.createdAt >= q.1 && $0.createdAt < q.2 }.count }
+        let threshold = state.settings.configuration.reviewThreshold
+        let last = counts.last ?? 0
+        return try render("policy", [
+            "title": p.title, "id": p.id, "category": p.category, "severity": p.severity.rawValue,
+            "description": p.description, "remediation": p.remediation, "maxDays": state.register.maxDays(for: p),
+            "source": p.location?.description ?? "", "chart": Self.barChart(labels: qs.map(\.0), values: counts),
+            "review": last >= threshold ? ["count": last, "threshold": threshold] as [String: Any] : false as Any,
+            "items": items.reversed().map { ["id": $0.displayId, "status": $0.status.rawValue, "workspace": $0.workspace, "requester": $0.requester, "created": iso($0.createdAt)] },
+        ], ctx)
+    }
+
+    /// An SVG bar chart (numbers and fixed labels only, so it is safe to embed unescaped).
+    static func barChart(labels: [String], values: [Int]) -> String {
+        let width = 480, height = 200, top = 20, bottom = 30, left = 30
+        let maxValue = max(1, values.max() ?? 1)
+        let slot = (width - left) / max(1, values.count)
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(width) \(height)\" width=\"100%\" role=\"img\" aria-label=\"Exceptions per quarter\" id=\"chart\">"
+        svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width)\" y2=\"\(height - bottom)\" stroke=\"#c9ced8\"/>"
+        for (i, v) in values.enumerated() {
+            let h = (height - top - bottom) * v / maxValue
+            let x = left + i * slot + slot / 5
+            let w = slot * 3 / 5
+            svg += "<rect x=\"\(x)\" y=\"\(height - bottom - h)\" width=\"\(w)\" height=\"\(h)\" fill=\"#2f5bd3\" rx=\"3\"><title>\(v)</title></rect>"
+            svg += "<text x=\"\(x + w / 2)\" y=\"\(height - bottom - h - 5)\" text-anchor=\"middle\" font-size=\"12\" fill=\"#1d2330\">\(v)</text>"
+            let label = labels.indices.contains(i) ? labels[i].filter { $0.isLetter || $0.isNumber || $0 == " " } : ""
+            svg += "<text x=\"\(x + w / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\" font-size=\"12\" fill=\"#5b6475\">\(label)</text>"
+        }
+        return svg + "</svg>"
+    }
+
+    func reviewPage(_ ctx: WaiverContext) throws -> Response {
+        let current = now
+        let q = quarters(endingAt: current).last ?? ("", current, current)
+        let inPeriod = try store.exceptions(ExceptionFilter(createdFrom: q.1, createdBefore: q.2))
+        let active = try store.exceptions(ExceptionFilter(statuses: [.approved]))
+        var latest: [String: Evaluation] = [:]
+        for w in Set(active.map(\.workspace)) { latest[w] = try store.latestEvaluation(workspace: w) }
+        let r = RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: q.1, to: q.2, now: current,
+                                     reviewThreshold: state.settings.configuration.reviewThreshold)
+        return try render("review", [
+            "title": "Quarterly review", "period": q.0, "total": r.total, "renewals": r.renewals,
+            "median": r.medianApprovedDays.map { String(format: "%.1f days", $0) } ?? "n/a", "active": r.activeNow, "orphaned": r.orphaned,
+            "policies": r.perPolicy.map { ["key": $0.key, "count": $0.count, "flag": $0.count >= r.reviewThreshold] },
+        ], ctx)
+    }
+
+    func auditPage(_ ctx: WaiverContext) throws -> Response {
+        let v = try store.verifyAudit()
+        let recent = try store.auditEvents(subject: nil).suffix(20).reversed().map { e in
+            ["seq": e.seq, "at": iso(e.time), "actor": e.actor, "action": e.action, "subject": e.subject] as [String: Any]
+        }
+        return try render("audit", ["title": "Audit", "intact": v.intact, "events": v.events, "firstBad": v.firstBad as Any,
+                                    "problem": v.problem as Any, "recent": Array(recent)], ctx)
+    }
+
+    // MARK: - Helpers
+
+    func policy(_ id: String) -> Policy? { state.settings.policies.first { $0.id == id } }
+
+    func age(_ seconds: TimeInterval) -> String {
+        let s = max(0, Int(seconds))
+        if s >= 86_400 { return "\(s / 86_400) d" }
+        if s >= 3600 { return "\(s / 3600) h" }
+        return "\(s / 60) min"
+    }
+
+    func render(_ name: String, _ values: [String: Any], _ ctx: WaiverContext, status: HTTPResponse.Status = .ok) throws -> Response {
+        var v = values
+        if let user = ctx.user { v["user"] = ["name": user.name, "admin": user.admin, "csrf": ctx.csrf ?? ""] as [String: Any] }
+        return try renderPlain(name, v, status: status)
+    }
+
+    func renderPlain(_ name: String, _ values: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {
+        guard let html = library.render(values, withTemplate: name) else { throw APIError(.internalServerError, "internal", "no template \(name)") }
+        var r = text(html, status: status, contentType: "text/html; charset=utf-8")
+        r.headers[.init("Content-Security-Policy")!] = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"
+        r.headers[.init("X-Content-Type-Options")!] = "nosniff"
+        r.headers[.init("Referrer-Policy")!] = "same-origin"
+        return r
+    }
+
+    func redirect(_ to: String) -> Response {
+        var h = HTTPFields()
+        h[.location] = to
+        return Response(status: .seeOther, headers: h)
+    }
+
+    func cookie(_ req: Request, _ name: String) -> String? {
+        for header in req.headers[values: .cookie] {
+            for part in header.split(separator: ";") {
+                let kv = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+                if kv.count == 2, kv[0] == name { return String(kv[1]) }
+            }
+        }
+        return nil
+    }
+
+    func formBody(_ req: Request) async throws -> [String: String] {
+        var req = req
+        let buffer = try await req.collectBody(upTo: 64 << 10)
+        var out: [String: String] = [:]
+        for pair in String(buffer: buffer).split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
+            if kv.count == 2 { out[kv[0]] = kv[1] } else if kv.count == 1 { out[kv[0]] = "" }
+        }
+        return out
+    }
+}
+
+/// Reads the session cookie into the context (user and CSRF token).
+struct SessionMiddleware: RouterMiddleware {
+    typealias Context = WaiverContext
+    let store: SQLiteRegisterStore
+    let now: @Sendable () -> Date
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        for header in request.headers[values: .cookie] {
+            for part in header.split(separator: ";") {
+                let kv = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+                guard kv.count == 2, kv[0] == Web.sessionCookie,
+                      let (user, csrf) = try store.session(idHash: AuditChain.sha256(Data(kv[1].utf8)), now: now()) else { continue }
+                context.user = user
+                context.csrf = csrf
+            }
+        }
+        return try await next(request, context)
+    }
+}
+
+/// Short summaries of audit payloads for the history list.
+enum RegisterOutputDetails {
+    static func summary(_ payload: String) -> String {
+        guard let v = try? JSONReader.parse(Data(payload.utf8)), case .object(let o) = v else { return "" }
+        var parts: [String] = []
+        for key in ["comment", "expires", "still_needs", "still_violating", "basis", "name", "before"] {
+            guard let x = o[key], !x.isNull else { continue }
+            parts.append("\(key.replacingOccurrences(of: "_", with: " ")): \(x.stringValue ?? x.rendered(limit: 80))")
+        }
+        return parts.joined(separator: "; ")
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+@testable import WaiverCore
+@testable import WaiverServer
+@testable import WaiverStore
+
+/// A browser's worth of state for router tests: cookies kept between requests.
+final class Browser: @unchecked Sendable {
+    var cookies: [String: String] = [:]
+
+    func headers(form: Bool = false) -> HTTPFields {
+        var h = HTTPFields()
+        if !cookies.isEmpty { h[.cookie] = cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; ") }
+        if form { h[.contentType] = "application/x-www-form-urlencoded" }
+        return h
+    }
+
+    func keep(_ r: TestResponse) {
+        for c in r.headers[values: .setCookie] {
+            let first = c.split(separator: ";")[0].split(separator: "=", maxSplits: 1)
+            guard first.count == 2 else { continue }
+            if first[1].isEmpty { cookies.removeValue(forKey: String(first[0])) } else { cookies[String(first[0])] = String(first[1]) }
+        }
+    }
+
+    func get(_ c: some TestClientProtocol, _ uri: String) async throws -> (Int, String, HTTPFields) {
+        try await c.execute(uri: uri, method: .get, headers: headers()) { r in
+            self.keep(r)
+            return (Int(r.status.code), String(buffer: r.body), r.headers)
+        }
+    }
+
+    func post(_ c: some TestClientProtocol, _ uri: String, _ form: [(String, String)]) async throws -> (Int, String, HTTPFields) {
+        let body = form.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&")
+        return try await c.execute(uri: uri, method: .post, headers: headers(form: true), body: ByteBuffer(string: body)) { r in
+            self.keep(r)
+            return (Int(r.status.code), String(buffer: r.body), r.headers)
+        }
+    }
+
+    /// Signs in with a token through the form, as a person would.
+    func signIn(_ c: some TestClientProtocol, token: String) async throws -> (Int, HTTPFields) {
+        let (_, page, _) = try await get(c, "/login")
+        let csrf = Browser.hidden(page, "csrf") ?? ""
+        let (status, _, headers) = try await post(c, "/login", [("csrf", csrf), ("token", token)])
+        return (status, headers)
+    }
+
+    /// The value of a hidden input in a page.
+    static func hidden(_ html: String, _ name: String) -> String? {
+        guard let r = html.range(of: "name=\"\(name)\" value=\"") else { return nil }
+        return String(html[r.upperBound...].prefix { $0 != "\"" })
+    }
+}
+
+@Suite("Web pages for approvers and auditors", .serialized)
+struct WebTests {
+    @Test func pagesNeedASession() async throws {
+        let f = try ServerFixture()
+        try await f.app().test(.router) { c in
+            for page in ["/inbox", "/exceptions/EX-1", "/register", "/register.csv", "/policies/NET-001", "/review", "/audit", "/audit/export.jsonl"] {
+                let (status, _, headers) = try await Browser().get(c, page)
+                #expect(status == 303 && headers[.location] == "/login", "\(page)")
+            }
+            #expect(try await Browser().get(c, "/login").0 == 200)
+        }
+    }
+
+    @Test func signInSetsAStrictHttpOnlyCookieAndRefusesBadTokensOrForms() async throws {
+        let f = try ServerFixture()
+        try await f.app().test(.router) { c in
+            let b = Browser()
+            let (bad, _) = try await b.signIn(c, token: "wvr_000000000000_" + String(repeating: "0", count: 64))
+            #expect(bad == 401)
+            // Without the sign-in form's own CSRF cookie, a cross-site POST is refused.
+            #expect(try await Browser().post(c, "/login", [("csrf", "x"), ("token", f.tokens["sam"]!)]).0 == 403)
+            let (ok, headers) = try await b.signIn(c, token: f.tokens["sam"]!)
+            #expect(ok == 303 && headers[.location] == "/inbox")
+            let cookie = try #require(headers[values: .setCookie].first { $0.hasPrefix("waiver_session=") })
+            #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Max-Age=28800"))
+            #expect(!cookie.contains("Secure"))  // plain http on loopback; behind TLS it is Secure
+            #expect(try await b.get(c, "/inbox").0 == 200)
+            // Sign-out needs the CSRF token too, then the session is gone.
+            let (_, inbox, _) = try await b.get(c, "/inbox")
+            #expect(try await b.post(c, "/logout", [("csrf", "wrong")]).0 == 403)
+            #expect(try await b.post(c, "/logout", [("csrf", Browser.hidden(inbox, "csrf") ?? "")]).0 == 303)
+            #expect(try await b.get(c, "/inbox").0 == 303)
+        }
+    }
+
+    @Test func theInboxShowsWhatThisUserMayApproveOldestFirst() async throws {
+        let f = try ServerFixture()
+        _ = try f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.a"], reason: "first", likelihood: .low), actor: "dev", now: t0)
+        _ = try f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["i.a"], reason: "cost"), actor: "dev", now: t0.addingTimeInterval(60))
+        _ = try f.state.register.request(ExceptionRequest(policy: "NET-002", workspace: "shop", resources: ["sg.b"], reason: "second", likelihood: .low), actor: "dev", now: t0.addingTimeInterval(120))
+        _ = try f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.c"], reason: "sams own", likelihood: .low), actor: "sam", now: t0.addingTimeInterval(180))
+        f.clock.set(t0.addingTimeInterval(3 * 3600))
+        try await f.app().test(.router) { c in
+            let sam = Browser()
+            _ = try await sam.signIn(c, token: f.tokens["sam"]!)
+            let (_, page, _) = try await sam.get(c, "/inbox")
+            let ids = page.components(separatedBy: "class=\"exception-link\">").dropFirst().map { String($0.prefix { $0 != "<" }) }
+            #expect(ids == ["EX-1", "EX-3"])  // not the cost one (finance), not sam's own
+            #expect(page.contains("3 h"))
+            let dev = Browser()
+            _ = try await dev.signIn(c, token: f.tokens["dev"]!)
+            #expect(try await dev.get(c, "/inbox").1.contains("Nothing is waiting for your approval"))
+        }
+    }
+
+    @Test func anExceptionPageRendersUserTextInertAndDecidesWithCSRF() async throws {
+        let f = try ServerFixture()
+        let e = try f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.<b>x</b>"],
+                                                               reason: "<script>alert('x')</script> vendor", likelihood: .low, mitigations: ["<img src=x onerror=alert(1)>"]),
+                                             actor: "dev", now: t0)
+        try await f.app().test(.router) { c in
+            let sam = Browser()
+            _ = try await sam.signIn(c, token: f.tokens["sam"]!)
+            let (status, page, headers) = try await sam.get(c, "/exceptions/\(e.displayId)")
+            #expect(status == 200)
+            #expect(!page.contains("<script>alert"))
+            #expect(page.contains("&lt;script&gt;alert("))
+            #expect(!page.contains("<img src=x"))
+            #expect(headers[HTTPField.Name("Content-Security-Policy")!]?.contains("default-src 'none'") == true)
+            // A forged form (no or wrong CSRF token) changes nothing.
+            #expect(try await sam.post(c, "/exceptions/EX-1/decide", [("action", "approve")]).0 == 403)
+            #expect(try await sam.post(c, "/exceptions/EX-1/decide", [("action", "approve"), ("csrf", "forged")]).0 == 403)
+            #expect(try f.state.store.exception(id: e.id)?.status == .pending)
+            let csrf = Browser.hidden(page, "csrf") ?? ""
+            // The requester trying to approve is refused, and the page says which rule refused it.
+            let dev = Browser()
+            _ = try await dev.signIn(c, token: f.tokens["dev"]!)
+            let devCSRF = Browser.hidden(try await dev.get(c, "/exceptions/EX-1").1, "csrf") ?? ""
+            let (refused, refusal, _) = try await dev.post(c, "/exceptions/EX-1/decide", [("action", "approve"), ("csrf", devCSRF)])
+            #expect(refused == 403 && refusal.contains("Refused: dev cannot approve EX-1: they requested it"))
+            // Rejecting needs a comment.
+            let (noComment, why, _) = try await sam.post(c, "/exceptions/EX-1/decide", [("action", "reject"), ("csrf", csrf)])
+            #expect(noComment == 422 && why.contains("rejecting needs a comment"))
+            let (ok, approved, _) = try await sam.post(c, "/exceptions/EX-1/decide", [("action", "approve"), ("csrf", csrf), ("comment", "window agreed")])
+            #expect(ok == 200 && approved.contains("EX-1 is now approved") && approved.contains("class=\"status approved\""))
+            #expect(approved.contains("exception.approved"))
+        }
+    }
+
+    @Test func registerPolicyReviewAndAuditPages() async throws {
+        let f = try ServerFixture()
+        for i in 0..<6 {
+            _ = try f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: i < 4 ? "shop" : "data", resources: ["i.\(i)"], reason: "r\(i)"),
+                                             actor: "dev", now: t0.addingTimeInterval(Double(i) * 60))
+        }
+        _ = try f.state.register.approve(1, actor: "fin", comment: nil, days: 3, now: t0)
+        try await f.app().test(.router) { c in
+            let b = Browser()
+            _ = try await b.signIn(c, token: f.tokens["fin"]!)
+            let (_, all, _) = try await b.get(c, "/register")
+            #expect(all.contains("6 exceptions"))
+            #expect(try await b.get(c, "/register?workspace=data").1.contains("2 exceptions"))
+            #expect(try await b.get(c, "/register?status=approved").1.contains("1 exceptions"))
+            #expect(try await b.get(c, "/register?expiring_within=3d").1.contains("1 exceptions"))
+            let (_, csv, headers) = try await b.get(c, "/register.csv?workspace=shop")
+            #expect(csv.split(separator: "\r\n").count == 5 && headers[.contentDisposition]?.contains("attachment") == true)
+            let (_, policy, _) = try await b.get(c, "/policies/COST-001")
+            #expect(policy.contains("<svg") && policy.contains("<title>6</title>"))
+            #expect(policy.contains("Review this policy: 6 exceptions"))  // threshold 5
+            let (_, review, _) = try await b.get(c, "/review")
+            #expect(review.contains("COST-001") && review.contains("review this policy"))
+            let (_, audit, _) = try await b.get(c, "/audit")
+            #expect(audit.contains("The hash chain is intact up to event"))
+            #expect(try await b.get(c, "/audit/export.jsonl").1.split(separator: "\n").count > 6)
+        }
+    }
+}
