@@ -162,7 +162,7 @@ struct Web: Sendable {
             "violations": violations, "requester": e.requester, "reason": e.reason, "risk": e.riskLevel,
             "likelihood": e.likelihood.rawValue, "impact": e.impact.rawValue, "mitigations": e.mitigations, "days": e.requestedDays,
             "minApprovals": e.rule.minApprovals, "groups": e.rule.groups.joined(separator: ", "),
-            "requiredGroups": e.rule.requiredGroups.isEmpty ? "" : e.rule.requiredGroups.joined(separator: " or "),
+            "requiredGroups": e.rule.requiredGroups.isEmpty ? false as Any : e.rule.requiredGroups.joined(separator: " or "),
             "approvals": e.approvals.map { ["approver": $0.approver, "at": iso($0.at), "comment": $0.comment as Any] },
             "evidence": e.evidence.map { ["name": $0.name, "sha256": $0.sha256] }, "renews": e.renews.map(ExceptionRecord.display) as Any,
             "canDecide": canDecide, "pending": e.status == .pending, "history": history, "notice": notice as Any,
@@ -270,7 +270,7 @@ struct Web: Sendable {
         let width = 480, height = 200, top = 20, bottom = 30, left = 30
         let maxValue = max(1, values.max() ?? 1)
         let slot = (width - left) / max(1, values.count)
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(width) \(height)\" width=\"100%\" role=\"img\" aria-label=\"Exceptions per quarter\" id=\"chart\">"
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(width) \(height)\" width=\"100%\" style=\"max-width:560px\" role=\"img\" aria-label=\"Exceptions per quarter\" id=\"chart\">"
         svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width)\" y2=\"\(height - bottom)\" stroke=\"#c9ced8\"/>"
         for (i, v) in values.enumerated() {
             let h = (height - top - bottom) * v / maxValue
@@ -322,7 +322,10 @@ struct Web: Sendable {
 
     func render(_ name: String, _ values: [String: Any], _ ctx: WaiverContext, status: HTTPResponse.Status = .ok) throws -> Response {
         var v = values
-        if let user = ctx.user { v["user"] = ["name": user.name, "admin": user.admin, "csrf": ctx.csrf ?? ""] as [String: Any] }
+        if let user = ctx.user {
+            v["user"] = ["name": user.name, "admin": user.admin, "csrf": ctx.csrf ?? ""] as [String: Any]
+            v["csrf"] = ctx.csrf ?? ""
+        }
         return try renderPlain(name, v, status: status)
     }
 

@@ -50,10 +50,15 @@ final class Browser: @unchecked Sendable {
         return (status, headers)
     }
 
-    /// The value of a hidden input in a page.
-    static func hidden(_ html: String, _ name: String) -> String? {
-        guard let r = html.range(of: "name=\"\(name)\" value=\"") else { return nil }
-        return String(html[r.upperBound...].prefix { $0 != "\"" })
+    /// The value of a hidden input in a page (in the form after `after`, when given).
+    static func hidden(_ html: String, _ name: String, after: String? = nil) -> String? {
+        var text = Substring(html)
+        if let after {
+            guard let a = html.range(of: after) else { return nil }
+            text = html[a.upperBound...]
+        }
+        guard let r = text.range(of: "name=\"\(name)\" value=\"") else { return nil }
+        return String(text[r.upperBound...].prefix { $0 != "\"" })
     }
 }
 
@@ -130,11 +135,13 @@ struct WebTests {
             #expect(try await sam.post(c, "/exceptions/EX-1/decide", [("action", "approve")]).0 == 403)
             #expect(try await sam.post(c, "/exceptions/EX-1/decide", [("action", "approve"), ("csrf", "forged")]).0 == 403)
             #expect(try f.state.store.exception(id: e.id)?.status == .pending)
-            let csrf = Browser.hidden(page, "csrf") ?? ""
+            // The decide form carries the session's token (not only the sign-out form in the header).
+            let csrf = try #require(Browser.hidden(page, "csrf", after: "action=\"/exceptions/EX-1/decide\""))
+            #expect(!csrf.isEmpty && csrf == Browser.hidden(page, "csrf"))
             // The requester trying to approve is refused, and the page says which rule refused it.
             let dev = Browser()
             _ = try await dev.signIn(c, token: f.tokens["dev"]!)
-            let devCSRF = Browser.hidden(try await dev.get(c, "/exceptions/EX-1").1, "csrf") ?? ""
+            let devCSRF = Browser.hidden(try await dev.get(c, "/exceptions/EX-1").1, "csrf", after: "/decide") ?? ""
             let (refused, refusal, _) = try await dev.post(c, "/exceptions/EX-1/decide", [("action", "approve"), ("csrf", devCSRF)])
             #expect(refused == 403 && refusal.contains("Refused: dev cannot approve EX-1: they requested it"))
             // Rejecting needs a comment.

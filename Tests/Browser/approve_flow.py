@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Real-browser test: headless Chromium (Debian's chromium + chromium-driver) driven by Selenium
+signs in to a live `waiver serve`, opens the inbox, approves a request and sees it approved.
+
+usage: approve_flow.py [--binary .build/debug/waiver] [--screenshots docs/screenshots]
+Prints "N passed, M failed" and exits 1 on any failure.
+"""
+import argparse, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run(binary, args, cwd, env=None, check=True):
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run([binary] + args, cwd=cwd, env=e, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError("waiver %s failed (%d): %s" % (" ".join(args), p.returncode, p.stderr))
+    return p
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=os.environ.get("WAIVER_BIN", os.path.join(ROOT, ".build/debug/waiver")))
+    ap.add_argument("--screenshots", help="write PNG screenshots of the main pages here")
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="waiver-browser-")
+    shutil.copytree(os.path.join(ROOT, "policies"), os.path.join(work, "policies"))
+    shutil.copy(os.path.join(ROOT, "waiver.yaml"), work)
+    db = "sqlite:" + os.path.join(work, "register.sqlite")
+    tokens = {}
+    for name, group in [("dev@example.com", "developers"), ("sam@example.com", "security"), ("em@example.com", "engineering-managers")]:
+        tokens[name] = run(a.binary, ["admin", "add-user", name, "--group", group, "--database", db], work).stdout.strip()
+    port = free_port()
+    url = "http://127.0.0.1:%d" % port
+    server = subprocess.Popen([a.binary, "serve", "--port", str(port), "--database", db], cwd=work,
+                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w"))
+    passed, failed = 0, 0
+    driver = None
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1)
+                break
+            except Exception:
+                time.sleep(0.1)
+        remote = {"WAIVER_SERVER": url, "WAIVER_TOKEN": tokens["dev@example.com"]}
+        # The pipeline files requests for the example plan's violations, as in a real run.
+        run(a.binary, ["check", "--plan", os.path.join(ROOT, "Examples/plans/web-app.json"), "--workspace", "shop",
+                       "--request", "--reason", "Launch on Friday; tracked in CHG-1234", "--likelihood", "low",
+                       "--mitigation", "Source IPs limited at the NACL"], work, remote, check=False)
+        options = Options()
+        options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+        for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900", "--disable-gpu"]:
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+        driver.set_page_load_timeout(20)
+
+        def shot(name):
+            if a.screenshots:
+                os.makedirs(a.screenshots, exist_ok=True)
+                driver.save_screenshot(os.path.join(a.screenshots, name + ".png"))
+
+        def check(name, cond):
+            nonlocal passed, failed
+            if cond:
+                passed += 1
+                print("ok   - " + name)
+            else:
+                failed += 1
+                print("FAIL - " + name)
+
+        driver.get(url + "/inbox")
+        check("an unauthenticated visit lands on sign-in", driver.current_url.endswith("/login"))
+        shot("login")
+        driver.find_element(By.ID, "token").send_keys(tokens["sam@example.com"])
+        driver.find_element(By.ID, "signin").click()
+        check("signing in opens the inbox", driver.current_url.endswith("/inbox"))
+        links = driver.find_elements(By.CSS_SELECTOR, "a.exception-link")
+        check("the inbox lists what sam may approve", len(links) >= 1)
+        shot("inbox")
+        target = None
+        for l in links:
+            row = l.find_element(By.XPATH, "./ancestor::tr").text
+            if "NET-001" in row:
+                target = l
+        check("the SSH exception is in sam's inbox", target is not None)
+        exception_id = target.text
+        target.click()
+        check("the exception page shows the violation the pipeline saw", "ingress[0].cidr_blocks" in driver.page_source)
+        check("the exception is pending", driver.find_element(By.ID, "status").text.lower() == "pending")
+        shot("exception")
+        driver.find_element(By.ID, "comment").send_keys("Vendor window agreed until Friday")
+        driver.find_element(By.ID, "approve").click()
+        status = driver.find_element(By.ID, "status").text.lower()
+        check("after approving, the page shows it approved", status == "approved")
+        check("the history shows the approval", "exception.approved" in driver.find_element(By.ID, "history").text)
+        shot("exception-approved")
+        approved = run(a.binary, ["show", exception_id, "--format", "json"], work, remote).stdout
+        check("the register agrees (via the API)", '"status": "approved"' in approved)
+        # The other main pages, for the README.
+        driver.get(url + "/register")
+        check("the register lists every request", len(driver.find_elements(By.CSS_SELECTOR, "#register tbody tr")) >= 5)
+        shot("register")
+        driver.get(url + "/policies/NET-001")
+        check("the policy page draws its quarterly chart", len(driver.find_elements(By.ID, "chart")) == 1)
+        shot("policy")
+        driver.get(url + "/review")
+        shot("review")
+        driver.get(url + "/audit")
+        check("the audit page reports the chain verified", "intact up to event" in driver.find_element(By.ID, "chain").text)
+        shot("audit")
+        driver.set_window_size(390, 844)
+        driver.get(url + "/exceptions/" + exception_id)
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        check("usable at a phone's width (no horizontal scrolling)", width <= 400)
+        shot("phone-exception")
+    except Exception as e:
+        failed += 1
+        print("FAIL - unexpected: %r" % (e,))
+        if driver:
+            print(driver.current_url, driver.find_element(By.TAG_NAME, "main").text[:500])
+    finally:
+        if driver:
+            driver.quit()
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+    print("browser: %d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+main()
