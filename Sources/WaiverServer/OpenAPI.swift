@@ -16,6 +16,7 @@ security:
 components:
   securitySchemes:
     bearer: { type: http, scheme: bearer }
+    session: { type: apiKey, in: cookie, name: waiver_session }
   schemas:
     Error:
       type: object
@@ -83,6 +84,33 @@ components:
   parameters:
     id: { name: id, in: path, required: true, schema: { type: string }, example: EX-7 }
 paths:
+  /:
+    get: { summary: "Web: redirects to the inbox", tags: [web], security: [], responses: { "303": { description: redirect } } }
+  /login:
+    get: { summary: "Web: sign-in form", tags: [web], security: [], responses: { "200": { description: HTML } } }
+    post: { summary: "Web: sign in with an API token (form: token, csrf); sets the session cookie", tags: [web], security: [], responses: { "303": { description: to the inbox }, "401": { description: bad token }, "403": { description: CSRF } } }
+  /logout:
+    post: { summary: "Web: sign out (form: csrf)", tags: [web], security: [{ session: [] }], responses: { "303": { description: to sign-in } } }
+  /inbox:
+    get: { summary: "Web: requests waiting for this user", tags: [web], security: [{ session: [] }], responses: { "200": { description: HTML } } }
+  /exceptions/{id}:
+    get: { summary: "Web: one exception", tags: [web], security: [{ session: [] }], parameters: [{ $ref: "#/components/parameters/id" }], responses: { "200": { description: HTML } } }
+  /exceptions/{id}/decide:
+    post: { summary: "Web: approve, reject or revoke (form: action, comment, csrf)", tags: [web], security: [{ session: [] }], parameters: [{ $ref: "#/components/parameters/id" }], responses: { "200": { description: HTML }, "403": { description: refused or CSRF } } }
+  /evidence/{sha256}:
+    get: { summary: "Web: download evidence", tags: [web], security: [{ session: [] }], parameters: [{ name: sha256, in: path, required: true, schema: { type: string } }], responses: { "200": { description: the file } } }
+  /register:
+    get: { summary: "Web: the register with filters", tags: [web], security: [{ session: [] }], responses: { "200": { description: HTML } } }
+  /register.csv:
+    get: { summary: "Web: the filtered register as CSV", tags: [web], security: [{ session: [] }], responses: { "200": { description: CSV } } }
+  /policies/{id}:
+    get: { summary: "Web: a policy with its exceptions per quarter", tags: [web], security: [{ session: [] }], parameters: [{ $ref: "#/components/parameters/id" }], responses: { "200": { description: HTML } } }
+  /review:
+    get: { summary: "Web: quarterly review", tags: [web], security: [{ session: [] }], responses: { "200": { description: HTML } } }
+  /audit:
+    get: { summary: "Web: audit chain status", tags: [web], security: [{ session: [] }], responses: { "200": { description: HTML } } }
+  /audit/export.jsonl:
+    get: { summary: "Web: audit export download", tags: [web], security: [{ session: [] }], responses: { "200": { description: JSON Lines } } }
   /health:
     get: { summary: Liveness, security: [], responses: { "200": { description: ok } } }
   /metrics:
