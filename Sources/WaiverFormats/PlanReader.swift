@@ -44,7 +44,12 @@ public enum PlanReader {
         return try result.get()
     }
 
-    private static func parseDocument(_ r: inout JSONReader, file: String) throws(JSONSyntaxError) -> Result<Plan, InputError> {
+    /// Reads a plan from a reader positioned at it (e.g. inside a request envelope), in one pass.
+    public static func parseDocument(_ r: inout JSONReader, file: String, atEnd: Bool) throws(JSONSyntaxError) -> Result<Plan, InputError> {
+        try parseDocument(&r, file: file, expectEnd: atEnd)
+    }
+
+    private static func parseDocument(_ r: inout JSONReader, file: String, expectEnd: Bool = true) throws(JSONSyntaxError) -> Result<Plan, InputError> {
         guard try r.nextKind() == "object" else {
             throw r.error("not a Terraform plan: expected a JSON object at the top (from `terraform show -json PLAN`)")
         }
@@ -53,7 +58,7 @@ public enum PlanReader {
         var resources: [Resource] = []
         var changeCount = 0
         var sawChanges = false
-        try r.readObject { (r: inout JSONReader, key: String) throws(JSONSyntaxError) in
+        try r.readObject(depth: expectEnd ? 0 : 1) { (r: inout JSONReader, key: String) throws(JSONSyntaxError) in
             switch key {
             case "format_version":
                 guard try r.nextKind() == "string" else { throw r.error("format_version must be a string") }
@@ -74,7 +79,7 @@ public enum PlanReader {
                 try r.skipValue(depth: 1)
             }
         }
-        try r.expectEnd()
+        if expectEnd { try r.expectEnd() }
         guard let version = formatVersion else {
             return .failure(InputError(file: file, message: sawChanges
                 ? "not a Terraform plan: no format_version"

@@ -143,7 +143,7 @@ struct API: Sendable {
         let user = try ctx.requireUser()
         let data = try await body(req)
         var workspace: String?
-        var plan: Range<Int>?
+        var plan: Result<Plan, InputError>?
         var sarif: [Range<Int>] = []
         var unknown = UnknownMode.warn
         var format = OutputFormat.json
@@ -154,7 +154,7 @@ struct API: Sendable {
             do throws(JSONSyntaxError) {
                 try r.readObject { (r: inout JSONReader, key: String) throws(JSONSyntaxError) in
                     switch key {
-                    case "plan": plan = try r.skipValueRange(depth: 1)
+                    case "plan": plan = try PlanReader.parseDocument(&r, file: "plan.json", atEnd: false)
                     case "sarif":
                         try r.readArray(depth: 1) { (r: inout JSONReader, _: Int) throws(JSONSyntaxError) in sarif.append(try r.skipValueRange(depth: 2)) }
                     case "workspace": workspace = try r.readValue(depth: 1).stringValue
@@ -178,9 +178,10 @@ struct API: Sendable {
                                likelihood: try factor(request, "likelihood"), impact: try factor(request, "impact"),
                                mitigations: (request["mitigations"]?.arrayValue ?? []).compactMap(\.stringValue))
         }
+        let resources = try plan.map { try $0.get().resources.map { ($0, file: "plan.json") } } ?? []
         let report = try CheckService.evaluate(
-            policies: state.settings.policies, configuration: state.settings.configuration,
-            plan: plan.map { ("plan.json", data.subdata(in: $0)) }, sarif: sarif.enumerated().map { ("report-\($0.offset + 1).sarif", data.subdata(in: $0.element)) },
+            policies: state.settings.policies, configuration: state.settings.configuration, resources: resources,
+            sarif: sarif.enumerated().map { ("report-\($0.offset + 1).sarif", data.subdata(in: $0.element)) },
             workspace: workspace, unknown: unknown, keepCompliant: format == .junit)
         let when = now
         let scopedRegister = Register(store: store, configuration: state.settings.configuration, policies: report.policies,

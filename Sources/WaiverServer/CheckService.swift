@@ -26,10 +26,16 @@ public enum CheckService {
         policies: [Policy], configuration: Configuration, plan: (name: String, data: Data)?, sarif: [(name: String, data: Data)],
         workspace: String, unknown: UnknownMode, keepCompliant: Bool
     ) throws -> CheckReport {
-        var resources: [(Resource, file: String)] = []
-        if let plan {
-            resources = try PlanReader.parse(plan.data, file: plan.name).resources.map { ($0, plan.name) }
-        }
+        let resources = try plan.map { p in try PlanReader.parse(p.data, file: p.name).resources.map { ($0, file: p.name) } } ?? []
+        return try evaluate(policies: policies, configuration: configuration, resources: resources, sarif: sarif, workspace: workspace,
+                            unknown: unknown, keepCompliant: keepCompliant)
+    }
+
+    /// Evaluates resources already read from a plan, plus SARIF reports.
+    public static func evaluate(
+        policies: [Policy], configuration: Configuration, resources: [(Resource, file: String)], sarif: [(name: String, data: Data)],
+        workspace: String, unknown: UnknownMode, keepCompliant: Bool
+    ) throws -> CheckReport {
         var external: [ExternalFinding] = []
         for s in sarif { external += try SarifReader.parse(s.data, file: s.name) }
         let engine = CheckEngine(policies: policies, sarifCategories: configuration.sarif, unknownMode: unknown, keepCompliant: keepCompliant)

@@ -72,7 +72,7 @@ struct RegisterRuleTests {
         let f = try Fixture()
         #expect(f.refusal { _ = try f.request("COST-001", days: 31) } == "31 days is past the cap of 30 days for COST-001 (waiver.yaml exceptions.max_days)")
         // NET-001 lowers the cap in its own exceptions block.
-        let cap = try f.register.maxDays(for: try f.register.policy("NET-001"))
+        let cap = f.register.maxDays(for: try f.register.policy("NET-001"))
         #expect(cap < 30)
         #expect(f.refusal { _ = try f.request("NET-001", days: cap + 1) } == "\(cap + 1) days is past the cap of \(cap) days for NET-001 (policy NET-001 exceptions.max_days)")
         #expect(f.refusal { _ = try f.request(days: 0) } == "--days must be at least 1: every exception expires")

@@ -24,7 +24,7 @@ final class TempDir: Sendable {
         let full = (path as NSString).appendingPathComponent(name)
         try? FileManager.default.createDirectory(
             atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: full, contents: data)
+        _ = FileManager.default.createFile(atPath: full, contents: data)
         return full
     }
 
