@@ -100,8 +100,10 @@ public func buildRouter(state: ServerState) -> Router<WaiverContext> {
     }
     router.get("/openapi.yaml") { _, _ in text(OpenAPI.document, contentType: "application/yaml; charset=utf-8") }
     API(state: state).register(on: router.group("api/v1").add(middleware: TokenMiddleware(store: state.store)))
-    if let library = try? Web.templates() {
-        Web(state: state, library: library).register(on: router)
+    do {
+        Web(state: state, library: try Web.templates()).register(on: router)
+    } catch {
+        Logger(label: "waiver").warning("web pages disabled: \(error)")
     }
     return router
 }

@@ -20,13 +20,26 @@ struct Web: Sendable {
     var store: SQLiteRegisterStore { state.store }
     var now: Date { state.settings.now() }
 
+    /// Where the templates are: `$WAIVER_TEMPLATES`, or the package's resource bundle next to the
+    /// binary (`Waiver_WaiverServer.resources`, which an install must copy along). Looked up by hand:
+    /// SwiftPM's `Bundle.module` would crash the process when the bundle is missing.
+    static func templateDirectory() -> String? {
+        var candidates: [String] = []
+        if let env = ProcessInfo.processInfo.environment["WAIVER_TEMPLATES"], !env.isEmpty { candidates.append(env) }
+        let bundleName = "Waiver_WaiverServer.resources"
+        candidates.append(Bundle.main.bundleURL.appendingPathComponent(bundleName).appendingPathComponent("Templates").path)
+        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent()
+        candidates.append(executable.appendingPathComponent(bundleName).appendingPathComponent("Templates").path)
+        return candidates.first { FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent("header.mustache")) }
+    }
+
     static func templates() throws -> MustacheLibrary {
-        guard let dir = Bundle.module.resourceURL?.appendingPathComponent("Templates") else {
-            throw APIError(.internalServerError, "internal", "templates not found")
+        guard let dir = templateDirectory() else {
+            throw APIError(.internalServerError, "internal", "web templates not found: copy Waiver_WaiverServer.resources next to the waiver binary, or set WAIVER_TEMPLATES")
         }
         var templates: [String: MustacheTemplate] = [:]
-        for file in try FileManager.default.contentsOfDirectory(atPath: dir.path) where file.hasSuffix(".mustache") {
-            let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+        for file in try FileManager.default.contentsOfDirectory(atPath: dir) where file.hasSuffix(".mustache") {
+            let text = try String(contentsOfFile: (dir as NSString).appendingPathComponent(file), encoding: .utf8)
             templates[String(file.dropLast(".mustache".count))] = try MustacheTemplate(string: text)
         }
         return MustacheLibrary(templates: templates)
