@@ -272,10 +272,27 @@ struct Web: Sendable {
         return try render("policy", [
             "title": p.title, "id": p.id, "category": p.category, "severity": p.severity.rawValue,
             "description": p.description, "remediation": p.remediation, "maxDays": state.register.maxDays(for: p),
-            "source": p.location?.description ?? "", "chart": Self.barChart(labels: qs.map(\.0), values: counts),
+            "source": p.location?.description ?? "", "rule": Self.policyText(p) as Any, "chart": Self.barChart(labels: qs.map(\.0), values: counts),
             "review": last >= threshold ? ["count": last, "threshold": threshold] as [String: Any] : false as Any,
             "items": items.reversed().map { ["id": $0.displayId, "status": $0.status.rawValue, "workspace": $0.workspace, "requester": $0.requester, "created": iso($0.createdAt)] },
         ], ctx)
+    }
+
+    /// The policy as written in its file: from its line to the next policy of the same list.
+    static func policyText(_ p: Policy) -> String? {
+        guard let loc = p.location, loc.line > 0, let text = try? String(contentsOfFile: loc.file, encoding: .utf8) else { return nil }
+        let lines = text.components(separatedBy: "\n")
+        guard loc.line <= lines.count else { return nil }
+        let first = lines[loc.line - 1]
+        let indent = first.prefix { $0 == " " }.count
+        var out = [first]
+        for line in lines[loc.line...] {
+            let lead = line.prefix { $0 == " " }.count
+            if !line.trimmingCharacters(in: .whitespaces).isEmpty, lead <= indent, line.dropFirst(lead).hasPrefix("-") || lead < indent { break }
+            out.append(line)
+            if out.count > 200 { break }
+        }
+        return out.joined(separator: "\n").trimmingCharacters(in: .newlines)
     }
 
     /// An SVG bar chart (numbers and fixed labels only, so it is safe to embed unescaped).

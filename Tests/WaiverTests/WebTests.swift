@@ -172,6 +172,7 @@ struct WebTests {
             #expect(csv.split(separator: "\r\n").count == 5 && headers[.contentDisposition]?.contains("attachment") == true)
             let (_, policy, _) = try await b.get(c, "/policies/COST-001")
             #expect(policy.contains("<svg") && policy.contains("<title>6</title>"))
+            #expect(policy.contains("- id: COST-001") && policy.contains("require:") && !policy.contains("- id: COST-002"))
             #expect(policy.contains("Review this policy: 6 exceptions"))  // threshold 5
             let (_, review, _) = try await b.get(c, "/review")
             #expect(review.contains("COST-001") && review.contains("review this policy"))
