@@ -66,13 +66,19 @@ public enum RegisterOutput {
     }
 
     static func summary(_ payload: String) -> String {
+        let parts = details(payload)
+        return parts.isEmpty ? "" : " (" + parts + ")"
+    }
+
+    /// The telling parts of an audit payload, for history lists: comment, expiry, what is still needed.
+    public static func details(_ payload: String) -> String {
         guard let v = try? JSONReader.parse(Data(payload.utf8)), case .object(let o) = v else { return "" }
         var parts: [String] = []
-        for key in ["comment", "expires", "still_needs", "still_violating", "basis", "name"] {
+        for key in ["comment", "expires", "still_needs", "still_violating", "basis", "name", "before"] {
             guard let x = o[key], !x.isNull else { continue }
             parts.append("\(key): \(x.stringValue ?? x.rendered(limit: 80))")
         }
-        return parts.isEmpty ? "" : " (" + parts.joined(separator: "; ") + ")"
+        return parts.joined(separator: "; ")
     }
 
     public static func listText(_ list: [ExceptionRecord], now: Date) -> String {

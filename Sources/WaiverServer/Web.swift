@@ -164,7 +164,7 @@ struct Web: Sendable {
         let violations: [[String: Any]] = (latest?.violations ?? []).filter { $0.policy == e.policy && e.resources.contains($0.resource) }
             .map { ["resource": $0.resource, "message": $0.message] }
         let history: [[String: Any]] = try store.auditEvents(subject: e.displayId).map { ev in
-            ["seq": ev.seq, "at": iso(ev.time), "actor": ev.actor, "action": ev.action, "details": RegisterOutputDetails.summary(ev.payload)]
+            ["seq": ev.seq, "at": iso(ev.time), "actor": ev.actor, "action": ev.action, "details": RegisterOutput.details(ev.payload)]
         }
         let canDecide = !e.status.isFinal && (user.admin || !Set(user.groups).isDisjoint(with: e.rule.groups) || user.name == e.requester)
         let context: [String: Any] = [
@@ -374,7 +374,9 @@ struct Web: Sendable {
         return Response(status: .seeOther, headers: h)
     }
 
-    func cookie(_ req: Request, _ name: String) -> String? {
+    func cookie(_ req: Request, _ name: String) -> String? { Web.cookie(req, name) }
+
+    static func cookie(_ req: Request, _ name: String) -> String? {
         for header in req.headers[values: .cookie] {
             for part in header.split(separator: ";") {
                 let kv = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
@@ -404,28 +406,10 @@ struct SessionMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        for header in request.headers[values: .cookie] {
-            for part in header.split(separator: ";") {
-                let kv = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
-                guard kv.count == 2, kv[0] == Web.sessionCookie,
-                      let (user, csrf) = try store.session(idHash: AuditChain.sha256(Data(kv[1].utf8)), now: now()) else { continue }
-                context.user = user
-                context.csrf = csrf
-            }
+        if let id = Web.cookie(request, Web.sessionCookie), let (user, csrf) = try store.session(idHash: AuditChain.sha256(Data(id.utf8)), now: now()) {
+            context.user = user
+            context.csrf = csrf
         }
         return try await next(request, context)
-    }
-}
-
-/// Short summaries of audit payloads for the history list.
-enum RegisterOutputDetails {
-    static func summary(_ payload: String) -> String {
-        guard let v = try? JSONReader.parse(Data(payload.utf8)), case .object(let o) = v else { return "" }
-        var parts: [String] = []
-        for key in ["comment", "expires", "still_needs", "still_violating", "basis", "name", "before"] {
-            guard let x = o[key], !x.isNull else { continue }
-            parts.append("\(key.replacingOccurrences(of: "_", with: " ")): \(x.stringValue ?? x.rendered(limit: 80))")
-        }
-        return parts.joined(separator: "; ")
     }
 }
