@@ -341,6 +341,12 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
 
     public func covering(workspace: String, pairs: [(policy: String, resource: String)]) throws -> [ExceptionRecord] {
         try pool.read { db in
+            // Most checks run in workspaces with no live exception: one indexed probe answers them.
+            let any = try Bool.fetchOne(db, sql: """
+                SELECT EXISTS (SELECT 1 FROM exceptionResource r JOIN exception e ON e.id = r.exceptionId
+                               WHERE r.workspace = ? AND e.status IN ('approved', 'pending'))
+                """, arguments: [workspace]) ?? true
+            guard any else { return [] }
             let statement = try db.cachedStatement(sql: """
                 SELECT r.exceptionId FROM exceptionResource r JOIN exception e ON e.id = r.exceptionId
                 WHERE r.workspace = ? AND r.policy = ? AND r.resource = ? AND e.status IN ('approved', 'pending')
