@@ -119,6 +119,21 @@ public struct Summary: Sendable, Equatable {
     public var excepted: Int
     public var pending: Int
     public var unknown: Int
+
+    public init(resources: Int, violations: Int, blocking: Int, excepted: Int, pending: Int, unknown: Int) {
+        self.resources = resources
+        self.violations = violations
+        self.blocking = blocking
+        self.excepted = excepted
+        self.pending = pending
+        self.unknown = unknown
+    }
+
+    /// The one-line tally every format ends with: `13 resources, 7 violations: 5 blocking, ...`.
+    public var line: String {
+        "\(resources) resource\(resources == 1 ? "" : "s"), \(violations) violation\(violations == 1 ? "" : "s"): "
+            + "\(blocking) blocking, \(excepted) excepted, \(pending) pending, \(unknown) unknown"
+    }
 }
 
 /// The outcome of `waiver check`: findings, counts and the verdict.

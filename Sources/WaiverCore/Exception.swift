@@ -192,9 +192,3 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
         self.policy == policy && self.workspace == workspace && resources.contains(resource)
     }
 }
-
-/// A new request before it is stored: everything but the id.
-public struct ExceptionDraft: Sendable, Equatable {
-    public var record: ExceptionRecord
-    public init(record: ExceptionRecord) { self.record = record }
-}

@@ -151,8 +151,12 @@ public protocol RegisterStore: Sendable {
     func latestEvaluation(workspace: String) throws -> Evaluation?
     /// Appends a free-standing audit event (e.g. an export or a verification).
     func append(_ event: AuditDraft) throws
-    /// Audit events, all or those about one subject, in order.
-    func auditEvents(subject: String?) throws -> [AuditEvent]
+    /// Audit events, all or those about one subject, in order; with `last`, only the newest that many.
+    func auditEvents(subject: String?, last: Int?) throws -> [AuditEvent]
     /// Streams every audit event in order (for export and verification of large logs).
     func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) throws
+}
+
+extension RegisterStore {
+    public func auditEvents(subject: String?) throws -> [AuditEvent] { try auditEvents(subject: subject, last: nil) }
 }

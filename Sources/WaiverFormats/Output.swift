@@ -46,11 +46,7 @@ extension Finding {
 }
 
 extension CheckReport {
-    var tally: String {
-        let s = summary
-        return "\(s.resources) resource\(s.resources == 1 ? "" : "s"), \(s.violations) violation\(s.violations == 1 ? "" : "s"): "
-            + "\(s.blocking) blocking, \(s.excepted) excepted, \(s.pending) pending, \(s.unknown) unknown"
-    }
+    var tally: String { summary.line }
 }
 
 // MARK: - JSON

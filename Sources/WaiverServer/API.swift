@@ -104,9 +104,9 @@ struct API: Sendable {
         } }
         group.get("audit/events") { req, ctx in try await wrap {
             _ = try ctx.requireUser()
-            let events = try store.auditEvents(subject: req.uri.queryParameters.get("subject"))
             let limit = Int(req.uri.queryParameters.get("limit") ?? "") ?? 1000
-            return jsonResponse(.array(events.suffix(max(0, min(limit, 100_000))).map { e in
+            let events = try store.auditEvents(subject: req.uri.queryParameters.get("subject"), last: max(0, min(limit, 100_000)))
+            return jsonResponse(.array(events.map { e in
                 (try? JSONReader.parse(Data(AuditChain.exportLine(e).utf8))) ?? .null
             }))
         } }

@@ -332,7 +332,7 @@ struct Web: Sendable {
 
     func auditPage(_ ctx: WaiverContext) throws -> Response {
         let v = try store.verifyAudit()
-        let recent = try store.auditEvents(subject: nil).suffix(20).reversed().map { e in
+        let recent = try store.auditEvents(subject: nil, last: 20).reversed().map { e in
             ["seq": e.seq, "at": iso(e.time), "actor": e.actor, "action": e.action, "subject": e.subject] as [String: Any]
         }
         return try render("audit", ["title": "Audit", "intact": v.intact, "events": v.events, "firstBad": v.firstBad as Any,

@@ -28,10 +28,6 @@ public enum AuditChain {
         hex(SHA256.hash(data: canonical(seq: seq, time: time, actor: actor, action: action, subject: subject, payload: payload, prevHash: prevHash)))
     }
 
-    public static func hash(_ e: AuditEvent) -> String {
-        hash(seq: e.seq, time: Int64(e.time.timeIntervalSince1970), actor: e.actor, action: e.action, subject: e.subject, payload: e.payload, prevHash: e.prevHash)
-    }
-
     /// Whether an event's stored hash is the hash of its content (no hex string is built).
     public static func contentMatches(_ e: AuditEvent) -> Bool {
         let bytes = canonical(seq: e.seq, time: Int64(e.time.timeIntervalSince1970), actor: e.actor, action: e.action,

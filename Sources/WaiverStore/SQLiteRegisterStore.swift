@@ -172,12 +172,13 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                    subject: row["subject"], payload: row["payload"], prevHash: row["prevHash"], hash: row["hash"])
     }
 
-    public func auditEvents(subject: String?) throws -> [AuditEvent] {
+    public func auditEvents(subject: String?, last: Int?) throws -> [AuditEvent] {
         try pool.read { db in
-            if let subject {
-                return try Row.fetchAll(db, sql: "SELECT * FROM auditEvent WHERE subject = ? ORDER BY seq", arguments: [subject]).map(Self.event)
-            }
-            return try Row.fetchAll(db, sql: "SELECT * FROM auditEvent ORDER BY seq").map(Self.event)
+            let filter = subject == nil ? "" : "WHERE subject = ?"
+            let limit = last.map { " LIMIT \(max(0, $0))" } ?? ""
+            let arguments: StatementArguments = subject.map { [$0] } ?? []
+            return try Row.fetchAll(db, sql: "SELECT * FROM auditEvent \(filter) ORDER BY seq DESC\(limit)", arguments: arguments)
+                .map(Self.event).reversed()
         }
     }
 

@@ -126,7 +126,7 @@ struct Check: ParsableCommand {
         phase("record")
         let rendered = format.render(report)
         phase("render")
-        try finish(rendered: rendered, passed: report.passed, pending: report.summary.pending, tally: TextOutputTally.line(report))
+        try finish(rendered: rendered, passed: report.passed, pending: report.summary.pending, tally: report.summary.line)
         phase("write")
     }
 
@@ -201,14 +201,8 @@ struct Check: ParsableCommand {
         let rendered = format == .json ? JSONWriter.write(result) : (result["rendered"]?.stringValue ?? "")
         let s = result["summary"]
         func n(_ k: String) -> Int { Int(s?[k]?.numberValue ?? 0) }
-        let tally = "\(n("resources")) resources, \(n("violations")) violations: \(n("blocking")) blocking, \(n("excepted")) excepted, \(n("pending")) pending, \(n("unknown")) unknown"
+        let tally = Summary(resources: n("resources"), violations: n("violations"), blocking: n("blocking"), excepted: n("excepted"),
+                            pending: n("pending"), unknown: n("unknown")).line
         try finish(rendered: rendered, passed: result["verdict"] == "pass", pending: n("pending"), tally: tally)
-    }
-}
-
-enum TextOutputTally {
-    static func line(_ report: CheckReport) -> String {
-        let s = report.summary
-        return "\(s.resources) resources, \(s.violations) violations: \(s.blocking) blocking, \(s.excepted) excepted, \(s.pending) pending, \(s.unknown) unknown"
     }
 }

@@ -55,11 +55,6 @@ struct UsageError: Error, CustomStringConvertible {
     init(_ message: String) { description = message }
 }
 
-/// A database problem, shown generically (details can hold data); the cause goes to the log line.
-struct DatabaseFailure: Error, CustomStringConvertible {
-    let description: String
-}
-
 /// Writes output to a file atomically (a temporary file renamed into place), or to stdout.
 func emit(_ text: String, to path: String?) throws {
     guard let path, path != "-" else {
@@ -98,9 +93,6 @@ enum Main {
             printError(e.description)
             code = 2
         } catch let e as UsageError {
-            printError(e.description)
-            code = 2
-        } catch let e as DatabaseFailure {
             printError(e.description)
             code = 2
         } catch let e where StoreError.userMessage(for: e) != nil {
