@@ -221,7 +221,7 @@ public struct CheckEngine: Sendable {
         var findings: [Finding] = []
         var compliant: [EvaluatedPair] = []
         var applicable: [String: [Int]] = [:]
-        var used = Set<Int>()
+        var used = [Bool](repeating: false, count: policies.count)
         for (resource, file) in resources {
             let indices: [Int]
             if let cached = applicable[resource.type] {
@@ -231,13 +231,14 @@ public struct CheckEngine: Sendable {
                 applicable[resource.type] = indices
             }
             for i in indices {
-                used.insert(i)
-                let policy = policies[i]
-                let outcome = evaluator.outcome(of: policy.rule, on: resource)
+                used[i] = true
+                // Read the rule in place: copying a whole policy per resource costs more than evaluating it.
+                let outcome = evaluator.outcome(of: policies[i].rule, on: resource)
                 switch outcome {
                 case .compliant:
-                    if keepCompliant { compliant.append(EvaluatedPair(policy: policy.id, resource: resource.address)) }
+                    if keepCompliant { compliant.append(EvaluatedPair(policy: policies[i].id, resource: resource.address)) }
                 case .violation, .unknown:
+                    let policy = policies[i]
                     let evidence = evaluator.explain(policy.rule, on: resource)
                     let message = evidence.map(\.text).joined(separator: "; ")
                     findings.append(Finding(
@@ -248,7 +249,7 @@ public struct CheckEngine: Sendable {
             }
         }
 
-        var reportPolicies = used.sorted().map { policies[$0] }
+        var reportPolicies = policies.indices.filter { used[$0] }.map { policies[$0] }
         var byId: [String: Policy] = [:]
         for p in policies { byId[p.id] = p }
         var implicit: [String: Policy] = [:]

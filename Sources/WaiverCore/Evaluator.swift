@@ -33,13 +33,13 @@ public struct Evaluator: Sendable {
     public func outcome(of rule: Policy.Rule, on resource: Resource) -> Outcome {
         switch rule {
         case .forbid(let c):
-            switch evaluate(c, Scope(resource: resource)) {
+            switch Scope.with(resource, { evaluate(c, $0) }) {
             case .yes: return .violation
             case .no: return .compliant
             case .unknown: return .unknown
             }
         case .require(let c):
-            switch evaluate(c, Scope(resource: resource)) {
+            switch Scope.with(resource, { evaluate(c, $0) }) {
             case .yes: return .compliant
             case .no: return .violation
             case .unknown: return .unknown
@@ -58,12 +58,11 @@ public struct Evaluator: Sendable {
         case .require(let c): condition = c; want = .no
         case .external, .control: return []
         }
-        let scope = Scope(resource: resource)
-        var result = evaluate(condition, scope)
-        let target = result == .unknown ? Tri.unknown : want
         var evidence: [Evidence] = []
-        result = explain(condition, scope, want: target, into: &evidence, limit: limit * 2)
-        _ = result
+        Scope.with(resource) { scope in
+            let target = evaluate(condition, scope) == .unknown ? Tri.unknown : want
+            _ = explain(condition, scope, want: target, into: &evidence, limit: limit * 2)
+        }
         // The same leaf can decide through two branches (e.g. `any` of two port tests): say it once.
         var seen = Set<String>()
         return Array(evidence.filter { seen.insert($0.text).inserted }.prefix(limit))
@@ -72,17 +71,25 @@ public struct Evaluator: Sendable {
     // MARK: - Scope
 
     /// Where paths are resolved: the resource's attributes, or an element inside `some`/`every`.
+    ///
+    /// The resource is borrowed, not copied: a scope is made and copied for every policy on every
+    /// resource and every list element, and copying a `Resource` retains seven references. A scope
+    /// lives only inside `with`, while the resource it points to is alive.
     struct Scope {
-        let resource: Resource
+        let resource: UnsafePointer<Resource>
         var value: Value
         var mask: Value?
         var prefix: String
 
-        init(resource: Resource) {
+        private init(resource: UnsafePointer<Resource>) {
             self.resource = resource
-            self.value = resource.attributes
-            self.mask = resource.sensitive
+            self.value = resource.pointee.attributes
+            self.mask = resource.pointee.sensitive
             self.prefix = ""
+        }
+
+        static func with<T>(_ resource: Resource, _ body: (Scope) -> T) -> T {
+            withUnsafePointer(to: resource) { body(Scope(resource: $0)) }
         }
 
         func child(_ v: Value, mask m: Value?, label: String) -> Scope {
@@ -109,7 +116,7 @@ public struct Evaluator: Sendable {
     }
 
     static func lookup(_ path: Path, in scope: Scope) -> Lookup {
-        if let f = path.field { return .value(.string(scope.resource.field(f)), mask: nil) }
+        if let f = path.field { return .value(.string(scope.resource.pointee.field(f)), mask: nil) }
         var v = scope.value
         var m = scope.mask
         if case .bool(true)? = m {
@@ -320,8 +327,8 @@ public struct Evaluator: Sendable {
         case .exists(let want): return Tri(want)
         case .equals(let x): return equal(v, x)
         case .notEquals(let x): return !equal(v, x)
-        case .in(let xs): return anyOf(xs.map { equal(v, $0) })
-        case .notIn(let xs): return !anyOf(xs.map { equal(v, $0) })
+        case .in(let xs): return anyOf(xs) { equal(v, $0) }
+        case .notIn(let xs): return !anyOf(xs) { equal(v, $0) }
         case .matches(let p):
             guard case .string(let s) = v else { return .no }
             return Tri(p.matches(s))
@@ -341,9 +348,17 @@ public struct Evaluator: Sendable {
         }
     }
 
-    static func anyOf(_ ts: [Tri]) -> Tri {
-        if ts.contains(.yes) { return .yes }
-        return ts.contains(.unknown) ? .unknown : .no
+    /// Yes when the test holds for some item, unknown when it is unknown for some and holds for none.
+    static func anyOf(_ items: [Value], _ test: (Value) -> Tri) -> Tri {
+        var sawUnknown = false
+        for item in items {
+            switch test(item) {
+            case .yes: return .yes
+            case .unknown: sawUnknown = true
+            case .no: break
+            }
+        }
+        return sawUnknown ? .unknown : .no
     }
 
     static func number(_ v: Value) -> Double? {
@@ -401,7 +416,7 @@ public struct Evaluator: Sendable {
 
     static func contains(_ v: Value, _ x: Value) -> Tri {
         switch v {
-        case .array(let items): return anyOf(items.map { equal($0, x) })
+        case .array(let items): return anyOf(items) { equal($0, x) }
         case .string(let s):
             guard case .string(let needle) = x else { return .no }
             return Tri(s.contains(needle))

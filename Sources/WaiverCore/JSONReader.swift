@@ -85,7 +85,10 @@ public struct JSONReader: ~Copyable {
         return String(format: "\\x%02X", c)
     }
 
+    @inline(__always)
     private mutating func peek() throws(JSONSyntaxError) -> UInt8 {
+        // Terraform writes compact JSON: most of the time the next byte is the token.
+        if pos < count, base[pos] > 0x20 { return base[pos] }
         skipWhitespace()
         guard pos < count else {
             throw error(count == 0 ? "the file is empty" : "unexpected end of input (the file looks truncated)")
@@ -200,6 +203,36 @@ public struct JSONReader: ~Copyable {
         }
     }
 
+    /// Reads the next value, and when it is an object builds only the members `keys` names; the others
+    /// are syntax-checked and skipped, their keys compared as bytes and never built. `nil` reads it whole.
+    public mutating func readValue(depth: Int = 0, keeping keys: KeyFilter?) throws(JSONSyntaxError) -> Value {
+        guard let keys, try peek() == UInt8(ascii: "{") else { return try readValue(depth: depth) }
+        guard depth < maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+        pos += 1
+        var object = Value.Object()
+        if try peek() == UInt8(ascii: "}") { pos += 1; return .object(object) }
+        while true {
+            guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string key") }
+            let (start, end, escaped, high) = try scanStringBounds()
+            let raw = UnsafeBufferPointer(start: base + start, count: end - start)
+            var key: String?
+            if escaped || high {
+                // Rare: decode (and validate) the key, then compare it as text.
+                key = try unescape(raw, at: start, build: true)
+                if let k = key, !keys.names.contains(k) { key = nil }
+            } else if keys.contains(raw) {
+                key = String(decoding: raw, as: UTF8.self)
+            }
+            guard try peek() == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
+            pos += 1
+            if let key { object.append(key, try readValue(depth: depth + 1)) } else { try skipValue(depth: depth + 1) }
+            let c = try peek()
+            pos += 1
+            if c == UInt8(ascii: "}") { return .object(object) }
+            if c != UInt8(ascii: ",") { pos -= 1; throw error("expected ',' or '}' in object") }
+        }
+    }
+
     /// Skips the next value and returns the byte range it spans (to hand a sub-document to another reader).
     public mutating func skipValueRange(depth: Int = 0) throws(JSONSyntaxError) -> Range<Int> {
         _ = try peek()
@@ -263,28 +296,43 @@ public struct JSONReader: ~Copyable {
         return try scanString(build: true) ?? ""
     }
 
-    @discardableResult
-    private mutating func scanString(build: Bool) throws(JSONSyntaxError) -> String? {
-        let start = pos
-        pos += 1
-        let contentStart = pos
-        var sawEscape = false
-        var sawHigh = false
+    /// Moves past the string at `pos` (which is its opening quote), checking it: the bounds of its
+    /// raw content, and whether that content holds escapes or non-ASCII bytes.
+    @inline(__always)
+    private mutating func scanStringBounds() throws(JSONSyntaxError) -> (start: Int, end: Int, escaped: Bool, high: Bool) {
+        let open = pos
+        let p = base, end = count
+        var i = pos + 1
+        var escaped = false, high = false
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
         while true {
-            guard pos < count else { throw error("unterminated string", at: start) }
-            let c = base[pos]
+            // Eight bytes at a time while none is a quote, a backslash, a control character or non-ASCII.
+            while i &+ 8 <= end {
+                let w = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
+                let q = w ^ (ones &* 0x22), b = w ^ (ones &* 0x5C)
+                let special = (((q &- ones) & ~q) | ((b &- ones) & ~b) | ((w &- ones &* 0x20) & ~w) | w) & highs
+                if special != 0 { break }
+                i &+= 8
+            }
+            guard i < end else { pos = i; throw error("unterminated string", at: open) }
+            let c = p[i]
             if c == UInt8(ascii: "\"") { break }
             if c == UInt8(ascii: "\\") {
-                sawEscape = true
-                pos += 2
+                escaped = true
+                i &+= 2
                 continue
             }
-            if c < 0x20 { throw error("control character in string (escape it as \\u00XX)") }
-            if c >= 0x80 { sawHigh = true }
-            pos += 1
+            if c < 0x20 { pos = i; throw error("control character in string (escape it as \\u00XX)") }
+            if c >= 0x80 { high = true }
+            i &+= 1
         }
-        let contentEnd = pos
-        pos += 1
+        pos = i + 1
+        return (open + 1, i, escaped, high)
+    }
+
+    @discardableResult
+    private mutating func scanString(build: Bool) throws(JSONSyntaxError) -> String? {
+        let (contentStart, contentEnd, sawEscape, sawHigh) = try scanStringBounds()
         let raw = UnsafeBufferPointer(start: base + contentStart, count: contentEnd - contentStart)
         if !sawEscape {
             if sawHigh {
@@ -295,7 +343,33 @@ public struct JSONReader: ~Copyable {
             }
             return build ? String(decoding: raw, as: UTF8.self) : nil
         }
+        if !build && !sawHigh {
+            // ASCII with escapes, skipped: every well-formed escape decodes to valid text, so only
+            // the escapes need checking (Terraform writes `<`, `>` and `&` as \u003c, \u003e, \u0026).
+            try checkEscapes(raw, at: contentStart)
+            return nil
+        }
         return try unescape(raw, at: contentStart, build: build)
+    }
+
+    private func checkEscapes(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int) throws(JSONSyntaxError) {
+        var i = 0
+        while i < raw.count {
+            guard raw[i] == UInt8(ascii: "\\") else { i += 1; continue }
+            guard i + 1 < raw.count else { throw error("bad escape in string", at: offset + i) }
+            switch raw[i + 1] {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                 UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                i += 2
+            case UInt8(ascii: "u"):
+                guard i + 6 <= raw.count, (i + 2..<i + 6).allSatisfy({ raw[$0].isHexDigitASCII }) else {
+                    throw error("bad \\u escape in string", at: offset + i)
+                }
+                i += 6
+            default:
+                throw error("bad escape '\\\(describe(raw[i + 1]))' in string", at: offset + i)
+            }
+        }
     }
 
     private func unescape(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int, build: Bool) throws(JSONSyntaxError) -> String? {
@@ -399,5 +473,32 @@ public struct JSONReader: ~Copyable {
         let text = String(decoding: UnsafeBufferPointer(start: base + start, count: i - start), as: UTF8.self)
         guard let d = Double(text) else { throw error("invalid number '\(text)'", at: start) }
         return d
+    }
+}
+
+/// Object keys to build when reading selectively (`JSONReader.readValue(depth:keeping:)`).
+public struct KeyFilter: Sendable {
+    public let names: Set<String>
+    /// The keys' UTF-8 bytes, compared with raw key bytes before any string is made.
+    private let bytes: [[UInt8]]
+
+    public init(_ names: Set<String>) {
+        self.names = names
+        self.bytes = names.map { Array($0.utf8) }
+    }
+
+    @inline(__always)
+    func contains(_ raw: UnsafeBufferPointer<UInt8>) -> Bool {
+        for k in bytes where k.count == raw.count {
+            guard let rawBase = raw.baseAddress, !k.isEmpty else { return true }
+            if k.withUnsafeBufferPointer({ $0.baseAddress.map { memcmp($0, rawBase, raw.count) == 0 } ?? false }) { return true }
+        }
+        return false
+    }
+}
+
+extension UInt8 {
+    var isHexDigitASCII: Bool {
+        (0x30...0x39).contains(self) || (0x41...0x46).contains(self) || (0x61...0x66).contains(self)
     }
 }

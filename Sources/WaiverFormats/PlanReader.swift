@@ -14,11 +14,12 @@ public struct Plan: Sendable {
 /// Reads Terraform plan JSON (format_version 0.x and 1.x).
 ///
 /// Only `resource_changes` is built into values, and only `after`, `after_unknown` and
-/// `after_sensitive` of each change; everything else is checked for syntax and skipped.
+/// `after_sensitive` of each change; everything else is checked for syntax and skipped. With an
+/// `AttributeSelection`, only the attributes the policies read are built.
 public enum PlanReader {
-    public static func read(path: String) throws(InputError) -> Plan {
+    public static func read(path: String, selection: AttributeSelection = .all) throws(InputError) -> Plan {
         let raw = try InputFile.read(path)
-        return try parse(raw, file: path)
+        return try parse(raw, file: path, selection: selection)
     }
 
     /// The plan as plain UTF-8 JSON: byte-order marks and UTF-16 decoded, the wrapper's echo line removed.
@@ -31,12 +32,12 @@ public enum PlanReader {
         return data
     }
 
-    public static func parse(_ raw: Data, file: String) throws(InputError) -> Plan {
+    public static func parse(_ raw: Data, file: String, selection: AttributeSelection = .all) throws(InputError) -> Plan {
         let data = try normalized(raw, file: file)
         let result: Result<Plan, InputError> = data.withUnsafeBytes { rawBuffer in
             var reader = JSONReader(rawBuffer.bindMemory(to: UInt8.self))
             do throws(JSONSyntaxError) {
-                return try parseDocument(&reader, file: file)
+                return try parseDocument(&reader, file: file, selection: selection)
             } catch {
                 return .failure(InputError(file: file, line: error.line, message: error.message + " (column \(error.column))"))
             }
@@ -45,11 +46,15 @@ public enum PlanReader {
     }
 
     /// Reads a plan from a reader positioned at it (e.g. inside a request envelope), in one pass.
-    public static func parseDocument(_ r: inout JSONReader, file: String, atEnd: Bool) throws(JSONSyntaxError) -> Result<Plan, InputError> {
-        try parseDocument(&r, file: file, expectEnd: atEnd)
+    public static func parseDocument(
+        _ r: inout JSONReader, file: String, atEnd: Bool, selection: AttributeSelection = .all
+    ) throws(JSONSyntaxError) -> Result<Plan, InputError> {
+        try parseDocument(&r, file: file, expectEnd: atEnd, selection: selection)
     }
 
-    private static func parseDocument(_ r: inout JSONReader, file: String, expectEnd: Bool = true) throws(JSONSyntaxError) -> Result<Plan, InputError> {
+    private static func parseDocument(
+        _ r: inout JSONReader, file: String, expectEnd: Bool = true, selection: AttributeSelection
+    ) throws(JSONSyntaxError) -> Result<Plan, InputError> {
         guard try r.nextKind() == "object" else {
             throw r.error("not a Terraform plan: expected a JSON object at the top (from `terraform show -json PLAN`)")
         }
@@ -58,6 +63,13 @@ public enum PlanReader {
         var resources: [Resource] = []
         var changeCount = 0
         var sawChanges = false
+        var keysByType: [String: KeyFilter?] = [:]
+        func keys(_ type: String) -> KeyFilter? {
+            if let known = keysByType[type] { return known }
+            let found = selection.keys(forType: type).map(KeyFilter.init)
+            keysByType[type] = .some(found)
+            return found
+        }
         try r.readObject(depth: expectEnd ? 0 : 1) { (r: inout JSONReader, key: String) throws(JSONSyntaxError) in
             switch key {
             case "format_version":
@@ -73,7 +85,7 @@ public enum PlanReader {
                 guard kind == "array" else { throw r.error("resource_changes must be an array, found \(kind)") }
                 try r.readArray(depth: 1) { (r: inout JSONReader, index: Int) throws(JSONSyntaxError) in
                     changeCount += 1
-                    if let resource = try readChange(&r, index: index) { resources.append(resource) }
+                    if let resource = try readChange(&r, index: index, keys: keys) { resources.append(resource) }
                 }
             default:
                 try r.skipValue(depth: 1)
@@ -92,7 +104,11 @@ public enum PlanReader {
         return .success(Plan(formatVersion: version, terraformVersion: terraformVersion, resources: resources, changeCount: changeCount))
     }
 
-    private static func readChange(_ r: inout JSONReader, index: Int) throws(JSONSyntaxError) -> Resource? {
+    /// `keys(type)` names the attributes to build for a type (nil: all); a change whose `type` comes
+    /// after its `change` (unusual key order) is built whole.
+    private static func readChange(
+        _ r: inout JSONReader, index: Int, keys: (String) -> KeyFilter?
+    ) throws(JSONSyntaxError) -> Resource? {
         let at = "resource_changes[\(index)]"
         guard try r.nextKind() == "object" else { throw r.error("\(at) must be an object") }
         var address: String?, mode: String?, type: String?, name: String?, module = "", provider = ""
@@ -122,9 +138,9 @@ public enum PlanReader {
                               case let names = list.compactMap(\.stringValue), names.count == list.count
                         else { throw r.error("\(at).change.actions must be a non-empty list of strings") }
                         actions = names
-                    case "after": after = try r.readValue(depth: 4)
-                    case "after_unknown": unknown = try r.readValue(depth: 4)
-                    case "after_sensitive": sensitive = try r.readValue(depth: 4)
+                    case "after": after = try r.readValue(depth: 4, keeping: type.flatMap(keys))
+                    case "after_unknown": unknown = try r.readValue(depth: 4, keeping: type.flatMap(keys))
+                    case "after_sensitive": sensitive = try r.readValue(depth: 4, keeping: type.flatMap(keys))
                     default: try r.skipValue(depth: 4)
                     }
                 }

@@ -154,7 +154,7 @@ struct API: Sendable {
             do throws(JSONSyntaxError) {
                 try r.readObject { (r: inout JSONReader, key: String) throws(JSONSyntaxError) in
                     switch key {
-                    case "plan": plan = try PlanReader.parseDocument(&r, file: "plan.json", atEnd: false)
+                    case "plan": plan = try PlanReader.parseDocument(&r, file: "plan.json", atEnd: false, selection: state.selection)
                     case "sarif":
                         try r.readArray(depth: 1) { (r: inout JSONReader, _: Int) throws(JSONSyntaxError) in sarif.append(try r.skipValueRange(depth: 2)) }
                     case "workspace": workspace = try r.readValue(depth: 1).stringValue

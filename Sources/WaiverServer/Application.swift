@@ -55,9 +55,12 @@ public final class ServerState: Sendable {
     public let store: SQLiteRegisterStore
     public let register: Register
     public let metrics: ServerMetrics
+    /// The plan attributes the server's policies read: evaluations build only these.
+    public let selection: AttributeSelection
 
     public init(settings: ServerSettings) throws {
         self.settings = settings
+        self.selection = AttributeSelection(policies: settings.policies)
         let store = try SQLiteRegisterStore(path: settings.databasePath, webhooks: settings.configuration.notify)
         self.store = store
         self.register = Register(

@@ -21,16 +21,6 @@ public struct RequestSpec: Sendable {
 
 /// The steps of `waiver check`, shared by the CLI (local register) and the server.
 public enum CheckService {
-    /// Reads the plan and SARIF reports and evaluates the policies: no register involved yet.
-    public static func evaluate(
-        policies: [Policy], configuration: Configuration, plan: (name: String, data: Data)?, sarif: [(name: String, data: Data)],
-        workspace: String, unknown: UnknownMode, keepCompliant: Bool
-    ) throws -> CheckReport {
-        let resources = try plan.map { p in try PlanReader.parse(p.data, file: p.name).resources.map { ($0, file: p.name) } } ?? []
-        return try evaluate(policies: policies, configuration: configuration, resources: resources, sarif: sarif, workspace: workspace,
-                            unknown: unknown, keepCompliant: keepCompliant)
-    }
-
     /// Evaluates resources already read from a plan, plus SARIF reports.
     public static func evaluate(
         policies: [Policy], configuration: Configuration, resources: [(Resource, file: String)], sarif: [(name: String, data: Data)],

@@ -99,10 +99,10 @@ extension SQLiteRegisterStore {
     /// The user a live token belongs to and the stored hash of its secret (one query: this runs on every request).
     public func token(id: String) throws -> (user: User, secretHash: String)? {
         try pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: """
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: """
                 SELECT t.user, t.secretHash, u.admin, (SELECT group_concat(groupName, char(10)) FROM userGroup g WHERE g.user = t.user)
                 FROM token t JOIN user u ON u.name = t.user WHERE t.id = ? AND t.revokedAt IS NULL
-                """, arguments: [id]) else { return nil }
+                """), arguments: [id]) else { return nil }
             let groups = (row[3] as String?)?.split(separator: "\n").map(String.init).sorted() ?? []
             return (User(name: row[0], groups: groups, admin: row[2]), row[1])
         }

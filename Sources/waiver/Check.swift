@@ -100,12 +100,15 @@ struct Check: ParsableCommand {
         let crossErrors = ConfigLoader.validate(policies, against: configuration)
         if !crossErrors.isEmpty { throw InputErrors(crossErrors) }
         phase("configuration and policies")
-        let planInput = try plan.map { (name: $0, data: try InputFile.read($0)) }
+        // Only the attributes the policies read are built from the plan.
+        let selection = AttributeSelection(policies: policies)
+        let resources = try plan.map { p in try PlanReader.read(path: p, selection: selection).resources.map { ($0, file: p) } } ?? []
         let sarifInputs = try sarif.map { (name: $0, data: try InputFile.read($0)) }
+        phase("read")
         let evaluated = try CheckService.evaluate(
-            policies: policies, configuration: configuration, plan: planInput, sarif: sarifInputs, workspace: workspace,
+            policies: policies, configuration: configuration, resources: resources, sarif: sarifInputs, workspace: workspace,
             unknown: unknown, keepCompliant: format == .junit)
-        phase("read and evaluate")
+        phase("evaluate")
 
         // The register: mark what exceptions cover, file requests, wait, record the check.
         let store = try registerOptions.openStore()

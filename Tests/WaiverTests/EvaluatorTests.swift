@@ -13,7 +13,7 @@ func path(_ s: String) -> Path {
 }
 
 func eval(_ c: Condition, _ attributes: Value) -> Tri {
-    Evaluator().evaluate(c, Evaluator.Scope(resource: resource(attributes)))
+    Evaluator.Scope.with(resource(attributes)) { Evaluator().evaluate(c, $0) }
 }
 
 struct LeafCase: CustomTestStringConvertible, Sendable {

@@ -137,6 +137,10 @@ struct PlanReaderTests {
         (#"{"format_version":"1.2","x":tru}"#, "invalid literal"),
         (#"{"format_version":"1.2","x":01}"#, "may not start with 0"),
         (#"{"format_version":"1.2","x":"a\qb"}"#, "bad escape"),
+        (#"{"format_version":"1.2","x":"a\u12"}"#, "bad \\u escape"),
+        (#"{"format_version":"1.2","x":"0123456789abcdef0123\u12zz4567"}"#, "bad \\u escape"),
+        (#"{"format_version":"1.2","x":"0123456789abcdefghij"#, "unterminated string"),
+        ("{\"format_version\":\"1.2\",\"x\":\"0123456789abcdef\u{1F}ghij\"}", "control character in string"),
         ("{\"format_version\":\"1.2\",\"x\":\"a\u{01}b\"}", "control character in string"),
     ])
     func rejectsBadInput(_ text: String, _ fragment: String) {
@@ -174,4 +178,106 @@ struct PlanReaderTests {
         let v = try JSONReader.parse(Data(#"["\u00e9\ud83d\ude00\n\"\/", 1.5e2, -3, true, null, {}]"#.utf8))
         #expect(v == ["é😀\n\"/", 150, -3, true, .null, .object(.init())])
     }
+
+    /// Strings are scanned eight bytes at a time: a quote, backslash, control or non-ASCII byte at
+    /// any position of a word, or in the tail shorter than a word, must still be seen.
+    @Test func stringsAreReadExactlyWhateverTheirLengthAndWhereTheSpecialBytesFall() throws {
+        for length in 0..<40 {
+            for at in 0..<max(1, length) {
+                var chars = Array(repeating: Character("a"), count: length)
+                var expected = chars
+                if length > 0 { chars[at] = "é"; expected[at] = "é" }
+                let plain = String(chars)
+                let v = try JSONReader.parse(Data("[\"\(plain)\", \"x\\\"\(plain)\\\\\"]".utf8))
+                #expect(v == [.string(String(expected)), .string("x\"" + String(expected) + "\\")], "length \(length), at \(at)")
+            }
+        }
+    }
+
+    @Test func readsOnlyTheKeptMembersOfAnObjectAndStillChecksTheRest() throws {
+        let text = #"{"a": 1, "b\u0061d": [1, {"x": "y"}], "tags": {"Name": "n"}, "tägs": 2, "quo\"te": 3}"#
+        let v: Value = try Data(text.utf8).withUnsafeBytes { raw in
+            var r = JSONReader(raw.bindMemory(to: UInt8.self))
+            return try r.readValue(keeping: KeyFilter(["tags", "bad", "tägs", "quo\"te"]))
+        }
+        #expect(v == ["bad": [1, ["x": "y"]], "tags": ["Name": "n"], "tägs": 2, "quo\"te": 3])
+        let broken = Data(#"{"a": [1, tru], "tags": {}}"#.utf8)
+        #expect(throws: JSONSyntaxError.self) {
+            try broken.withUnsafeBytes { raw in
+                var r = JSONReader(raw.bindMemory(to: UInt8.self))
+                _ = try r.readValue(keeping: KeyFilter(["tags"]))
+            }
+        }
+    }
+}
+
+@Suite("Reading only the attributes the policies read")
+struct AttributeSelectionTests {
+    static let policyFile = """
+        policies:
+          - id: NAME
+            title: names
+            resource_types: ["aws_*"]
+            require: { path: tags.Name, matches: '^[a-z-]+$' }
+          - id: PORTS
+            title: ports
+            resource_types: [aws_security_group]
+            forbid:
+              any:
+                - { some: ingress, where: { all: [{ path: from_port, lte: 22 }, { path: cidr_blocks, contains: "0.0.0.0/0" }] } }
+                - not: { path: $address, matches: '^module' }
+                - { path: 'labels["a.b"]', exists: true }
+          - id: WHOLE
+            title: everything
+            resource_types: [google_*]
+            forbid: { every: "@", where: { path: "@", equals: 1 } }
+          - id: SCAN
+            title: from a scanner
+            source: sarif
+        """
+
+    @Test func keysAreTheFirstStepOfEveryTopLevelPathOfThePoliciesThatApply() throws {
+        let selection = AttributeSelection(policies: try policies([("p.yaml", Self.policyFile)]))
+        #expect(selection.keys(forType: "aws_security_group") == ["tags", "ingress", "labels"])
+        #expect(selection.keys(forType: "aws_instance") == ["tags"])
+        #expect(selection.keys(forType: "azurerm_thing") == [])
+        // A policy that reads the resource's attributes as a whole gets all of them.
+        #expect(selection.keys(forType: "google_bucket") == nil)
+        #expect(AttributeSelection.all.keys(forType: "aws_instance") == nil)
+    }
+
+    @Test func aSelectiveReadBuildsOnlyTheSelectedAttributesAndTheirMasks() throws {
+        let text = planJSON([
+            change("aws_instance.a", after: #"{"ami":"x","tags":{"Name":"a"},"password":"p"}"#,
+                   unknown: #"{"arn":true,"tags":{"Name":true}}"#, sensitive: #"{"password":true,"tags":{}}"#),
+            // `change` before `type`: the reader cannot know the type in time and builds everything.
+            #"{"address":"aws_instance.b","change":{"actions":["create"],"after":{"ami":"y","tags":{}}},"type":"aws_instance"}"#,
+        ])
+        let selection = AttributeSelection(policies: try policies([("p.yaml", Self.policyFile)]))
+        let plan = try PlanReader.parse(Data(text.utf8), file: "plan.json", selection: selection)
+        #expect(plan.resources[0].attributes == ["tags": ["Name": .unknown]])
+        #expect(plan.resources[0].sensitive == ["tags": .object(.init())])
+        #expect(plan.resources[1].attributes == ["ami": "y", "tags": .object(.init())])
+    }
+
+    /// The selection must never change a result: every example plan gives the same report either way.
+    @Test(arguments: ["compliant.json", "multi-cloud.json", "web-app.json"])
+    func theReportIsTheSameAsReadingEveryAttribute(_ name: String) throws {
+        let pack = try PolicyLoader.load(directory: repoRoot + "/policies")
+        let report = try expectSameReport(repoRoot + "/Examples/plans/" + name, policies: pack)
+        #expect(report.contains("\"resource\"") == (name != "compliant.json"))
+    }
+}
+
+/// Checks a plan read whole and read with the policies' selection: the JSON reports must be identical.
+@discardableResult
+func expectSameReport(_ file: String, policies: [Policy]) throws -> String {
+    let engine = CheckEngine(policies: policies, keepCompliant: true)
+    func report(_ selection: AttributeSelection) throws -> String {
+        let plan = try PlanReader.read(path: file, selection: selection)
+        return JSONWriter.write(JSONOutput.value(engine.check(resources: plan.resources.map { ($0, file: file) }, external: [], workspace: "w")))
+    }
+    let whole = try report(.all)
+    #expect(try report(AttributeSelection(policies: policies)) == whole, "\(file)")
+    return whole
 }

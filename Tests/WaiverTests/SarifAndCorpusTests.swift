@@ -111,6 +111,10 @@ struct CorpusTests {
         }
     }
 
+    @Test func readingOnlyTheAttributesPoliciesReadChangesNoReport() throws {
+        for file in Self.files("terraform-plans") { try expectSameReport(file, policies: Self.starterPack) }
+    }
+
     @Test func findsSSHOpenOnTheForEachSecurityGroups() throws {
         let report = try check(corpus + "/terraform-plans/bridgecrewio__checkov__plan-for-each-security-groups.json")
         let ssh = report.findings.filter { $0.policy == "NET-001" && $0.status == .blocking }.map(\.resource)
