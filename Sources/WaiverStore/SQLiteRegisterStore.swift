@@ -142,15 +142,15 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     // MARK: - Audit
 
     func appendEvent(_ db: Database, _ draft: AuditDraft) throws {
-        let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM auditEvent ORDER BY seq DESC LIMIT 1")
+        // Every write appends an event: its statements are compiled once per connection.
+        let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM auditEvent ORDER BY seq DESC LIMIT 1"))
         let seq = (last?["seq"] as Int64? ?? 0) + 1
         let prev: String = last?["hash"] ?? AuditChain.genesis
         let time = Self.seconds(draft.time)
         let payload = JSONWriter.canonical(draft.payload)
         let hash = AuditChain.hash(seq: Int(seq), time: time, actor: draft.actor, action: draft.action, subject: draft.subject, payload: payload, prevHash: prev)
-        try db.execute(
-            sql: "INSERT INTO auditEvent (seq, time, actor, action, subject, payload, prevHash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            arguments: [seq, time, draft.actor, draft.action, draft.subject, payload, prev, hash])
+        try db.cachedStatement(sql: "INSERT INTO auditEvent (seq, time, actor, action, subject, payload, prevHash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+            .execute(arguments: [seq, time, draft.actor, draft.action, draft.subject, payload, prev, hash])
         // Lifecycle events go to the webhooks, queued in this same transaction (the outbox).
         if !webhooks.isEmpty, draft.action.hasPrefix("exception.") || draft.action == "evidence.added" {
             let event = AuditEvent(seq: Int(seq), time: draft.time, actor: draft.actor, action: draft.action, subject: draft.subject,
@@ -343,10 +343,10 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     public func covering(workspace: String, pairs: [(policy: String, resource: String)]) throws -> [ExceptionRecord] {
         try pool.read { db in
             // Most checks run in workspaces with no live exception: one indexed probe answers them.
-            let any = try Bool.fetchOne(db, sql: """
+            let any = try Bool.fetchOne(db.cachedStatement(sql: """
                 SELECT EXISTS (SELECT 1 FROM exceptionResource r JOIN exception e ON e.id = r.exceptionId
                                WHERE r.workspace = ? AND e.status IN ('approved', 'pending'))
-                """, arguments: [workspace]) ?? true
+                """), arguments: [workspace]) ?? true
             guard any else { return [] }
             let statement = try db.cachedStatement(sql: """
                 SELECT r.exceptionId FROM exceptionResource r JOIN exception e ON e.id = r.exceptionId
@@ -359,26 +359,21 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 ids.formUnion(found)
             }
             guard !ids.isEmpty else { return [] }
-            var out: [ExceptionRecord] = []
-            let sorted = ids.sorted()
-            for chunkStart in stride(from: 0, to: sorted.count, by: 500) {
-                let chunk = Array(sorted[chunkStart..<min(sorted.count, chunkStart + 500)])
-                out += try load(db, where: "id IN (\(chunk.map(String.init).joined(separator: ",")))", StatementArguments(), cached: false)
-            }
-            return out
+            // The ids travel as one JSON array argument, so the statements stay the same (and cached).
+            let list = "[" + ids.sorted().map(String.init).joined(separator: ",") + "]"
+            return try load(db, where: "id IN (SELECT value FROM json_each(?)) ORDER BY id", [list])
         }
     }
 
     /// Loads exceptions matching a WHERE clause with their resources, approvals and evidence.
     ///
     /// The child tables are read with the same clause as a subquery, so each clause shape is four SQL
-    /// texts that never change: with `cached`, SQLite compiles them once per connection (compiling was a
-    /// fifth of the CPU of `GET /api/v1/exceptions/{id}`). Clauses holding literal values pass
-    /// `cached: false` so the statement cache stays small.
-    func load(_ db: Database, where clause: String, _ arguments: StatementArguments, cached: Bool = true) throws -> [ExceptionRecord] {
+    /// texts that never change, compiled once per connection (compiling was a fifth of the CPU of
+    /// `GET /api/v1/exceptions/{id}`). Clauses take their values as arguments, never as literals, so
+    /// the statement cache stays small.
+    func load(_ db: Database, where clause: String, _ arguments: StatementArguments) throws -> [ExceptionRecord] {
         func fetch(_ sql: String) throws -> [Row] {
-            if cached { return try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments) }
-            return try Row.fetchAll(db, sql: sql, arguments: arguments)
+            try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
         }
         let rows = try fetch("SELECT * FROM exception WHERE \(clause)")
         guard !rows.isEmpty else { return [] }
@@ -420,10 +415,10 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
 
     public func record(_ evaluation: Evaluation, event: AuditDraft) throws -> Int {
         try pool.write { db in
-            try db.execute(sql: "INSERT INTO evaluation (workspace, at, actor, verdict, resourceCount) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [evaluation.workspace, Self.seconds(evaluation.at), evaluation.actor, evaluation.verdict, evaluation.resourceCount])
+            try db.cachedStatement(sql: "INSERT INTO evaluation (workspace, at, actor, verdict, resourceCount) VALUES (?, ?, ?, ?, ?)")
+                .execute(arguments: [evaluation.workspace, Self.seconds(evaluation.at), evaluation.actor, evaluation.verdict, evaluation.resourceCount])
             let id = db.lastInsertedRowID
-            let insert = try db.makeStatement(sql: "INSERT INTO evaluationViolation (evaluationId, policy, resource, status, digest, message) VALUES (?, ?, ?, ?, ?, ?)")
+            let insert = try db.cachedStatement(sql: "INSERT INTO evaluationViolation (evaluationId, policy, resource, status, digest, message) VALUES (?, ?, ?, ?, ?, ?)")
             for v in evaluation.violations {
                 try insert.execute(arguments: [id, v.policy, v.resource, v.status.rawValue, v.digest, v.message])
             }

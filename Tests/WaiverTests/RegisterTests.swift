@@ -83,8 +83,27 @@ struct RegisterStoreTests {
         _ = try f.request(resources: ["r1"], workspace: "other")
         let c = try f.request(resources: ["r2"])
         _ = try f.register.reject(c.id, actor: "fin", comment: "no", now: t0)
-        let found = try f.store.covering(workspace: "shop", pairs: [("COST-001", "r1"), ("COST-001", "r2"), ("NET-001", "r1")])
-        #expect(found.map(\.id) == [a.id])
+        let d = try f.request(resources: ["r4", "r3"])
+        _ = try f.register.approve(d.id, actor: "fin", comment: "ok", days: 7, now: t0)
+        let found = try f.store.covering(workspace: "shop", pairs: [("COST-001", "r1"), ("COST-001", "r2"), ("NET-001", "r1"), ("COST-001", "r3")])
+        #expect(found.map(\.id) == [a.id, d.id])
+        // Each exception comes back whole: its resources in their order, and its approvals.
+        #expect(found.map(\.resources) == [["r1"], ["r4", "r3"]])
+        #expect(found.map { $0.approvals.map(\.approver) } == [[], ["fin"]])
+        #expect(found.map(\.status) == [.pending, .approved])
+    }
+
+    @Test func aLimitedListLoadsTheChildRowsOfTheListedExceptionsOnly() throws {
+        let f = try Fixture()
+        let a = try f.request(resources: ["r1", "r2"])
+        let b = try f.request(resources: ["r3"])
+        _ = try f.register.approve(b.id, actor: "fin", comment: nil, days: 3, now: t0)
+        let first = try f.store.exceptions(ExceptionFilter(limit: 1))
+        #expect(first.map(\.id) == [a.id])
+        #expect(first.map(\.resources) == [["r1", "r2"]])
+        let approved = try f.store.exceptions(ExceptionFilter(statuses: [.approved], limit: 5))
+        #expect(approved.map(\.id) == [b.id])
+        #expect(approved.map { $0.approvals.map(\.approver) } == [["fin"]])
     }
 
     @Test func filtersExceptions() throws {
