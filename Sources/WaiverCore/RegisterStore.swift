@@ -62,12 +62,44 @@ public struct AuditVerification: Sendable, Equatable {
     /// The first event whose hash or link does not verify, with why; nil when the chain is intact.
     public var firstBad: Int?
     public var problem: String?
+    /// The last event that verified, as an anchor to keep elsewhere.
+    public var head: AuditAnchor?
     public var intact: Bool { firstBad == nil }
-    public init(events: Int, firstBad: Int? = nil, problem: String? = nil) {
+    public init(events: Int, firstBad: Int? = nil, problem: String? = nil, head: AuditAnchor? = nil) {
         self.events = events
         self.firstBad = firstBad
         self.problem = problem
+        self.head = head
     }
+}
+
+/// An event's number and hash, written down outside the register (`SEQ:HASH`).
+///
+/// A hash chain shows any change, removal or reordering of events, but not events cut from its end:
+/// the shorter log is a valid chain. Verifying against an anchor kept elsewhere (a ticket, a
+/// pipeline artifact, a webhook receiver's log) shows that too, and any rewrite of the log up to it.
+public struct AuditAnchor: Sendable, Equatable, CustomStringConvertible {
+    public var seq: Int
+    /// SHA-256 of the event, 64 lowercase hex digits.
+    public var hash: String
+
+    public init(seq: Int, hash: String) {
+        self.seq = seq
+        self.hash = hash
+    }
+
+    /// Parses `SEQ:HASH`; nil unless SEQ is a positive event number and HASH 64 hex digits.
+    public init?(_ text: String) {
+        let parts = text.trimmingCharacters(in: .whitespaces).split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let seq = Int(parts[0]), seq > 0, parts[1].utf8.count == 64,
+              parts[1].utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || (0x41...0x46).contains($0) })
+        else { return nil }
+        self.init(seq: seq, hash: parts[1].lowercased())
+    }
+
+    public var description: String { "\(seq):\(hash)" }
+
+    public static let syntax = "SEQ:HASH (an event number, a colon and its 64-hex-digit hash, as `audit verify` prints it)"
 }
 
 /// One violation as a check saw it, recorded so the register knows each workspace's latest state.

@@ -110,11 +110,19 @@ struct API: Sendable {
                 (try? JSONReader.parse(Data(AuditChain.exportLine(e).utf8))) ?? .null
             }))
         } }
-        group.get("audit/verify") { _, ctx in try await wrap {
+        group.get("audit/verify") { req, ctx in try await wrap {
             _ = try ctx.requireUser()
-            let v = try store.verifyAudit()
+            var anchors: [AuditAnchor] = []
+            for text in req.uri.queryParameters.getAll("anchor") {
+                guard let a = AuditAnchor(String(text)) else {
+                    throw APIError(.badRequest, "bad_request", "anchor: '\(text)' is not \(AuditAnchor.syntax)")
+                }
+                anchors.append(a)
+            }
+            let v = try store.verifyAudit(anchors: anchors)
             return jsonResponse(["intact": .bool(v.intact), "events": .number(Double(v.events)),
-                                 "first_bad": v.firstBad.map { .number(Double($0)) } ?? .null, "problem": v.problem.map(Value.string) ?? .null])
+                                 "first_bad": v.firstBad.map { .number(Double($0)) } ?? .null, "problem": v.problem.map(Value.string) ?? .null,
+                                 "head": v.head.map { .string($0.description) } ?? .null])
         } }
         group.get("audit/export") { _, ctx in try await wrap {
             _ = try ctx.requireUser()

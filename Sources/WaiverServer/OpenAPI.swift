@@ -215,7 +215,14 @@ paths:
       parameters: [{ name: subject, in: query, schema: { type: string } }, { name: limit, in: query, schema: { type: integer } }]
       responses: { "200": { description: events } }
   /api/v1/audit/verify:
-    get: { summary: Recompute the hash chain, responses: { "200": { description: "intact, events, first_bad" } } }
+    get:
+      summary: Recompute the hash chain, checking it against anchors kept elsewhere
+      parameters:
+        - { name: anchor, in: query, required: false, schema: { type: string, pattern: "^[0-9]+:[0-9a-fA-F]{64}$" },
+            description: "SEQ:HASH of an event noted earlier (repeatable): shows events changed or cut from the end since" }
+      responses:
+        "200": { description: "intact, events, first_bad, problem, head (SEQ:HASH of the last verified event)" }
+        "400": { $ref: "#/components/responses/Error" }
   /api/v1/audit/export:
     get: { summary: The audit log as JSON Lines, responses: { "200": { description: one event a line } } }
   /api/v1/expire:

@@ -335,8 +335,10 @@ struct Web: Sendable {
         let recent = try store.auditEvents(subject: nil, last: 20).reversed().map { e in
             ["seq": e.seq, "at": iso(e.time), "actor": e.actor, "action": e.action, "subject": e.subject] as [String: Any]
         }
-        return try render("audit", ["title": "Audit", "intact": v.intact, "events": v.events, "firstBad": v.firstBad as Any,
-                                    "problem": v.problem as Any, "recent": Array(recent)], ctx)
+        var values: [String: Any] = ["title": "Audit", "intact": v.intact, "events": v.events, "firstBad": v.firstBad as Any,
+                                     "problem": v.problem as Any, "recent": Array(recent)]
+        if let head = v.head { values["head"] = head.description }
+        return try render("audit", values, ctx)
     }
 
     // MARK: - Helpers

@@ -99,6 +99,12 @@ public enum AuditChain {
             self = t.withUTF8 { Hex64(UnsafeRawBufferPointer($0)) }
         }
 
+        /// The 64 characters back as text.
+        public var text: String {
+            guard valid else { return "" }
+            return withUnsafeBytes(of: words) { String(decoding: $0, as: UTF8.self) }
+        }
+
         public static func == (a: Hex64, b: Hex64) -> Bool {
             a.valid && b.valid && a.words.0 == b.words.0 && a.words.1 == b.words.1 && a.words.2 == b.words.2 && a.words.3 == b.words.3
                 && a.words.4 == b.words.4 && a.words.5 == b.words.5 && a.words.6 == b.words.6 && a.words.7 == b.words.7
@@ -125,8 +131,14 @@ public enum AuditChain {
         var lastHash = Hex64(AuditChain.genesis)
         public private(set) var firstBad: Int?
         public private(set) var problem: String?
+        /// Anchors kept outside the register, by event number.
+        let anchors: [Int: AuditAnchor]
 
-        public init() {}
+        public init(anchors: [AuditAnchor] = []) {
+            var byEvent: [Int: AuditAnchor] = [:]
+            for a in anchors { byEvent[a.seq] = a }
+            self.anchors = byEvent
+        }
 
         /// Feeds the next event; returns false once a bad event was found.
         @discardableResult
@@ -152,6 +164,10 @@ public enum AuditChain {
                 fail(e.seq, "its content does not match its hash (the event was changed)")
                 return false
             }
+            if let anchor = anchors[e.seq], e.hash != Hex64(anchor.hash) {
+                fail(e.seq, "its hash is not the one anchored as \(anchor) (the log was rewritten up to this event)")
+                return false
+            }
             count += 1
             lastHash = e.hash
             return true
@@ -162,7 +178,16 @@ public enum AuditChain {
             problem = why
         }
 
-        public var result: AuditVerification { AuditVerification(events: count, firstBad: firstBad, problem: problem) }
+        public var result: AuditVerification {
+            let head = count > 0 ? AuditAnchor(seq: count, hash: lastHash.text) : nil
+            if firstBad == nil, let beyond = anchors.keys.filter({ $0 > count }).min() {
+                // A chain cut short is still a chain: only the anchor shows what is gone.
+                return AuditVerification(events: count, firstBad: count + 1,
+                                         problem: "the log ends at event \(count), but event \(beyond) was anchored: events were cut from the end",
+                                         head: head)
+            }
+            return AuditVerification(events: count, firstBad: firstBad, problem: problem, head: head)
+        }
     }
 
     /// The JSON Lines record of an event, as exported for auditors.

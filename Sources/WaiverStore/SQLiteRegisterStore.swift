@@ -196,7 +196,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     /// column buffers and hashed on all cores at once (each worker on its own read connection); the
     /// sequence numbers and links are then checked in order, so the first bad event is named exactly
     /// as a sequential pass would name it.
-    public func verifyAudit() throws -> AuditVerification {
+    public func verifyAudit(anchors: [AuditAnchor] = []) throws -> AuditVerification {
         let maxSeq = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM auditEvent") } ?? 0
         final class Slot: @unchecked Sendable {
             var links: [AuditChain.Link] = []
@@ -204,7 +204,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         }
         let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
         let chunk: Int64 = 32_768
-        var verifier = AuditChain.Verifier()
+        var verifier = AuditChain.Verifier(anchors: anchors)
         var lo: Int64 = 1
         while lo <= maxSeq, verifier.firstBad == nil {
             let slots = (0..<workers).map { _ in Slot() }

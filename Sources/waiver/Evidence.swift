@@ -31,9 +31,9 @@ enum EvidenceStore {
 
 /// Verifying an exported audit log offline.
 enum AuditExport {
-    static func verify(path: String) throws -> AuditVerification {
+    static func verify(path: String, anchors: [AuditAnchor] = []) throws -> AuditVerification {
         guard let data = FileManager.default.contents(atPath: path) else { throw UsageError("\(path): no such file") }
-        var verifier = AuditChain.Verifier()
+        var verifier = AuditChain.Verifier(anchors: anchors)
         var lineNumber = 0
         for line in data.split(separator: 0x0A, omittingEmptySubsequences: false) {
             lineNumber += 1

@@ -288,26 +288,43 @@ struct Audit: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Verify or export the tamper-evident audit log.", subcommands: [Verify.self, Export.self])
 
     struct Verify: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Recompute the hash chain; exit 0 when intact, 1 naming the first bad event.")
+        static let configuration = CommandConfiguration(
+            abstract: "Recompute the hash chain; exit 0 when intact, 1 naming the first bad event.",
+            discussion: """
+                A chain alone cannot show events cut from its end. `verify` prints the head as an anchor \
+                (SEQ:HASH): keep it outside the register, and pass it back with --anchor to prove that no \
+                event up to it was changed or removed since.
+                """)
         @OptionGroup var registerOptions: RegisterOptions
         @Option(name: .long, help: ArgumentHelp("Verify an exported JSON Lines file instead of the register.", valueName: "file")) var file: String?
+        @Option(name: .long, help: ArgumentHelp("An anchor kept from an earlier verify (repeatable).", valueName: "seq:hash")) var anchor: [String] = []
+
+        func validate() throws {
+            for a in anchor where AuditAnchor(a) == nil {
+                throw ValidationError("--anchor: '\(a)' is not \(AuditAnchor.syntax)")
+            }
+        }
 
         func run() throws {
+            let anchors = anchor.compactMap(AuditAnchor.init)
             let result: AuditVerification
             if let file {
-                result = try AuditExport.verify(path: file)
+                result = try AuditExport.verify(path: file, anchors: anchors)
             } else if let client = try registerOptions.client() {
-                let v = try client.json(.GET, "/api/v1/audit/verify")
+                let query = anchors.map { "anchor=\($0)" }.joined(separator: "&")
+                let v = try client.json(.GET, "/api/v1/audit/verify" + (query.isEmpty ? "" : "?" + query))
                 result = AuditVerification(events: Int(v["events"]?.numberValue ?? 0), firstBad: v["first_bad"]?.numberValue.map { Int($0) },
-                                           problem: v["problem"]?.stringValue)
+                                           problem: v["problem"]?.stringValue, head: v["head"]?.stringValue.flatMap(AuditAnchor.init))
             } else {
-                result = try registerOptions.openStore().verifyAudit()
+                result = try registerOptions.openStore().verifyAudit(anchors: anchors)
             }
             if let bad = result.firstBad {
                 print("audit log NOT intact: event \(bad): \(result.problem ?? "does not verify") (\(result.events) events verified before it)")
                 throw Exit(code: 1)
             }
-            print("audit log intact: \(result.events) events verified")
+            let matched = anchors.isEmpty ? "" : ", \(anchors.count) anchor\(anchors.count == 1 ? "" : "s") matched"
+            print("audit log intact: \(result.events) events verified\(matched)")
+            if let head = result.head { print("head: \(head) (keep it outside the register; --anchor \(head) proves nothing up to it changed)") }
         }
     }
 

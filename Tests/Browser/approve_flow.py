@@ -11,6 +11,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -74,6 +76,13 @@ def main():
                 os.makedirs(a.screenshots, exist_ok=True)
                 driver.save_screenshot(os.path.join(a.screenshots, name + ".png"))
 
+        def click_and_wait(element):
+            """Clicks a link or submit button and waits for the next page to have loaded, not just started."""
+            old = driver.find_element(By.TAG_NAME, "html")
+            element.click()
+            WebDriverWait(driver, 20).until(EC.staleness_of(old))
+            WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
         def check(name, cond):
             nonlocal passed, failed
             if cond:
@@ -87,7 +96,7 @@ def main():
         check("an unauthenticated visit lands on sign-in", driver.current_url.endswith("/login"))
         shot("login")
         driver.find_element(By.ID, "token").send_keys(tokens["sam@example.com"])
-        driver.find_element(By.ID, "signin").click()
+        click_and_wait(driver.find_element(By.ID, "signin"))
         check("signing in opens the inbox", driver.current_url.endswith("/inbox"))
         links = driver.find_elements(By.CSS_SELECTOR, "a.exception-link")
         check("the inbox lists what sam may approve", len(links) >= 1)
@@ -99,12 +108,12 @@ def main():
                 target = l
         check("the SSH exception is in sam's inbox", target is not None)
         exception_id = target.text
-        target.click()
+        click_and_wait(target)
         check("the exception page shows the violation the pipeline saw", "ingress[0].cidr_blocks" in driver.page_source)
         check("the exception is pending", driver.find_element(By.ID, "status").text.lower() == "pending")
         shot("exception")
         driver.find_element(By.ID, "comment").send_keys("Vendor window agreed until Friday")
-        driver.find_element(By.ID, "approve").click()
+        click_and_wait(driver.find_element(By.ID, "approve"))
         status = driver.find_element(By.ID, "status").text.lower()
         check("after approving, the page shows it approved", status == "approved")
         check("the history shows the approval", "exception.approved" in driver.find_element(By.ID, "history").text)
@@ -122,6 +131,8 @@ def main():
         shot("review")
         driver.get(url + "/audit")
         check("the audit page reports the chain verified", "intact up to event" in driver.find_element(By.ID, "chain").text)
+        anchor = driver.find_element(By.ID, "anchor").text
+        check("the audit page shows the anchor to keep", "Anchor: " in anchor and len(anchor.split("Anchor: ")[1].split(".")[0].split(":")[1]) == 64)
         shot("audit")
         driver.set_window_size(390, 844)
         driver.get(url + "/exceptions/" + exception_id)

@@ -118,6 +118,19 @@ struct RegisterCLITests {
         let bad = try w.run(["audit", "verify", "--file", w.dir.path + "/tampered.jsonl"])
         #expect(bad.code == 1)
         #expect(bad.out.hasPrefix("audit log NOT intact: event 3:"))
+        // The head printed by verify is an anchor: a copy cut short fails against it, a malformed one is a usage error.
+        let verified = try w.run(["audit", "verify"]).out
+        let head = try #require(verified.split(separator: "\n").first { $0.hasPrefix("head: ") }?.split(separator: " ")[1])
+        #expect(try w.run(["audit", "verify", "--anchor", String(head)]).out.contains("1 anchor matched"))
+        let untouched = try String(contentsOfFile: export, encoding: .utf8).split(separator: "\n")
+        #expect(try w.run(["audit", "verify", "--file", export, "--anchor", String(head)]).code == 0)
+        w.dir.write("cut.jsonl", untouched.dropLast(2).joined(separator: "\n") + "\n")
+        let cut = try w.run(["audit", "verify", "--file", w.dir.path + "/cut.jsonl", "--anchor", String(head)])
+        #expect(cut.code == 1)
+        #expect(cut.out.contains("events were cut from the end"))
+        let malformed = try w.run(["audit", "verify", "--anchor", "7:abc"])
+        #expect(malformed.code == 2)
+        #expect(malformed.err.contains("--anchor: '7:abc' is not SEQ:HASH"))
         // 9. The report.
         let report = try w.run(["report", "--format", "json"])
         let r = try JSONReader.parse(Data(report.out.utf8))

@@ -142,7 +142,7 @@ struct RegisterStoreTests {
         #expect(events[0].prevHash == AuditChain.genesis)
         #expect(events[1].prevHash == events[0].hash)
         #expect(events.allSatisfy { $0.subject == "EX-1" })
-        #expect(try f.store.verifyAudit() == AuditVerification(events: 2))
+        #expect(try f.store.verifyAudit() == AuditVerification(events: 2, head: AuditAnchor(seq: 2, hash: events[1].hash)))
     }
 
     @Test func reopensAnExistingRegister() throws {
@@ -197,6 +197,49 @@ struct TamperTests {
         #expect(v.problem?.contains("link to event 2") == true)
     }
 
+    @Test func eventsCutFromTheEndNeedAnAnchorToBeSeen() throws {
+        let (f, path) = try registerWithEvents()
+        let before = try f.store.verifyAudit()
+        let anchor = try #require(before.head)
+        let last = try f.events().last?.hash
+        #expect(anchor.seq == 5 && anchor.hash == last)
+        try tamper(path, "DELETE FROM auditEvent WHERE seq >= 4")
+        // The shorter log is still a valid chain...
+        #expect(try f.store.verifyAudit().intact)
+        #expect(try f.store.verifyAudit().head?.seq == 3)
+        // ...but not against the anchor kept from before.
+        let v = try f.store.verifyAudit(anchors: [anchor])
+        #expect(v.firstBad == 4)
+        #expect(v.problem == "the log ends at event 3, but event 5 was anchored: events were cut from the end")
+    }
+
+    @Test func aRewrittenTailDoesNotMatchItsAnchor() throws {
+        let (f, path) = try registerWithEvents()
+        let anchor = try #require(try f.store.verifyAudit().head)
+        let early = try #require(try f.store.verifyAudit(anchors: [anchor]).head)
+        #expect(early == anchor)
+        // Cut the last event and write a new, valid fifth event in its place.
+        try tamper(path, "DELETE FROM auditEvent WHERE seq = 5")
+        _ = try f.request(resources: ["forged"])
+        #expect(try f.store.verifyAudit().intact)
+        let v = try f.store.verifyAudit(anchors: [AuditAnchor(seq: 2, hash: try f.events()[1].hash), anchor])
+        #expect(v.firstBad == 5)
+        #expect(v.problem?.contains("not the one anchored as 5:") == true)
+        #expect(v.head?.seq == 4)
+    }
+
+    @Test(arguments: [
+        ("12:" + String(repeating: "ab", count: 32), true), ("1:" + String(repeating: "AB", count: 32), true),
+        ("0:" + String(repeating: "a", count: 64), false), ("12:" + String(repeating: "a", count: 63), false),
+        ("12:" + String(repeating: "g", count: 64), false), ("12" + String(repeating: "a", count: 64), false),
+        ("x:" + String(repeating: "a", count: 64), false), ("", false),
+    ])
+    func anchorsParseOnlyWellFormed(_ text: String, _ valid: Bool) {
+        let a = AuditAnchor(text)
+        #expect((a != nil) == valid)
+        if let a { #expect(a.description == text.lowercased()) }
+    }
+
     @Test func aDeletedEventIsNamed() throws {
         let (f, path) = try registerWithEvents()
         try tamper(path, "DELETE FROM auditEvent WHERE seq = 2")
@@ -217,6 +260,7 @@ struct TamperTests {
 
     @Test func anUntouchedLogVerifies() throws {
         let (f, _) = try registerWithEvents()
-        #expect(try f.store.verifyAudit() == AuditVerification(events: 5))
+        let last = try #require(try f.events().last)
+        #expect(try f.store.verifyAudit() == AuditVerification(events: 5, head: AuditAnchor(seq: 5, hash: last.hash)))
     }
 }

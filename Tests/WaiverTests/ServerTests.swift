@@ -179,7 +179,14 @@ struct ServerAPITests {
             #expect(try await client.call(.get, "/api/v1/policies/NOPE", as: "dev", f).0 == 404)
             #expect(try await client.call(.get, "/api/v1/reports", as: "dev", f).1["exceptions"] == 1)
             #expect(try await client.call(.get, "/api/v1/reports?from=junk", as: "dev", f).0 == 400)
-            #expect(try await client.call(.get, "/api/v1/audit/verify", as: "dev", f).1["intact"] == true)
+            let verified = try await client.call(.get, "/api/v1/audit/verify", as: "dev", f).1
+            #expect(verified["intact"] == true)
+            let head = try #require(verified["head"]?.stringValue)
+            #expect(try await client.call(.get, "/api/v1/audit/verify?anchor=\(head)", as: "dev", f).1["intact"] == true)
+            let beyond = "999:" + String(repeating: "0", count: 64)
+            let cut = try await client.call(.get, "/api/v1/audit/verify?anchor=\(head)&anchor=\(beyond)", as: "dev", f).1
+            #expect(cut["intact"] == false && cut["problem"]?.stringValue?.contains("cut from the end") == true)
+            #expect(try await client.call(.get, "/api/v1/audit/verify?anchor=nope", as: "dev", f).0 == 400)
             #expect(try await client.call(.get, "/api/v1/audit/events?subject=EX-1", as: "dev", f).1.arrayValue?.count == 2)
             let export = try await client.execute(uri: "/api/v1/audit/export", method: .get, headers: f.headers("dev")) { String(buffer: $0.body) }
             #expect(export.split(separator: "\n").count >= 10)
