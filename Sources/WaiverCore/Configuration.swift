@@ -43,6 +43,9 @@ public struct Configuration: Sendable, Equatable {
     public var sarif: [(Glob, String)] = []
     /// Policies with at least this many exceptions in a report's period are flagged for review.
     public var reviewThreshold: Int = 5
+    /// How long recorded checks (each violation of each run) are kept, in seconds. A workspace's
+    /// latest check is always kept, and the audit log (with each check's summary) never shrinks.
+    public var keepEvaluations: Int = 90 * 86_400
 
     public init() {}
 
@@ -51,7 +54,7 @@ public struct Configuration: Sendable, Equatable {
             && a.reminders == b.reminders && a.groups == b.groups && a.routing == b.routing
             && a.riskLevels == b.riskLevels && a.escalation == b.escalation && a.notify == b.notify
             && a.sarif.map { "\($0.0.pattern)=\($0.1)" } == b.sarif.map { "\($0.0.pattern)=\($0.1)" }
-            && a.reviewThreshold == b.reviewThreshold
+            && a.reviewThreshold == b.reviewThreshold && a.keepEvaluations == b.keepEvaluations
     }
 }
 

@@ -357,7 +357,8 @@ public struct Register: Sendable {
             "blocking": .number(Double(s.blocking)), "excepted": .number(Double(s.excepted)),
             "pending": .number(Double(s.pending)), "unknown": .number(Double(s.unknown)),
         ]
-        return try store.record(evaluation, event: AuditDraft(actor: actor, action: "check.recorded", subject: "workspace:\(report.workspace)", payload: payload, time: now))
+        return try store.record(evaluation, event: AuditDraft(actor: actor, action: "check.recorded", subject: "workspace:\(report.workspace)", payload: payload, time: now),
+                                pruneBefore: now.addingTimeInterval(-Double(configuration.keepEvaluations)))
     }
 }
 

@@ -177,8 +177,9 @@ public protocol RegisterStore: Sendable {
     func exceptions(_ filter: ExceptionFilter) throws -> [ExceptionRecord]
     /// Approved or pending exceptions in a workspace that cover any of these (policy, resource) pairs.
     func covering(workspace: String, pairs: [(policy: String, resource: String)]) throws -> [ExceptionRecord]
-    /// Records a check run and its audit event; returns the evaluation id.
-    func record(_ evaluation: Evaluation, event: AuditDraft) throws -> Int
+    /// Records a check run and its audit event, in one transaction with deleting the workspace's
+    /// recorded checks from before `pruneBefore` (their count goes in the event); returns the evaluation id.
+    func record(_ evaluation: Evaluation, event: AuditDraft, pruneBefore: Date?) throws -> Int
     /// The latest recorded check of a workspace.
     func latestEvaluation(workspace: String) throws -> Evaluation?
     /// Appends a free-standing audit event (e.g. an export or a verification).

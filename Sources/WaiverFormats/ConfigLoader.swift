@@ -5,7 +5,7 @@ import Yams
 /// Reads `waiver.yaml` (configuration.md). Every key has a default; an unknown key, a group that is
 /// referenced but not defined, or a duration past the cap is an error naming the key and line.
 public enum ConfigLoader {
-    static let topKeys = ["policies", "exceptions", "groups", "routing", "risk", "notify", "sarif", "reports"]
+    static let topKeys = ["policies", "exceptions", "groups", "routing", "risk", "notify", "sarif", "reports", "retention"]
 
     /// Loads the file at `path`; when `required` is false and the file does not exist, defaults apply.
     public static func load(path: String, required: Bool) throws(InputErrors) -> Configuration {
@@ -120,6 +120,16 @@ public enum ConfigLoader {
                 guard let pairs = yaml.mapping(value, key, what: "reports", known: ["review_threshold"]) else { continue }
                 for (k, _, v) in pairs {
                     if let n = yaml.int(v, "reports.\(k)", "reports.\(k)", range: 1...100_000) { config.reviewThreshold = n }
+                }
+            case "retention":
+                guard let pairs = yaml.mapping(value, key, what: "retention", known: ["evaluations"]) else { continue }
+                for (k, _, v) in pairs {
+                    guard let text = yaml.string(v, "retention.\(k)", "retention.\(k)") else { continue }
+                    if let d = parseDuration(text), d >= 86_400 {
+                        config.keepEvaluations = d
+                    } else {
+                        yaml.error(v, "retention.\(k)", "'\(text)' is not a duration of a day or more (use 30d, 13w or 365d)")
+                    }
                 }
             default: break
             }

@@ -45,6 +45,9 @@ sarif:                              # scanner rule ids -> category, for rules no
   "CKV_AWS_*": security
   "CKV2_AWS_*": security
   "AVD-*": security
+
+# retention:
+#   evaluations: 90d                # recorded checks kept this long (a workspace's latest always is)
 """# + "\n"),
         File(path: "policies/azure.yaml", contents: #"""
 # Azure (azurerm provider).

@@ -122,6 +122,9 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 t.column("expiresAt", .integer).notNull()
             }
         }
+        m.registerMigration("v4: recorded checks by age, for retention") { db in
+            try db.create(index: "evaluation_workspace_at", on: "evaluation", columns: ["workspace", "at"])
+        }
         return m
     }
 
@@ -413,8 +416,16 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
 
     // MARK: - Evaluations
 
-    public func record(_ evaluation: Evaluation, event: AuditDraft) throws -> Int {
+    public func record(_ evaluation: Evaluation, event: AuditDraft, pruneBefore: Date? = nil) throws -> Int {
         try pool.write { db in
+            // Retention: the workspace's older recorded checks go (their violations with them, by the
+            // foreign key); the new one is its latest, so the workspace always keeps one.
+            var pruned = 0
+            if let pruneBefore {
+                try db.cachedStatement(sql: "DELETE FROM evaluation WHERE workspace = ? AND at < ?")
+                    .execute(arguments: [evaluation.workspace, Self.seconds(pruneBefore)])
+                pruned = db.changesCount
+            }
             try db.cachedStatement(sql: "INSERT INTO evaluation (workspace, at, actor, verdict, resourceCount) VALUES (?, ?, ?, ?, ?)")
                 .execute(arguments: [evaluation.workspace, Self.seconds(evaluation.at), evaluation.actor, evaluation.verdict, evaluation.resourceCount])
             let id = db.lastInsertedRowID
@@ -425,6 +436,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
             var e = event
             if case .object(var o) = e.payload {
                 o.append("evaluation", .number(Double(id)))
+                if pruned > 0 { o.append("pruned_evaluations", .number(Double(pruned))) }
                 e.payload = .object(o)
             }
             try appendEvent(db, e)

@@ -195,6 +195,7 @@ struct ConfigTests {
               - { url: "https://hooks.example.com/w", secret_env: S, format: slack }
             sarif: { "CKV_*": security, "COST_*": cost }
             reports: { review_threshold: 3 }
+            retention: { evaluations: 13w }
             """)
         #expect(c.policies == "rules/")
         #expect(c.defaultDays == 7 && c.maxDays == 21)
@@ -203,6 +204,8 @@ struct ConfigTests {
         #expect(c.notify == [.init(url: "https://hooks.example.com/w", secretEnv: "S", format: "slack")])
         #expect(c.sarif.map(\.1) == ["security", "cost"])
         #expect(c.reviewThreshold == 3)
+        #expect(c.keepEvaluations == 91 * 86_400)
+        #expect(try parse("policies: p/").keepEvaluations == 90 * 86_400)
     }
 
     @Test(arguments: [
@@ -215,6 +218,8 @@ struct ConfigTests {
         ("risk: { escalation: { extreme: { min_approvals: 3 } } }", "escalation for 'extreme', which is not a risk level"),
         ("notify: [{ url: 'ftp://x' }]", "is not an http(s) URL"),
         ("notify: [{ url: 'https://x', format: xml }]", "unknown format 'xml'"),
+        ("retention: { evaluations: 12h }", "retention.evaluations: '12h' is not a duration of a day or more"),
+        ("retention: { evaluation: 30d }", "unknown key 'evaluation' in retention (did you mean 'evaluations'?)"),
     ])
     func rejects(_ yaml: String, _ fragment: String) {
         let e = errors(yaml)

@@ -132,6 +132,35 @@ struct RegisterStoreTests {
         #expect(try f.store.latestEvaluation(workspace: "none") == nil)
     }
 
+    @Test func recordingACheckDropsTheWorkspacesChecksPastRetention() throws {
+        let f = try Fixture()
+        let v = [RecordedViolation(policy: "P", resource: "r", status: .blocking, digest: "d")]
+        func record(_ w: String, _ days: Double, pruneBefore: Double? = nil) throws -> Int {
+            let at = t0.addingTimeInterval(days * 86_400)
+            return try f.store.record(Evaluation(workspace: w, at: at, actor: "ci", verdict: "blocked", resourceCount: 1, violations: v),
+                                      event: AuditDraft(actor: "ci", action: "check.recorded", subject: "workspace:\(w)", payload: [:], time: at),
+                                      pruneBefore: pruneBefore.map { t0.addingTimeInterval($0 * 86_400) })
+        }
+        _ = try record("shop", 0)
+        let kept = try record("shop", 10)
+        _ = try record("other", 0)
+        let latest = try record("shop", 100, pruneBefore: 10)
+        let q = try DatabaseQueue(path: f.store.path)
+        let (perWorkspace, violations) = try q.read { db in
+            (try Row.fetchAll(db, sql: "SELECT workspace, group_concat(id) FROM evaluation GROUP BY workspace ORDER BY workspace")
+                .map { "\($0[0] as String)=\($0[1] as String)" },
+             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM evaluationViolation") ?? -1)
+        }
+        // Only shop's check from before the cutoff went, with its violation; other workspaces keep theirs.
+        #expect(perWorkspace == ["other=3", "shop=\(kept),\(latest)"])
+        #expect(violations == 3)
+        let event = try #require(try f.events().last)
+        #expect(event.payload.contains("\"pruned_evaluations\":1"))
+        // A workspace's latest check survives any retention: it is the one just recorded.
+        _ = try record("other", 1000, pruneBefore: 1000)
+        #expect(try f.store.latestEvaluation(workspace: "other")?.at == t0.addingTimeInterval(1000 * 86_400))
+    }
+
     @Test func everyChangeIsAnEventAndTheChainVerifies() throws {
         let f = try Fixture()
         let e = try f.request()
