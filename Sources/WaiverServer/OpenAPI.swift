@@ -100,7 +100,7 @@ paths:
   /evidence/{sha256}:
     get: { summary: "Web: download evidence", tags: [web], security: [{ session: [] }], parameters: [{ name: sha256, in: path, required: true, schema: { type: string } }], responses: { "200": { description: the file } } }
   /register:
-    get: { summary: "Web: the register with filters", tags: [web], security: [{ session: [] }], responses: { "200": { description: HTML } } }
+    get: { summary: "Web: the register with filters (status, policy, workspace, expiring_within), newest first in pages (page, per_page)", tags: [web], security: [{ session: [] }], responses: { "200": { description: HTML } } }
   /register.csv:
     get: { summary: "Web: the filtered register as CSV", tags: [web], security: [{ session: [] }], responses: { "200": { description: CSV } } }
   /policies/{id}:

@@ -233,19 +233,39 @@ struct Web: Sendable {
         return Filtered(items: items, status: status, policy: policy, workspace: workspace, expiringWithin: within)
     }
 
+    /// Rows per register page, unless `per_page` (1-500) says otherwise.
+    static let registerPageSize = 100
+
     func registerPage(_ req: Request, _ ctx: WaiverContext) throws -> Response {
         let f = try filtered(req)
-        let items: [[String: Any]] = f.items.reversed().map { e in
+        // Newest first, one page at a time: a register of thousands stays a page a browser can show.
+        let q = req.uri.queryParameters
+        let perPage = min(500, max(1, q.get("per_page").flatMap { Int($0) } ?? Self.registerPageSize))
+        let pages = max(1, (f.items.count + perPage - 1) / perPage)
+        let page = min(pages, max(1, q.get("page").flatMap { Int($0) } ?? 1))
+        let newestFirst = Array(f.items.reversed())
+        let first = (page - 1) * perPage, last = min(newestFirst.count, first + perPage)
+        let items: [[String: Any]] = newestFirst[first..<last].map { e in
             ["id": e.displayId, "status": e.status.rawValue, "policy": e.policy, "workspace": e.workspace,
              "resources": e.resources.joined(separator: ", "), "risk": e.riskLevel, "requester": e.requester, "expires": e.expiresAt.map(iso) ?? ""]
         }
         let query = [("status", f.status), ("policy", f.policy), ("workspace", f.workspace), ("expiring_within", f.expiringWithin)]
             .filter { !$0.1.isEmpty }.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&")
-        return try render("register", [
-            "title": "Register", "items": items, "count": items.count, "policy": f.policy, "workspace": f.workspace,
+        func link(_ p: Int) -> String {
+            "/register?" + ([query, "page=\(p)", perPage == Self.registerPageSize ? "" : "per_page=\(perPage)"].filter { !$0.isEmpty }.joined(separator: "&"))
+        }
+        var values: [String: Any] = [
+            "title": "Register", "items": items, "count": f.items.count, "policy": f.policy, "workspace": f.workspace,
             "expiringWithin": f.expiringWithin, "query": query,
             "statuses": ExceptionStatus.allCases.map { ["value": $0.rawValue, "selected": $0.rawValue == f.status] },
-        ], ctx)
+        ]
+        if pages > 1 {
+            var nav: [String: Any] = ["first": first + 1, "last": last, "page": page, "pages": pages]
+            if page > 1 { nav["previous"] = link(page - 1) }
+            if page < pages { nav["next"] = link(page + 1) }
+            values["paged"] = nav
+        }
+        return try render("register", values, ctx)
     }
 
     /// The last four calendar quarters (UTC), oldest first: (label, start, end).
