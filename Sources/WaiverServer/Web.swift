@@ -16,6 +16,8 @@ struct Web: Sendable {
     static let sessionCookie = "waiver_session"
     static let loginCookie = "waiver_login"
     static let sessionSeconds: TimeInterval = 8 * 3600
+    /// A session unused this long ends (an approver's browser left open on a shared machine).
+    static let sessionIdleSeconds: TimeInterval = 30 * 60
 
     var store: SQLiteRegisterStore { state.store }
     var now: Date { state.settings.now() }
@@ -428,7 +430,7 @@ struct SessionMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        if let id = Web.cookie(request, Web.sessionCookie), let (user, csrf) = try store.session(idHash: AuditChain.sha256(Data(id.utf8)), now: now()) {
+        if let id = Web.cookie(request, Web.sessionCookie), let (user, csrf) = try store.session(idHash: AuditChain.sha256(Data(id.utf8)), now: now(), idle: Web.sessionIdleSeconds) {
             context.user = user
             context.csrf = csrf
         }

@@ -125,6 +125,10 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         m.registerMigration("v4: recorded checks by age, for retention") { db in
             try db.create(index: "evaluation_workspace_at", on: "evaluation", columns: ["workspace", "at"])
         }
+        m.registerMigration("v5: idle timeout of web sessions") { db in
+            // Sessions from before have never been seen: they end at once, and their users sign in again.
+            try db.alter(table: "session") { t in t.add(column: "lastSeenAt", .integer).notNull().defaults(to: 0) }
+        }
         return m
     }
 

@@ -122,20 +122,30 @@ extension SQLiteRegisterStore {
     public func createSession(idHash: String, user: String, csrf: String, expiresAt: Date, now: Date) throws {
         try pool.write { db in
             try db.execute(sql: "DELETE FROM session WHERE expiresAt <= ?", arguments: [Self.seconds(now)])
-            try db.execute(sql: "INSERT INTO session (idHash, user, csrf, expiresAt) VALUES (?, ?, ?, ?)",
-                           arguments: [idHash, user, csrf, Self.seconds(expiresAt)])
+            try db.execute(sql: "INSERT INTO session (idHash, user, csrf, expiresAt, lastSeenAt) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [idHash, user, csrf, Self.seconds(expiresAt), Self.seconds(now)])
             try appendEvent(db, AuditDraft(actor: user, action: "session.started", subject: "user:\(user)", payload: [:], time: now))
         }
     }
 
-    /// The user and CSRF token of a live session.
-    public func session(idHash: String, now: Date) throws -> (user: User, csrf: String)? {
-        try pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT user, csrf FROM session WHERE idHash = ? AND expiresAt > ?",
-                                             arguments: [idHash, Self.seconds(now)]),
+    /// The user and CSRF token of a live session: not past its lifetime, and used within `idle`
+    /// seconds. Use moves the idle deadline on (written at most once a minute, not on every request).
+    public func session(idHash: String, now: Date, idle: TimeInterval) throws -> (user: User, csrf: String)? {
+        let seconds = Self.seconds(now)
+        let found: (User, String, Int64)? = try pool.read { db in
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: """
+                    SELECT user, csrf, lastSeenAt FROM session WHERE idHash = ? AND expiresAt > ? AND lastSeenAt > ?
+                    """), arguments: [idHash, seconds, seconds - Int64(idle)]),
                   let user = try Self.user(db, row[0]) else { return nil }
-            return (user, row[1])
+            return (user, row[1], row[2])
         }
+        guard let (user, csrf, lastSeen) = found else { return nil }
+        if seconds - lastSeen >= 60 {
+            try pool.write { db in
+                try db.execute(sql: "UPDATE session SET lastSeenAt = MAX(lastSeenAt, ?) WHERE idHash = ?", arguments: [seconds, idHash])
+            }
+        }
+        return (user, csrf)
     }
 
     public func endSession(idHash: String) throws {

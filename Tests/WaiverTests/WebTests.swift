@@ -89,6 +89,15 @@ struct WebTests {
             #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Max-Age=28800"))
             #expect(!cookie.contains("Secure"))  // plain http on loopback; behind TLS it is Secure
             #expect(try await b.get(c, "/inbox").0 == 200)
+            // Use keeps a session alive (29 minutes, then 29 more); 30 idle minutes end it.
+            f.clock.set(t0.addingTimeInterval(29 * 60))
+            #expect(try await b.get(c, "/inbox").0 == 200)
+            f.clock.set(t0.addingTimeInterval(58 * 60))
+            #expect(try await b.get(c, "/inbox").0 == 200)
+            f.clock.set(t0.addingTimeInterval(88 * 60))
+            #expect(try await b.get(c, "/inbox").0 == 303)
+            f.clock.set(t0)
+            _ = try await b.signIn(c, token: f.tokens["sam"]!)
             // Sign-out needs the CSRF token too, then the session is gone.
             let (_, inbox, _) = try await b.get(c, "/inbox")
             #expect(try await b.post(c, "/logout", [("csrf", "wrong")]).0 == 403)
