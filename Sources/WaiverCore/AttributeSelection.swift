@@ -5,20 +5,20 @@
 /// only those attributes (and their `after_unknown`/`after_sensitive` masks) and skips the rest,
 /// which is most of a plan: the outcome of every policy is the same as with every attribute read.
 public struct AttributeSelection: Sendable {
-    /// Per policy: the types it applies to and the keys it reads (`nil` keys: every attribute).
-    private let rules: [(types: [Glob]?, keys: Set<String>?)]
+    /// Per evaluated policy: the keys it reads (`nil`: every attribute).
+    private let rules: [(policy: Policy, keys: Set<String>?)]
     private let readsEverything: Bool
 
     /// Every attribute of every resource (no policies known, or a caller that wants the whole plan).
     public static let all = AttributeSelection(rules: [], readsEverything: true)
 
-    private init(rules: [(types: [Glob]?, keys: Set<String>?)], readsEverything: Bool) {
+    private init(rules: [(policy: Policy, keys: Set<String>?)], readsEverything: Bool) {
         self.rules = rules
         self.readsEverything = readsEverything
     }
 
     public init(policies: [Policy]) {
-        var rules: [(types: [Glob]?, keys: Set<String>?)] = []
+        var rules: [(policy: Policy, keys: Set<String>?)] = []
         for policy in policies {
             let condition: Condition
             switch policy.rule {
@@ -27,7 +27,7 @@ public struct AttributeSelection: Sendable {
             }
             var keys = Set<String>()
             let bounded = Self.collect(condition, into: &keys)
-            rules.append((policy.resourceTypes, bounded ? keys : nil))
+            rules.append((policy, bounded ? keys : nil))
         }
         self.init(rules: rules, readsEverything: false)
     }
@@ -36,7 +36,7 @@ public struct AttributeSelection: Sendable {
     public func keys(forType type: String) -> Set<String>? {
         if readsEverything { return nil }
         var out = Set<String>()
-        for rule in rules where rule.types.map({ $0.contains { $0.matches(type) } }) ?? true {
+        for rule in rules where rule.policy.applies(toType: type) {
             guard let keys = rule.keys else { return nil }
             out.formUnion(keys)
         }

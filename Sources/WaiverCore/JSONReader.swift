@@ -114,14 +114,29 @@ public struct JSONReader: ~Copyable {
     public mutating func readObject(
         depth: Int = 0, _ body: (inout JSONReader, String) throws(JSONSyntaxError) -> Void
     ) throws(JSONSyntaxError) {
+        try readMembers(depth: depth) { (r: inout JSONReader, key: RawKey) throws(JSONSyntaxError) in
+            try body(&r, try r.text(of: key))
+        }
+    }
+
+    /// An object key as it stands in the input: where its raw bytes are, and whether they need decoding.
+    struct RawKey {
+        var start: Int, end: Int, escaped: Bool, high: Bool
+    }
+
+    /// The one loop over an object's members: `body` gets each key undecoded and must consume its value.
+    private mutating func readMembers(
+        depth: Int, _ body: (inout JSONReader, RawKey) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) {
         guard depth < maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
         guard try peek() == UInt8(ascii: "{") else { throw error("expected an object") }
         pos += 1
         if try peek() == UInt8(ascii: "}") { pos += 1; return }
         while true {
             guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string key") }
-            let key = try readString()
-            guard try peek() == UInt8(ascii: ":") else { throw error("expected ':' after key \"\(key)\"") }
+            let (start, end, escaped, high) = try scanStringBounds()
+            let key = RawKey(start: start, end: end, escaped: escaped, high: high)
+            guard try peek() == UInt8(ascii: ":") else { throw error("expected ':' after key \"\((try? text(of: key)) ?? "")\"") }
             pos += 1
             try body(&self, key)
             let c = try peek()
@@ -129,6 +144,15 @@ public struct JSONReader: ~Copyable {
             if c == UInt8(ascii: "}") { return }
             if c != UInt8(ascii: ",") { pos -= 1; throw error("expected ',' or '}' in object") }
         }
+    }
+
+    private func bytes(of key: RawKey) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: base + key.start, count: key.end - key.start)
+    }
+
+    /// A key decoded (and, when it holds escapes or non-ASCII bytes, validated).
+    private func text(of key: RawKey) throws(JSONSyntaxError) -> String {
+        try decode(bytes(of: key), at: key.start, escaped: key.escaped, high: key.high)
     }
 
     /// Reads an array element by element; `body` must consume each element.
@@ -207,30 +231,19 @@ public struct JSONReader: ~Copyable {
     /// are syntax-checked and skipped, their keys compared as bytes and never built. `nil` reads it whole.
     public mutating func readValue(depth: Int = 0, keeping keys: KeyFilter?) throws(JSONSyntaxError) -> Value {
         guard let keys, try peek() == UInt8(ascii: "{") else { return try readValue(depth: depth) }
-        guard depth < maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
-        pos += 1
         var object = Value.Object()
-        if try peek() == UInt8(ascii: "}") { pos += 1; return .object(object) }
-        while true {
-            guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string key") }
-            let (start, end, escaped, high) = try scanStringBounds()
-            let raw = UnsafeBufferPointer(start: base + start, count: end - start)
-            var key: String?
-            if escaped || high {
+        try readMembers(depth: depth) { (r: inout JSONReader, key: RawKey) throws(JSONSyntaxError) in
+            var name: String?
+            if key.escaped || key.high {
                 // Rare: decode (and validate) the key, then compare it as text.
-                key = try unescape(raw, at: start, build: true)
-                if let k = key, !keys.names.contains(k) { key = nil }
-            } else if keys.contains(raw) {
-                key = String(decoding: raw, as: UTF8.self)
+                let text = try r.text(of: key)
+                if keys.names.contains(text) { name = text }
+            } else if keys.contains(r.bytes(of: key)) {
+                name = String(decoding: r.bytes(of: key), as: UTF8.self)
             }
-            guard try peek() == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
-            pos += 1
-            if let key { object.append(key, try readValue(depth: depth + 1)) } else { try skipValue(depth: depth + 1) }
-            let c = try peek()
-            pos += 1
-            if c == UInt8(ascii: "}") { return .object(object) }
-            if c != UInt8(ascii: ",") { pos -= 1; throw error("expected ',' or '}' in object") }
+            if let name { object.append(name, try r.readValue(depth: depth + 1)) } else { try r.skipValue(depth: depth + 1) }
         }
+        return .object(object)
     }
 
     /// Skips the next value and returns the byte range it spans (to hand a sub-document to another reader).
@@ -251,7 +264,7 @@ public struct JSONReader: ~Copyable {
             if try peek() == UInt8(ascii: "}") { pos += 1; return }
             while true {
                 guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string key") }
-                try scanString(build: false)
+                try skipString()
                 guard try peek() == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
                 pos += 1
                 try skipValue(depth: depth + 1)
@@ -271,7 +284,7 @@ public struct JSONReader: ~Copyable {
                 if c != UInt8(ascii: ",") { pos -= 1; throw error("expected ',' or ']' in array") }
             }
         case UInt8(ascii: "\""):
-            try scanString(build: false)
+            try skipString()
         case UInt8(ascii: "t"): try literal("true")
         case UInt8(ascii: "f"): try literal("false")
         case UInt8(ascii: "n"): try literal("null")
@@ -293,7 +306,8 @@ public struct JSONReader: ~Copyable {
 
     public mutating func readString() throws(JSONSyntaxError) -> String {
         guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string") }
-        return try scanString(build: true) ?? ""
+        let (start, end, escaped, high) = try scanStringBounds()
+        return try decode(UnsafeBufferPointer(start: base + start, count: end - start), at: start, escaped: escaped, high: high)
     }
 
     /// Moves past the string at `pos` (which is its opening quote), checking it: the bounds of its
@@ -330,26 +344,24 @@ public struct JSONReader: ~Copyable {
         return (open + 1, i, escaped, high)
     }
 
-    @discardableResult
-    private mutating func scanString(build: Bool) throws(JSONSyntaxError) -> String? {
-        let (contentStart, contentEnd, sawEscape, sawHigh) = try scanStringBounds()
-        let raw = UnsafeBufferPointer(start: base + contentStart, count: contentEnd - contentStart)
-        if !sawEscape {
-            if sawHigh {
-                guard let s = String(validating: raw, as: UTF8.self) else {
-                    throw error("invalid UTF-8 in string", at: contentStart)
-                }
-                return build ? s : nil
-            }
-            return build ? String(decoding: raw, as: UTF8.self) : nil
+    /// Moves past a string, checking it without building it: escapes must be well formed and the
+    /// bytes valid UTF-8. Escapes are ASCII and each decodes to valid text (a lone surrogate to U+FFFD),
+    /// so the raw bytes are valid exactly when the decoded string would be.
+    private mutating func skipString() throws(JSONSyntaxError) {
+        let (start, end, escaped, high) = try scanStringBounds()
+        let raw = UnsafeBufferPointer(start: base + start, count: end - start)
+        if escaped { try checkEscapes(raw, at: start) }
+        if high, String(validating: raw, as: UTF8.self) == nil { throw error("invalid UTF-8 in string", at: start) }
+    }
+
+    /// The text of a string's raw content.
+    private func decode(_ raw: UnsafeBufferPointer<UInt8>, at start: Int, escaped: Bool, high: Bool) throws(JSONSyntaxError) -> String {
+        if escaped { return try unescape(raw, at: start) }
+        if high {
+            guard let s = String(validating: raw, as: UTF8.self) else { throw error("invalid UTF-8 in string", at: start) }
+            return s
         }
-        if !build && !sawHigh {
-            // ASCII with escapes, skipped: every well-formed escape decodes to valid text, so only
-            // the escapes need checking (Terraform writes `<`, `>` and `&` as \u003c, \u003e, \u0026).
-            try checkEscapes(raw, at: contentStart)
-            return nil
-        }
-        return try unescape(raw, at: contentStart, build: build)
+        return String(decoding: raw, as: UTF8.self)
     }
 
     private func checkEscapes(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int) throws(JSONSyntaxError) {
@@ -372,7 +384,7 @@ public struct JSONReader: ~Copyable {
         }
     }
 
-    private func unescape(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int, build: Bool) throws(JSONSyntaxError) -> String? {
+    private func unescape(_ raw: UnsafeBufferPointer<UInt8>, at offset: Int) throws(JSONSyntaxError) -> String {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(raw.count)
         var i = 0
@@ -425,10 +437,6 @@ public struct JSONReader: ~Copyable {
                 throw error("bad escape '\\\(describe(e))' in string", at: offset + i)
             }
             i += 2
-        }
-        guard build else {
-            if String(validating: bytes, as: UTF8.self) == nil { throw error("invalid UTF-8 in string", at: offset) }
-            return nil
         }
         guard let s = String(validating: bytes, as: UTF8.self) else { throw error("invalid UTF-8 in string", at: offset) }
         return s

@@ -91,8 +91,7 @@ public struct AuditAnchor: Sendable, Equatable, CustomStringConvertible {
     /// Parses `SEQ:HASH`; nil unless SEQ is a positive event number and HASH 64 hex digits.
     public init?(_ text: String) {
         let parts = text.trimmingCharacters(in: .whitespaces).split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, let seq = Int(parts[0]), seq > 0, parts[1].utf8.count == 64,
-              parts[1].utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || (0x41...0x46).contains($0) })
+        guard parts.count == 2, let seq = Int(parts[0]), seq > 0, parts[1].utf8.count == 64, parts[1].utf8.allSatisfy(\.isHexDigitASCII)
         else { return nil }
         self.init(seq: seq, hash: parts[1].lowercased())
     }
