@@ -148,6 +148,8 @@ public struct CheckReport: Sendable {
     public var policies: [Policy]
     /// Compliant pairs, when the check was asked to keep them.
     public var compliant: [EvaluatedPair]
+    /// What the register could not vouch for (an exception whose stored state the audit log does not back).
+    public var warnings: [String] = []
 
     public init(
         workspace: String, unknownMode: UnknownMode, findings: [Finding], resourceCount: Int,

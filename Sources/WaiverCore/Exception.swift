@@ -122,7 +122,16 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
     public var expiresAt: Date?
     /// The exception this one renews.
     public var renews: Int?
-
+    /// The named owner of a device or account (program exceptions): conflicted like the requester.
+    public var owner: String?
+    /// The risk level the requester's likelihood x impact gave, when the policy's floor or an
+    /// approver raised it (nil when `riskLevel` is what the requester proposed).
+    public var proposedRisk: String?
+    /// The approver who last raised the risk (nil when only the policy's floor did).
+    public var riskRaisedBy: String?
+    /// Why the stored state is not trusted (it is not the state the audit log's last event about it
+    /// records), or nil when it is backed by the log. Set by the store on every read.
+    public var untrusted: String?
 
     public init(
         id: Int,
@@ -146,7 +155,10 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
         createdAt: Date,
         decidedAt: Date?,
         expiresAt: Date?,
-        renews: Int?
+        renews: Int?,
+        owner: String? = nil,
+        proposedRisk: String? = nil,
+        riskRaisedBy: String? = nil
     ) {
         self.id = id
         self.policy = policy
@@ -170,6 +182,9 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
         self.decidedAt = decidedAt
         self.expiresAt = expiresAt
         self.renews = renews
+        self.owner = owner
+        self.proposedRisk = proposedRisk
+        self.riskRaisedBy = riskRaisedBy
     }
 
     public var displayId: String { ExceptionRecord.display(id) }
@@ -182,10 +197,66 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
         return n
     }
 
-    /// Active: approved and not yet at its expiry instant.
+    /// Active: approved, not yet at its expiry instant, and its state is the one the audit log records.
     public func isActive(at now: Date) -> Bool {
-        guard status == .approved, let expiresAt else { return false }
+        guard status == .approved, untrusted == nil, let expiresAt else { return false }
         return now < expiresAt
+    }
+
+    /// The people the subject of a program exception names: a person exception is about the people
+    /// it lists; a device or account exception about its owner.
+    public var subjectPeople: [String] {
+        switch subjectKind {
+        case .resource: return []
+        case .person: return resources
+        case .device, .account: return owner.map { [$0] } ?? []
+        }
+    }
+
+    /// Why this person may not approve or reject the exception, or nil when they may. People are
+    /// compared as identities (`Identity.canonical`), never as raw strings.
+    public func conflict(of person: String) -> String? {
+        let p = Identity.canonical(person)
+        if Identity.canonical(requester) == p { return "they requested it (no one approves their own request)" }
+        if subjectKind == .person, resources.contains(where: { Identity.canonical($0) == p }) {
+            return "it is about them (they are the person it excepts)"
+        }
+        if let owner, Identity.canonical(owner) == p { return "they own the \(subjectKind.rawValue) it is about" }
+        if conflicted.contains(where: { Identity.canonical($0) == p }) {
+            return renews == nil ? "they authored the change it covers"
+                : "they authored the change it covers or were conflicted on \(ExceptionRecord.display(renews ?? 0)), which it renews"
+        }
+        return nil
+    }
+
+    /// Whether this person already approved it.
+    public func approved(by person: String) -> Bool {
+        let p = Identity.canonical(person)
+        return approvals.contains { Identity.canonical($0.approver) == p }
+    }
+
+    /// Everything the register stores about the exception, as canonical JSON: what the audit log's
+    /// last event about it records (as a SHA-256), so a row changed behind the log's back is caught.
+    public var canonicalState: String { JSONWriter.canonical(stateValue) }
+
+    /// The state as a JSON object (the `state` of the audit event that last changed the exception).
+    public var stateValue: Value {
+        func opt(_ d: Date?) -> Value { d.map { .number($0.timeIntervalSince1970.rounded(.down)) } ?? .null }
+        func list(_ l: [String]) -> Value { .array(l.map(Value.string)) }
+        let state: Value = .object(Value.Object([
+            ("id", .number(Double(id))), ("policy", .string(policy)), ("category", .string(category)), ("workspace", .string(workspace)),
+            ("subject_kind", .string(subjectKind.rawValue)), ("resources", list(resources)), ("requester", .string(requester)),
+            ("conflicted", list(conflicted)), ("reason", .string(reason)), ("days", .number(Double(requestedDays))),
+            ("likelihood", .string(likelihood.rawValue)), ("impact", .string(impact.rawValue)), ("risk", .string(riskLevel)),
+            ("mitigations", list(mitigations)),
+            ("evidence", .array(evidence.map { .array([.string($0.sha256), .string($0.name), .number(Double($0.size)), .string($0.addedBy), opt($0.at)]) })),
+            ("approvals", .array(approvals.map { .array([.string($0.approver), $0.comment.map(Value.string) ?? .null, opt($0.at)]) })),
+            ("groups", list(rule.groups)), ("min_approvals", .number(Double(rule.minApprovals))), ("required_groups", list(rule.requiredGroups)),
+            ("status", .string(status.rawValue)), ("created", opt(createdAt)), ("decided", opt(decidedAt)), ("expires", opt(expiresAt)),
+            ("renews", renews.map { .number(Double($0)) } ?? .null), ("owner", owner.map(Value.string) ?? .null),
+            ("proposed_risk", proposedRisk.map(Value.string) ?? .null), ("risk_raised_by", riskRaisedBy.map(Value.string) ?? .null),
+        ]))
+        return state
     }
 
     public func covers(policy: String, workspace: String, resource: String) -> Bool {

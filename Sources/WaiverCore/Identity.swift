@@ -52,3 +52,27 @@ public struct WebhookDelivery: Sendable, Equatable {
         self.lastError = lastError
     }
 }
+
+/// How people are compared wherever a rule depends on who someone is (requester, approver, commit
+/// author, the subject or owner of a program exception): surrounding space trimmed, the address
+/// taken out of `Name <addr>`, and the whole case-folded, so `SAM@example.com`, `" sam@example.com"`
+/// and `Sam <sam@example.com>` are one person.
+public enum Identity {
+    public static func canonical(_ text: String) -> String {
+        var t = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if t.hasSuffix(">"), let open = t.lastIndex(of: "<") {
+            let inner = t[t.index(after: open)..<t.index(before: t.endIndex)].trimmingCharacters(in: .whitespaces)
+            if !inner.isEmpty { t = inner }
+        }
+        if t.hasPrefix("mailto:") { t = String(t.dropFirst("mailto:".count)) }
+        return t.lowercased()
+    }
+
+    /// Whether two texts name the same person.
+    public static func same(_ a: String, _ b: String) -> Bool { canonical(a) == canonical(b) }
+}
+
+extension String {
+    /// nil for the empty string.
+    public var nilIfEmpty: String? { isEmpty ? nil : self }
+}

@@ -506,7 +506,7 @@ public struct KeyFilter: Sendable {
 }
 
 extension UInt8 {
-    var isHexDigitASCII: Bool {
+    public var isHexDigitASCII: Bool {
         (0x30...0x39).contains(self) || (0x41...0x46).contains(self) || (0x61...0x66).contains(self)
     }
 }

@@ -119,11 +119,15 @@ public struct ExceptionRule: Sendable, Equatable {
     public var maxDays: Int?
     public var approvers: [String]?
     public var minApprovals: Int?
+    /// The lowest risk level an exception to the policy may carry (`exceptions.min_risk`), whatever
+    /// likelihood and impact the requester proposes; nil: derived from the policy's severity.
+    public var minRisk: String?
 
-    public init(maxDays: Int? = nil, approvers: [String]? = nil, minApprovals: Int? = nil) {
+    public init(maxDays: Int? = nil, approvers: [String]? = nil, minApprovals: Int? = nil, minRisk: String? = nil) {
         self.maxDays = maxDays
         self.approvers = approvers
         self.minApprovals = minApprovals
+        self.minRisk = minRisk
     }
 }
 

@@ -14,10 +14,12 @@ public struct ExceptionRequest: Sendable, Equatable {
     public var renews: Int?
     /// People who may not approve besides the requester (e.g. the commit author).
     public var conflicted: [String]
+    /// The named owner of a device or account (required for those kinds; conflicted like the requester).
+    public var owner: String?
 
     public init(policy: String, workspace: String, subjectKind: SubjectKind = .resource, resources: [String], reason: String,
                 days: Int? = nil, likelihood: RiskFactor? = nil, impact: RiskFactor? = nil, mitigations: [String] = [],
-                renews: Int? = nil, conflicted: [String] = []) {
+                renews: Int? = nil, conflicted: [String] = [], owner: String? = nil) {
         self.policy = policy
         self.workspace = workspace
         self.subjectKind = subjectKind
@@ -29,6 +31,7 @@ public struct ExceptionRequest: Sendable, Equatable {
         self.mitigations = mitigations
         self.renews = renews
         self.conflicted = conflicted
+        self.owner = owner
     }
 }
 
@@ -37,6 +40,22 @@ public struct ExpiryOutcome: Sendable, Equatable {
     public var exception: ExceptionRecord
     /// Resources still violating the policy in the workspace's latest recorded check.
     public var stillViolating: [String]
+}
+
+/// A request validated, priced and routed, not yet stored.
+public struct PreparedRequest: Sendable {
+    public var record: ExceptionRecord
+    public var event: AuditDraft
+    /// Why its approval rule can never be met by the people who may approve it (nil when it can).
+    public var warning: String?
+}
+
+/// The limits on what a request may carry: every text is bounded, so no one grows the register without bound.
+public enum RequestLimits {
+    public static let reason = 10_000
+    public static let text = 2_000
+    public static let resources = 10_000
+    public static let mitigations = 100
 }
 
 /// The rules of the register, enforced on top of a `RegisterStore`: separation of duties, routing,
@@ -48,11 +67,14 @@ public struct Register: Sendable {
     public let policies: [String: Policy]
     /// The groups a person belongs to (from waiver.yaml locally, from the user database on a server).
     public let groupsOf: @Sendable (String) -> Set<String>
+    /// The members of a group (for telling a rule that can never be met).
+    public let membersOf: @Sendable (String) -> Set<String>
     /// Whether a person is an administrator (may revoke any exception; never approve their own).
     public let isAdmin: @Sendable (String) -> Bool
 
     public init(store: any RegisterStore, configuration: Configuration, policies: [Policy],
-                groupsOf: (@Sendable (String) -> Set<String>)? = nil, isAdmin: @escaping @Sendable (String) -> Bool = { _ in false }) {
+                groupsOf: (@Sendable (String) -> Set<String>)? = nil, membersOf: (@Sendable (String) -> Set<String>)? = nil,
+                isAdmin: @escaping @Sendable (String) -> Bool = { _ in false }) {
         self.isAdmin = isAdmin
         self.store = store
         self.configuration = configuration
@@ -60,26 +82,63 @@ public struct Register: Sendable {
         for p in policies { byId[p.id] = p }
         self.policies = byId
         let groups = configuration.groups
-        self.groupsOf = groupsOf ?? { person in Set(groups.filter { $0.value.contains(person) }.map(\.key)) }
+        self.groupsOf = groupsOf ?? { person in
+            let p = Identity.canonical(person)
+            return Set(groups.filter { $0.value.contains { Identity.canonical($0) == p } }.map(\.key))
+        }
+        self.membersOf = membersOf ?? { group in Set((groups[group] ?? []).map(Identity.canonical)) }
     }
 
     public static func second(_ d: Date) -> Date { Date(timeIntervalSince1970: d.timeIntervalSince1970.rounded(.down)) }
 
-    // MARK: - Request
+    // MARK: - Risk
 
     /// The risk level for likelihood x impact, from `risk.levels`.
     public func riskLevel(_ likelihood: RiskFactor, _ impact: RiskFactor) throws -> String {
-        let score = likelihood.score * impact.score
+        try riskLevel(score: likelihood.score * impact.score, what: "likelihood \(likelihood.rawValue) x impact \(impact.rawValue)")
+    }
+
+    func riskLevel(score: Int, what: String) throws -> String {
         guard let level = configuration.riskLevels.first(where: { $0.value.contains(score) })?.key else {
-            throw RegisterError.invalid("no risk level in waiver.yaml covers likelihood \(likelihood.rawValue) x impact \(impact.rawValue) (score \(score))")
+            throw RegisterError.invalid("no risk level in waiver.yaml covers \(what) (score \(score))")
         }
         return level
     }
 
+    /// Risk levels in order, lowest first (by the highest score each covers).
+    public var riskOrder: [String] { configuration.riskLevels.sorted { ($0.value.max() ?? 0) < ($1.value.max() ?? 0) }.map(\.key) }
+
+    /// A level's place in `riskOrder` (-1 when waiver.yaml does not define it).
+    public func rank(_ level: String) -> Int { riskOrder.firstIndex(of: level) ?? -1 }
+
+    /// The impact a policy's severity gives when the requester names none.
+    public static func defaultImpact(_ severity: Severity) -> RiskFactor {
+        switch severity {
+        case .low: return .low
+        case .medium: return .medium
+        case .high, .critical: return .high
+        }
+    }
+
+    /// The lowest risk an exception to this policy may carry: `exceptions.min_risk`, else derived
+    /// from severity — the level of the default impact at likelihood low, and at likelihood medium
+    /// for `critical` policies (with the default levels: critical -> high, high -> medium).
+    public func riskFloor(for policy: Policy) -> String? {
+        if let named = policy.exceptions?.minRisk { return named }
+        let likelihood: RiskFactor = policy.severity == .critical ? .medium : .low
+        return try? riskLevel(likelihood, Register.defaultImpact(policy.severity))
+    }
+
+    // MARK: - Routing
+
     /// Who must approve an exception to this policy at this risk level.
     public func approvalRule(for policy: Policy, level: String) -> ApprovalRule {
-        let base = policy.exceptions?.approvers ?? configuration.routing[policy.category] ?? configuration.routing["default"] ?? ["security"]
-        var min = policy.exceptions?.minApprovals ?? 1
+        approvalRule(category: policy.category, exceptions: policy.exceptions, level: level)
+    }
+
+    func approvalRule(category: String, exceptions: ExceptionRule?, level: String) -> ApprovalRule {
+        let base = exceptions?.approvers ?? configuration.routing[category] ?? configuration.routing["default"] ?? ["security"]
+        var min = exceptions?.minApprovals ?? 1
         var required: [String] = []
         if let esc = configuration.escalation[level] {
             if let m = esc.minApprovals { min = max(min, m) }
@@ -90,10 +149,44 @@ public struct Register: Sendable {
         return ApprovalRule(groups: groups, minApprovals: min, requiredGroups: required)
     }
 
-    /// The longest exception this policy allows, in days.
-    public func maxDays(for policy: Policy) -> Int {
-        min(configuration.maxDays, policy.exceptions?.maxDays ?? configuration.maxDays, Configuration.absoluteMaxDays)
+    /// Why no set of eligible people can ever meet this rule, or nil when some can. `excluding` are
+    /// the people conflicted on one exception (compared as identities).
+    public func impossibility(of rule: ApprovalRule, excluding: [String] = []) -> String? {
+        let out = Set(excluding.map(Identity.canonical))
+        let eligible = rule.groups.reduce(into: Set<String>()) { $0.formUnion(membersOf($1)) }.subtracting(out)
+        var problems: [String] = []
+        if eligible.count < rule.minApprovals {
+            problems.append("needs \(rule.minApprovals) distinct approvers from \(rule.groups.joined(separator: ", ")), which \(rule.groups.count == 1 ? "has" : "have") \(eligible.count) \(out.isEmpty ? "" : "eligible ")member\(eligible.count == 1 ? "" : "s")")
+        }
+        if !rule.requiredGroups.isEmpty, rule.requiredGroups.reduce(into: Set<String>(), { $0.formUnion(membersOf($1)) }).subtracting(out).isEmpty {
+            problems.append("needs an approval from \(rule.requiredGroups.joined(separator: " or ")), which has no \(out.isEmpty ? "" : "eligible ")member")
+        }
+        return problems.isEmpty ? nil : problems.joined(separator: " and ")
     }
+
+    /// Every approval rule of the loaded policies that can never be met, one line per rule: the
+    /// policies, the risk level, the groups and the numbers. Said at start and whenever users change.
+    public func unmeetableRules() -> [String] {
+        var byProblem: [String: [String]] = [:]
+        var order: [String] = []
+        let levels = riskOrder
+        for policy in policies.values.sorted(by: { $0.id < $1.id }) where !policy.implicit {
+            let floor = riskFloor(for: policy).map(rank) ?? 0
+            for level in levels where rank(level) >= floor {
+                guard let why = impossibility(of: approvalRule(for: policy, level: level)) else { continue }
+                let key = "at \(level) risk " + why
+                if byProblem[key] == nil { order.append(key) }
+                byProblem[key, default: []].append(policy.id)
+            }
+        }
+        return order.map { key in
+            let ids = byProblem[key] ?? []
+            let named = ids.prefix(6).joined(separator: ", ") + (ids.count > 6 ? " and \(ids.count - 6) more" : "")
+            return "exceptions to \(named) \(key): such requests would stay pending forever"
+        }
+    }
+
+    // MARK: - Policies
 
     public func policy(_ id: String) throws -> Policy {
         if let p = policies[id] { return p }
@@ -101,18 +194,46 @@ public struct Register: Sendable {
         throw RegisterError.invalid("unknown policy '\(id)'\(hint)")
     }
 
+    /// A policy by id, or a scanner rule the workspace's recorded checks have met (with the category
+    /// and severity the check gave it, routed as `check --request` would route it).
+    public func policy(_ id: String, workspace: String) throws -> Policy {
+        if let p = policies[id] { return p }
+        if let met = try store.recordedRule(workspace: workspace, policy: id) {
+            return Policy(id: id, title: id, category: met.category, severity: met.severity, rule: .external, implicit: true)
+        }
+        let hint = closestMatch(to: id, in: Array(policies.keys)).map { " (did you mean '\($0)'?)" } ?? ""
+        throw RegisterError.invalid("unknown policy '\(id)'\(hint): not in the policy files, and no recorded check of workspace \(workspace) met a scanner rule of that id")
+    }
+
+    // MARK: - Request
+
     /// Files a request: validated, priced for risk, routed, logged. It is pending until approved.
     public func request(_ r: ExceptionRequest, actor: String, now: Date) throws -> ExceptionRecord {
+        try store.insert([try prepare(r, actor: actor, now: now)])[0]
+    }
+
+    /// Files several requests, all or none: every one is validated first, then all are stored in one transaction.
+    public func requestAll(_ requests: [ExceptionRequest], actor: String, now: Date) throws -> [ExceptionRecord] {
+        let prepared = try requests.map { try prepare($0, actor: actor, now: now) }
+        return prepared.isEmpty ? [] : try store.insert(prepared)
+    }
+
+    /// Validates, prices and routes a request without storing it.
+    public func prepare(_ r: ExceptionRequest, actor: String, now: Date) throws -> PreparedRequest {
         let now = Register.second(now)
-        let policy = try policy(r.policy)
-        let reason = r.reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !reason.isEmpty else { throw RegisterError.invalid("a request needs a reason (--reason)") }
-        guard reason.count <= 10_000 else { throw RegisterError.invalid("the reason is longer than 10,000 characters") }
+        let actor = actor.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !actor.isEmpty, actor.count <= 200 else { throw RegisterError.invalid("the actor must be a name of 1 to 200 characters") }
         let workspace = r.workspace.trimmingCharacters(in: .whitespaces)
         guard !workspace.isEmpty else { throw RegisterError.invalid("a request needs a workspace (--workspace)") }
+        guard workspace.count <= 200 else { throw RegisterError.invalid("the workspace is longer than 200 characters") }
+        let policy = try policy(r.policy, workspace: workspace)
+        let reason = r.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reason.isEmpty else { throw RegisterError.invalid("a request needs a reason (--reason)") }
+        guard reason.count <= RequestLimits.reason else { throw RegisterError.invalid("the reason is longer than 10,000 characters") }
         var resources: [String] = []
         for res in r.resources.map({ $0.trimmingCharacters(in: .whitespaces) }) where !resources.contains(res) {
             guard !res.isEmpty else { throw RegisterError.invalid("an empty resource address") }
+            guard res.count <= RequestLimits.text else { throw RegisterError.invalid("a resource address is longer than 2,000 characters") }
             resources.append(res)
         }
         guard !resources.isEmpty else {
@@ -120,7 +241,21 @@ public struct Register: Sendable {
                 ? "a request needs at least one resource (--resource ADDRESS)"
                 : "a program exception needs its subject (--resource: the \(r.subjectKind.rawValue))")
         }
-        guard resources.count <= 10_000 else { throw RegisterError.invalid("more than 10,000 resources in one request") }
+        guard resources.count <= RequestLimits.resources else { throw RegisterError.invalid("more than 10,000 resources in one request") }
+        let owner = r.owner?.trimmingCharacters(in: .whitespacesAndNewlines).nilIfEmpty
+        switch r.subjectKind {
+        case .device, .account:
+            guard let owner else {
+                throw RegisterError.invalid("a \(r.subjectKind.rawValue) exception names its owner (--owner): the owner, like the requester, may not approve it")
+            }
+            guard owner.count <= 200 else { throw RegisterError.invalid("the owner is longer than 200 characters") }
+        case .resource, .person:
+            if owner != nil { throw RegisterError.invalid("--owner is for device and account exceptions (a person exception is about its subject)") }
+        }
+        let mitigations = r.mitigations.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+        guard mitigations.count <= RequestLimits.mitigations, mitigations.allSatisfy({ $0.count <= RequestLimits.text }) else {
+            throw RegisterError.invalid("at most 100 mitigations of at most 2,000 characters each")
+        }
         let cap = maxDays(for: policy)
         let days = r.days ?? min(configuration.defaultDays, cap)
         guard days >= 1 else { throw RegisterError.invalid("--days must be at least 1: every exception expires") }
@@ -129,14 +264,21 @@ public struct Register: Sendable {
             throw RegisterError.invalid("\(days) days is past the cap of \(cap) days for \(policy.id) (\(why))")
         }
         let likelihood = r.likelihood ?? .medium
-        let impact = r.impact ?? {
-            switch policy.severity {
-            case .low: return .low
-            case .medium: return .medium
-            case .high, .critical: return .high
-            }
-        }()
-        let level = try riskLevel(likelihood, impact)
+        let impact = r.impact ?? Register.defaultImpact(policy.severity)
+        let proposed = try riskLevel(likelihood, impact)
+        var level = proposed
+        if let floor = riskFloor(for: policy), rank(floor) > rank(level) { level = floor }
+        // Conflicted people, as identities: the commit author, and on a renewal everyone who was
+        // conflicted on the exception it renews (its requester, subject, owner and commit author).
+        var conflicted: [String] = []
+        func conflict(_ person: String) {
+            let p = Identity.canonical(person)
+            if !p.isEmpty, p != Identity.canonical(actor), !conflicted.contains(p) { conflicted.append(p) }
+        }
+        for person in r.conflicted {
+            guard person.count <= 200 else { throw RegisterError.invalid("a conflicted person's name is longer than 200 characters") }
+            conflict(person)
+        }
         if let old = r.renews {
             guard let previous = try store.exception(id: old) else {
                 throw RegisterError.notFound("\(ExceptionRecord.display(old)) not found (--renews)")
@@ -150,14 +292,16 @@ public struct Register: Sendable {
             guard reason != previous.reason else {
                 throw RegisterError.invalid("a renewal needs a reason of its own: say why the exception is still needed")
             }
+            for person in [previous.requester] + previous.conflicted + previous.subjectPeople { conflict(person) }
         }
+        let rule = approvalRule(for: policy, level: level)
         let record = ExceptionRecord(
             id: 0, policy: policy.id, category: policy.category, workspace: workspace, subjectKind: r.subjectKind,
-            resources: resources, requester: actor, conflicted: r.conflicted.filter { $0 != actor }, reason: reason,
+            resources: resources, requester: actor, conflicted: conflicted, reason: reason,
             requestedDays: days, likelihood: likelihood, impact: impact, riskLevel: level,
-            mitigations: r.mitigations.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty },
-            evidence: [], approvals: [], rule: approvalRule(for: policy, level: level), status: .pending,
-            createdAt: now, decidedAt: nil, expiresAt: nil, renews: r.renews)
+            mitigations: mitigations, evidence: [], approvals: [], rule: rule, status: .pending,
+            createdAt: now, decidedAt: nil, expiresAt: nil, renews: r.renews, owner: owner,
+            proposedRisk: level == proposed ? nil : proposed)
         var payload: Value.Object = Value.Object([
             ("policy", .string(record.policy)), ("workspace", .string(workspace)), ("subject_kind", .string(r.subjectKind.rawValue)),
             ("resources", .array(resources.map(Value.string))), ("reason", .string(reason)), ("days", .number(Double(days))),
@@ -165,18 +309,31 @@ public struct Register: Sendable {
             ("mitigations", .array(record.mitigations.map(Value.string))),
             ("approvers", .array(record.rule.groups.map(Value.string))), ("min_approvals", .number(Double(record.rule.minApprovals))),
         ])
+        if level != proposed { payload.append("risk_floor", .string("\(proposed) raised to \(level), the floor of \(policy.id)")) }
+        if let owner { payload.append("owner", .string(owner)) }
+        if !conflicted.isEmpty { payload.append("conflicted", .array(conflicted.map(Value.string))) }
         if let old = r.renews { payload.append("renews", .string(ExceptionRecord.display(old))) }
-        return try store.insert(record, event: AuditDraft(actor: actor, action: "exception.requested", subject: "", payload: .object(payload), time: now))
+        let warning = impossibility(of: rule, excluding: [actor] + conflicted + record.subjectPeople).map {
+            "exceptions to \(policy.id) at \(level) risk \($0): this request would stay pending forever"
+        }
+        if let warning { payload.append("warning", .string(warning)) }
+        return PreparedRequest(record: record, event: AuditDraft(actor: actor, action: "exception.requested", subject: "", payload: .object(payload), time: now),
+                               warning: warning)
+    }
+
+    /// The longest exception this policy allows, in days.
+    public func maxDays(for policy: Policy) -> Int {
+        min(configuration.maxDays, policy.exceptions?.maxDays ?? configuration.maxDays, Configuration.absoluteMaxDays)
     }
 
     // MARK: - Decisions
 
     func mayDecide(_ e: ExceptionRecord, actor: String, verb: String) throws {
-        if actor == e.requester {
-            throw RegisterError.refused("\(actor) cannot \(verb) \(e.displayId): they requested it (no one approves their own request)")
+        if let why = e.untrusted {
+            throw RegisterError.refused("\(e.displayId) cannot be decided: \(why)")
         }
-        if e.conflicted.contains(actor) {
-            throw RegisterError.refused("\(actor) cannot \(verb) \(e.displayId): they authored the change it covers")
+        if let why = e.conflict(of: actor) {
+            throw RegisterError.refused("\(actor) cannot \(verb) \(e.displayId): \(why)")
         }
         let mine = groupsOf(actor)
         if mine.isDisjoint(with: e.rule.groups) {
@@ -184,13 +341,18 @@ public struct Register: Sendable {
         }
     }
 
+    /// Whether this person may approve or reject the exception now (for inboxes and pages: the same rule as the decision).
+    public func mayDecide(_ e: ExceptionRecord, person: String) -> Bool {
+        e.status == .pending && (try? mayDecide(e, actor: person, verb: "approve")) != nil && !e.approved(by: person)
+    }
+
     func satisfied(_ e: ExceptionRecord) -> (Bool, String) {
-        let approvers = Set(e.approvals.map(\.approver))
+        let approvers = Set(e.approvals.map { Identity.canonical($0.approver) })
         var missing: [String] = []
         if approvers.count < e.rule.minApprovals {
             missing.append("\(e.rule.minApprovals - approvers.count) more approval\(e.rule.minApprovals - approvers.count == 1 ? "" : "s")")
         }
-        if !e.rule.requiredGroups.isEmpty, !approvers.contains(where: { !groupsOf($0).isDisjoint(with: e.rule.requiredGroups) }) {
+        if !e.rule.requiredGroups.isEmpty, !e.approvals.contains(where: { !groupsOf($0.approver).isDisjoint(with: e.rule.requiredGroups) }) {
             missing.append("an approval from \(e.rule.requiredGroups.joined(separator: " or ")) (\(e.riskLevel) risk)")
         }
         return (missing.isEmpty, missing.joined(separator: " and "))
@@ -198,12 +360,15 @@ public struct Register: Sendable {
 
     /// Approves (or adds one approval to) a pending request. When the approvals suffice, the
     /// exception becomes active until now + its duration (an approver may shorten it with `days`).
-    public func approve(_ id: Int, actor: String, comment: String?, days: Int?, now: Date) throws -> ExceptionRecord {
+    /// An approver may re-rate the risk upward (`risk`): the rule for the higher level applies at once.
+    public func approve(_ id: Int, actor: String, comment: String?, days: Int?, risk: String? = nil, now: Date) throws -> ExceptionRecord {
         let now = Register.second(now)
+        let comment = comment?.trimmingCharacters(in: .whitespacesAndNewlines).nilIfEmpty
+        if let comment, comment.count > RequestLimits.text { throw RegisterError.invalid("the comment is longer than 2,000 characters") }
         return try store.modify(id: id) { e in
             if let refusal = e.status.refusal(to: .approved, id: e.displayId) { throw RegisterError.refused(refusal) }
             try mayDecide(e, actor: actor, verb: "approve")
-            if e.approvals.contains(where: { $0.approver == actor }) {
+            if e.approved(by: actor) {
                 throw RegisterError.refused("\(actor) already approved \(e.displayId); it needs \(e.rule.minApprovals) distinct approvers")
             }
             if let days {
@@ -212,19 +377,43 @@ public struct Register: Sendable {
                 }
                 e.requestedDays = days
             }
+            var events: [AuditDraft] = []
+            if let risk, risk != e.riskLevel {
+                guard rank(risk) >= 0 else {
+                    throw RegisterError.invalid("--risk: '\(risk)' is not a risk level of waiver.yaml (\(riskOrder.joined(separator: ", ")))")
+                }
+                guard rank(risk) > rank(e.riskLevel) else {
+                    throw RegisterError.refused("\(e.displayId) is \(e.riskLevel) risk: an approver may raise the risk, never lower it")
+                }
+                let from = e.riskLevel
+                let fresh = approvalRule(category: e.category, exceptions: policies[e.policy]?.exceptions, level: risk)
+                e.proposedRisk = e.proposedRisk ?? from
+                e.riskLevel = risk
+                e.riskRaisedBy = actor
+                e.rule = ApprovalRule(groups: e.rule.groups + fresh.groups.filter { !e.rule.groups.contains($0) },
+                                      minApprovals: max(e.rule.minApprovals, fresh.minApprovals),
+                                      requiredGroups: fresh.requiredGroups.isEmpty ? e.rule.requiredGroups : fresh.requiredGroups)
+                events.append(AuditDraft(actor: actor, action: "exception.risk_raised", subject: e.displayId, payload: [
+                    "from": .string(from), "to": .string(risk), "approvers": .array(e.rule.groups.map(Value.string)),
+                    "min_approvals": .number(Double(e.rule.minApprovals)),
+                ], time: now))
+            }
             e.approvals.append(Approval(approver: actor, comment: comment, at: now))
             let (done, missing) = satisfied(e)
             var payload = Value.Object([("comment", comment.map(Value.string) ?? .null), ("approvals", .number(Double(e.approvals.count)))])
             if done {
+                let expires = now.addingTimeInterval(Double(e.requestedDays) * 86_400)
                 e.status = .approved
                 e.decidedAt = now
-                e.expiresAt = now.addingTimeInterval(Double(e.requestedDays) * 86_400)
-                payload.append("expires", .string(iso(e.expiresAt!)))
+                e.expiresAt = expires
+                payload.append("expires", .string(iso(expires)))
                 payload.append("days", .number(Double(e.requestedDays)))
-                return [AuditDraft(actor: actor, action: "exception.approved", subject: e.displayId, payload: .object(payload), time: now)]
+                events.append(AuditDraft(actor: actor, action: "exception.approved", subject: e.displayId, payload: .object(payload), time: now))
+                return events
             }
             payload.append("still_needs", .string(missing))
-            return [AuditDraft(actor: actor, action: "exception.approval_added", subject: e.displayId, payload: .object(payload), time: now)]
+            events.append(AuditDraft(actor: actor, action: "exception.approval_added", subject: e.displayId, payload: .object(payload), time: now))
+            return events
         }
     }
 
@@ -238,6 +427,7 @@ public struct Register: Sendable {
         let now = Register.second(now)
         let comment = comment.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !comment.isEmpty else { throw RegisterError.invalid("rejecting needs a comment (--comment) saying why") }
+        guard comment.count <= RequestLimits.text else { throw RegisterError.invalid("the comment is longer than 2,000 characters") }
         return try store.modify(id: id) { e in
             if let refusal = e.status.refusal(to: .rejected, id: e.displayId) { throw RegisterError.refused(refusal) }
             try mayDecide(e, actor: actor, verb: "reject")
@@ -252,9 +442,10 @@ public struct Register: Sendable {
         let now = Register.second(now)
         let comment = comment.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !comment.isEmpty else { throw RegisterError.invalid("revoking needs a comment (--comment) saying why") }
+        guard comment.count <= RequestLimits.text else { throw RegisterError.invalid("the comment is longer than 2,000 characters") }
         return try store.modify(id: id) { e in
             if let refusal = e.status.refusal(to: .revoked, id: e.displayId) { throw RegisterError.refused(refusal) }
-            if actor != e.requester, !isAdmin(actor), groupsOf(actor).isDisjoint(with: e.rule.groups) {
+            if !Identity.same(actor, e.requester), !isAdmin(actor), groupsOf(actor).isDisjoint(with: e.rule.groups) {
                 throw RegisterError.refused("\(actor) cannot revoke \(e.displayId): only its requester, an administrator or members of \(e.rule.groups.joined(separator: ", ")) can")
             }
             e.status = .revoked
@@ -284,7 +475,7 @@ public struct Register: Sendable {
         let due = try store.exceptions(ExceptionFilter(statuses: [.approved], expiringBefore: now.addingTimeInterval(1)))
         var latest: [String: Evaluation?] = [:]
         var outcomes: [ExpiryOutcome] = []
-        for candidate in due {
+        for candidate in due where candidate.untrusted == nil {
             if latest[candidate.workspace] == nil { latest[candidate.workspace] = try store.latestEvaluation(workspace: candidate.workspace) }
             let evaluation = latest[candidate.workspace] ?? nil
             var still: [String] = []
@@ -322,12 +513,16 @@ public struct Register: Sendable {
         var active: [String: ExceptionRecord] = [:]
         var pending: [String: ExceptionRecord] = [:]
         for e in found {
+            if let why = e.untrusted {
+                report.warnings.append("\(e.displayId) is not applied: \(why)")
+                continue
+            }
             for r in e.resources {
                 let key = e.policy + "\u{0}" + r
                 if e.isActive(at: now) {
                     if let other = active[key], let a = other.expiresAt, let b = e.expiresAt, a >= b { continue }
                     active[key] = e
-                } else if e.status == .pending {
+                } else if e.status == .pending, e.untrusted == nil {
                     if pending[key] == nil { pending[key] = e }
                 }
             }
@@ -347,6 +542,11 @@ public struct Register: Sendable {
 
     /// Records a check so the register knows the workspace's latest state.
     public func recordCheck(_ report: CheckReport, violations: [RecordedViolation], actor: String, now: Date) throws -> Int {
+        let r = recording(report, violations: violations, actor: actor, now: now)
+        return try store.record(r.evaluation, event: r.event, pruneBefore: r.pruneBefore)
+    }
+
+    func recording(_ report: CheckReport, violations: [RecordedViolation], actor: String, now: Date) -> CheckRecording {
         let now = Register.second(now)
         let s = report.summary
         let evaluation = Evaluation(workspace: report.workspace, at: now, actor: actor, verdict: report.verdict,
@@ -357,8 +557,47 @@ public struct Register: Sendable {
             "blocking": .number(Double(s.blocking)), "excepted": .number(Double(s.excepted)),
             "pending": .number(Double(s.pending)), "unknown": .number(Double(s.unknown)),
         ]
-        return try store.record(evaluation, event: AuditDraft(actor: actor, action: "check.recorded", subject: "workspace:\(report.workspace)", payload: payload, time: now),
-                                pruneBefore: now.addingTimeInterval(-Double(configuration.keepEvaluations)))
+        return CheckRecording(evaluation: evaluation,
+                              event: AuditDraft(actor: actor, action: "check.recorded", subject: "workspace:\(report.workspace)", payload: payload, time: now),
+                              pruneBefore: now.addingTimeInterval(-Double(configuration.keepEvaluations)))
+    }
+
+    /// The requests `check --request` files: one per blocking violation, with the commit author conflicted.
+    public func requests(for report: CheckReport, reason: String, days: Int?, likelihood: RiskFactor?, impact: RiskFactor?,
+                         mitigations: [String], commitAuthor: String?) -> [ExceptionRequest] {
+        report.findings.filter { $0.status == .blocking }.map { f in
+            ExceptionRequest(policy: f.policy, workspace: report.workspace, resources: [f.resource], reason: reason, days: days,
+                             likelihood: likelihood, impact: impact, mitigations: mitigations, conflicted: commitAuthor.map { [$0] } ?? [])
+        }
+    }
+
+    /// A check's register step, in one transaction: the report marked with what the register covers,
+    /// the requests filed (all or none, each validated before anything is written), and the check
+    /// recorded with its final statuses. `violations` turns the final report into what is recorded.
+    public func checkIn(_ evaluated: CheckReport, requests: (CheckReport) -> [ExceptionRequest], actor: String, now: Date,
+                        violations: (CheckReport) -> [RecordedViolation]) throws -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int) {
+        var report = evaluated
+        try applyExceptions(to: &report, now: now)
+        let prepared = try requests(report).map { try prepare($0, actor: actor, now: now) }
+        var final = report
+        let (filed, evaluation) = try store.insert(prepared) { stored in
+            Register.markPending(&final, filed: stored)
+            return recording(final, violations: violations(final), actor: actor, now: now)
+        }
+        return (final, filed, evaluation)
+    }
+
+    /// Marks the blocking findings new requests cover as pending under them.
+    public static func markPending(_ report: inout CheckReport, filed: [ExceptionRecord]) {
+        guard !filed.isEmpty else { return }
+        var byKey: [String: String] = [:]
+        for e in filed { for r in e.resources { byKey[e.policy + "\u{0}" + r] = byKey[e.policy + "\u{0}" + r] ?? e.displayId } }
+        for i in report.findings.indices where report.findings[i].status == .blocking {
+            if let id = byKey[report.findings[i].policy + "\u{0}" + report.findings[i].resource] {
+                report.findings[i].status = .pending
+                report.findings[i].exception = id
+            }
+        }
     }
 }
 

@@ -64,12 +64,20 @@ public struct AuditVerification: Sendable, Equatable {
     public var problem: String?
     /// The last event that verified, as an anchor to keep elsewhere.
     public var head: AuditAnchor?
-    public var intact: Bool { firstBad == nil }
-    public init(events: Int, firstBad: Int? = nil, problem: String? = nil, head: AuditAnchor? = nil) {
+    /// What the log does not support besides the chain: exceptions whose stored state is not the
+    /// state the log records, evidence files whose bytes are not the recorded SHA-256, checkpoints
+    /// that do not verify. Each names the exception (or checkpoint).
+    public var findings: [String]
+    /// Signed checkpoints the chain was verified against.
+    public var checkpoints: Int
+    public var intact: Bool { firstBad == nil && findings.isEmpty }
+    public init(events: Int, firstBad: Int? = nil, problem: String? = nil, head: AuditAnchor? = nil, findings: [String] = [], checkpoints: Int = 0) {
         self.events = events
         self.firstBad = firstBad
         self.problem = problem
         self.head = head
+        self.findings = findings
+        self.checkpoints = checkpoints
     }
 }
 
@@ -110,12 +118,19 @@ public struct RecordedViolation: Sendable, Equatable {
     public var digest: String
     /// The values that broke the policy, as reported (sensitive ones masked).
     public var message: String
-    public init(policy: String, resource: String, status: ResultStatus, digest: String, message: String = "") {
+    /// The policy's (or scanner rule's) severity and category as the check saw them: a request
+    /// filed later for a scanner rule is priced and routed with these.
+    public var severity: Severity
+    public var category: String
+    public init(policy: String, resource: String, status: ResultStatus, digest: String, message: String = "",
+                severity: Severity = .medium, category: String = "security") {
         self.policy = policy
         self.resource = resource
         self.status = status
         self.digest = digest
         self.message = message
+        self.severity = severity
+        self.category = category
     }
 }
 
@@ -167,8 +182,11 @@ public struct ExceptionFilter: Sendable, Equatable {
 /// inside the write transaction, so rules are checked against the state they change (two approvers
 /// at once serialize, and the second sees the first's approval).
 public protocol RegisterStore: Sendable {
-    /// Stores a new exception (its `id` is assigned) with its audit event.
-    func insert(_ record: ExceptionRecord, event: AuditDraft) throws -> ExceptionRecord
+    /// Stores new exceptions (their `id`s are assigned) with their audit events, all in one transaction.
+    func insert(_ requests: [PreparedRequest]) throws -> [ExceptionRecord]
+    /// Files requests and records a check in one transaction: `then` gets the stored requests and
+    /// returns the check to record (its final statuses know the new requests).
+    func insert(_ requests: [PreparedRequest], thenRecord: ([ExceptionRecord]) throws -> CheckRecording) throws -> (filed: [ExceptionRecord], evaluation: Int)
     /// Reads an exception, lets `change` check the rules and modify it, and writes it back with the
     /// audit events `change` returns, all in one write transaction. Throws `RegisterError.notFound`.
     func modify(id: Int, _ change: (inout ExceptionRecord) throws -> [AuditDraft]) throws -> ExceptionRecord
@@ -181,12 +199,26 @@ public protocol RegisterStore: Sendable {
     func record(_ evaluation: Evaluation, event: AuditDraft, pruneBefore: Date?) throws -> Int
     /// The latest recorded check of a workspace.
     func latestEvaluation(workspace: String) throws -> Evaluation?
+    /// The severity (the highest seen) and category a scanner rule had in the workspace's recorded checks, if any met it.
+    func recordedRule(workspace: String, policy: String) throws -> (category: String, severity: Severity)?
     /// Appends a free-standing audit event (e.g. an export or a verification).
     func append(_ event: AuditDraft) throws
     /// Audit events, all or those about one subject, in order; with `last`, only the newest that many.
     func auditEvents(subject: String?, last: Int?) throws -> [AuditEvent]
     /// Streams every audit event in order (for export and verification of large logs).
     func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) throws
+}
+
+/// A check to record: the evaluation, its audit event, and the retention cutoff.
+public struct CheckRecording: Sendable {
+    public var evaluation: Evaluation
+    public var event: AuditDraft
+    public var pruneBefore: Date?
+    public init(evaluation: Evaluation, event: AuditDraft, pruneBefore: Date?) {
+        self.evaluation = evaluation
+        self.event = event
+        self.pruneBefore = pruneBefore
+    }
 }
 
 extension RegisterStore {

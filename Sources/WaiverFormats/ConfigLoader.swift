@@ -207,6 +207,11 @@ public enum ConfigLoader {
                 errors.append(InputError(file: file, line: line, subject: p.id,
                     message: "exceptions.max_days \(days) is past the configured cap of \(config.maxDays) days (waiver.yaml exceptions.max_days)"))
             }
+            if let level = rule.minRisk, config.riskLevels[level] == nil {
+                let hint = closestMatch(to: level, in: Array(config.riskLevels.keys)).map { " (did you mean '\($0)'?)" } ?? ""
+                errors.append(InputError(file: file, line: line, subject: p.id,
+                    message: "exceptions.min_risk '\(level)' is not a risk level of waiver.yaml (\(config.riskLevels.sorted { ($0.value.max() ?? 0) < ($1.value.max() ?? 0) }.map(\.key).joined(separator: ", ")))\(hint)"))
+            }
             if !config.groups.isEmpty {
                 for g in rule.approvers ?? [] where config.groups[g] == nil {
                     let hint = closestMatch(to: g, in: Array(config.groups.keys)).map { " (did you mean '\($0)'?)" } ?? ""

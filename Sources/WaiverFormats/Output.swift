@@ -64,6 +64,7 @@ public enum JSONOutput {
             "pending": .number(Double(s.pending)), "unknown": .number(Double(s.unknown)),
         ])
         root.append("results", .array(report.findings.map(result)))
+        if !report.warnings.isEmpty { root.append("warnings", .array(report.warnings.map(Value.string))) }
         return .object(root)
     }
 
@@ -118,6 +119,7 @@ public enum TextOutput {
                 ? "\nUnknown outcomes block this check (--unknown=block).\n"
                 : "\nUnknown outcomes do not block (use --unknown=block to make them block).\n"
         }
+        for w in report.warnings { out += "\nwarning: \(w)\n" }
         out += "\n\(report.passed ? "PASS" : "BLOCKED"): \(report.tally)\n"
         return out
     }

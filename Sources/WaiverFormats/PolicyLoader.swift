@@ -192,7 +192,7 @@ public enum PolicyLoader {
     }
 
     static func parseExceptionRule(_ yaml: inout YAMLFile, _ node: Node, _ subject: String) -> ExceptionRule? {
-        guard let pairs = yaml.mapping(node, subject, what: "exceptions", known: ["max_days", "approvers", "min_approvals"]) else { return nil }
+        guard let pairs = yaml.mapping(node, subject, what: "exceptions", known: ["max_days", "approvers", "min_approvals", "min_risk"]) else { return nil }
         var rule = ExceptionRule()
         for (key, _, value) in pairs {
             switch key {
@@ -201,6 +201,7 @@ public enum PolicyLoader {
                 rule.approvers = yaml.strings(value, subject, "exceptions.approvers")
                 if rule.approvers?.isEmpty == true { yaml.error(value, subject, "exceptions.approvers is empty: name at least one group") }
             case "min_approvals": rule.minApprovals = yaml.int(value, subject, "exceptions.min_approvals", range: 1...10)
+            case "min_risk": rule.minRisk = yaml.string(value, subject, "exceptions.min_risk")
             default: break
             }
         }

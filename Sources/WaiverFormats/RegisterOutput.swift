@@ -20,6 +20,12 @@ public enum RegisterOutput {
         o.append("likelihood", .string(e.likelihood.rawValue))
         o.append("impact", .string(e.impact.rawValue))
         o.append("risk", .string(e.riskLevel))
+        if let p = e.proposedRisk { o.append("risk_proposed", .string(p)) }
+        if let by = e.riskRaisedBy { o.append("risk_raised_by", .string(by)) }
+        o.append("risk_note", .string(riskText(e)))
+        if let owner = e.owner { o.append("owner", .string(owner)) }
+        o.append("conflicted", .array(e.conflicted.map(Value.string)))
+        if let why = e.untrusted { o.append("untrusted", .string(why)) }
         o.append("mitigations", .array(e.mitigations.map(Value.string)))
         o.append("approvers", ["groups": .array(e.rule.groups.map(Value.string)), "min_approvals": .number(Double(e.rule.minApprovals)),
                                "required_groups": .array(e.rule.requiredGroups.map(Value.string))])
@@ -36,9 +42,16 @@ public enum RegisterOutput {
         if !history.isEmpty {
             o.append("history", .array(history.map { ev in
                 ["seq": .number(Double(ev.seq)), "at": .string(iso(ev.time)), "actor": .string(ev.actor), "action": .string(ev.action),
-                 "details": (try? JSONReader.parse(Data(ev.payload.utf8))) ?? .string(ev.payload)]
+                 "details": historyDetails(ev.payload)]
             }))
         }
+        return .object(o)
+    }
+
+    /// An event's payload for a history, without the recorded state (the exception itself shows it).
+    static func historyDetails(_ payload: String) -> Value {
+        guard let v = try? JSONReader.parse(Data(payload.utf8)), case .object(var o) = v else { return .string(payload) }
+        o["state"] = nil
         return .object(o)
     }
 
@@ -49,7 +62,10 @@ public enum RegisterOutput {
         out += "  " + (e.subjectKind == .resource ? "resources:" : "\(e.subjectKind.rawValue):").padding(toLength: 13, withPad: " ", startingAt: 0) + e.resources.joined(separator: ", ") + "\n"
         out += "  requester:   \(e.requester)\n"
         out += "  reason:      \(e.reason)\n"
-        out += "  risk:        \(e.riskLevel) (likelihood \(e.likelihood.rawValue) x impact \(e.impact.rawValue))\n"
+        out += "  risk:        \(riskText(e))\n"
+        if let owner = e.owner { out += "  owner:       \(owner)\n" }
+        if !e.conflicted.isEmpty { out += "  conflicted:  \(e.conflicted.joined(separator: ", ")) (may not approve)\n" }
+        if let why = e.untrusted { out += "  NOT TRUSTED: \(why)\n" }
         for m in e.mitigations { out += "  mitigation:  \(m)\n" }
         out += "  approvers:   \(e.rule.minApprovals) of \(e.rule.groups.joined(separator: ", "))"
         out += e.rule.requiredGroups.isEmpty ? "\n" : ", including \(e.rule.requiredGroups.joined(separator: " or "))\n"
@@ -65,6 +81,14 @@ public enum RegisterOutput {
         return out
     }
 
+    /// The risk as shown everywhere: the level, how it came about, and who raised it.
+    public static func riskText(_ e: ExceptionRecord) -> String {
+        let factors = "likelihood \(e.likelihood.rawValue) x impact \(e.impact.rawValue)"
+        guard let proposed = e.proposedRisk else { return "\(e.riskLevel) (\(factors))" }
+        if let by = e.riskRaisedBy { return "\(e.riskLevel) (raised from \(proposed) by \(by); requested \(factors))" }
+        return "\(e.riskLevel) (the policy's floor; \(factors) gives \(proposed))"
+    }
+
     static func summary(_ payload: String) -> String {
         let parts = details(payload)
         return parts.isEmpty ? "" : " (" + parts + ")"
@@ -74,7 +98,7 @@ public enum RegisterOutput {
     public static func details(_ payload: String) -> String {
         guard let v = try? JSONReader.parse(Data(payload.utf8)), case .object(let o) = v else { return "" }
         var parts: [String] = []
-        for key in ["comment", "expires", "still_needs", "still_violating", "basis", "name", "before"] {
+        for key in ["comment", "expires", "still_needs", "still_violating", "basis", "name", "before", "from", "to", "risk_floor", "warning"] {
             guard let x = o[key], !x.isNull else { continue }
             parts.append("\(key): \(x.stringValue ?? x.rendered(limit: 80))")
         }
@@ -174,6 +198,45 @@ public enum RegisterOutput {
         if !r.orphaned.isEmpty {
             let text = "Orphaned (active, but the violation is gone from the latest check; revoke them): \(r.orphaned.joined(separator: ", "))"
             out += markdown ? "\n### Orphaned exceptions\n\n\(text)\n" : "\n\(text)\n"
+        }
+        return out
+    }
+}
+
+/// `audit verify` as JSON (API) and text (CLI), one shape for both.
+public enum AuditOutput {
+    public static func value(_ v: AuditVerification) -> Value {
+        ["intact": .bool(v.intact), "events": .number(Double(v.events)),
+         "first_bad": v.firstBad.map { .number(Double($0)) } ?? .null, "problem": v.problem.map(Value.string) ?? .null,
+         "head": v.head.map { .string($0.description) } ?? .null,
+         "findings": .array(v.findings.map(Value.string)), "checkpoints": .number(Double(v.checkpoints))]
+    }
+
+    /// Reads `value` back (the CLI against a server); nil when the shape is not ours.
+    public static func verification(_ v: Value) -> AuditVerification? {
+        guard let events = v["events"]?.numberValue, events >= 0, events <= 9e15, events == events.rounded() else { return nil }
+        let bad = v["first_bad"]?.numberValue.flatMap { $0 == $0.rounded() && abs($0) <= 9e15 ? Int($0) : nil }
+        let checkpoints = v["checkpoints"]?.numberValue.flatMap { $0 >= 0 && $0 <= 9e15 && $0 == $0.rounded() ? Int($0) : nil } ?? 0
+        return AuditVerification(events: Int(events), firstBad: bad, problem: v["problem"]?.stringValue,
+                                 head: v["head"]?.stringValue.flatMap(AuditAnchor.init),
+                                 findings: v["findings"]?.arrayValue?.compactMap(\.stringValue) ?? [], checkpoints: checkpoints)
+    }
+
+    /// The lines `audit verify` prints; the first says intact or not.
+    public static func lines(_ v: AuditVerification, anchors: Int) -> [String] {
+        var out: [String] = []
+        if let bad = v.firstBad {
+            out.append("audit log NOT intact: event \(bad): \(v.problem ?? "does not verify") (\(v.events) events verified before it)")
+        } else if !v.findings.isEmpty {
+            out.append("audit log NOT intact: the chain of \(v.events) events verifies, but the register does not match it:")
+        } else {
+            let matched = anchors == 0 ? "" : ", \(anchors) anchor\(anchors == 1 ? "" : "s") matched"
+            let signed = v.checkpoints == 0 ? "" : ", \(v.checkpoints) signed checkpoint\(v.checkpoints == 1 ? "" : "s") verified"
+            out.append("audit log intact: \(v.events) events verified\(matched)\(signed)")
+        }
+        for f in v.findings { out.append("  \(f)") }
+        if v.firstBad == nil, let head = v.head {
+            out.append("head: \(head) (keep it outside the register; --anchor \(head) proves nothing up to it changed)")
         }
         return out
     }

@@ -30,7 +30,8 @@ struct API: Sendable {
         } }
         group.post("exceptions/:id/approve") { req, ctx in try await wrap {
             let user = try ctx.requireUser(), body = try await object(req)
-            let e = try register.approve(try id(ctx), actor: user.name, comment: try optionalString(body, "comment"), days: try optionalInt(body, "days"), now: now)
+            let e = try register.approve(try id(ctx), actor: user.name, comment: try optionalString(body, "comment"), days: try optionalInt(body, "days"),
+                                         risk: try optionalString(body, "risk"), now: now)
             var v = RegisterOutput.value(e, now: now)
             if case .object(var o) = v, let missing = register.missingApprovals(e), e.status == .pending {
                 o.append("still_needs", .string(missing))
@@ -115,14 +116,38 @@ struct API: Sendable {
             var anchors: [AuditAnchor] = []
             for text in req.uri.queryParameters.getAll("anchor") {
                 guard let a = AuditAnchor(String(text)) else {
-                    throw APIError(.badRequest, "bad_request", "anchor: '\(text)' is not \(AuditAnchor.syntax)")
+                    throw APIError(.badRequest, "bad_request", "anchor: '\(text.prefix(80))' is not \(AuditAnchor.syntax)")
                 }
                 anchors.append(a)
             }
-            let v = try store.verifyAudit(anchors: anchors)
-            return jsonResponse(["intact": .bool(v.intact), "events": .number(Double(v.events)),
-                                 "first_bad": v.firstBad.map { .number(Double($0)) } ?? .null, "problem": v.problem.map(Value.string) ?? .null,
-                                 "head": v.head.map { .string($0.description) } ?? .null])
+            var checkpoints: CheckpointCheck?
+            if let text = req.uri.queryParameters.get("public_key") {
+                guard let key = PublicSigningKey(text: text) else {
+                    throw APIError(.badRequest, "bad_request", "public_key: not an Ed25519 public key (ed25519:BASE64)")
+                }
+                checkpoints = CheckpointCheck(publicKey: key)
+            }
+            let store = self.store, evidence = state.settings.evidenceDirectory, check = checkpoints, given = anchors
+            let v = try await offload { try store.verifyAudit(anchors: given, evidenceDirectory: evidence, checkpoints: check) }
+            return jsonResponse(AuditOutput.value(v))
+        } }
+        group.get("audit/checkpoints") { _, ctx in try await wrap {
+            _ = try ctx.requireUser()
+            var o = Value.Object()
+            o.append("public_key", state.settings.signingKey.map { .string($0.publicKey.text) } ?? .null)
+            o.append("checkpoints", .array(try store.checkpoints().map(\.value)))
+            return jsonResponse(.object(o))
+        } }
+        group.post("audit/checkpoints") { _, ctx in try await wrap {
+            _ = try ctx.requireUser()
+            guard let key = state.settings.signingKey else {
+                throw APIError(.conflict, "no_key", "this server has no signing key (start it with --signing-key FILE or $WAIVER_SIGNING_KEY)")
+            }
+            let store = self.store, when = now
+            guard let c = try await offload({ try store.checkpoint(with: key, now: when) }) else {
+                throw APIError(.conflict, "empty_log", "the audit log is empty: there is nothing to sign")
+            }
+            return jsonResponse(c.value, status: .created)
         } }
         group.get("audit/export") { _, ctx in try await wrap {
             _ = try ctx.requireUser()
@@ -193,15 +218,18 @@ struct API: Sendable {
             workspace: workspace, unknown: unknown, keepCompliant: format == .junit)
         let when = now
         let scopedRegister = Register(store: store, configuration: state.settings.configuration, policies: report.policies,
-                                      groupsOf: register.groupsOf, isAdmin: register.isAdmin)
-        let register = self.register, actor = user.name, author = commitAuthor, requestSpec = spec
+                                      groupsOf: register.groupsOf, membersOf: register.membersOf, isAdmin: register.isAdmin)
+        let actor = user.name, author = commitAuthor, requestSpec = spec
+        // The check, its requests and their audit events commit together, or not at all.
         let (final, filed, evaluation) = try await offload {
-            let (final, filed) = try CheckService.applyRegister(report, register: scopedRegister, actor: actor, commitAuthor: author, request: requestSpec, now: when)
-            return (final, filed, try CheckService.record(final, register: register, actor: actor, now: when))
+            try CheckService.checkIn(report, register: scopedRegister, actor: actor, commitAuthor: author, request: requestSpec, now: when)
         }
         guard case .object(var o) = JSONOutput.value(final) else { return jsonResponse(.null) }
         o.append("evaluation", .number(Double(evaluation)))
         o.append("requested", .array(filed.map { .string($0.displayId) }))
+        let warnings = filed.compactMap { e in register.impossibility(of: e.rule, excluding: [e.requester] + e.conflicted + e.subjectPeople)
+            .map { "\(e.displayId): exceptions to \(e.policy) at \(e.riskLevel) risk \($0): it would stay pending forever" } }
+        if !warnings.isEmpty { o.append("request_warnings", .array(warnings.map(Value.string))) }
         if format != .json { o.append("rendered", .string(format.render(final))) }
         return jsonResponse(.object(o), status: .created)
     }
@@ -214,19 +242,35 @@ struct API: Sendable {
         var policy = try optionalString(body, "policy")
         var workspace = try optionalString(body, "workspace")
         var resources = try strings(body, "resources")
-        if let renews, let old = try store.exception(id: renews) {
+        var owner = try optionalString(body, "owner")
+        var renewed = renews
+        if renewed == nil, let text = try optionalString(body, "renews") {
+            guard let n = ExceptionRecord.parseId(text) else {
+                throw APIError(.unprocessableContent, "invalid", "renews: '\(text.prefix(40))' is not an exception id (EX-7 or 7)")
+            }
+            renewed = n
+        }
+        if let renewed {
+            guard let old = try store.exception(id: renewed) else { throw APIError(.notFound, "not_found", "\(ExceptionRecord.display(renewed)) not found") }
             policy = policy ?? old.policy
             workspace = workspace ?? old.workspace
             if resources.isEmpty { resources = old.resources }
+            owner = owner ?? old.owner
         }
         guard let policy else { throw APIError(.unprocessableContent, "invalid", "policy is required") }
-        let e = try register.request(
+        let prepared = try register.prepare(
             ExceptionRequest(policy: policy, workspace: workspace ?? (kind == .resource ? "" : "program"), subjectKind: kind, resources: resources,
                              reason: try string(body, "reason"), days: try optionalInt(body, "days"), likelihood: try factor(body, "likelihood"),
                              impact: try factor(body, "impact"), mitigations: try strings(body, "mitigations"),
-                             renews: renews ?? (try optionalString(body, "renews")).flatMap(ExceptionRecord.parseId)),
+                             renews: renewed, owner: owner),
             actor: user.name, now: now)
-        return jsonResponse(RegisterOutput.value(e, now: now), status: .created)
+        let e = try await offload { [store] in try store.insert([prepared])[0] }
+        var v = RegisterOutput.value(e, now: now)
+        if let warning = prepared.warning, case .object(var o) = v {
+            o.append("warning", .string(warning))
+            v = .object(o)
+        }
+        return jsonResponse(v, status: .created)
     }
 
     func list(_ req: Request, _ ctx: WaiverContext) throws -> Response {

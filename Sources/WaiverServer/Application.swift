@@ -27,13 +27,20 @@ public struct ServerSettings: Sendable {
     /// Environment lookups (webhook secrets).
     public var environment: @Sendable (String) -> String?
     public var logLevel: Logger.Level
+    /// Signs checkpoints of the audit log's head (kept outside the register: a key file or an environment variable).
+    public var signingKey: SigningKey?
+    /// How often the scheduler signs a checkpoint when the log has grown.
+    public var checkpointInterval: TimeInterval
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, databasePath: String, configuration: Configuration, policies: [Policy],
         evidenceDirectory: String? = nil, maxBodyBytes: Int = 64 << 20, schedulerInterval: Duration = .seconds(60),
         webhookInterval: Duration = .seconds(2), now: @escaping @Sendable () -> Date = { Date() },
-        environment: @escaping @Sendable (String) -> String? = { ProcessInfo.processInfo.environment[$0] }, logLevel: Logger.Level = .info
+        environment: @escaping @Sendable (String) -> String? = { ProcessInfo.processInfo.environment[$0] }, logLevel: Logger.Level = .info,
+        signingKey: SigningKey? = nil, checkpointInterval: TimeInterval = 3600
     ) {
+        self.signingKey = signingKey
+        self.checkpointInterval = checkpointInterval
         self.host = host
         self.port = port
         self.databasePath = databasePath
@@ -66,6 +73,7 @@ public final class ServerState: Sendable {
         self.register = Register(
             store: store, configuration: settings.configuration, policies: settings.policies,
             groupsOf: { name in Set((try? store.user(named: name))?.groups ?? []) },
+            membersOf: { group in Set(((try? store.members(of: group)) ?? []).map(Identity.canonical)) },
             isAdmin: { name in (try? store.user(named: name))?.admin ?? false })
         self.metrics = ServerMetrics()
     }

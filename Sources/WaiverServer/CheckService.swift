@@ -32,35 +32,44 @@ public enum CheckService {
         return engine.check(resources: resources, external: external, workspace: workspace)
     }
 
-    /// Marks what the register covers and files requests for what still blocks; returns the new requests.
+    /// The requests a check files for its blocking violations.
+    static func requests(_ report: CheckReport, register: Register, commitAuthor: String?, request: RequestSpec?) -> [ExceptionRequest] {
+        guard let request else { return [] }
+        return register.requests(for: report, reason: request.reason, days: request.days, likelihood: request.likelihood,
+                                 impact: request.impact, mitigations: request.mitigations, commitAuthor: commitAuthor)
+    }
+
+    /// Marks what the register covers and files requests for what still blocks, all or none; the
+    /// check is not recorded (for `check --wait`, which records once the wait is over).
     public static func applyRegister(
         _ evaluated: CheckReport, register: Register, actor: String, commitAuthor: String?, request: RequestSpec?, now: Date
     ) throws -> (report: CheckReport, filed: [ExceptionRecord]) {
         var report = evaluated
         try register.applyExceptions(to: &report, now: now)
-        var filed: [ExceptionRecord] = []
-        if let request {
-            for finding in report.findings where finding.status == .blocking {
-                filed.append(try register.request(
-                    ExceptionRequest(policy: finding.policy, workspace: report.workspace, resources: [finding.resource], reason: request.reason,
-                                     days: request.days, likelihood: request.likelihood, impact: request.impact,
-                                     mitigations: request.mitigations, conflicted: commitAuthor.map { [$0] } ?? []),
-                    actor: actor, now: now))
-            }
-            if !filed.isEmpty {
-                report = evaluated
-                try register.applyExceptions(to: &report, now: now)
-            }
-        }
+        let filed = try register.requestAll(requests(report, register: register, commitAuthor: commitAuthor, request: request), actor: actor, now: now)
+        Register.markPending(&report, filed: filed)
         return (report, filed)
     }
 
-    /// Records the check in the register (its violations with a digest of the values that broke them).
-    public static func record(_ report: CheckReport, register: Register, actor: String, now: Date) throws -> Int {
-        let violations = report.findings.map { f in
+    /// The whole register step of a check in one transaction: what the register covers, the requests
+    /// for what still blocks (all or none), and the recorded check with its final statuses.
+    public static func checkIn(
+        _ evaluated: CheckReport, register: Register, actor: String, commitAuthor: String?, request: RequestSpec?, now: Date
+    ) throws -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int) {
+        try register.checkIn(evaluated, requests: { requests($0, register: register, commitAuthor: commitAuthor, request: request) },
+                             actor: actor, now: now, violations: violations)
+    }
+
+    /// What a check records of each finding: a digest of the values that broke it, the masked message, severity and category.
+    public static func violations(_ report: CheckReport) -> [RecordedViolation] {
+        report.findings.map { f in
             RecordedViolation(policy: f.policy, resource: f.resource, status: f.status, digest: AuditChain.sha256(Data(f.message.utf8)),
-                              message: String(f.message.prefix(2000)))
+                              message: String(f.message.prefix(2000)), severity: f.severity, category: f.category)
         }
-        return try register.recordCheck(report, violations: violations, actor: actor, now: now)
+    }
+
+    /// Records the check in the register.
+    public static func record(_ report: CheckReport, register: Register, actor: String, now: Date) throws -> Int {
+        try register.recordCheck(report, violations: violations(report), actor: actor, now: now)
     }
 }

@@ -43,6 +43,14 @@ public struct SchedulerService: Service {
             }
         }
         let expired = try state.register.expire(now: now, actor: "scheduler")
+        // A signed checkpoint of the head, every `checkpointInterval` while the log grows.
+        if let key = state.settings.signingKey {
+            let last = try state.store.checkpoints().last
+            if last.map({ now.timeIntervalSince1970 - Double($0.time) >= state.settings.checkpointInterval }) ?? true,
+               let c = try state.store.checkpoint(with: key, now: now), c.seq != last?.seq {
+                logger.info("scheduler: signed checkpoint at event \(c.seq)")
+            }
+        }
         state.metrics.schedulerRuns.increment()
         if sent > 0 || !expired.isEmpty { logger.info("scheduler: \(sent) reminders, \(expired.count) exceptions re-checked") }
         return (sent, expired)

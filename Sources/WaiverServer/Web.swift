@@ -99,7 +99,7 @@ struct Web: Sendable {
               let (user, hash) = try store.token(id: id), APIToken.equal(hash, AuditChain.sha256(Data(secret.utf8)))
         else { return try loginPage(req, notice: "That token is not valid (or was revoked).", status: .unauthorized) }
         let session = APIToken.generate().token, csrf = APIToken.generate().token
-        try store.createSession(idHash: AuditChain.sha256(Data(session.utf8)), user: user.name, csrf: csrf,
+        try store.createSession(idHash: AuditChain.sha256(Data(session.utf8)), user: user.name, tokenId: id, csrf: csrf,
                                 expiresAt: now.addingTimeInterval(Self.sessionSeconds), now: now)
         var r = redirect("/inbox")
         r.headers[values: .setCookie] = [
@@ -145,10 +145,10 @@ struct Web: Sendable {
 
     func inbox(_ user: User, _ ctx: WaiverContext) throws -> Response {
         let current = now
-        let mine = try store.exceptions(ExceptionFilter(statuses: [.pending])).filter { e in
-            e.requester != user.name && !e.conflicted.contains(user.name) && !Set(user.groups).isDisjoint(with: e.rule.groups)
-                && !e.approvals.contains { $0.approver == user.name }
-        }.sorted { $0.createdAt < $1.createdAt }
+        // The same rule the decision applies: never the requester, the commit author, the subject or owner.
+        let register = state.register
+        let mine = try store.exceptions(ExceptionFilter(statuses: [.pending])).filter { register.mayDecide($0, person: user.name) }
+            .sorted { $0.createdAt < $1.createdAt }
         let items: [[String: Any]] = mine.map { e in
             ["id": e.displayId, "policy": e.policy, "policyTitle": policy(e.policy)?.title ?? "", "workspace": e.workspace,
              "risk": e.riskLevel, "requester": e.requester, "age": age(current.timeIntervalSince(e.createdAt))]
@@ -168,13 +168,18 @@ struct Web: Sendable {
         let history: [[String: Any]] = try store.auditEvents(subject: e.displayId).map { ev in
             ["seq": ev.seq, "at": iso(ev.time), "actor": ev.actor, "action": ev.action, "details": RegisterOutput.details(ev.payload)]
         }
-        let canDecide = !e.status.isFinal && (user.admin || !Set(user.groups).isDisjoint(with: e.rule.groups) || user.name == e.requester)
+        let canDecide = !e.status.isFinal && e.untrusted == nil
+            && (user.admin || !Set(user.groups).isDisjoint(with: e.rule.groups) || Identity.same(user.name, e.requester))
+        let higherRisks = state.register.riskOrder.filter { state.register.rank($0) > state.register.rank(e.riskLevel) }
         let context: [String: Any] = [
             "title": e.displayId, "id": e.displayId, "status": e.status.rawValue, "active": e.isActive(at: current),
             "expires": e.expiresAt.map(iso) as Any, "policy": e.policy, "policyTitle": p?.title ?? "", "policyDescription": p?.description ?? "",
             "policyRemediation": p?.remediation ?? "", "workspace": e.workspace,
             "subjectLabel": e.subjectKind == .resource ? "Resources" : e.subjectKind.rawValue.capitalized, "resources": e.resources,
             "violations": violations, "requester": e.requester, "reason": e.reason, "risk": e.riskLevel,
+            "riskNote": RegisterOutput.riskText(e), "higherRisks": higherRisks.map { ["level": $0] }, "canRaise": !higherRisks.isEmpty,
+            "owner": e.owner as Any, "conflicted": e.conflicted.isEmpty ? false as Any : e.conflicted.joined(separator: ", "),
+            "untrusted": e.untrusted as Any,
             "likelihood": e.likelihood.rawValue, "impact": e.impact.rawValue, "mitigations": e.mitigations, "days": e.requestedDays,
             "minApprovals": e.rule.minApprovals, "groups": e.rule.groups.joined(separator: ", "),
             "requiredGroups": e.rule.requiredGroups.isEmpty ? false as Any : e.rule.requiredGroups.joined(separator: " or "),
@@ -196,7 +201,9 @@ struct Web: Sendable {
         do {
             let e: ExceptionRecord
             switch form["action"] {
-            case "approve": e = try register.approve(n, actor: user.name, comment: comment.isEmpty ? nil : comment, days: nil, now: now)
+            case "approve":
+                let risk = (form["risk"] ?? "").trimmingCharacters(in: .whitespaces)
+                e = try register.approve(n, actor: user.name, comment: comment.isEmpty ? nil : comment, days: nil, risk: risk.isEmpty ? nil : risk, now: now)
             case "reject": e = try register.reject(n, actor: user.name, comment: comment, now: now)
             case "revoke": e = try register.revoke(n, actor: user.name, comment: comment, now: now)
             default: throw APIError(.badRequest, "bad_request", "unknown action")
@@ -353,12 +360,13 @@ struct Web: Sendable {
     }
 
     func auditPage(_ ctx: WaiverContext) throws -> Response {
-        let v = try store.verifyAudit()
+        let v = try store.verifyAudit(evidenceDirectory: state.settings.evidenceDirectory)
         let recent = try store.auditEvents(subject: nil, last: 20).reversed().map { e in
             ["seq": e.seq, "at": iso(e.time), "actor": e.actor, "action": e.action, "subject": e.subject] as [String: Any]
         }
         var values: [String: Any] = ["title": "Audit", "intact": v.intact, "events": v.events, "firstBad": v.firstBad as Any,
-                                     "problem": v.problem as Any, "recent": Array(recent)]
+                                     "problem": v.problem as Any, "recent": Array(recent),
+                                     "findings": v.findings, "checkpoint": (try store.checkpoints().last?.json) as Any]
         if let head = v.head { values["head"] = head.description }
         return try render("audit", values, ctx)
     }

@@ -83,6 +83,15 @@ public enum AuditChain {
     /// SHA-256 of bytes, as lower-case hex.
     public static func sha256(_ data: some DataProtocol) -> String { hex(SHA256.hash(data: data)) }
 
+    /// SHA-256 of a file, read in 1 MiB pieces.
+    public static func sha256(file path: String) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw CocoaError(.fileReadNoSuchFile) }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+        return hex(hasher.finalize())
+    }
+
     /// 64 ASCII bytes (a hex SHA-256) held inline, compared without allocating.
     public struct Hex64: Equatable, Sendable {
         var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
@@ -150,6 +159,10 @@ public enum AuditChain {
         public mutating func feed(_ e: Link) -> Bool {
             guard firstBad == nil else { return false }
             let expectedSeq = count + 1
+            if e.seq < 1 {
+                fail(e.seq, "sequence numbers start at 1: a row numbered \(e.seq) was put in the log behind its back")
+                return false
+            }
             if e.seq != expectedSeq {
                 fail(e.seq, e.seq > expectedSeq
                     ? "event \(expectedSeq)\(e.seq - expectedSeq > 1 ? "-\(e.seq - 1)" : "") is missing: the log goes from \(count) to \(e.seq)"
@@ -190,6 +203,36 @@ public enum AuditChain {
         }
     }
 
+    /// Reads one line of an export back into an event. Every field must be there, of its type; `seq`
+    /// and `time` whole numbers (no fraction, no exponent past 2^53); `time_iso` the same instant as
+    /// `time`; and no other field, so a line carries nothing the hash does not cover.
+    public static func event(exportLine v: Value) throws(ExportLineError) -> AuditEvent {
+        guard case .object(let o) = v else { throw ExportLineError("not a JSON object") }
+        let allowed: Set<String> = ["seq", "time", "time_iso", "actor", "action", "subject", "payload", "prev_hash", "hash"]
+        if let extra = o.keys.first(where: { !allowed.contains($0) }) {
+            throw ExportLineError("field \"\(extra.prefix(60))\" is not covered by the event's hash")
+        }
+        if Set(o.keys).count != o.keys.count { throw ExportLineError("a field appears twice") }
+        func whole(_ key: String, min: Double) throws(ExportLineError) -> Int64 {
+            guard let n = o[key]?.numberValue else { throw ExportLineError("\(key) must be a whole number") }
+            guard n == n.rounded(), n >= min, n <= 9_007_199_254_740_992 else {
+                throw ExportLineError("\(key) \(Value.formatNumber(n).prefix(40)) is not a whole number from \(Int64(min)) to 2^53")
+            }
+            return Int64(n)
+        }
+        func text(_ key: String) throws(ExportLineError) -> String {
+            guard let s = o[key]?.stringValue else { throw ExportLineError("\(key) must be a string") }
+            return s
+        }
+        let seq = try whole("seq", min: 1), time = try whole("time", min: 0)
+        let date = Date(timeIntervalSince1970: Double(time))
+        if let shown = o["time_iso"] {
+            guard shown.stringValue == iso(date) else { throw ExportLineError("time_iso is not the instant of time \(time) (\(iso(date)))") }
+        }
+        return AuditEvent(seq: Int(seq), time: date, actor: try text("actor"), action: try text("action"), subject: try text("subject"),
+                          payload: try text("payload"), prevHash: try text("prev_hash"), hash: try text("hash"))
+    }
+
     /// The JSON Lines record of an event, as exported for auditors.
     public static func exportLine(_ e: AuditEvent) -> String {
         var o = Value.Object()
@@ -204,4 +247,10 @@ public enum AuditChain {
         o.append("hash", .string(e.hash))
         return JSONWriter.write(.object(o), pretty: false)
     }
+}
+
+/// Why a line of an audit export cannot be read as an event.
+public struct ExportLineError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ text: String) { description = text }
 }

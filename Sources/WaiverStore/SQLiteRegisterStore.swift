@@ -24,6 +24,28 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         config.label = "waiver.register"
         pool = try DatabasePool(path: path, configuration: config)
         try Self.migrator.migrate(pool)
+        try attestUnbackedStates()
+    }
+
+    /// Registers from before the log recorded each exception's state get one `exception.state_recorded`
+    /// event per exception at upgrade, so that from then on every state is backed by the log.
+    func attestUnbackedStates() throws {
+        let needed = try pool.read { db in
+            try Bool.fetchOne(db, sql: """
+                SELECT EXISTS (SELECT 1 FROM exception e WHERE NOT EXISTS (
+                  SELECT 1 FROM auditEvent a WHERE a.subject = 'EX-' || e.id AND a.action <> 'exception.reminder' AND a.payload LIKE '%"state":{%'))
+                """) ?? false
+        }
+        guard needed else { return }
+        try pool.write { db in
+            for record in try load(db, where: "1 ORDER BY id", [], verify: false) {
+                guard try Self.latestStateEvent(db, subject: record.displayId)?.state == nil else { continue }
+                let time = try Int64.fetchOne(db, sql: "SELECT MAX(time) FROM auditEvent") ?? Self.seconds(record.createdAt)
+                try appendEvent(db, AuditDraft(actor: "waiver", action: "exception.state_recorded", subject: record.displayId,
+                                               payload: ["note": "state as stored when the register was upgraded to logged states"],
+                                               time: Self.date(time)), state: record)
+            }
+        }
     }
 
     /// The schema: named steps, in order, never edited once shipped.
@@ -129,6 +151,28 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
             // Sessions from before have never been seen: they end at once, and their users sign in again.
             try db.alter(table: "session") { t in t.add(column: "lastSeenAt", .integer).notNull().defaults(to: 0) }
         }
+        m.registerMigration("v6: owners, risk re-rating, rules met by checks, sessions tied to tokens, signed checkpoints") { db in
+            try db.alter(table: "exception") { t in
+                t.add(column: "owner", .text)
+                t.add(column: "proposedRisk", .text)
+                t.add(column: "riskRaisedBy", .text)
+            }
+            try db.alter(table: "evaluationViolation") { t in
+                t.add(column: "severity", .text).notNull().defaults(to: "medium")
+                t.add(column: "category", .text).notNull().defaults(to: "security")
+            }
+            try db.create(index: "evaluationViolation_policy", on: "evaluationViolation", columns: ["policy"])
+            // A session opened with a token lives only as long as the token: sessions from before end now.
+            try db.execute(sql: "DELETE FROM session")
+            try db.alter(table: "session") { t in t.add(column: "tokenId", .text).notNull().defaults(to: "").indexed() }
+            try db.create(table: "checkpoint") { t in
+                t.primaryKey("seq", .integer)
+                t.column("hash", .text).notNull()
+                t.column("time", .integer).notNull()
+                t.column("keyId", .text).notNull()
+                t.column("signature", .text).notNull()
+            }
+        }
         return m
     }
 
@@ -148,13 +192,21 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
 
     // MARK: - Audit
 
-    func appendEvent(_ db: Database, _ draft: AuditDraft) throws {
+    /// Appends an event to the chain (and queues it for the webhooks). With `state`, the event
+    /// records the exception's whole state after the change: what `load` checks the stored row against.
+    @discardableResult
+    func appendEvent(_ db: Database, _ draft: AuditDraft, state: ExceptionRecord? = nil) throws -> Int64 {
         // Every write appends an event: its statements are compiled once per connection.
         let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM auditEvent ORDER BY seq DESC LIMIT 1"))
         let seq = (last?["seq"] as Int64? ?? 0) + 1
         let prev: String = last?["hash"] ?? AuditChain.genesis
         let time = Self.seconds(draft.time)
-        let payload = JSONWriter.canonical(draft.payload)
+        var body = draft.payload
+        if let state, case .object(var o) = body {
+            o.append("state", state.stateValue)
+            body = .object(o)
+        }
+        let payload = JSONWriter.canonical(body)
         let hash = AuditChain.hash(seq: Int(seq), time: time, actor: draft.actor, action: draft.action, subject: draft.subject, payload: payload, prevHash: prev)
         try db.cachedStatement(sql: "INSERT INTO auditEvent (seq, time, actor, action, subject, payload, prevHash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             .execute(arguments: [seq, time, draft.actor, draft.action, draft.subject, payload, prev, hash])
@@ -168,6 +220,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                     """, arguments: [seq, hook.url, hook.format, hook.secretEnv, draft.action, WebhookBody.render(event, format: hook.format), time])
             }
         }
+        return seq
     }
 
     public func append(_ event: AuditDraft) throws {
@@ -199,19 +252,59 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         }
     }
 
-    /// Recomputes the whole chain from the database. Ranges of events are read straight from SQLite's
-    /// column buffers and hashed on all cores at once (each worker on its own read connection); the
-    /// sequence numbers and links are then checked in order, so the first bad event is named exactly
-    /// as a sequential pass would name it.
-    public func verifyAudit(anchors: [AuditAnchor] = []) throws -> AuditVerification {
-        let maxSeq = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM auditEvent") } ?? 0
+    /// Verifies the register as evidence: the whole chain (every row of the event table, whatever its
+    /// `seq`, in O(rows)), anchors kept elsewhere, signed checkpoints, that every exception's stored
+    /// state is the one the log records last about it, and (with `evidenceDirectory`) that every
+    /// evidence file still hashes to its recorded SHA-256.
+    public func verifyAudit(anchors: [AuditAnchor] = [], evidenceDirectory: String? = nil,
+                            checkpoints: CheckpointCheck? = nil) throws -> AuditVerification {
+        var anchors = anchors
+        var findings: [String] = []
+        var verifiedCheckpoints = 0
+        if let checkpoints {
+            let list = try checkpoints.given ?? self.checkpoints()
+            if list.isEmpty {
+                findings.append("no signed checkpoint to verify against: the register holds none (pass one kept elsewhere with --checkpoint FILE)")
+            }
+            for c in list {
+                if let why = c.problem(with: checkpoints.publicKey) { findings.append("checkpoint at event \(c.seq): \(why)") } else {
+                    anchors.append(AuditAnchor(seq: Int(c.seq), hash: c.hash))
+                    verifiedCheckpoints += 1
+                }
+            }
+        }
+        var result = try verifyChain(anchors: anchors)
+        result.checkpoints = verifiedCheckpoints
+        findings += try verifyStates()
+        if let evidenceDirectory { findings += try verifyEvidence(in: evidenceDirectory) }
+        result.findings = findings
+        return result
+    }
+
+    /// The chain alone. Dense logs (seq 1...n, the only shape Waiver writes) are read in ranges and
+    /// hashed on all cores; any other shape (a row with seq 0, a negative or huge seq, a gap) is read
+    /// once in order, and the first row out of place is named at once.
+    func verifyChain(anchors: [AuditAnchor]) throws -> AuditVerification {
+        let (count, minSeq, maxSeq) = try pool.read { db -> (Int64, Int64, Int64) in
+            let row = try Row.fetchOne(db, sql: "SELECT COUNT(*), COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM auditEvent")
+            return (row?[0] ?? 0, row?[1] ?? 0, row?[2] ?? 0)
+        }
+        var verifier = AuditChain.Verifier(anchors: anchors)
+        guard count > 0, minSeq == 1, maxSeq == count else {
+            do {
+                try forEachAuditEvent { e in
+                    verifier.feed(e)
+                    if verifier.firstBad != nil { throw StopIteration() }
+                }
+            } catch is StopIteration {}
+            return verifier.result
+        }
         final class Slot: @unchecked Sendable {
             var links: [AuditChain.Link] = []
             var error: (any Error)?
         }
         let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
         let chunk: Int64 = 32_768
-        var verifier = AuditChain.Verifier(anchors: anchors)
         var lo: Int64 = 1
         while lo <= maxSeq, verifier.firstBad == nil {
             let slots = (0..<workers).map { _ in Slot() }
@@ -261,34 +354,85 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         return verifier.result
     }
 
+    struct StopIteration: Error {}
+
+    /// Replays the log's record of exception states against the register: every exception row must
+    /// be the state the newest event about it records, and every exception the log speaks of must exist.
+    func verifyStates() throws -> [String] {
+        try pool.read { db in
+            var findings: [String] = []
+            let records = try load(db, where: "1 ORDER BY id", [])
+            for r in records { if let why = r.untrusted { findings.append("\(r.displayId): \(why)") } }
+            let known = Set(records.map(\.displayId))
+            let logged = try String.fetchAll(db, sql: "SELECT DISTINCT subject FROM auditEvent WHERE subject LIKE 'EX-%' AND action = 'exception.requested'")
+            for subject in logged where !known.contains(subject) {
+                findings.append("\(subject): the log records its request, but the register has no such exception (the row was deleted)")
+            }
+            return findings
+        }
+    }
+
+    /// Re-hashes every evidence file against the SHA-256 recorded for it.
+    func verifyEvidence(in folder: String) throws -> [String] {
+        let rows = try pool.read { db in try Row.fetchAll(db, sql: "SELECT exceptionId, sha256, name FROM evidence ORDER BY exceptionId, rowid") }
+        var findings: [String] = []
+        var checked: [String: Bool] = [:]
+        for row in rows {
+            let id = ExceptionRecord.display(Int(row[0] as Int64)), sha: String = row[1], name: String = row[2]
+            let path = (folder as NSString).appendingPathComponent(sha)
+            let ok: Bool
+            if let known = checked[sha] { ok = known } else {
+                ok = FileManager.default.fileExists(atPath: path) && (try? AuditChain.sha256(file: path)) == sha
+                checked[sha] = ok
+            }
+            if !ok {
+                let missing = !FileManager.default.fileExists(atPath: path)
+                findings.append("\(id): evidence \(name) (\(sha.prefix(12))…) \(missing ? "is missing from \(folder)" : "no longer hashes to its recorded SHA-256: its bytes were replaced")")
+            }
+        }
+        return findings
+    }
+
     // MARK: - Exceptions
 
-    public func insert(_ record: ExceptionRecord, event: AuditDraft) throws -> ExceptionRecord {
+    public func insert(_ requests: [WaiverCore.PreparedRequest]) throws -> [ExceptionRecord] {
+        try pool.write { db in try requests.map { try insert(db, $0) } }
+    }
+
+    public func insert(_ requests: [WaiverCore.PreparedRequest], thenRecord: ([ExceptionRecord]) throws -> CheckRecording) throws -> (filed: [ExceptionRecord], evaluation: Int) {
         try pool.write { db in
-            try db.execute(sql: """
-                INSERT INTO exception (policy, category, workspace, subjectKind, requester, conflicted, reason, requestedDays,
-                  likelihood, impact, riskLevel, mitigations, approverGroups, minApprovals, requiredGroups, status,
-                  createdAt, decidedAt, expiresAt, renews)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [
-                    record.policy, record.category, record.workspace, record.subjectKind.rawValue, record.requester,
-                    Self.json(record.conflicted), record.reason, record.requestedDays, record.likelihood.rawValue,
-                    record.impact.rawValue, record.riskLevel, Self.json(record.mitigations), Self.json(record.rule.groups),
-                    record.rule.minApprovals, Self.json(record.rule.requiredGroups), record.status.rawValue,
-                    Self.seconds(record.createdAt), record.decidedAt.map(Self.seconds), record.expiresAt.map(Self.seconds), record.renews,
-                ])
-            var stored = record
-            stored.id = Int(db.lastInsertedRowID)
-            for (i, r) in record.resources.enumerated() {
-                try db.execute(sql: "INSERT INTO exceptionResource (exceptionId, workspace, policy, resource, position) VALUES (?, ?, ?, ?, ?)",
-                               arguments: [stored.id, record.workspace, record.policy, r, i])
-            }
-            try saveChildren(db, stored, old: nil)
-            var e = event
-            e.subject = stored.displayId
-            try appendEvent(db, e)
-            return stored
+            let filed = try requests.map { try insert(db, $0) }
+            let r = try thenRecord(filed)
+            return (filed, try record(db, r.evaluation, event: r.event, pruneBefore: r.pruneBefore))
         }
+    }
+
+    func insert(_ db: Database, _ request: WaiverCore.PreparedRequest) throws -> ExceptionRecord {
+        let record = request.record
+        try db.execute(sql: """
+            INSERT INTO exception (policy, category, workspace, subjectKind, requester, conflicted, reason, requestedDays,
+              likelihood, impact, riskLevel, mitigations, approverGroups, minApprovals, requiredGroups, status,
+              createdAt, decidedAt, expiresAt, renews, owner, proposedRisk, riskRaisedBy)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [
+                record.policy, record.category, record.workspace, record.subjectKind.rawValue, record.requester,
+                Self.json(record.conflicted), record.reason, record.requestedDays, record.likelihood.rawValue,
+                record.impact.rawValue, record.riskLevel, Self.json(record.mitigations), Self.json(record.rule.groups),
+                record.rule.minApprovals, Self.json(record.rule.requiredGroups), record.status.rawValue,
+                Self.seconds(record.createdAt), record.decidedAt.map(Self.seconds), record.expiresAt.map(Self.seconds), record.renews,
+                record.owner, record.proposedRisk, record.riskRaisedBy,
+            ])
+        var stored = record
+        stored.id = Int(db.lastInsertedRowID)
+        for (i, r) in record.resources.enumerated() {
+            try db.execute(sql: "INSERT INTO exceptionResource (exceptionId, workspace, policy, resource, position) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [stored.id, record.workspace, record.policy, r, i])
+        }
+        try saveChildren(db, stored, old: nil)
+        var e = request.event
+        e.subject = stored.displayId
+        try appendEvent(db, e, state: stored)
+        return stored
     }
 
     func saveChildren(_ db: Database, _ r: ExceptionRecord, old: ExceptionRecord?) throws {
@@ -307,18 +451,26 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
             guard var record = try load(db, where: "id = ?", [id]).first else {
                 throw RegisterError.notFound("\(ExceptionRecord.display(id)) not found")
             }
+            // A row the log does not back is never built upon: a change would launder it.
+            if let why = record.untrusted { throw RegisterError.refused("\(record.displayId) cannot be changed: \(why)") }
             let old = record
             let events = try change(&record)
             guard record.id == old.id, record.resources == old.resources, record.policy == old.policy, record.workspace == old.workspace else {
                 throw RegisterError.invalid("an exception's scope (policy, workspace, resources) cannot change; file a new request")
             }
+            guard record == old || !events.isEmpty else {
+                throw RegisterError.invalid("\(record.displayId): a change without an audit event is refused")
+            }
             if record != old {
                 try db.execute(sql: """
-                    UPDATE exception SET status = ?, decidedAt = ?, expiresAt = ?, requestedDays = ? WHERE id = ?
-                    """, arguments: [record.status.rawValue, record.decidedAt.map(Self.seconds), record.expiresAt.map(Self.seconds), record.requestedDays, id])
+                    UPDATE exception SET status = ?, decidedAt = ?, expiresAt = ?, requestedDays = ?, riskLevel = ?, approverGroups = ?,
+                      minApprovals = ?, requiredGroups = ?, proposedRisk = ?, riskRaisedBy = ? WHERE id = ?
+                    """, arguments: [record.status.rawValue, record.decidedAt.map(Self.seconds), record.expiresAt.map(Self.seconds), record.requestedDays,
+                                    record.riskLevel, Self.json(record.rule.groups), record.rule.minApprovals, Self.json(record.rule.requiredGroups),
+                                    record.proposedRisk, record.riskRaisedBy, id])
                 try saveChildren(db, record, old: old)
             }
-            for e in events { try appendEvent(db, e) }
+            for (i, e) in events.enumerated() { try appendEvent(db, e, state: i == events.count - 1 ? record : nil) }
             return record
         }
     }
@@ -378,7 +530,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     /// texts that never change, compiled once per connection (compiling was a fifth of the CPU of
     /// `GET /api/v1/exceptions/{id}`). Clauses take their values as arguments, never as literals, so
     /// the statement cache stays small.
-    func load(_ db: Database, where clause: String, _ arguments: StatementArguments) throws -> [ExceptionRecord] {
+    func load(_ db: Database, where clause: String, _ arguments: StatementArguments, verify: Bool = true) throws -> [ExceptionRecord] {
         func fetch(_ sql: String) throws -> [Row] {
             try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
         }
@@ -397,7 +549,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         for row in try fetch("SELECT exceptionId, sha256, name, size, addedBy, at FROM evidence WHERE \(owned) ORDER BY at, rowid") {
             evidence[row[0], default: []].append(EvidenceFile(sha256: row[1], name: row[2], size: Int(row[3] as Int64), addedBy: row[4], at: Self.date(row[5] as Int64)))
         }
-        return try rows.map { row in
+        var records = try rows.map { row in
             let id: Int64 = row["id"]
             func parse<T: RawRepresentable>(_ column: String) throws -> T where T.RawValue == String {
                 let raw: String = row[column]
@@ -414,37 +566,111 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                                    requiredGroups: Self.list(row["requiredGroups"])),
                 status: try parse("status"), createdAt: Self.date(row["createdAt"] as Int64),
                 decidedAt: Self.date(row["decidedAt"] as Int64?), expiresAt: Self.date(row["expiresAt"] as Int64?),
-                renews: (row["renews"] as Int64?).map { Int($0) })
+                renews: (row["renews"] as Int64?).map { Int($0) }, owner: row["owner"], proposedRisk: row["proposedRisk"],
+                riskRaisedBy: row["riskRaisedBy"])
         }
+        if verify {
+            for i in records.indices { records[i].untrusted = try Self.trustProblem(db, records[i]) }
+        }
+        return records
+    }
+
+    // MARK: - State backed by the log
+
+    /// Events about an exception that record no state of it.
+    static let stateless = "exception.reminder"
+
+    /// The newest event about a subject that records its state (every event about an exception does,
+    /// but reminders), with that state.
+    static func latestStateEvent(_ db: Database, subject: String) throws -> (event: AuditEvent, state: Value?)? {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: """
+            SELECT seq, time, actor, action, subject, payload, prevHash, hash FROM auditEvent
+            WHERE subject = ? AND action <> ? ORDER BY seq DESC LIMIT 1
+            """), arguments: [subject, stateless]) else { return nil }
+        let e = AuditEvent(seq: Int(row[0] as Int64), time: date(row[1] as Int64), actor: row[2], action: row[3], subject: row[4],
+                           payload: row[5], prevHash: row[6], hash: row[7])
+        var state: Value?
+        if e.payload.contains("\"state\":{"), let v = try? JSONReader.parse(Data(e.payload.utf8), maxDepth: 64), case .object(let o)? = v["state"] {
+            state = .object(o)
+        }
+        return (e, state)
+    }
+
+    /// Why a stored exception is not backed by the log, or nil when the newest event about it records
+    /// exactly its stored state and that event's content still hashes to its hash. One indexed
+    /// lookup and one hash per exception read; the whole chain is `audit verify`'s job.
+    static func trustProblem(_ db: Database, _ record: ExceptionRecord) throws -> String? {
+        let fix = "run `waiver audit verify`"
+        guard let (event, logged) = try latestStateEvent(db, subject: record.displayId) else {
+            return "no audit event records it (the row was added behind the log's back; \(fix))"
+        }
+        guard AuditChain.contentMatches(event) else {
+            return "audit event \(event.seq), which records its state, was changed (\(fix))"
+        }
+        guard let logged else {
+            return "audit event \(event.seq) (\(event.action)) records no state of it (\(fix))"
+        }
+        let stored = record.stateValue
+        guard JSONWriter.canonical(stored) != JSONWriter.canonical(logged) else { return nil }
+        return "its stored \(stateDifferences(stored, logged)) not what audit event \(event.seq) records (changed behind the log's back; \(fix))"
+    }
+
+    /// The fields in which two states differ, for messages: `status (approved; the log says rejected)`.
+    static func stateDifferences(_ stored: Value, _ logged: Value) -> String {
+        guard case .object(let a) = stored, case .object(let b) = logged else { return "state is" }
+        var names: [String] = []
+        for (key, value) in a.pairs where JSONWriter.canonical(value) != JSONWriter.canonical(b[key] ?? .null) {
+            func shown(_ v: Value?) -> String { String(JSONWriter.canonical(v ?? .null).prefix(60)) }
+            names.append("\(key) \(shown(value)) (the log says \(shown(b[key])))")
+        }
+        if names.isEmpty { return "state is" }
+        return names.joined(separator: ", ") + (names.count == 1 ? " is" : " are")
     }
 
     // MARK: - Evaluations
 
     public func record(_ evaluation: Evaluation, event: AuditDraft, pruneBefore: Date? = nil) throws -> Int {
-        try pool.write { db in
-            // Retention: the workspace's older recorded checks go (their violations with them, by the
-            // foreign key); the new one is its latest, so the workspace always keeps one.
-            var pruned = 0
-            if let pruneBefore {
-                try db.cachedStatement(sql: "DELETE FROM evaluation WHERE workspace = ? AND at < ?")
-                    .execute(arguments: [evaluation.workspace, Self.seconds(pruneBefore)])
-                pruned = db.changesCount
-            }
-            try db.cachedStatement(sql: "INSERT INTO evaluation (workspace, at, actor, verdict, resourceCount) VALUES (?, ?, ?, ?, ?)")
-                .execute(arguments: [evaluation.workspace, Self.seconds(evaluation.at), evaluation.actor, evaluation.verdict, evaluation.resourceCount])
-            let id = db.lastInsertedRowID
-            let insert = try db.cachedStatement(sql: "INSERT INTO evaluationViolation (evaluationId, policy, resource, status, digest, message) VALUES (?, ?, ?, ?, ?, ?)")
-            for v in evaluation.violations {
-                try insert.execute(arguments: [id, v.policy, v.resource, v.status.rawValue, v.digest, v.message])
-            }
-            var e = event
-            if case .object(var o) = e.payload {
-                o.append("evaluation", .number(Double(id)))
-                if pruned > 0 { o.append("pruned_evaluations", .number(Double(pruned))) }
-                e.payload = .object(o)
-            }
-            try appendEvent(db, e)
-            return Int(id)
+        try pool.write { db in try record(db, evaluation, event: event, pruneBefore: pruneBefore) }
+    }
+
+    func record(_ db: Database, _ evaluation: Evaluation, event: AuditDraft, pruneBefore: Date?) throws -> Int {
+        // Retention: the workspace's older recorded checks go (their violations with them, by the
+        // foreign key); the new one is its latest, so the workspace always keeps one.
+        var pruned = 0
+        if let pruneBefore {
+            try db.cachedStatement(sql: "DELETE FROM evaluation WHERE workspace = ? AND at < ?")
+                .execute(arguments: [evaluation.workspace, Self.seconds(pruneBefore)])
+            pruned = db.changesCount
+        }
+        try db.cachedStatement(sql: "INSERT INTO evaluation (workspace, at, actor, verdict, resourceCount) VALUES (?, ?, ?, ?, ?)")
+            .execute(arguments: [evaluation.workspace, Self.seconds(evaluation.at), evaluation.actor, evaluation.verdict, evaluation.resourceCount])
+        let id = db.lastInsertedRowID
+        let insert = try db.cachedStatement(sql: """
+            INSERT INTO evaluationViolation (evaluationId, policy, resource, status, digest, message, severity, category) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        for v in evaluation.violations {
+            try insert.execute(arguments: [id, v.policy, v.resource, v.status.rawValue, v.digest, v.message, v.severity.rawValue, v.category])
+        }
+        var e = event
+        if case .object(var o) = e.payload {
+            o.append("evaluation", .number(Double(id)))
+            if pruned > 0 { o.append("pruned_evaluations", .number(Double(pruned))) }
+            e.payload = .object(o)
+        }
+        try appendEvent(db, e)
+        return Int(id)
+    }
+
+    public func recordedRule(workspace: String, policy: String) throws -> (category: String, severity: Severity)? {
+        try pool.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT DISTINCT v.severity, v.category FROM evaluationViolation v JOIN evaluation e ON e.id = v.evaluationId
+                WHERE v.policy = ? AND e.workspace = ?
+                """, arguments: [policy, workspace])
+            guard !rows.isEmpty else { return nil }
+            let severity = rows.compactMap { Severity(rawValue: $0[0]) }.max() ?? .medium
+            let category: String = rows.first.map { $0[1] } ?? "security"
+            return (category, severity)
         }
     }
 
@@ -454,8 +680,9 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 return nil
             }
             let id: Int64 = row["id"]
-            let violations = try Row.fetchAll(db, sql: "SELECT policy, resource, status, digest, message FROM evaluationViolation WHERE evaluationId = ?", arguments: [id])
-                .map { RecordedViolation(policy: $0[0], resource: $0[1], status: ResultStatus(rawValue: $0[2]) ?? .blocking, digest: $0[3], message: $0[4]) }
+            let violations = try Row.fetchAll(db, sql: "SELECT policy, resource, status, digest, message, severity, category FROM evaluationViolation WHERE evaluationId = ?", arguments: [id])
+                .map { RecordedViolation(policy: $0[0], resource: $0[1], status: ResultStatus(rawValue: $0[2]) ?? .blocking, digest: $0[3], message: $0[4],
+                                         severity: Severity(rawValue: $0[5]) ?? .medium, category: $0[6]) }
             return Evaluation(id: Int(id), workspace: row["workspace"], at: Self.date(row["at"] as Int64), actor: row["actor"],
                               verdict: row["verdict"], resourceCount: Int(row["resourceCount"] as Int64), violations: violations)
         }

@@ -70,6 +70,36 @@ extension SQLiteRegisterStore {
         return User(name: row[0], groups: groups, admin: row[1])
     }
 
+    /// The members of a group.
+    public func members(of group: String) throws -> Set<String> {
+        try pool.read { db in
+            Set(try String.fetchAll(db.cachedStatement(sql: "SELECT user FROM userGroup WHERE groupName = ?"), arguments: [group]))
+        }
+    }
+
+    /// Removes a user: their tokens and sessions go with them (foreign keys), so they are refused on
+    /// their next request, on every route. Logged.
+    public func removeUser(_ name: String, actor: String, now: Date) throws {
+        try pool.write { db in
+            guard try Self.user(db, name) != nil else { throw RegisterError.notFound("no user '\(name)'") }
+            try db.execute(sql: "DELETE FROM user WHERE name = ?", arguments: [name])
+            try appendEvent(db, AuditDraft(actor: actor, action: "user.removed", subject: "user:\(name)", payload: [:], time: now))
+        }
+    }
+
+    /// Ends every web session of a user (they sign in again); returns how many ended. Logged.
+    @discardableResult
+    public func endSessions(user: String, actor: String, now: Date) throws -> Int {
+        try pool.write { db in
+            guard try Self.user(db, user) != nil else { throw RegisterError.notFound("no user '\(user)'") }
+            try db.execute(sql: "DELETE FROM session WHERE user = ?", arguments: [user])
+            let ended = db.changesCount
+            try appendEvent(db, AuditDraft(actor: actor, action: "sessions.ended", subject: "user:\(user)",
+                                           payload: ["sessions": .number(Double(ended))], time: now))
+            return ended
+        }
+    }
+
     public func users() throws -> [User] {
         try pool.read { db in
             try String.fetchAll(db, sql: "SELECT name FROM user ORDER BY name").compactMap { try Self.user(db, $0) }
@@ -92,7 +122,11 @@ extension SQLiteRegisterStore {
                 throw RegisterError.notFound("no active token '\(id)'")
             }
             try db.execute(sql: "UPDATE token SET revokedAt = ? WHERE id = ?", arguments: [Self.seconds(now), id])
-            try appendEvent(db, AuditDraft(actor: actor, action: "token.revoked", subject: "user:\(user)", payload: ["token": .string(id)], time: now))
+            // The sessions signed in with the token end with it.
+            try db.execute(sql: "DELETE FROM session WHERE tokenId = ?", arguments: [id])
+            let ended = db.changesCount
+            try appendEvent(db, AuditDraft(actor: actor, action: "token.revoked", subject: "user:\(user)",
+                                           payload: ["token": .string(id), "sessions_ended": .number(Double(ended))], time: now))
         }
     }
 
@@ -119,22 +153,25 @@ extension SQLiteRegisterStore {
     // MARK: - Web sessions
 
     /// Starts a session: only the SHA-256 of its id is stored.
-    public func createSession(idHash: String, user: String, csrf: String, expiresAt: Date, now: Date) throws {
+    public func createSession(idHash: String, user: String, tokenId: String, csrf: String, expiresAt: Date, now: Date) throws {
         try pool.write { db in
             try db.execute(sql: "DELETE FROM session WHERE expiresAt <= ?", arguments: [Self.seconds(now)])
-            try db.execute(sql: "INSERT INTO session (idHash, user, csrf, expiresAt, lastSeenAt) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [idHash, user, csrf, Self.seconds(expiresAt), Self.seconds(now)])
+            try db.execute(sql: "INSERT INTO session (idHash, user, tokenId, csrf, expiresAt, lastSeenAt) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [idHash, user, tokenId, csrf, Self.seconds(expiresAt), Self.seconds(now)])
             try appendEvent(db, AuditDraft(actor: user, action: "session.started", subject: "user:\(user)", payload: [:], time: now))
         }
     }
 
-    /// The user and CSRF token of a live session: not past its lifetime, and used within `idle`
-    /// seconds. Use moves the idle deadline on (written at most once a minute, not on every request).
+    /// The user and CSRF token of a live session: not past its lifetime, used within `idle` seconds,
+    /// and signed in with a token that is still live. The user and their groups are read afresh, so
+    /// a revoked token, a removed user or a removed group counts on the next request. Use moves the
+    /// idle deadline on (written at most once a minute, not on every request).
     public func session(idHash: String, now: Date, idle: TimeInterval) throws -> (user: User, csrf: String)? {
         let seconds = Self.seconds(now)
         let found: (User, String, Int64)? = try pool.read { db in
             guard let row = try Row.fetchOne(db.cachedStatement(sql: """
-                    SELECT user, csrf, lastSeenAt FROM session WHERE idHash = ? AND expiresAt > ? AND lastSeenAt > ?
+                    SELECT s.user, s.csrf, s.lastSeenAt FROM session s JOIN token t ON t.id = s.tokenId AND t.user = s.user
+                    WHERE s.idHash = ? AND s.expiresAt > ? AND s.lastSeenAt > ? AND t.revokedAt IS NULL
                     """), arguments: [idHash, seconds, seconds - Int64(idle)]),
                   let user = try Self.user(db, row[0]) else { return nil }
             return (user, row[1], row[2])

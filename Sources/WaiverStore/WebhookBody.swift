@@ -18,5 +18,13 @@ public enum WebhookBody {
         ], pretty: false)
     }
 
+    /// The body of an `audit.checkpoint` delivery: the signed checkpoint itself, so receivers keep it.
+    public static func render(_ c: Checkpoint, format: String) -> String {
+        if format == "slack" {
+            return JSONWriter.write(["text": .string("audit log checkpoint: event \(c.seq) signed by key \(c.keyId) (\(c.hash.prefix(12))…)")], pretty: false)
+        }
+        return JSONWriter.write(["event": "audit.checkpoint", "time": .string(iso(Date(timeIntervalSince1970: Double(c.time)))), "checkpoint": c.value], pretty: false)
+    }
+
     static func parsePayload(_ text: String) throws -> Value { try JSONReader.parse(Data(text.utf8)) }
 }

@@ -114,18 +114,33 @@ struct Check: ParsableCommand {
         let store = try registerOptions.openStore()
         let register = Register(store: store, configuration: configuration, policies: evaluated.policies)
         let actor = registerOptions.actorName
-        var (report, filed) = try CheckService.applyRegister(evaluated, register: register, actor: actor, commitAuthor: commitAuthor, request: spec, now: try currentTime())
-        for e in filed {
-            FileHandle.standardError.write(Data("waiver: \(e.displayId) requested for \(e.policy) on \(e.resources.joined(separator: ", "))\n".utf8))
+        func said(_ filed: [ExceptionRecord]) {
+            for e in filed {
+                FileHandle.standardError.write(Data("waiver: \(e.displayId) requested for \(e.policy) on \(e.resources.joined(separator: ", "))\n".utf8))
+                if let why = register.impossibility(of: e.rule, excluding: [e.requester] + e.conflicted + e.subjectPeople) {
+                    warn(["\(e.displayId): exceptions to \(e.policy) at \(e.riskLevel) risk \(why): it would stay pending forever"])
+                }
+            }
         }
+        var report: CheckReport
         if let wait, let seconds = parseDuration(wait) {
+            // Requests are filed (all or none) before the wait; the check is recorded after it, with the decisions.
+            let (marked, filed) = try CheckService.applyRegister(evaluated, register: register, actor: actor, commitAuthor: commitAuthor, request: spec, now: try currentTime())
+            report = marked
+            said(filed)
             try poll(seconds: seconds, pending: { report.summary.pending }) {
                 report = evaluated
                 try register.applyExceptions(to: &report, now: try currentTime())
             }
+            phase("register")
+            _ = try CheckService.record(report, register: register, actor: actor, now: try currentTime())
+        } else {
+            // The requests (all or none) and the recorded check commit in one transaction.
+            let (final, filed, _) = try CheckService.checkIn(evaluated, register: register, actor: actor, commitAuthor: commitAuthor, request: spec, now: try currentTime())
+            report = final
+            said(filed)
+            phase("register")
         }
-        phase("register")
-        _ = try CheckService.record(report, register: register, actor: actor, now: try currentTime())
         phase("record")
         let rendered = format.render(report)
         phase("render")
@@ -192,6 +207,7 @@ struct Check: ParsableCommand {
         for id in result["requested"]?.arrayValue?.compactMap(\.stringValue) ?? [] {
             FileHandle.standardError.write(Data("waiver: \(id) requested\n".utf8))
         }
+        warn(result["request_warnings"]?.arrayValue?.compactMap(\.stringValue) ?? [])
         let pending = (result["results"]?.arrayValue ?? []).filter { $0["status"] == "pending" }.compactMap { $0["exception"]?.stringValue }
         if let wait, let seconds = parseDuration(wait), !pending.isEmpty {
             var waiting = Set(pending)

@@ -38,16 +38,14 @@ enum AuditExport {
         for line in data.split(separator: 0x0A, omittingEmptySubsequences: false) {
             lineNumber += 1
             if line.isEmpty { continue }
-            let v: Value
-            do { v = try JSONReader.parse(Data(line)) } catch {
+            let e: AuditEvent
+            do {
+                e = try AuditChain.event(exportLine: try JSONReader.parse(Data(line)))
+            } catch let error as JSONSyntaxError {
                 throw UsageError("\(path):\(lineNumber): not a JSON line: \(error)")
+            } catch {
+                throw UsageError("\(path):\(lineNumber): \(error)")
             }
-            guard let seq = v["seq"]?.numberValue, let time = v["time"]?.numberValue, let actor = v["actor"]?.stringValue,
-                  let action = v["action"]?.stringValue, let subject = v["subject"]?.stringValue,
-                  let payload = v["payload"]?.stringValue, let prev = v["prev_hash"]?.stringValue, let hash = v["hash"]?.stringValue
-            else { throw UsageError("\(path):\(lineNumber): an audit event needs seq, time, actor, action, subject, payload, prev_hash and hash") }
-            let e = AuditEvent(seq: Int(seq), time: Date(timeIntervalSince1970: time), actor: actor, action: action, subject: subject,
-                               payload: payload, prevHash: prev, hash: hash)
             if !verifier.feed(e) { break }
         }
         return verifier.result

@@ -25,6 +25,8 @@ struct Request: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("A mitigation or compensating control (repeatable).", valueName: "text")) var mitigation: [String] = []
     @Option(name: .long, help: ArgumentHelp("A file to keep as evidence, addressed by its SHA-256 (repeatable).", valueName: "file")) var evidence: [String] = []
     @Option(name: .long, help: ArgumentHelp("The exception this request renews.", valueName: "EX-ID")) var renews: String?
+    @Option(name: .long, help: ArgumentHelp("The owner of the device or account (required for --kind device|account); they may not approve it.", valueName: "name"))
+    var owner: String?
     @Option(name: .long, help: .hidden) var format: OutputFormatChoice = .text
 
     func validate() throws {
@@ -42,7 +44,9 @@ struct Request: ParsableCommand {
             if let likelihood { body.append("likelihood", .string(likelihood.rawValue)) }
             if let impact { body.append("impact", .string(impact.rawValue)) }
             if let renews { body.append("renews", .string(renews)) }
+            if let owner { body.append("owner", .string(owner)) }
             var e = try client.json(.POST, "/api/v1/exceptions", body: .object(body))
+            if let w = e["warning"]?.stringValue { warn([w]) }
             let id = e["id"]?.stringValue ?? "?"
             for path in evidence {
                 guard let data = FileManager.default.contents(atPath: path) else { throw UsageError("\(path): cannot read evidence file") }
@@ -57,10 +61,13 @@ struct Request: ParsableCommand {
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: true)
         let now = try currentTime()
         let files = try evidence.map { try EvidenceStore.put(path: $0, into: registerOptions.evidenceDirectory, by: ctx.actor, at: now) }
-        var record = try ctx.register.request(
+        let prepared = try ctx.register.prepare(
             ExceptionRequest(policy: policy, workspace: workspace ?? "program", subjectKind: kind, resources: resource, reason: reason,
-                             days: days, likelihood: likelihood, impact: impact, mitigations: mitigation, renews: try renews.map(exceptionId)),
+                             days: days, likelihood: likelihood, impact: impact, mitigations: mitigation, renews: try renews.map(exceptionId),
+                             owner: owner),
             actor: ctx.actor, now: now)
+        var record = try ctx.store.insert([prepared])[0]
+        if let w = prepared.warning { warn([w]) }
         for f in files { record = try ctx.register.addEvidence(record.id, file: f, actor: ctx.actor) }
         if format == .json {
             try emit(JSONWriter.write(RegisterOutput.value(record, now: now)), to: nil)
@@ -81,12 +88,15 @@ struct Approve: ParsableCommand {
     @Argument(help: "Exception id (EX-7).") var id: String
     @Option(name: .long, help: ArgumentHelp("Comment kept with the approval.", valueName: "text")) var comment: String?
     @Option(name: .long, help: ArgumentHelp("Approve for fewer days than requested.", valueName: "n")) var days: Int?
+    @Option(name: .long, help: ArgumentHelp("Re-rate the risk upward (a level of risk.levels): the approvals that level needs apply at once.", valueName: "level"))
+    var risk: String?
 
     func run() throws {
         if let client = try registerOptions.client() {
             var body = Value.Object()
             if let comment { body.append("comment", .string(comment)) }
             if let days { body.append("days", .number(Double(days))) }
+            if let risk { body.append("risk", .string(risk)) }
             let e = try client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/approve", body: .object(body))
             if e["status"] == "approved" {
                 print("\(e["id"]?.stringValue ?? id) approved: active until \(e["expires"]?.stringValue ?? "?")")
@@ -96,7 +106,7 @@ struct Approve: ParsableCommand {
             return
         }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-        let e = try ctx.register.approve(try exceptionId(id), actor: ctx.actor, comment: comment, days: days, now: try currentTime())
+        let e = try ctx.register.approve(try exceptionId(id), actor: ctx.actor, comment: comment, days: days, risk: risk, now: try currentTime())
         if e.status == .approved, let x = e.expiresAt {
             print("\(e.displayId) approved by \(ctx.actor): active until \(iso(x))")
         } else {
@@ -285,46 +295,121 @@ struct Expire: ParsableCommand {
 }
 
 struct Audit: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Verify or export the tamper-evident audit log.", subcommands: [Verify.self, Export.self])
+    static let configuration = CommandConfiguration(abstract: "Verify or export the tamper-evident audit log; sign checkpoints of it.",
+                                                    subcommands: [Verify.self, Export.self, Checkpoint.self, Keygen.self])
 
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Recompute the hash chain; exit 0 when intact, 1 naming the first bad event.",
+            abstract: "Verify the register as evidence; exit 0 when intact, 1 naming what does not verify.",
             discussion: """
-                A chain alone cannot show events cut from its end. `verify` prints the head as an anchor \
-                (SEQ:HASH): keep it outside the register, and pass it back with --anchor to prove that no \
-                event up to it was changed or removed since.
+                Recomputes the hash chain over every row of the log, checks that every exception's stored \
+                state is the state the log records for it, and re-hashes every evidence file. A chain alone \
+                cannot show events cut from its end: `verify` prints the head as an anchor (SEQ:HASH) to keep \
+                outside the register (--anchor), and with --public-key it checks the chain against signed \
+                checkpoints (the register's own, or those in --checkpoint FILE), which nobody without the \
+                signing key can forge.
                 """)
         @OptionGroup var registerOptions: RegisterOptions
         @Option(name: .long, help: ArgumentHelp("Verify an exported JSON Lines file instead of the register.", valueName: "file")) var file: String?
         @Option(name: .long, help: ArgumentHelp("An anchor kept from an earlier verify (repeatable).", valueName: "seq:hash")) var anchor: [String] = []
+        @Option(name: .long, help: ArgumentHelp("The checkpoint signer's public key (ed25519:BASE64, or a file holding it).", valueName: "key"))
+        var publicKey: String?
+        @Option(name: .long, help: ArgumentHelp("Signed checkpoints kept elsewhere, one JSON object a line (with --public-key).", valueName: "file"))
+        var checkpoint: String?
 
         func validate() throws {
             for a in anchor where AuditAnchor(a) == nil {
-                throw ValidationError("--anchor: '\(a)' is not \(AuditAnchor.syntax)")
+                throw ValidationError("--anchor: '\(a.prefix(80))' is not \(AuditAnchor.syntax)")
             }
+            if checkpoint != nil && publicKey == nil { throw ValidationError("--checkpoint needs --public-key to check its signature") }
         }
 
         func run() throws {
-            let anchors = anchor.compactMap(AuditAnchor.init)
+            var anchors = anchor.compactMap(AuditAnchor.init)
+            let key = try publicKey.map(loadPublicKey)
+            let given = try checkpoint.map(loadCheckpoints)
             let result: AuditVerification
             if let file {
-                result = try AuditExport.verify(path: file, anchors: anchors)
+                var findings: [String] = []
+                var verified = 0
+                if let key {
+                    for c in given ?? [] {
+                        if let why = c.problem(with: key) { findings.append("checkpoint at event \(c.seq): \(why)") } else {
+                            anchors.append(AuditAnchor(seq: Int(c.seq), hash: c.hash))
+                            verified += 1
+                        }
+                    }
+                    if (given ?? []).isEmpty { findings.append("no signed checkpoint to verify the export against (--checkpoint FILE)") }
+                }
+                var r = try AuditExport.verify(path: file, anchors: anchors)
+                r.findings = findings
+                r.checkpoints = verified
+                result = r
             } else if let client = try registerOptions.client() {
-                let query = anchors.map { "anchor=\($0)" }.joined(separator: "&")
-                let v = try client.json(.GET, "/api/v1/audit/verify" + (query.isEmpty ? "" : "?" + query))
-                result = AuditVerification(events: Int(v["events"]?.numberValue ?? 0), firstBad: v["first_bad"]?.numberValue.map { Int($0) },
-                                           problem: v["problem"]?.stringValue, head: v["head"]?.stringValue.flatMap(AuditAnchor.init))
+                var query: [(String, String?)] = anchors.map { ("anchor", $0.description) }
+                if let key { query.append(("public_key", key.text)) }
+                if given != nil { throw UsageError("--checkpoint with --server: verify the server's export instead (audit export, then --file)") }
+                guard let v = AuditOutput.verification(try client.call(.GET, "/api/v1/audit/verify", query: query).json()) else {
+                    throw UsageError("the server's answer to audit/verify is not a verification")
+                }
+                result = v
             } else {
-                result = try registerOptions.openStore().verifyAudit(anchors: anchors)
+                let store = try registerOptions.openStore()
+                result = try store.verifyAudit(anchors: anchors, evidenceDirectory: registerOptions.evidenceDirectory,
+                                               checkpoints: key.map { CheckpointCheck(publicKey: $0, given: given) })
             }
-            if let bad = result.firstBad {
-                print("audit log NOT intact: event \(bad): \(result.problem ?? "does not verify") (\(result.events) events verified before it)")
-                throw Exit(code: 1)
+            for line in AuditOutput.lines(result, anchors: anchor.count) { print(line) }
+            if !result.intact { throw Exit(code: 1) }
+        }
+    }
+
+    /// Signs the head of the log with the key kept outside the register and keeps the checkpoint.
+    struct Checkpoint: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Sign the audit log's head with the Ed25519 key kept outside the register; print the checkpoint (JSON).",
+            discussion: "Locally the key comes from --signing-key FILE or $WAIVER_SIGNING_KEY; with --server the server signs with its own key.")
+        @OptionGroup var registerOptions: RegisterOptions
+        @Option(name: .long, help: ArgumentHelp("The private key file (from `waiver audit keygen`); default $WAIVER_SIGNING_KEY.", valueName: "file"))
+        var signingKey: String?
+        @Option(name: .long, help: ArgumentHelp("Append the checkpoint to this file too (one JSON object a line).", valueName: "file"))
+        var output: String?
+
+        func run() throws {
+            let json: String
+            if let client = try registerOptions.client() {
+                json = JSONWriter.write(try client.json(.POST, "/api/v1/audit/checkpoints"), pretty: false)
+            } else {
+                let key = try loadSigningKey(signingKey)
+                guard let c = try registerOptions.openStore().checkpoint(with: key, now: try currentTime()) else {
+                    throw UsageError("the audit log is empty: there is nothing to sign")
+                }
+                json = c.json
             }
-            let matched = anchors.isEmpty ? "" : ", \(anchors.count) anchor\(anchors.count == 1 ? "" : "s") matched"
-            print("audit log intact: \(result.events) events verified\(matched)")
-            if let head = result.head { print("head: \(head) (keep it outside the register; --anchor \(head) proves nothing up to it changed)") }
+            print(json)
+            if let output {
+                guard let handle = FileHandle(forWritingAtPath: output) ?? {
+                    FileManager.default.createFile(atPath: output, contents: nil) ? FileHandle(forWritingAtPath: output) : nil
+                }() else { throw UsageError("\(output): cannot write") }
+                defer { try? handle.close() }
+                try handle.seekToEnd()
+                handle.write(Data((json + "\n").utf8))
+            }
+        }
+    }
+
+    struct Keygen: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make an Ed25519 key pair for signed checkpoints: the private key to a file (mode 600), the public key to stdout.")
+        @Option(name: .long, help: ArgumentHelp("Where to write the private key (refused if it exists).", valueName: "file")) var output: String
+
+        func run() throws {
+            guard !FileManager.default.fileExists(atPath: output) else { throw UsageError("\(output): exists; a key is never overwritten") }
+            let key = SigningKey.generate()
+            guard FileManager.default.createFile(atPath: output, contents: Data((key.text + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw UsageError("\(output): cannot write")
+            }
+            print(key.publicKey.text)
+            FileHandle.standardError.write(Data("waiver: private key written to \(output) (keep it outside the register's host or readable by the server only); the public key above verifies its checkpoints\n".utf8))
         }
     }
 
@@ -352,4 +437,42 @@ struct Audit: ParsableCommand {
             try emit(String(decoding: out, as: UTF8.self), to: output)
         }
     }
+}
+
+/// The signing key: a file holding `ed25519-private:...`, or $WAIVER_SIGNING_KEY holding it.
+func loadSigningKey(_ file: String?) throws -> SigningKey {
+    let text: String
+    if let file {
+        guard let data = FileManager.default.contents(atPath: file) else { throw UsageError("\(file): cannot read the signing key") }
+        text = String(decoding: data, as: UTF8.self)
+    } else if let env = ProcessInfo.processInfo.environment["WAIVER_SIGNING_KEY"], !env.isEmpty {
+        text = env
+    } else {
+        throw UsageError("no signing key: pass --signing-key FILE or set $WAIVER_SIGNING_KEY (make one with `waiver audit keygen`)")
+    }
+    guard let key = SigningKey(text: text) else {
+        throw UsageError("\(file ?? "$WAIVER_SIGNING_KEY"): not an Ed25519 private key (ed25519-private:BASE64, as `waiver audit keygen` writes it)")
+    }
+    return key
+}
+
+/// A public key given as text (`ed25519:BASE64`) or as a file holding it.
+func loadPublicKey(_ text: String) throws -> PublicSigningKey {
+    if let key = PublicSigningKey(text: text) { return key }
+    if let data = FileManager.default.contents(atPath: text), let key = PublicSigningKey(text: String(decoding: data, as: UTF8.self)) { return key }
+    throw UsageError("--public-key: '\(text.prefix(80))' is neither an Ed25519 public key (ed25519:BASE64) nor a file holding one")
+}
+
+/// Checkpoints kept in a file, one JSON object a line.
+func loadCheckpoints(_ path: String) throws -> [WaiverStore.Checkpoint] {
+    guard let data = FileManager.default.contents(atPath: path) else { throw UsageError("\(path): cannot read") }
+    var out: [WaiverStore.Checkpoint] = []
+    for (i, line) in data.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() where !line.allSatisfy({ $0 == 0x20 || $0 == 0x0D }) {
+        do {
+            out.append(try WaiverStore.Checkpoint(json: try JSONReader.parse(Data(line), maxDepth: 8)))
+        } catch {
+            throw UsageError("\(path):\(i + 1): not a checkpoint: \(error)")
+        }
+    }
+    return out
 }

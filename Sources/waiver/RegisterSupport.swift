@@ -67,7 +67,13 @@ struct RegisterContext {
         self.store = try options.openStore()
         self.register = Register(store: store, configuration: configuration, policies: policies)
         self.actor = options.actorName
+        warn(register.unmeetableRules())
     }
+}
+
+/// Says each warning on stderr, one line each.
+func warn(_ lines: [String]) {
+    for line in lines { FileHandle.standardError.write(Data("waiver: warning: \(line)\n".utf8)) }
 }
 
 func exceptionId(_ text: String) throws -> Int {

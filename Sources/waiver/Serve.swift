@@ -19,11 +19,16 @@ struct Serve: ParsableCommand {
     var database: String = "sqlite:.waiver/register.sqlite"
     @Option(name: .long, help: ArgumentHelp("Largest request body accepted, in MiB.", valueName: "n")) var maxBodyMib: Int = 64
     @Option(name: .long, help: ArgumentHelp("Seconds between scheduler passes.", valueName: "n")) var schedulerInterval: Int = 60
+    @Option(name: .long, help: ArgumentHelp("Ed25519 key that signs checkpoints of the audit log (default $WAIVER_SIGNING_KEY; none: no checkpoints).", valueName: "file"))
+    var signingKey: String?
+    @Option(name: .long, help: ArgumentHelp("How often the scheduler signs a checkpoint while the log grows (30m, 1h, 1d).", valueName: "duration"))
+    var checkpointEvery: String = "1h"
 
     func validate() throws {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
         guard maxBodyMib >= 1, maxBodyMib <= 4096 else { throw ValidationError("--max-body-mib must be 1 to 4096") }
         guard schedulerInterval >= 1 else { throw ValidationError("--scheduler-interval must be at least 1") }
+        guard let d = parseDuration(checkpointEvery), d >= 1 else { throw ValidationError("--checkpoint-every: '\(checkpointEvery)' is not a duration (30m, 1h, 1d)") }
     }
 
     func run() throws {
@@ -34,11 +39,16 @@ struct Serve: ParsableCommand {
         let crossErrors = ConfigLoader.validate(policies, against: configuration)
         if !crossErrors.isEmpty { throw InputErrors(crossErrors) }
         let fixedNow = try ProcessInfo.processInfo.environment["WAIVER_NOW"].flatMap { $0.isEmpty ? nil : $0 }.map { _ in try currentTime() }
+        let env = ProcessInfo.processInfo.environment["WAIVER_SIGNING_KEY"] ?? ""
+        let key = signingKey != nil || !env.isEmpty ? try loadSigningKey(signingKey) : nil
         let settings = ServerSettings(
             host: host, port: port, databasePath: path, configuration: configuration, policies: policies, maxBodyBytes: maxBodyMib << 20,
-            schedulerInterval: .seconds(schedulerInterval), now: { fixedNow ?? Date() })
-        let app = try buildApplication(settings)
-        FileHandle.standardError.write(Data("waiver: serving \(path) on http://\(host):\(port) with \(policies.count) policies\n".utf8))
+            schedulerInterval: .seconds(schedulerInterval), now: { fixedNow ?? Date() }, signingKey: key,
+            checkpointInterval: TimeInterval(parseDuration(checkpointEvery) ?? 3600))
+        let state = try ServerState(settings: settings)
+        warn(state.register.unmeetableRules())
+        let app = try buildApplication(state: state)
+        FileHandle.standardError.write(Data("waiver: serving \(path) on http://\(host):\(port) with \(policies.count) policies\(key.map { "; signing checkpoints with key \($0.publicKey.id)" } ?? "")\n".utf8))
         try blocking { try await app.runService() }
     }
 }
@@ -60,7 +70,7 @@ func databasePath(_ url: String) throws -> String {
 struct Admin: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage users and tokens of the shared register (run on the server host).",
-        subcommands: [AddUser.self, AddToken.self, RevokeToken.self, Users.self, Webhooks.self])
+        subcommands: [AddUser.self, RemoveUser.self, AddToken.self, RevokeToken.self, EndSessions.self, Users.self, Webhooks.self])
 
     struct Options: ParsableArguments {
         @Option(name: .long, help: ArgumentHelp("The register: sqlite:PATH.", valueName: "url")) var database: String = "sqlite:.waiver/register.sqlite"
@@ -72,6 +82,16 @@ struct Admin: ParsableCommand {
         }
 
         var actorName: String { actor ?? ProcessInfo.processInfo.environment["USER"] ?? ProcessInfo.processInfo.userName }
+    }
+
+    /// After users change: the approval rules of the server's policies that its users can no longer meet.
+    static func warnUnmeetable(_ store: SQLiteRegisterStore, config: ConfigOptions) {
+        guard let (configuration, base) = try? config.loadConfiguration() else { return }
+        let (dir, _) = config.policyDirectory(configuration, base: base)
+        guard let policies = try? PolicyLoader.load(directory: dir) else { return }
+        let register = Register(store: store, configuration: configuration, policies: policies,
+                                membersOf: { g in Set(((try? store.members(of: g)) ?? []).map(Identity.canonical)) })
+        warn(register.unmeetableRules())
     }
 
     static func newToken(for user: String, store: SQLiteRegisterStore, actor: String) throws -> String {
@@ -86,6 +106,7 @@ struct Admin: ParsableCommand {
         @Argument(help: "User name (an email, usually).") var name: String
         @Option(name: .long, help: ArgumentHelp("A group the user belongs to (repeatable).", valueName: "group")) var group: [String] = []
         @Flag(name: .long, help: "Make the user an administrator (may revoke any exception; never approve their own).") var admin = false
+        @OptionGroup var config: ConfigOptions
 
         func validate() throws {
             if name.isEmpty || name.count > 200 || name.contains(where: \.isWhitespace) { throw ValidationError("a user name is 1 to 200 characters without spaces") }
@@ -96,6 +117,30 @@ struct Admin: ParsableCommand {
             try store.putUser(User(name: name, groups: group, admin: admin), actor: options.actorName, now: try currentTime())
             print(try Admin.newToken(for: name, store: store, actor: options.actorName))
             FileHandle.standardError.write(Data("waiver: user \(name) saved (groups: \(group.joined(separator: ", "))\(admin ? "; admin" : "")). The token above is shown once: store it now.\n".utf8))
+            Admin.warnUnmeetable(store, config: config)
+        }
+    }
+
+    struct RemoveUser: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "remove-user", abstract: "Remove a user: their tokens and web sessions end at once.")
+        @OptionGroup var options: Options
+        @OptionGroup var config: ConfigOptions
+        @Argument(help: "User name.") var name: String
+        func run() throws {
+            let store = try options.open()
+            try store.removeUser(name, actor: options.actorName, now: try currentTime())
+            print("user \(name) removed; their tokens and sessions ended")
+            Admin.warnUnmeetable(store, config: config)
+        }
+    }
+
+    struct EndSessions: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "end-sessions", abstract: "End every web session of a user (they sign in again).")
+        @OptionGroup var options: Options
+        @Argument(help: "User name.") var name: String
+        func run() throws {
+            let n = try options.open().endSessions(user: name, actor: options.actorName, now: try currentTime())
+            print("\(n) session\(n == 1 ? "" : "s") of \(name) ended")
         }
     }
 
