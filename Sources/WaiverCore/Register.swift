@@ -156,7 +156,7 @@ public struct Register: Sendable {
         let eligible = rule.groups.reduce(into: Set<String>()) { $0.formUnion(membersOf($1)) }.subtracting(out)
         var problems: [String] = []
         if eligible.count < rule.minApprovals {
-            problems.append("needs \(rule.minApprovals) distinct approvers from \(rule.groups.joined(separator: ", ")), which \(rule.groups.count == 1 ? "has" : "have") \(eligible.count) \(out.isEmpty ? "" : "eligible ")member\(eligible.count == 1 ? "" : "s")")
+            problems.append("needs \(rule.minApprovals) distinct approver\(rule.minApprovals == 1 ? "" : "s") from \(rule.groups.joined(separator: ", ")), which \(rule.groups.count == 1 ? "has" : "have") \(eligible.count) \(out.isEmpty ? "" : "eligible ")member\(eligible.count == 1 ? "" : "s")")
         }
         if !rule.requiredGroups.isEmpty, rule.requiredGroups.reduce(into: Set<String>(), { $0.formUnion(membersOf($1)) }).subtracting(out).isEmpty {
             problems.append("needs an approval from \(rule.requiredGroups.joined(separator: " or ")), which has no \(out.isEmpty ? "" : "eligible ")member")

@@ -54,9 +54,8 @@ public enum SarifReader {
                 let kind = result["kind"]?.stringValue ?? "fail"
                 if ["pass", "notApplicable", "informational"].contains(kind) { continue }
                 if result["baselineState"]?.stringValue == "absent" { continue }
-                let level = result["level"]?.stringValue
-                    ?? rule?["defaultConfiguration"]?["level"]?.stringValue
-                    ?? (kind == "fail" ? "warning" : "none")
+                let ruleLevel = rule?["defaultConfiguration"]?["level"]?.stringValue
+                var level = result["level"]?.stringValue ?? ruleLevel ?? (kind == "fail" ? "warning" : "none")
                 let message = text(of: result["message"], rule: rule) ?? ruleTitle(rule) ?? ruleId
                 let location = result["locations"]?.arrayValue?.first
                 var uri: String?
@@ -84,6 +83,9 @@ public enum SarifReader {
                         suppression = (s["justification"]?.stringValue ?? "").trimmingCharacters(in: .whitespaces)
                     }
                 }
+                // A scanner's own suppression never lowers what approval costs: a suppressed result
+                // keeps the higher of its level and its rule's (Checkov writes `warning` on skipped `error` rules).
+                if suppression != nil, let ruleLevel, levelRank(ruleLevel) > levelRank(level) { level = ruleLevel }
                 findings.append(ExternalFinding(
                     ruleId: ruleId, resource: resource ?? "(no location)", level: level, message: message,
                     file: file, tool: toolName, uri: uri, line: line, ruleTitle: ruleTitle(rule),
@@ -91,6 +93,16 @@ public enum SarifReader {
             }
         }
         return findings
+    }
+
+    /// SARIF levels in order: none < note < warning < error.
+    static func levelRank(_ level: String) -> Int {
+        switch level {
+        case "error": return 3
+        case "warning": return 2
+        case "note": return 1
+        default: return 0
+        }
     }
 
     static func ruleTitle(_ rule: Value?) -> String? {

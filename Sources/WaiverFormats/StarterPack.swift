@@ -19,8 +19,8 @@ exceptions:
 
 groups:                             # approver groups
   security: [sam@example.com, pat@example.com]
-  finance: [fin@example.com]
-  engineering-managers: [em@example.com]
+  finance: [fin@example.com, cfo@example.com]
+  engineering-managers: [em@example.com, lee@example.com]
   ciso: [ciso@example.com]
 
 routing:                            # policy category -> groups whose members may approve

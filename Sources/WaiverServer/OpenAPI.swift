@@ -216,13 +216,22 @@ paths:
       responses: { "200": { description: events } }
   /api/v1/audit/verify:
     get:
-      summary: Recompute the hash chain, checking it against anchors kept elsewhere
+      summary: "Verify the register as evidence: the chain over every row, anchors, signed checkpoints, stored states against the log, evidence bytes"
       parameters:
         - { name: anchor, in: query, required: false, schema: { type: string, pattern: "^[0-9]+:[0-9a-fA-F]{64}$" },
             description: "SEQ:HASH of an event noted earlier (repeatable): shows events changed or cut from the end since" }
+        - { name: public_key, in: query, required: false, schema: { type: string },
+            description: "ed25519:BASE64 of the checkpoint signer: the chain is verified against the register's signed checkpoints" }
       responses:
-        "200": { description: "intact, events, first_bad, problem, head (SEQ:HASH of the last verified event)" }
+        "200": { description: "intact, events, first_bad, problem, head (SEQ:HASH of the last verified event), findings (exceptions and evidence the log does not back), checkpoints (verified)" }
         "400": { $ref: "#/components/responses/Error" }
+  /api/v1/audit/checkpoints:
+    get: { summary: "Signed checkpoints of the log's head, with the server's public key", responses: { "200": { description: "public_key, checkpoints" } } }
+    post:
+      summary: Sign the log's head now with the server's Ed25519 key
+      responses:
+        "201": { description: "the checkpoint: seq, hash, time, time_iso, key_id, signature" }
+        "409": { $ref: "#/components/responses/Error" }
   /api/v1/audit/export:
     get: { summary: The audit log as JSON Lines, responses: { "200": { description: one event a line } } }
   /api/v1/expire:

@@ -17,7 +17,7 @@ struct Workspace {
         var skipping = false
         for line in config.split(separator: "\n", omittingEmptySubsequences: false) {
             if line.hasPrefix("groups:") {
-                lines += ["groups:", "  security: [sam, pat]", "  finance: [fin]", "  engineering-managers: [em]", "  ciso: [ciso]"]
+                lines += ["groups:", "  security: [sam, pat]", "  finance: [fin, cfo]", "  engineering-managers: [em, lee]", "  ciso: [ciso]"]
                 skipping = true
                 continue
             }
