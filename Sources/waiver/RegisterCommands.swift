@@ -98,6 +98,7 @@ struct Approve: ParsableCommand {
             if let days { body.append("days", .number(Double(days))) }
             if let risk { body.append("risk", .string(risk)) }
             let e = try client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/approve", body: .object(body))
+            if risk != nil, let note = e["risk_note"]?.stringValue, e["risk_raised_by"] != nil { print("\(e["id"]?.stringValue ?? id): risk raised to \(note)") }
             if e["status"] == "approved" {
                 print("\(e["id"]?.stringValue ?? id) approved: active until \(e["expires"]?.stringValue ?? "?")")
             } else {
@@ -107,6 +108,7 @@ struct Approve: ParsableCommand {
         }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
         let e = try ctx.register.approve(try exceptionId(id), actor: ctx.actor, comment: comment, days: days, risk: risk, now: try currentTime())
+        if risk != nil, e.riskRaisedBy == ctx.actor { print("\(e.displayId): risk raised to \(RegisterOutput.riskText(e)); it needs \(e.rule.minApprovals) of \(e.rule.groups.joined(separator: ", "))") }
         if e.status == .approved, let x = e.expiresAt {
             print("\(e.displayId) approved by \(ctx.actor): active until \(iso(x))")
         } else {
