@@ -199,13 +199,6 @@ struct TamperTests {
         return (f, f.store.path)
     }
 
-    func tamper(_ path: String, _ sql: String) throws {
-        let q = try DatabaseQueue(path: path)
-        try q.write { db in
-            try db.execute(sql: "DROP TRIGGER auditEvent_noUpdate; DROP TRIGGER auditEvent_noDelete;")
-            try db.execute(sql: sql)
-        }
-    }
 
     @Test func anEditedEventIsNamed() throws {
         let (f, path) = try registerWithEvents()

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 @testable import WaiverCore
 @testable import WaiverFormats
@@ -80,4 +81,14 @@ func change(
         {"address":"\(address.replacingOccurrences(of: "\"", with: "\\\""))","mode":"\(mode)","type":"\(t)","name":"\(name)","provider_name":"registry.terraform.io/hashicorp/aws"\(mod),\
         "change":{"actions":[\(acts)],"before":null,"after":\(after),"after_unknown":\(unknown),"before_sensitive":false,"after_sensitive":\(sensitive)}}
         """
+}
+
+/// Writes to a register file as an attacker with write access would: the append-only triggers
+/// dropped, then any SQL.
+func tamper(_ path: String, _ sql: String) throws {
+    let q = try DatabaseQueue(path: path)
+    try q.write { db in
+        try db.execute(sql: "DROP TRIGGER IF EXISTS auditEvent_noUpdate; DROP TRIGGER IF EXISTS auditEvent_noDelete;")
+        try db.execute(sql: sql)
+    }
 }

@@ -11,14 +11,6 @@ import Testing
 /// item it covers; each failed on the code before the change.
 @Suite("Trust: separation of duties, risk and the record against insiders", .serialized)
 struct TrustTests {
-    func tamper(_ path: String, _ sql: String) throws {
-        let q = try DatabaseQueue(path: path)
-        try q.write { db in
-            try db.execute(sql: "DROP TRIGGER IF EXISTS auditEvent_noUpdate; DROP TRIGGER IF EXISTS auditEvent_noDelete;")
-            try db.execute(sql: sql)
-        }
-    }
-
     // MARK: 1. The subject of a program exception cannot approve it
 
     @Test func theSubjectOfAPersonExceptionCannotApproveIt() throws {
