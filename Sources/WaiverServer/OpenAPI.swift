@@ -74,6 +74,7 @@ components:
         impact: { type: string, enum: [low, medium, high] }
         mitigations: { type: array, items: { type: string } }
         renews: { type: string }
+        owner: { type: string, description: "the owner of a device or account (required for those kinds); they may not approve it" }
   responses:
     Error:
       description: an error
@@ -166,7 +167,7 @@ paths:
     post:
       summary: Approve (never your own request, only from the routed groups)
       parameters: [{ $ref: "#/components/parameters/id" }]
-      requestBody: { content: { application/json: { schema: { type: object, properties: { comment: { type: string }, days: { type: integer } } } } } }
+      requestBody: { content: { application/json: { schema: { type: object, properties: { comment: { type: string }, days: { type: integer }, risk: { type: string, description: "re-rate the risk upward to this level of risk.levels" } } } } } }
       responses: { "200": { $ref: "#/components/responses/Exception" }, "403": { $ref: "#/components/responses/Error" }, "409": { $ref: "#/components/responses/Error" } }
   /api/v1/exceptions/{id}/reject:
     post:
