@@ -219,6 +219,11 @@ public struct CheckEngine: Sendable {
     public func check(
         resources: [(Resource, file: String)], external: [ExternalFinding], workspace: String
     ) -> CheckReport {
+        // One check, one budget for pattern matches that run long (see `Pattern`).
+        Pattern.$budget.withValue(MatchBudget()) { run(resources: resources, external: external, workspace: workspace) }
+    }
+
+    func run(resources: [(Resource, file: String)], external: [ExternalFinding], workspace: String) -> CheckReport {
         let evaluator = Evaluator()
         var findings: [Finding] = []
         var compliant: [EvaluatedPair] = []

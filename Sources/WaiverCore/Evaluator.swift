@@ -217,6 +217,7 @@ public struct Evaluator: Sendable {
                 switch found {
                 case .value(let v, let m):
                     shown = v.rendered(mask: m, limit: 100)
+                    if case .matches = op, r == .unknown { test += " (\(Pattern.limitNote))" }
                     // Saying which literal a sensitive value equals would reveal it: name the test only.
                     if let m, Evaluator.hasSensitive(m) { test = op.name + " [operand hidden: sensitive value]" }
                 case .missing: shown = "(not set)"
@@ -331,7 +332,7 @@ public struct Evaluator: Sendable {
         case .notIn(let xs): return !anyOf(xs) { equal(v, $0) }
         case .matches(let p):
             guard case .string(let s) = v else { return .no }
-            return Tri(p.matches(s))
+            return p.match(s)
         case .contains(let x): return contains(v, x)
         case .notContains(let x): return !contains(v, x)
         case .gt(let n): return compare(v) { $0 > n }
@@ -365,11 +366,34 @@ public struct Evaluator: Sendable {
         switch v {
         case .number(let n): return n
         case .string(let s):
-            let t = s.trimmingCharacters(in: .whitespaces)
-            guard !t.isEmpty, let n = Double(t), n.isFinite else { return nil }
+            // Only JSON's (and Terraform's) number syntax: "0x10", "inf", "1_000" or " 22" are strings, not numbers.
+            guard isJSONNumber(s), let n = Double(s), n.isFinite else { return nil }
             return n
         default: return nil
         }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, checked byte by byte.
+    static func isJSONNumber(_ s: String) -> Bool {
+        var u = Array(s.utf8)[...]
+        func digits() -> Int {
+            var n = 0
+            while let c = u.first, (0x30...0x39).contains(c) { u = u.dropFirst(); n += 1 }
+            return n
+        }
+        if u.first == 0x2D { u = u.dropFirst() }
+        guard let first = u.first, (0x30...0x39).contains(first) else { return false }
+        if first == 0x30 { u = u.dropFirst() } else { _ = digits() }
+        if u.first == 0x2E {
+            u = u.dropFirst()
+            guard digits() > 0 else { return false }
+        }
+        if u.first == 0x65 || u.first == 0x45 {
+            u = u.dropFirst()
+            if u.first == 0x2B || u.first == 0x2D { u = u.dropFirst() }
+            guard digits() > 0 else { return false }
+        }
+        return u.isEmpty
     }
 
     static func compare(_ v: Value, _ test: (Double) -> Bool) -> Tri {

@@ -75,4 +75,13 @@ public enum Identity {
 extension String {
     /// nil for the empty string.
     public var nilIfEmpty: String? { isEmpty ? nil : self }
+
+    /// At most `limit` characters, ending in "…" when cut: what an error message may echo of an input.
+    public func clipped(_ limit: Int = 120) -> String {
+        guard count > limit else { return self }
+        return String(prefix(Swift.max(1, limit - 1))) + "…"
+    }
+
+    /// The longest error line Waiver writes: every message is cut there, whatever it echoes.
+    public static let maxMessage = 600
 }

@@ -16,22 +16,66 @@ public enum Tri: Sendable, Equatable {
 }
 
 /// A compiled regular expression (NSRegularExpression, ICU syntax), shareable across threads.
+///
+/// Every match has a bounded cost, whatever the value: a subject longer than `maxSubject` UTF-16
+/// units is not matched, and a match that runs past `budget` (measured on a monotonic clock, a
+/// resource limit, not the domain's time) is stopped. Either way the outcome is `unknown`, and the
+/// evidence says why. Once matches in one check ran past their budget `maxOverruns` times, the
+/// check's further matches are unknown at once, so no plan stalls a check for long. The count is
+/// per check (never shared), so nobody's values can weaken another check.
 public final class Pattern: @unchecked Sendable, Equatable, CustomStringConvertible {
     public let source: String
     private let regex: NSRegularExpression
+
+    /// The budget of the check running on this task (set by `CheckEngine.check`).
+    @TaskLocal public static var budget: MatchBudget?
+
+    public static let maxSubject = 16_384
+    public static let timeLimit: Duration = .milliseconds(50)
+    public static let maxOverruns = 3
+    /// What an undecided match says, in evidence and the README.
+    public static let limitNote = "not decided: a pattern match reads at most 16,384 characters and runs at most 50 ms"
 
     public init(_ source: String) throws {
         self.source = source
         self.regex = try NSRegularExpression(pattern: source)
     }
 
-    public func matches(_ s: String) -> Bool {
-        let range = NSRange(s.startIndex..<s.endIndex, in: s)
-        return regex.firstMatch(in: s, options: [], range: range) != nil
+    /// Yes or no; unknown when the subject is too long or the match ran past its budget.
+    public func match(_ s: String) -> Tri {
+        let length = s.utf16.count
+        guard length <= Pattern.maxSubject else { return .unknown }
+        if let b = Pattern.budget, b.exhausted { return .unknown }
+        var result = Tri.no
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: Pattern.timeLimit)
+        regex.enumerateMatches(in: s, options: [.reportProgress], range: NSRange(location: 0, length: length)) { m, _, stop in
+            if m != nil {
+                result = .yes
+                stop.pointee = true
+            } else if clock.now > deadline {
+                result = .unknown
+                stop.pointee = true
+            }
+        }
+        if result == .unknown { Pattern.budget?.overrun() }
+        return result
     }
+
+    /// Whether the pattern matches (false when undecided).
+    public func matches(_ s: String) -> Bool { match(s) == .yes }
 
     public var description: String { source }
     public static func == (a: Pattern, b: Pattern) -> Bool { a.source == b.source }
+}
+
+/// How many pattern matches of one check ran past their time budget.
+public final class MatchBudget: @unchecked Sendable {
+    private let lock = NSLock()
+    private var overruns = 0
+    public init() {}
+    public var exhausted: Bool { lock.withLock { overruns >= Pattern.maxOverruns } }
+    func overrun() { lock.withLock { overruns += 1 } }
 }
 
 /// One comparison at a path: the leaves of the condition language.

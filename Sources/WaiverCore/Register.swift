@@ -191,7 +191,7 @@ public struct Register: Sendable {
     public func policy(_ id: String) throws -> Policy {
         if let p = policies[id] { return p }
         let hint = closestMatch(to: id, in: Array(policies.keys)).map { " (did you mean '\($0)'?)" } ?? ""
-        throw RegisterError.invalid("unknown policy '\(id)'\(hint)")
+        throw RegisterError.invalid("unknown policy '\(id.clipped())'\(hint)")
     }
 
     /// A policy by id, or a scanner rule the workspace's recorded checks have met (with the category
@@ -202,7 +202,7 @@ public struct Register: Sendable {
             return Policy(id: id, title: id, category: met.category, severity: met.severity, rule: .external, implicit: true)
         }
         let hint = closestMatch(to: id, in: Array(policies.keys)).map { " (did you mean '\($0)'?)" } ?? ""
-        throw RegisterError.invalid("unknown policy '\(id)'\(hint): not in the policy files, and no recorded check of workspace \(workspace) met a scanner rule of that id")
+        throw RegisterError.invalid("unknown policy '\(id.clipped())'\(hint): not in the policy files, and no recorded check of workspace \(workspace.clipped()) met a scanner rule of that id")
     }
 
     // MARK: - Request

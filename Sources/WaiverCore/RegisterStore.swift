@@ -12,7 +12,7 @@ public enum RegisterError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .notFound(let m), .refused(let m), .invalid(let m): return m
+        case .notFound(let m), .refused(let m), .invalid(let m): return m.clipped(String.maxMessage)
         }
     }
 }

@@ -70,6 +70,12 @@ public enum Value: Sendable {
         if case .number(let n) = self { return n }
         return nil
     }
+    /// The number as an Int when it is a whole number within ±2^53 (what JSON numbers carry exactly);
+    /// nil for anything else (`1.5`, `1e300`, `-1e999`), so input can never trap a conversion.
+    public var intValue: Int? {
+        guard case .number(let n) = self, n.isFinite, n == n.rounded(), abs(n) <= 9_007_199_254_740_992 else { return nil }
+        return Int(n)
+    }
     public var boolValue: Bool? {
         if case .bool(let b) = self { return b }
         return nil

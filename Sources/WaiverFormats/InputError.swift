@@ -10,7 +10,7 @@ public struct InputError: Error, Equatable, CustomStringConvertible {
     public var message: String
 
     public init(file: String, line: Int? = nil, subject: String? = nil, message: String) {
-        self.file = file
+        self.file = file.clipped(300)
         self.line = line
         self.subject = subject
         self.message = message
@@ -20,8 +20,8 @@ public struct InputError: Error, Equatable, CustomStringConvertible {
         var s = file
         if let line { s += ":\(line)" }
         s += ": "
-        if let subject { s += "\(subject): " }
-        return s + message
+        if let subject { s += "\(subject.clipped()): " }
+        return (s + message).clipped(String.maxMessage)
     }
 }
 

@@ -150,7 +150,7 @@ public enum PlanReader {
         }
         guard let address else { throw r.error("\(at) has no address") }
         guard let type else { throw r.error("\(at) (\(address)) has no type") }
-        guard let actions else { throw r.error("\(at) (\(address)) has no change.actions") }
+        guard let actions else { throw r.error("\(at) (\(address.clipped())) has no change.actions") }
         let action: ResourceAction
         switch actions {
         case ["create"], ["create", "forget"]: action = .create
@@ -161,7 +161,7 @@ public enum PlanReader {
         case ["delete"], ["delete", "forget"]: action = .delete
         case ["forget"]: action = .forget
         default:
-            throw r.error("\(at) (\(address)): unknown change.actions \(actions) (expected create, update, delete+create, create+delete, no-op, read, delete or forget)")
+            throw r.error("\(at) (\(address.clipped())): unknown change.actions \("\(actions)".clipped()) (expected create, update, delete+create, create+delete, no-op, read, delete or forget)")
         }
         // Data sources and resources that will no longer exist are not evaluated.
         if mode == "data" || action == .delete || action == .forget { return nil }

@@ -34,7 +34,8 @@ public enum PolicyLoader {
             throw InputError(file: directory, message: "policy directory not found (set --policies or `policies:` in waiver.yaml)")
         }
         guard isDir.boolValue else { throw InputError(file: directory, message: "policies must name a directory") }
-        let url = URL(fileURLWithPath: directory)
+        // A directory named through a symbolic link is walked as the directory it points to.
+        let url = URL(fileURLWithPath: directory).resolvingSymlinksInPath()
         guard let walker = FileManager.default.enumerator(
             at: url, includingPropertiesForKeys: [.isRegularFileKey], options: [.skipsHiddenFiles])
         else { throw InputError(file: directory, message: "cannot list the policy directory") }
@@ -61,13 +62,15 @@ public enum PolicyLoader {
                 sources.append((p, try InputFile.read(p, maxBytes: maxFileBytes)))
             } catch { errors.append(error) }
         }
+        // Each problem once: unreadable files first, then what the readable ones say.
+        let policies: [Policy]
         do throws(InputErrors) {
-            let policies = try load(files: sources)
-            if !errors.isEmpty { throw InputErrors(errors) }
-            return policies
+            policies = try load(files: sources)
         } catch {
             throw InputErrors(errors + error.errors)
         }
+        if !errors.isEmpty { throw InputErrors(errors) }
+        return policies
     }
 
     /// Loads policies from in-memory files (path, contents); ids must be unique across all of them.

@@ -215,8 +215,8 @@ public enum AuditOutput {
     /// Reads `value` back (the CLI against a server); nil when the shape is not ours.
     public static func verification(_ v: Value) -> AuditVerification? {
         guard let events = v["events"]?.numberValue, events >= 0, events <= 9e15, events == events.rounded() else { return nil }
-        let bad = v["first_bad"]?.numberValue.flatMap { $0 == $0.rounded() && abs($0) <= 9e15 ? Int($0) : nil }
-        let checkpoints = v["checkpoints"]?.numberValue.flatMap { $0 >= 0 && $0 <= 9e15 && $0 == $0.rounded() ? Int($0) : nil } ?? 0
+        let bad = v["first_bad"]?.intValue
+        let checkpoints = v["checkpoints"]?.intValue ?? 0
         return AuditVerification(events: Int(events), firstBad: bad, problem: v["problem"]?.stringValue,
                                  head: v["head"]?.stringValue.flatMap(AuditAnchor.init),
                                  findings: v["findings"]?.arrayValue?.compactMap(\.stringValue) ?? [], checkpoints: checkpoints)

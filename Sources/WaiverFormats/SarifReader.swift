@@ -44,7 +44,14 @@ public enum SarifReader {
             for (i, result) in list.enumerated() {
                 let rat = "\(at).results[\(i)]"
                 guard case .object = result else { throw fail("\(rat) is not an object") }
-                let ruleIndex = (result["ruleIndex"]?.numberValue ?? result["rule"]?["index"]?.numberValue).map { Int($0) }
+                // Numbers from the report are read only when they are whole and in range: `1e300` is no index.
+                func whole(_ v: Value?, _ key: String) throws(InputError) -> Int? {
+                    guard let v, !v.isNull else { return nil }
+                    guard let n = v.intValue, n >= -1 else { throw fail("\(rat).\(key) \(v.rendered(limit: 40)) is not a whole number from -1 to 2^53") }
+                    return n
+                }
+                var ruleIndex = try whole(result["ruleIndex"], "ruleIndex")
+                if ruleIndex == nil { ruleIndex = try whole(result["rule"]?["index"], "rule.index") }
                 let indexedRule = ruleIndex.flatMap { $0 >= 0 && $0 < driverRules.count ? driverRules[$0] : nil }
                 guard let ruleId = result["ruleId"]?.stringValue ?? result["rule"]?["id"]?.stringValue
                     ?? indexedRule?["id"]?.stringValue
@@ -63,16 +70,16 @@ public enum SarifReader {
                 if let physical = location?["physicalLocation"] {
                     let artifact = physical["artifactLocation"]
                     uri = artifact?["uri"]?.stringValue
-                    if uri == nil, let ai = artifact?["index"]?.numberValue, Int(ai) >= 0, Int(ai) < artifacts.count {
-                        uri = artifacts[Int(ai)]["location"]?["uri"]?.stringValue
+                    if uri == nil, let ai = try whole(artifact?["index"], "locations[0].physicalLocation.artifactLocation.index"), ai >= 0, ai < artifacts.count {
+                        uri = artifacts[ai]["location"]?["uri"]?.stringValue
                     }
-                    line = physical["region"]?["startLine"]?.numberValue.map { Int($0) }
+                    line = try whole(physical["region"]?["startLine"], "locations[0].physicalLocation.region.startLine").flatMap { $0 >= 1 ? $0 : nil }
                 }
                 var resource: String?
                 if let l = location?["logicalLocations"]?.arrayValue?.first {
                     resource = l["fullyQualifiedName"]?.stringValue ?? l["name"]?.stringValue
-                    if resource == nil, let li = l["index"]?.numberValue, Int(li) >= 0, Int(li) < logical.count {
-                        resource = logical[Int(li)]["fullyQualifiedName"]?.stringValue ?? logical[Int(li)]["name"]?.stringValue
+                    if resource == nil, let li = try whole(l["index"], "locations[0].logicalLocations[0].index"), li >= 0, li < logical.count {
+                        resource = logical[li]["fullyQualifiedName"]?.stringValue ?? logical[li]["name"]?.stringValue
                     }
                 }
                 if resource == nil, let uri { resource = line.map { "\(uri):\($0)" } ?? uri }

@@ -215,9 +215,9 @@ policies:
       - aws_elasticache_replication_group
     forbid:
       any:
-        - { path: instance_type, matches: '\.([4-9]|[1-9][0-9]+)xlarge$|\.metal(-\d+xl)?$' }
-        - { path: instance_class, matches: '\.([4-9]|[1-9][0-9]+)xlarge$' }
-        - { path: node_type, matches: '\.([4-9]|[1-9][0-9]+)xlarge$' }
+        - { path: instance_type, matches: '\.([4-9]|[1-9][0-9]+)xlarge\z|\.metal(-\d+xl)?\z' }
+        - { path: instance_class, matches: '\.([4-9]|[1-9][0-9]+)xlarge\z' }
+        - { path: node_type, matches: '\.([4-9]|[1-9][0-9]+)xlarge\z' }
     exceptions:
       max_days: 30
       approvers: [finance]
@@ -488,7 +488,7 @@ policies:
       - aws_efs_file_system
     require:
       path: tags.Name
-      matches: '^[a-z0-9]+-(dev|stage|prod)-[a-z0-9-]+$'
+      matches: '^[a-z0-9]+-(dev|stage|prod)-[a-z0-9-]+\z'
 """# + "\n"),
         File(path: "policies/network.yaml", contents: #"""
 # Network exposure on AWS.

@@ -24,13 +24,41 @@ struct YAMLFile {
             return nil
         }
         do {
-            return try Yams.compose(yaml: text, Resolver.basic)
+            guard let root = try Yams.compose(yaml: text, Resolver.basic) else { return nil }
+            // Aliases share nodes, so a few hundred bytes can stand for billions of them (a "billion
+            // laughs" bomb): the tree is counted with a bound before anything walks it.
+            guard YAMLFile.countNodes(root, upTo: YAMLFile.maxNodes) <= YAMLFile.maxNodes else {
+                errors.append(InputError(file: file, message: "more than \(YAMLFile.maxNodes.formatted()) YAML nodes once aliases are expanded (an alias bomb?); expand the aliases by hand"))
+                return nil
+            }
+            return root
         } catch let e as YamlError {
             errors.append(YAMLFile.describe(e, file: file))
         } catch {
             errors.append(InputError(file: file, message: "invalid YAML: \(error)"))
         }
         return nil
+    }
+
+    /// The most nodes a policy or configuration file may hold, aliases expanded.
+    static let maxNodes = 200_000
+
+    /// Nodes in the tree, counting each alias use again; stops counting past `limit`.
+    static func countNodes(_ root: Node, upTo limit: Int) -> Int {
+        var count = 0
+        var stack: [Node] = [root]
+        while let node = stack.popLast() {
+            count += 1
+            if count > limit { return count }
+            switch node {
+            case .scalar: break
+            case .sequence(let seq): stack.append(contentsOf: seq)
+            case .mapping(let m):
+                for (k, v) in m { stack.append(k); stack.append(v) }
+            case .alias: break
+            }
+        }
+        return count
     }
 
     static func describe(_ e: YamlError, file: String) -> InputError {

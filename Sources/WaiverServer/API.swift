@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import NIOCore
 import NIOPosix
 import WaiverCore
@@ -52,22 +53,39 @@ struct API: Sendable {
             let user = try ctx.requireUser()
             let name = req.uri.queryParameters.get("name") ?? "evidence"
             guard !name.isEmpty, name.count <= 255, !name.contains("/") else { throw APIError(.badRequest, "bad_request", "?name= must be a file name") }
+            // Check first, then store: nothing reaches the disk for an exception that does not exist
+            // or can no longer take evidence.
+            let n = try id(ctx)
+            guard let target = try store.exception(id: n) else { throw APIError(.notFound, "not_found", "\(ExceptionRecord.display(n)) not found") }
+            guard !target.status.isFinal else {
+                throw APIError(.conflict, "conflict", "\(target.displayId) is \(target.status.rawValue): evidence can no longer be added")
+            }
             let data = try await body(req)
             let sha = AuditChain.sha256(data)
             let folder = state.settings.evidenceDirectory
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             let path = (folder as NSString).appendingPathComponent(sha)
-            if !FileManager.default.fileExists(atPath: path) { try data.write(to: URL(fileURLWithPath: path), options: [.atomic]) }
+            let existed = FileManager.default.fileExists(atPath: path)
+            if !existed { try data.write(to: URL(fileURLWithPath: path), options: [.atomic]) }
             let file = EvidenceFile(sha256: sha, name: name, size: data.count, addedBy: user.name, at: Register.second(now))
-            return jsonResponse(RegisterOutput.value(try register.addEvidence(try id(ctx), file: file, actor: user.name), now: now), status: .created)
+            do {
+                return jsonResponse(RegisterOutput.value(try register.addEvidence(n, file: file, actor: user.name), now: now), status: .created)
+            } catch {
+                // Refused after all (the exception was decided meanwhile): a file nobody references goes.
+                if !existed, !(try store.evidenceReferenced(sha256: sha)) { try? FileManager.default.removeItem(atPath: path) }
+                throw error
+            }
         } }
         group.get("evidence/:sha256") { _, ctx in try await wrap {
             _ = try ctx.requireUser()
             guard let sha = ctx.parameters.get("sha256"), sha.count == 64, sha.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
                 throw APIError(.badRequest, "bad_request", "evidence is addressed by its SHA-256 (64 lower-case hex digits)")
             }
+            // Only evidence of an exception is served: a stray file in the folder is not.
             let path = (state.settings.evidenceDirectory as NSString).appendingPathComponent(sha)
-            guard let data = FileManager.default.contents(atPath: path) else { throw APIError(.notFound, "not_found", "no evidence \(sha)") }
+            guard try store.evidenceReferenced(sha256: sha), let data = FileManager.default.contents(atPath: path) else {
+                throw APIError(.notFound, "not_found", "no evidence \(sha)")
+            }
             var headers = HTTPFields()
             headers[.contentType] = "application/octet-stream"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
@@ -304,7 +322,13 @@ struct API: Sendable {
 
     /// Runs a handler and turns every error into the JSON error shape.
     func wrap(_ body: () async throws -> Response) async throws -> Response {
-        do { return try await body() } catch { throw APIError.from(error) }
+        do { return try await body() } catch { throw APIError.from(error, logger: logger) }
+    }
+
+    var logger: Logger {
+        var l = Logger(label: "waiver")
+        l.logLevel = state.settings.logLevel
+        return l
     }
 
     /// Runs blocking register work (SQLite writes wait for the disk) on NIO's thread pool, so the

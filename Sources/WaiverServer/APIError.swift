@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import Logging
+import NIOHTTP1
 import NIOCore
 import WaiverCore
 import WaiverFormats
@@ -13,7 +15,7 @@ public struct APIError: HTTPResponseError, Sendable {
     public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
         self.status = status
         self.code = code
-        self.message = message
+        self.message = message.clipped(String.maxMessage)
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
@@ -21,9 +23,11 @@ public struct APIError: HTTPResponseError, Sendable {
     }
 
     static let unauthorized = APIError(.unauthorized, "unauthorized", "a valid API token is required (Authorization: Bearer ...)")
+    static let tooManyFailures = APIError(.tooManyRequests, "rate_limited", "too many failed sign-ins or token checks from this address: wait a minute")
 
-    /// Maps domain and input errors to HTTP; anything else is a 500 whose details stay in the log.
-    static func from(_ error: any Error) -> APIError {
+    /// Maps domain and input errors to HTTP; bad HTTP framing is a 400; anything else is a 500,
+    /// logged with its cause under a request id that the response carries.
+    static func from(_ error: any Error, logger: Logger? = nil) -> APIError {
         switch error {
         case let e as APIError: return e
         case let e as RegisterError:
@@ -37,7 +41,15 @@ public struct APIError: HTTPResponseError, Sendable {
         case let e as InputError: return APIError(.unprocessableContent, "invalid_input", e.description)
         case let e as InputErrors: return APIError(.unprocessableContent, "invalid_input", e.description)
         case is NIOTooManyBytesError: return APIError(.contentTooLarge, "too_large", "the request body is over the server's limit")
-        default: return APIError(.internalServerError, "internal", "internal error (see the server log)")
+        case let e as HTTPParserError: return APIError(.badRequest, "bad_request", "the request is not valid HTTP (\(e))")
+        default:
+            if let e = error as? any HTTPResponseError, e.status.code < 500 {
+                return APIError(e.status, "bad_request", "the request was refused (\(e.status.code) \(e.status.reasonPhrase))")
+            }
+            var rng = SystemRandomNumberGenerator()
+            let id = String(UInt64.random(in: 0...UInt64.max, using: &rng), radix: 16)
+            (logger ?? Logger(label: "waiver")).error("request \(id) failed: \(String(describing: error).clipped(2000))")
+            return APIError(.internalServerError, "internal", "internal error, logged as request \(id)")
         }
     }
 }

@@ -64,6 +64,8 @@ public final class ServerState: Sendable {
     public let metrics: ServerMetrics
     /// The plan attributes the server's policies read: evaluations build only these.
     public let selection: AttributeSelection
+    /// Failed sign-ins and token checks per client.
+    public let limiter = FailureLimiter()
 
     public init(settings: ServerSettings) throws {
         self.settings = settings
@@ -104,13 +106,14 @@ public func buildRouter(state: ServerState) -> Router<WaiverContext> {
     let router = Router(context: WaiverContext.self)
     router.add(middleware: LogRequestsMiddleware(.info))
     router.add(middleware: MetricsMiddleware(metrics: state.metrics))
+    router.add(middleware: NoStoreMiddleware())
     router.get("/health") { _, _ in jsonResponse(["status": "ok"]) }
     router.get("/metrics") { _, _ in
         state.metrics.refresh(store: state.store, maxAttempts: WebhookService.maxAttempts)
         return text(state.metrics.registry.emitToString(), contentType: "text/plain; version=0.0.4; charset=utf-8")
     }
     router.get("/openapi.yaml") { _, _ in text(OpenAPI.document, contentType: "application/yaml; charset=utf-8") }
-    API(state: state).register(on: router.group("api/v1").add(middleware: TokenMiddleware(store: state.store)))
+    API(state: state).register(on: router.group("api/v1").add(middleware: TokenMiddleware(state: state)))
     do {
         Web(state: state, library: try Web.templates()).register(on: router)
     } catch {
@@ -174,6 +177,23 @@ struct MetricsMiddleware: RouterMiddleware {
             let status = (error as? any HTTPResponseError)?.status.code ?? 500
             metrics.request(method: request.method.rawValue, route: context.endpointPath ?? "unmatched", status: status, duration: ContinuousClock.now - start)
             throw error
+        }
+    }
+}
+
+/// Nothing Waiver serves is for a shared cache or the browser's history: exceptions, evidence,
+/// pages with a CSRF token. Every response says `Cache-Control: no-store`.
+struct NoStoreMiddleware: RouterMiddleware {
+    typealias Context = WaiverContext
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            var r = try await next(request, context)
+            if r.headers[.cacheControl] == nil { r.headers[.cacheControl] = "no-store" }
+            return r
+        } catch let e as any HTTPResponseError {
+            var r = try e.response(from: request, context: context)
+            r.headers[.cacheControl] = "no-store"
+            return r
         }
     }
 }

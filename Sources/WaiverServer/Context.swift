@@ -10,11 +10,14 @@ public struct WaiverContext: RequestContext {
     public var user: User?
     /// The web session's CSRF token (web pages only).
     public var csrf: String?
+    /// The client's address, for rate limiting failed sign-ins and token checks.
+    public var client: String
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         user = nil
         csrf = nil
+        client = source.channel.remoteAddress?.ipAddress ?? "local"
     }
 
     /// Bodies are read by the handlers with their own limit (`ServerSettings.maxBodyBytes`).
@@ -55,14 +58,52 @@ public enum APIToken {
 /// Authenticates every API request with `Authorization: Bearer`; the user is the token's, never a name the client sends.
 struct TokenMiddleware: RouterMiddleware {
     typealias Context = WaiverContext
-    let store: SQLiteRegisterStore
+    let state: ServerState
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let now = state.settings.now()
+        if state.limiter.blocked(context.client, now: now) { throw APIError.tooManyFailures }
         guard let bearer = request.headers.bearer, let (id, secret) = APIToken.parse(bearer.token),
-              let (user, hash) = try store.token(id: id), APIToken.equal(hash, AuditChain.sha256(Data(secret.utf8)))
-        else { throw APIError.unauthorized }
+              let (user, hash) = try state.store.token(id: id), APIToken.equal(hash, AuditChain.sha256(Data(secret.utf8)))
+        else {
+            state.limiter.fail(context.client, now: now)
+            throw APIError.unauthorized
+        }
         var context = context
         context.user = user
         return try await next(request, context)
+    }
+}
+
+/// Counts failed sign-ins and token checks per client address; past `limit` failures within
+/// `window` seconds, the client is refused (429) until the window ends. Valid requests are never
+/// counted, so a busy pipeline is never limited. Time comes from the server's injected clock.
+public final class FailureLimiter: @unchecked Sendable {
+    public let limit: Int
+    public let window: TimeInterval
+    private let lock = NSLock()
+    private var failures: [String: (start: Date, count: Int)] = [:]
+
+    public init(limit: Int = 20, window: TimeInterval = 60) {
+        self.limit = limit
+        self.window = window
+    }
+
+    public func fail(_ client: String, now: Date) {
+        lock.withLock {
+            if failures.count > 100_000 { failures = failures.filter { now.timeIntervalSince($0.value.start) < window } }
+            if let f = failures[client], now.timeIntervalSince(f.start) < window {
+                failures[client] = (f.start, f.count + 1)
+            } else {
+                failures[client] = (now, 1)
+            }
+        }
+    }
+
+    public func blocked(_ client: String, now: Date) -> Bool {
+        lock.withLock {
+            guard let f = failures[client], now.timeIntervalSince(f.start) < window else { return false }
+            return f.count >= limit
+        }
     }
 }

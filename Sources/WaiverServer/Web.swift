@@ -50,7 +50,7 @@ struct Web: Sendable {
     func register(on router: Router<WaiverContext>) {
         router.get("/") { _, _ in redirect("/inbox") }
         router.get("/login") { req, _ in try loginPage(req, notice: nil) }
-        router.post("/login") { req, _ in try await login(req) }
+        router.post("/login") { req, ctx in try await login(req, ctx) }
         let pages = router.group().add(middleware: SessionMiddleware(store: state.store, now: state.settings.now))
         pages.post("/logout") { req, ctx in try await page(ctx) { _ in
             try await requireCSRF(req, ctx)
@@ -64,6 +64,7 @@ struct Web: Sendable {
         pages.post("/exceptions/:id/decide") { req, ctx in try await page(ctx) { user in try await decide(req, ctx, user) } }
         pages.get("/evidence/:sha256") { _, ctx in try await page(ctx) { _ in
             guard let sha = ctx.parameters.get("sha256"), sha.count == 64, sha.allSatisfy({ $0.isHexDigit && !$0.isUppercase }),
+                  try store.evidenceReferenced(sha256: sha),
                   let data = FileManager.default.contents(atPath: (state.settings.evidenceDirectory as NSString).appendingPathComponent(sha))
             else { return try render("audit", ["title": "Not found"], ctx, status: .notFound) }
             var headers = HTTPFields()
@@ -90,14 +91,21 @@ struct Web: Sendable {
 
     // MARK: - Sessions
 
-    func login(_ req: Request) async throws -> Response {
+    func login(_ req: Request, _ ctx: WaiverContext) async throws -> Response {
+        let current = now
+        if state.limiter.blocked(ctx.client, now: current) {
+            return try loginPage(req, notice: "Too many failed sign-ins from this address: wait a minute.", status: .tooManyRequests)
+        }
         let form = try await formBody(req)
         guard let expected = cookie(req, Self.loginCookie), let sent = form["csrf"], APIToken.equal(expected, sent) else {
             return try loginPage(req, notice: "The sign-in form expired; please try again.", status: .forbidden)
         }
         guard let token = form["token"], let (id, secret) = APIToken.parse(token.trimmingCharacters(in: .whitespaces)),
               let (user, hash) = try store.token(id: id), APIToken.equal(hash, AuditChain.sha256(Data(secret.utf8)))
-        else { return try loginPage(req, notice: "That token is not valid (or was revoked).", status: .unauthorized) }
+        else {
+            state.limiter.fail(ctx.client, now: current)
+            return try loginPage(req, notice: "That token is not valid (or was revoked).", status: .unauthorized)
+        }
         let session = APIToken.generate().token, csrf = APIToken.generate().token
         try store.createSession(idHash: AuditChain.sha256(Data(session.utf8)), user: user.name, tokenId: id, csrf: csrf,
                                 expiresAt: now.addingTimeInterval(Self.sessionSeconds), now: now)

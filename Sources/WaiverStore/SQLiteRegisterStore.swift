@@ -575,6 +575,11 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         return records
     }
 
+    /// Whether any exception records evidence with this SHA-256 (only such files are served).
+    public func evidenceReferenced(sha256: String) throws -> Bool {
+        try pool.read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM evidence WHERE sha256 = ?)", arguments: [sha256]) ?? false }
+    }
+
     // MARK: - State backed by the log
 
     /// Events about an exception that record no state of it.

@@ -111,7 +111,7 @@ struct Check: ParsableCommand {
         phase("evaluate")
 
         // The register: mark what exceptions cover, file requests, wait, record the check.
-        let store = try registerOptions.openStore()
+        let store = try registerOptions.openStore(webhooks: configuration.notify)
         let register = Register(store: store, configuration: configuration, policies: evaluated.policies)
         let actor = registerOptions.actorName
         func said(_ filed: [ExceptionRecord]) {
@@ -219,7 +219,7 @@ struct Check: ParsableCommand {
         }
         let rendered = format == .json ? JSONWriter.write(result) : (result["rendered"]?.stringValue ?? "")
         let s = result["summary"]
-        func n(_ k: String) -> Int { Int(s?[k]?.numberValue ?? 0) }
+        func n(_ k: String) -> Int { s?[k]?.intValue ?? 0 }
         let tally = Summary(resources: n("resources"), violations: n("violations"), blocking: n("blocking"), excepted: n("excepted"),
                             pending: n("pending"), unknown: n("unknown")).line
         try finish(rendered: rendered, passed: result["verdict"] == "pass", pending: n("pending"), tally: tally)

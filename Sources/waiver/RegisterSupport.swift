@@ -27,9 +27,11 @@ struct RegisterOptions: ParsableArguments {
     /// The evidence folder next to the register file.
     var evidenceDirectory: String { ((register as NSString).deletingLastPathComponent as NSString).appendingPathComponent("evidence") }
 
-    func openStore() throws -> SQLiteRegisterStore {
+    /// Opens the register; with the configuration's webhooks, local writes queue their deliveries in
+    /// the outbox as the server's do (a served register's file written by `waiver expire`, say).
+    func openStore(webhooks: [Configuration.Webhook] = []) throws -> SQLiteRegisterStore {
         do {
-            return try SQLiteRegisterStore(path: register)
+            return try SQLiteRegisterStore(path: register, webhooks: webhooks)
         } catch {
             throw UsageError("\(register): cannot open the register: \(error)")
         }
@@ -64,7 +66,7 @@ struct RegisterContext {
         for p in extraPolicies where !policies.contains(where: { $0.id == p.id }) { policies.append(p) }
         self.configuration = configuration
         self.policies = policies
-        self.store = try options.openStore()
+        self.store = try options.openStore(webhooks: configuration.notify)
         self.register = Register(store: store, configuration: configuration, policies: policies)
         self.actor = options.actorName
         warn(register.unmeetableRules())

@@ -117,6 +117,6 @@ enum Main {
     }
 
     static func printError(_ message: String) {
-        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("error: \(message.clipped(String.maxMessage))\n".utf8))
     }
 }
