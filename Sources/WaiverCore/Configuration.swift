@@ -46,6 +46,8 @@ public struct Configuration: Sendable, Equatable {
     /// How long recorded checks (each violation of each run) are kept, in seconds. A workspace's
     /// latest check is always kept, and the audit log (with each check's summary) never shrinks.
     public var keepEvaluations: Int = 90 * 86_400
+    /// How long delivered webhook rows are kept, in seconds (undelivered ones stay until they are).
+    public var keepDeliveries: Int = 7 * 86_400
 
     public init() {}
 
@@ -54,7 +56,7 @@ public struct Configuration: Sendable, Equatable {
             && a.reminders == b.reminders && a.groups == b.groups && a.routing == b.routing
             && a.riskLevels == b.riskLevels && a.escalation == b.escalation && a.notify == b.notify
             && a.sarif.map { "\($0.0.pattern)=\($0.1)" } == b.sarif.map { "\($0.0.pattern)=\($0.1)" }
-            && a.reviewThreshold == b.reviewThreshold && a.keepEvaluations == b.keepEvaluations
+            && a.reviewThreshold == b.reviewThreshold && a.keepEvaluations == b.keepEvaluations && a.keepDeliveries == b.keepDeliveries
     }
 }
 

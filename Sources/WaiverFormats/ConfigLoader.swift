@@ -122,11 +122,11 @@ public enum ConfigLoader {
                     if let n = yaml.int(v, "reports.\(k)", "reports.\(k)", range: 1...100_000) { config.reviewThreshold = n }
                 }
             case "retention":
-                guard let pairs = yaml.mapping(value, key, what: "retention", known: ["evaluations"]) else { continue }
+                guard let pairs = yaml.mapping(value, key, what: "retention", known: ["evaluations", "webhooks"]) else { continue }
                 for (k, _, v) in pairs {
                     guard let text = yaml.string(v, "retention.\(k)", "retention.\(k)") else { continue }
                     if let d = parseDuration(text), d >= 86_400 {
-                        config.keepEvaluations = d
+                        if k == "webhooks" { config.keepDeliveries = d } else { config.keepEvaluations = d }
                     } else {
                         yaml.error(v, "retention.\(k)", "'\(text)' is not a duration of a day or more (use 30d, 13w or 365d)")
                     }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import Prometheus
 import ServiceLifecycle
@@ -31,6 +32,8 @@ public struct ServerSettings: Sendable {
     public var signingKey: SigningKey?
     /// How often the scheduler signs a checkpoint when the log has grown.
     public var checkpointInterval: TimeInterval
+    /// What one client may hold of the server (connections, request deadlines).
+    public var connectionLimits = ConnectionLimits()
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, databasePath: String, configuration: Configuration, policies: [Policy],
@@ -66,6 +69,8 @@ public final class ServerState: Sendable {
     public let selection: AttributeSelection
     /// Failed sign-ins and token checks per client.
     public let limiter = FailureLimiter()
+    /// Open connections per client address.
+    public let clients = ClientConnections()
 
     public init(settings: ServerSettings) throws {
         self.settings = settings
@@ -94,9 +99,15 @@ public func buildApplication(state: ServerState) throws -> some ApplicationProto
     let router = buildRouter(state: state)
     let scheduler = SchedulerService(state: state, logger: logger)
     let webhooks = WebhookService(state: state, logger: logger)
+    // Slow clients: an idle timeout, a deadline for each request's head and body, a cap per client
+    // address and one for the server, so one client cannot take every connection.
+    let limits = state.settings.connectionLimits, clients = state.clients
     return Application(
         router: router,
-        configuration: .init(address: .hostname(state.settings.host, port: state.settings.port), serverName: "waiver"),
+        server: .http1(configuration: .init(additionalChannelHandlers: [SlowClientGuard(limits: limits, clients: clients)],
+                                             idleTimeout: limits.idleTimeout)),
+        configuration: .init(address: .hostname(state.settings.host, port: state.settings.port), serverName: "waiver",
+                             availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections, logger: logger)),
         services: [scheduler, webhooks],
         logger: logger)
 }

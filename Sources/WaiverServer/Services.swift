@@ -51,6 +51,12 @@ public struct SchedulerService: Service {
                 logger.info("scheduler: signed checkpoint at event \(c.seq)")
             }
         }
+        // Bounded growth: delivered webhook rows past their retention, and sessions that ended.
+        let pruned = try state.store.prune(deliveredBefore: now.addingTimeInterval(-Double(state.settings.configuration.keepDeliveries)),
+                                           sessionsIdleBefore: now.addingTimeInterval(-Web.sessionIdleSeconds), now: now)
+        if pruned.deliveries > 0 || pruned.sessions > 0 {
+            logger.info("scheduler: pruned \(pruned.deliveries) delivered webhooks, \(pruned.sessions) ended sessions")
+        }
         state.metrics.schedulerRuns.increment()
         if sent > 0 || !expired.isEmpty { logger.info("scheduler: \(sent) reminders, \(expired.count) exceptions re-checked") }
         return (sent, expired)
@@ -67,11 +73,17 @@ public struct WebhookService: Service {
 
     public func run() async throws {
         while !Task.isCancelled {
-            _ = try? await deliverDue(now: state.settings.now())
+            // A full batch means a backlog: the next one goes at once, without the pause.
+            let attempted = (try? await deliverBatch(now: state.settings.now()).attempted) ?? 0
+            if attempted >= Self.batch { continue }
             let interval = state.settings.webhookInterval
             if (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: interval) })) == nil { return }
         }
     }
+
+    /// Deliveries claimed per pass, and sent at once per receiver.
+    public static let batch = 200
+    public static let perReceiver = 8
 
     /// The signature header value: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
     public static func signature(body: String, secret: String, timestamp: Int64) -> String {
@@ -84,39 +96,77 @@ public struct WebhookService: Service {
         min(3600, 2 * pow(2, Double(max(0, attempts - 1))))
     }
 
-    /// Sends every due delivery once; returns how many succeeded.
+    /// Sends up to `batch` due deliveries, up to `perReceiver` at once to each receiver (in order of
+    /// their ids within a receiver's window); successes are marked in one transaction. Returns how
+    /// how many were delivered.
     @discardableResult
-    public func deliverDue(now: Date) async throws -> Int {
-        var ok = 0
-        for d in try state.store.dueDeliveries(now: now, limit: 50, maxAttempts: Self.maxAttempts) {
-            do {
-                var request = HTTPClientRequest(url: d.url)
-                request.method = .POST
-                request.headers.add(name: "Content-Type", value: "application/json")
-                request.headers.add(name: "User-Agent", value: "waiver-webhook")
-                request.headers.add(name: "X-Waiver-Event", value: d.action)
-                request.headers.add(name: "X-Waiver-Delivery", value: String(d.id))
-                if let env = d.secretEnv {
-                    guard let secret = state.settings.environment(env), !secret.isEmpty else {
-                        throw WebhookFailure(message: "the signing secret $\(env) is not set on the server")
+    public func deliverDue(now: Date) async throws -> Int { try await deliverBatch(now: now).delivered }
+
+    func deliverBatch(now: Date) async throws -> (attempted: Int, delivered: Int) {
+        let due = try state.store.dueDeliveries(now: now, limit: Self.batch, maxAttempts: Self.maxAttempts)
+        guard !due.isEmpty else { return (0, 0) }
+        var byReceiver: [String: [WebhookDelivery]] = [:]
+        for d in due { byReceiver[d.url, default: []].append(d) }
+        let receivers = Array(byReceiver.values)
+        // Receivers in parallel; within one, windows of `perReceiver` requests at once.
+        let outcomes: [(WebhookDelivery, String?)] = await withTaskGroup(of: [(WebhookDelivery, String?)].self) { group in
+            for list in receivers {
+                group.addTask {
+                    var results: [(WebhookDelivery, String?)] = []
+                    var start = 0
+                    while start < list.count {
+                        let window = list[start..<min(list.count, start + Self.perReceiver)]
+                        let sent = await withTaskGroup(of: (WebhookDelivery, String?).self) { inner in
+                            for d in window { inner.addTask { (d, await send(d, now: now)) } }
+                            var out: [(WebhookDelivery, String?)] = []
+                            for await r in inner { out.append(r) }
+                            return out
+                        }
+                        results += sent
+                        start += Self.perReceiver
                     }
-                    request.headers.add(name: "X-Waiver-Signature", value: Self.signature(body: d.body, secret: secret, timestamp: Int64(now.timeIntervalSince1970)))
+                    return results
                 }
-                request.body = .bytes(ByteBuffer(string: d.body))
-                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-                _ = try? await response.body.collect(upTo: 64 << 10)
-                guard (200..<300).contains(response.status.code) else { throw WebhookFailure(message: "HTTP \(response.status.code)") }
-                try state.store.markDelivered(d.id, at: now)
-                state.metrics.delivery("delivered")
-                ok += 1
-            } catch {
-                let attempts = d.attempts + 1
-                try state.store.markFailed(d.id, error: "\(error)", retryAt: now.addingTimeInterval(Self.backoff(afterAttempts: attempts)))
-                state.metrics.delivery(attempts >= Self.maxAttempts ? "gave_up" : "failed")
-                logger.warning("webhook \(d.id) to \(d.url) failed (attempt \(attempts)): \(error)")
             }
+            var all: [(WebhookDelivery, String?)] = []
+            for await r in group { all += r }
+            return all
         }
-        return ok
+        try state.store.markDelivered(outcomes.filter { $0.1 == nil }.map(\.0.id), at: now)
+        for (d, failure) in outcomes where failure != nil {
+            let attempts = d.attempts + 1
+            try state.store.markFailed(d.id, error: failure ?? "", retryAt: now.addingTimeInterval(Self.backoff(afterAttempts: attempts)))
+            state.metrics.delivery(attempts >= Self.maxAttempts ? "gave_up" : "failed")
+            logger.warning("webhook \(d.id) to \(d.url) failed (attempt \(attempts)): \(failure ?? "")")
+        }
+        let delivered = outcomes.filter { $0.1 == nil }.count
+        for _ in 0..<delivered { state.metrics.delivery("delivered") }
+        return (due.count, delivered)
+    }
+
+    /// One delivery: nil when the receiver answered 2xx, else why not.
+    func send(_ d: WebhookDelivery, now: Date) async -> String? {
+        do {
+            var request = HTTPClientRequest(url: d.url)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "User-Agent", value: "waiver-webhook")
+            request.headers.add(name: "X-Waiver-Event", value: d.action)
+            request.headers.add(name: "X-Waiver-Delivery", value: String(d.id))
+            if let env = d.secretEnv {
+                guard let secret = state.settings.environment(env), !secret.isEmpty else {
+                    throw WebhookFailure(message: "the signing secret $\(env) is not set on the server")
+                }
+                request.headers.add(name: "X-Waiver-Signature", value: Self.signature(body: d.body, secret: secret, timestamp: Int64(now.timeIntervalSince1970)))
+            }
+            request.body = .bytes(ByteBuffer(string: d.body))
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            _ = try? await response.body.collect(upTo: 64 << 10)
+            guard (200..<300).contains(response.status.code) else { throw WebhookFailure(message: "HTTP \(response.status.code)") }
+            return nil
+        } catch {
+            return "\(error)"
+        }
     }
 }
 

@@ -224,6 +224,27 @@ extension SQLiteRegisterStore {
                         deliveredAt: date(r["deliveredAt"] as Int64?), lastError: r["lastError"])
     }
 
+    /// Deletes webhook rows delivered before `before` and web sessions past their lifetime or idle
+    /// since before `idleBefore`; returns the counts. The scheduler runs it on every pass.
+    @discardableResult
+    public func prune(deliveredBefore before: Date, sessionsIdleBefore idleBefore: Date, now: Date) throws -> (deliveries: Int, sessions: Int) {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM webhookDelivery WHERE deliveredAt IS NOT NULL AND deliveredAt < ?", arguments: [Self.seconds(before)])
+            let deliveries = db.changesCount
+            try db.execute(sql: "DELETE FROM session WHERE expiresAt <= ? OR lastSeenAt <= ?", arguments: [Self.seconds(now), Self.seconds(idleBefore)])
+            return (deliveries, db.changesCount)
+        }
+    }
+
+    /// Marks many deliveries delivered in one transaction.
+    public func markDelivered(_ ids: [Int], at: Date) throws {
+        guard !ids.isEmpty else { return }
+        try pool.write { db in
+            let statement = try db.cachedStatement(sql: "UPDATE webhookDelivery SET deliveredAt = ?, attempts = attempts + 1, lastError = NULL WHERE id = ?")
+            for id in ids { try statement.execute(arguments: [Self.seconds(at), id]) }
+        }
+    }
+
     public func markDelivered(_ id: Int, at: Date) throws {
         try pool.write { db in
             try db.execute(sql: "UPDATE webhookDelivery SET deliveredAt = ?, attempts = attempts + 1, lastError = NULL WHERE id = ?",

@@ -206,3 +206,29 @@ struct HostileInputTests {
         }
     }
 }
+
+@Suite("Bounded growth of the server's tables", .serialized)
+struct BoundedGrowthTests {
+    @Test func deliveredWebhooksAndEndedSessionsArePrunedByTheScheduler() throws {
+        let f = try ServerFixture(notify: [.init(url: "http://127.0.0.1:9/hook")])
+        _ = try f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "w", resources: ["a"], reason: "r"), actor: "dev", now: t0)
+        let d = try #require(try f.state.store.deliveries().first)
+        try f.state.store.markDelivered([d.id], at: t0)
+        try f.state.store.createSession(idHash: "h", user: "sam", tokenId: "t", csrf: "c", expiresAt: t0.addingTimeInterval(3600), now: t0)
+        // Six days on: the delivery is kept (7 days by default); the idle session is gone.
+        let early = SchedulerService(state: f.state, logger: .init(label: "t"))
+        _ = try early.tick(now: t0.addingTimeInterval(6 * 86_400))
+        #expect(try f.state.store.deliveries().count == 1)
+        #expect(try f.state.store.prune(deliveredBefore: t0, sessionsIdleBefore: t0, now: t0) == (0, 0))
+        _ = try early.tick(now: t0.addingTimeInterval(8 * 86_400))
+        #expect(try f.state.store.deliveries().isEmpty)
+    }
+
+    @Test func retentionOfWebhooksIsConfigurable() throws {
+        let dir = TempDir()
+        let path = dir.write("waiver.yaml", "retention: { webhooks: 30d }\n")
+        #expect(try ConfigLoader.load(path: path, required: true).keepDeliveries == 30 * 86_400)
+        let bad = dir.write("bad.yaml", "retention: { webhooks: 2h }\n")
+        #expect(throws: (any Error).self) { _ = try ConfigLoader.load(path: bad, required: true) }
+    }
+}

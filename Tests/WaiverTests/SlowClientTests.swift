@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+
+/// A TCP connection from a chosen loopback source address, with blocking reads bounded by a timeout.
+struct RawConnection {
+    let fd: Int32
+
+    init?(from source: String, port: Int, timeout: Int = 5) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        local.sin_addr.s_addr = inet_addr(source)
+        var remote = sockaddr_in()
+        remote.sin_family = sa_family_t(AF_INET)
+        remote.sin_port = in_port_t(UInt16(port).bigEndian)
+        remote.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var tv = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let size = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) } } == 0
+            && withUnsafePointer(to: &remote) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, size) } } == 0
+        guard ok else { close(fd); return nil }
+        self.fd = fd
+    }
+
+    func send(_ text: String) { _ = text.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) } }
+
+    /// What the server sent until it closed or the timeout passed.
+    func read() -> String {
+        var out = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            out += buffer[0..<n]
+            if String(decoding: out, as: UTF8.self).contains("\r\n\r\n") && out.count > 200 { break }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Whether the server closed the connection (a read returns end-of-file at once).
+    var closedByServer: Bool {
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    }
+
+    func shut() { close(fd) }
+}
+
+@Suite("Slow clients cannot take the server down", .serialized)
+struct SlowClientTests {
+    @Test func oneClientHoldingManySlowConnectionsLeavesOthersServed() throws {
+        let w = try Workspace()
+        let server = LiveServer(w)
+        try server.start()
+        defer { _ = server.stop() }
+        // One client (127.0.0.2) opens 300 connections and sends half a request head on each.
+        var slow: [RawConnection] = []
+        for _ in 0..<300 {
+            guard let c = RawConnection(from: "127.0.0.2", port: server.port) else { continue }
+            c.send("GET /health HTTP/1.1\r\nHost: waiver\r\n")
+            slow.append(c)
+        }
+        defer { slow.forEach { $0.shut() } }
+        #expect(slow.count == 300)
+        Thread.sleep(forTimeInterval: 1)
+        // The server keeps 64 of them (its limit per client) and closes the rest at once.
+        let open = slow.filter { !$0.closedByServer }.count
+        #expect(open == 64, "\(open) slow connections still open")
+        // Another client is served meanwhile.
+        let other = try #require(RawConnection(from: "127.0.0.1", port: server.port))
+        other.send("GET /health HTTP/1.1\r\nHost: waiver\r\nConnection: close\r\n\r\n")
+        #expect(other.read().hasPrefix("HTTP/1.1 200"))
+        other.shut()
+        // A request head that does not arrive in 10 seconds loses its connection.
+        Thread.sleep(forTimeInterval: 11)
+        let stillOpen = slow.filter { !$0.closedByServer }.count
+        #expect(stillOpen == 0)
+    }
+}
