@@ -75,6 +75,12 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
+        // Fuzz targets for the readers: with `-Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING` a libFuzzer
+        // binary (scripts/fuzz.sh); without, a replayer that runs saved inputs through the same harness.
+        .executableTarget(
+            name: "WaiverFuzz",
+            dependencies: ["WaiverCore", "WaiverFormats", "WaiverStore"]
+        ),
         .testTarget(
             name: "WaiverTests",
             dependencies: [
