@@ -77,9 +77,10 @@ let package = Package(
         ),
         // Fuzz targets for the readers: with `-Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING` a libFuzzer
         // binary (scripts/fuzz.sh); without, a replayer that runs saved inputs through the same harness.
+        .target(name: "CFuzzSupport"),
         .executableTarget(
             name: "WaiverFuzz",
-            dependencies: ["WaiverCore", "WaiverFormats", "WaiverStore"]
+            dependencies: ["WaiverCore", "WaiverFormats", "WaiverStore", "CFuzzSupport"]
         ),
         .testTarget(
             name: "WaiverTests",

@@ -7,17 +7,24 @@ import WaiverStore
 let targets = ["plan", "sarif", "policy", "config", "audit"]
 
 #if FUZZING
+import CFuzzSupport
+
 nonisolated(unsafe) var target = "plan"
 
-@_cdecl("LLVMFuzzerInitialize")
-public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> Int32 {
+/// The executable's entry point (SwiftPM links `main` to it): libFuzzer's driver with our callback.
+@_cdecl("WaiverFuzz_main")
+public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     target = ProcessInfo.processInfo.environment["WAIVER_FUZZ_TARGET"] ?? "plan"
-    return 0
+    _ = StarterPolicies.all.count  // loaded before the loop, so its one-time allocations are not an input's
+    var count = argc
+    var args = argv
+    return LLVMFuzzerRunDriver(&count, &args) { data, size in fuzzOne(data, size) }
 }
 
+/// One input (libFuzzer's runtime also looks this symbol up by name).
 @_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
-    run(target, Data(bytes: start, count: count))
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    run(target, data.map { Data(bytes: $0, count: size) } ?? Data())
     return 0
 }
 #else
