@@ -213,8 +213,13 @@ struct RegisterCLITests {
             p.environment = env
             try p.run()
             Thread.sleep(forTimeInterval: delay)
-            // Kill the loop and whichever waiver process is writing right now.
-            _ = try? waiverShell("pkill -KILL -f 'waiver request --policy COST-001 --resource r' ; kill -KILL \(p.processIdentifier)")
+            // Kill the loop and whichever waiver process it is running right now, by pid: the loop is
+            // stopped first (so it starts no new one), then its child and the loop itself are killed.
+            let loop = p.processIdentifier
+            kill(loop, SIGSTOP)
+            let children = (try? String(contentsOfFile: "/proc/\(loop)/task/\(loop)/children", encoding: .utf8)) ?? ""
+            for child in children.split(separator: " ").compactMap({ Int32($0) }) { kill(child, SIGKILL) }
+            kill(loop, SIGKILL)
             p.waitUntilExit()
         }
         let verify = try w.run(["audit", "verify"])
@@ -275,17 +280,4 @@ struct RegisterCLITests {
         #expect(garbage.code == 2)
         #expect(garbage.err.split(separator: "\n").count == 1)
     }
-}
-
-/// Runs a shell command and returns its exit status.
-@discardableResult
-func waiverShell(_ command: String) throws -> Int32 {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/sh")
-    p.arguments = ["-c", command]
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    p.waitUntilExit()
-    return p.terminationStatus
 }
