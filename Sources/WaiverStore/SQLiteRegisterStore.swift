@@ -23,9 +23,13 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         config.foreignKeysEnabled = true
         config.label = "waiver.register"
         pool = try DatabasePool(path: path, configuration: config)
+        let applied = try pool.read { db in try Self.migrator.appliedIdentifiers(db) }
         try Self.migrator.migrate(pool)
-        try attestUnbackedStates()
+        // Once, when a register from before logged states is upgraded (not on every open).
+        if !applied.isEmpty, !applied.contains(Self.loggedStatesMigration) { try attestUnbackedStates() }
     }
+
+    static let loggedStatesMigration = "v6: owners, risk re-rating, rules met by checks, sessions tied to tokens, signed checkpoints"
 
     /// Registers from before the log recorded each exception's state get one `exception.state_recorded`
     /// event per exception at upgrade, so that from then on every state is backed by the log.
@@ -151,7 +155,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
             // Sessions from before have never been seen: they end at once, and their users sign in again.
             try db.alter(table: "session") { t in t.add(column: "lastSeenAt", .integer).notNull().defaults(to: 0) }
         }
-        m.registerMigration("v6: owners, risk re-rating, rules met by checks, sessions tied to tokens, signed checkpoints") { db in
+        m.registerMigration(loggedStatesMigration) { db in
             try db.alter(table: "exception") { t in
                 t.add(column: "owner", .text)
                 t.add(column: "proposedRisk", .text)
