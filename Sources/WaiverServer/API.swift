@@ -15,21 +15,21 @@ struct API: Sendable {
     var now: Date { state.settings.now() }
 
     func register(on group: RouterGroup<WaiverContext>) {
-        group.post("evaluations") { req, ctx in try await wrap { try await evaluate(req, ctx) } }
-        group.get("me") { _, ctx in try await wrap {
+        group.post("evaluations") { req, ctx in try await wrap(ctx) { try await evaluate(req, ctx) } }
+        group.get("me") { _, ctx in try await wrap(ctx) {
             let u = try ctx.requireUser()
             return jsonResponse(["name": .string(u.name), "groups": .array(u.groups.map(Value.string)), "admin": .bool(u.admin)])
         } }
-        group.post("exceptions") { req, ctx in try await wrap { try await requestException(req, ctx, renews: nil) } }
-        group.get("exceptions") { req, ctx in try await wrap { try list(req, ctx) } }
-        group.get("exceptions/:id") { req, ctx in try await wrap {
+        group.post("exceptions") { req, ctx in try await wrap(ctx) { try await requestException(req, ctx, renews: nil) } }
+        group.get("exceptions") { req, ctx in try await wrap(ctx) { try list(req, ctx) } }
+        group.get("exceptions/:id") { req, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             let e = try exception(ctx)
             let history = try store.auditEvents(subject: e.displayId)
             if req.uri.queryParameters.get("format") == "text" { return text(RegisterOutput.show(e, history: history, now: now)) }
             return jsonResponse(RegisterOutput.value(e, history: history, now: now))
         } }
-        group.post("exceptions/:id/approve") { req, ctx in try await wrap {
+        group.post("exceptions/:id/approve") { req, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser(), body = try await object(req)
             let e = try register.approve(try id(ctx), actor: user.name, comment: try optionalString(body, "comment"), days: try optionalInt(body, "days"),
                                          risk: try optionalString(body, "risk"), now: now)
@@ -40,16 +40,16 @@ struct API: Sendable {
             }
             return jsonResponse(v)
         } }
-        group.post("exceptions/:id/reject") { req, ctx in try await wrap {
+        group.post("exceptions/:id/reject") { req, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser(), body = try await object(req)
             return jsonResponse(RegisterOutput.value(try register.reject(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
         } }
-        group.post("exceptions/:id/revoke") { req, ctx in try await wrap {
+        group.post("exceptions/:id/revoke") { req, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser(), body = try await object(req)
             return jsonResponse(RegisterOutput.value(try register.revoke(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
         } }
-        group.post("exceptions/:id/renew") { req, ctx in try await wrap { try await requestException(req, ctx, renews: try id(ctx)) } }
-        group.post("exceptions/:id/evidence") { req, ctx in try await wrap {
+        group.post("exceptions/:id/renew") { req, ctx in try await wrap(ctx) { try await requestException(req, ctx, renews: try id(ctx)) } }
+        group.post("exceptions/:id/evidence") { req, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser()
             let name = req.uri.queryParameters.get("name") ?? "evidence"
             guard !name.isEmpty, name.count <= 255, !name.contains("/") else { throw APIError(.badRequest, "bad_request", "?name= must be a file name") }
@@ -76,7 +76,7 @@ struct API: Sendable {
                 throw error
             }
         } }
-        group.get("evidence/:sha256") { _, ctx in try await wrap {
+        group.get("evidence/:sha256") { _, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             guard let sha = ctx.parameters.get("sha256"), sha.count == 64, sha.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
                 throw APIError(.badRequest, "bad_request", "evidence is addressed by its SHA-256 (64 lower-case hex digits)")
@@ -90,18 +90,18 @@ struct API: Sendable {
             headers[.contentType] = "application/octet-stream"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
         } }
-        group.get("policies") { _, ctx in try await wrap {
+        group.get("policies") { _, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             return jsonResponse(.array(state.settings.policies.map(policyValue)))
         } }
-        group.get("policies/:id") { _, ctx in try await wrap {
+        group.get("policies/:id") { _, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             guard let p = state.settings.policies.first(where: { $0.id == ctx.parameters.get("id") }) else {
                 throw APIError(.notFound, "not_found", "no policy '\(ctx.parameters.get("id") ?? "")'")
             }
             return jsonResponse(policyValue(p))
         } }
-        group.get("reports") { req, ctx in try await wrap {
+        group.get("reports") { req, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             func date(_ key: String) throws -> Date? {
                 guard let t = req.uri.queryParameters.get(key) else { return nil }
@@ -121,7 +121,7 @@ struct API: Sendable {
             default: return jsonResponse(RegisterOutput.reportValue(report))
             }
         } }
-        group.get("audit/events") { req, ctx in try await wrap {
+        group.get("audit/events") { req, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             let limit = Int(req.uri.queryParameters.get("limit") ?? "") ?? 1000
             let events = try store.auditEvents(subject: req.uri.queryParameters.get("subject"), last: max(0, min(limit, 100_000)))
@@ -129,7 +129,7 @@ struct API: Sendable {
                 (try? JSONReader.parse(Data(AuditChain.exportLine(e).utf8))) ?? .null
             }))
         } }
-        group.get("audit/verify") { req, ctx in try await wrap {
+        group.get("audit/verify") { req, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             var anchors: [AuditAnchor] = []
             for text in req.uri.queryParameters.getAll("anchor") {
@@ -149,14 +149,14 @@ struct API: Sendable {
             let v = try await offload { try store.verifyAudit(anchors: given, evidenceDirectory: evidence, checkpoints: check) }
             return jsonResponse(AuditOutput.value(v))
         } }
-        group.get("audit/checkpoints") { _, ctx in try await wrap {
+        group.get("audit/checkpoints") { _, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             var o = Value.Object()
             o.append("public_key", state.settings.signingKey.map { .string($0.publicKey.text) } ?? .null)
             o.append("checkpoints", .array(try store.checkpoints().map(\.value)))
             return jsonResponse(.object(o))
         } }
-        group.post("audit/checkpoints") { _, ctx in try await wrap {
+        group.post("audit/checkpoints") { _, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             guard let key = state.settings.signingKey else {
                 throw APIError(.conflict, "no_key", "this server has no signing key (start it with --signing-key FILE or $WAIVER_SIGNING_KEY)")
@@ -167,13 +167,13 @@ struct API: Sendable {
             }
             return jsonResponse(c.value, status: .created)
         } }
-        group.get("audit/export") { _, ctx in try await wrap {
+        group.get("audit/export") { _, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             var out = ""
             try store.forEachAuditEvent { out += AuditChain.exportLine($0) + "\n" }
             return text(out, contentType: "application/jsonl; charset=utf-8")
         } }
-        group.post("expire") { _, ctx in try await wrap {
+        group.post("expire") { _, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser()
             let outcomes = try register.expire(now: now, actor: user.name)
             return jsonResponse(.array(outcomes.map { o in
@@ -181,7 +181,7 @@ struct API: Sendable {
                  "workspace": .string(o.exception.workspace), "still_violating": .array(o.stillViolating.map(Value.string))]
             }))
         } }
-        group.get("admin/webhooks") { _, ctx in try await wrap {
+        group.get("admin/webhooks") { _, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser()
             guard user.admin else { throw APIError(.forbidden, "forbidden", "administrators only") }
             return jsonResponse(.array(try store.deliveries().map(deliveryValue)))
@@ -321,14 +321,8 @@ struct API: Sendable {
     // MARK: - Helpers
 
     /// Runs a handler and turns every error into the JSON error shape.
-    func wrap(_ body: () async throws -> Response) async throws -> Response {
-        do { return try await body() } catch { throw APIError.from(error, logger: logger) }
-    }
-
-    var logger: Logger {
-        var l = Logger(label: "waiver")
-        l.logLevel = state.settings.logLevel
-        return l
+    func wrap(_ ctx: WaiverContext, _ body: () async throws -> Response) async throws -> Response {
+        do { return try await body() } catch { throw APIError.from(error, context: ctx) }
     }
 
     /// Runs blocking register work (SQLite writes wait for the disk) on NIO's thread pool, so the

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOHTTP1
+import HTTPTypes
 import NIOCore
 import WaiverCore
 import WaiverFormats
@@ -11,23 +12,29 @@ public struct APIError: HTTPResponseError, Sendable {
     public let status: HTTPResponse.Status
     public let code: String
     public let message: String
+    /// The id a 500 was logged under; sent as `X-Request-Id`.
+    public let requestId: String?
 
-    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, requestId: String? = nil) {
         self.status = status
         self.code = code
         self.message = message.clipped(String.maxMessage)
+        self.requestId = requestId
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        jsonResponse(["error": ["code": .string(code), "message": .string(message)]], status: status)
+        var r = jsonResponse(["error": ["code": .string(code), "message": .string(message)]], status: status)
+        if let requestId { r.headers[.requestId] = requestId }
+        return r
     }
 
     static let unauthorized = APIError(.unauthorized, "unauthorized", "a valid API token is required (Authorization: Bearer ...)")
     static let tooManyFailures = APIError(.tooManyRequests, "rate_limited", "too many failed sign-ins or token checks from this address: wait a minute")
 
     /// Maps domain and input errors to HTTP; bad HTTP framing is a 400; anything else is a 500,
-    /// logged with its cause under a request id that the response carries.
-    static func from(_ error: any Error, logger: Logger? = nil) -> APIError {
+    /// logged with its cause under the request's id (Hummingbird's `hb.request.id`), which the
+    /// response carries in its message and its `X-Request-Id` header.
+    static func from(_ error: any Error, context: some RequestContext) -> APIError {
         switch error {
         case let e as APIError: return e
         case let e as RegisterError:
@@ -46,12 +53,15 @@ public struct APIError: HTTPResponseError, Sendable {
             if let e = error as? any HTTPResponseError, e.status.code < 500 {
                 return APIError(e.status, "bad_request", "the request was refused (\(e.status.code) \(e.status.reasonPhrase))")
             }
-            var rng = SystemRandomNumberGenerator()
-            let id = String(UInt64.random(in: 0...UInt64.max, using: &rng), radix: 16)
-            (logger ?? Logger(label: "waiver")).error("request \(id) failed: \(String(describing: error).clipped(2000))")
-            return APIError(.internalServerError, "internal", "internal error, logged as request \(id)")
+            let id = context.id
+            context.logger.error("request \(id) failed: \(String(describing: error).clipped(2000))")
+            return APIError(.internalServerError, "internal", "internal error, logged as request \(id)", requestId: id)
         }
     }
+}
+
+extension HTTPField.Name {
+    static let requestId = HTTPField.Name("X-Request-Id")!
 }
 
 /// A JSON response from a value.

@@ -144,8 +144,10 @@ struct Web: Sendable {
         } catch let e as APIError {
             return try render("message", ["title": "Refused", "message": e.message], ctx, status: e.status)
         } catch {
-            let e = APIError.from(error)
-            return try render("message", ["title": "Refused", "message": e.message], ctx, status: e.status)
+            let e = APIError.from(error, context: ctx)
+            var r = try render("message", ["title": e.status.code >= 500 ? "Server error" : "Refused", "message": e.message], ctx, status: e.status)
+            if let id = e.requestId { r.headers[.requestId] = id }
+            return r
         }
     }
 
@@ -221,7 +223,7 @@ struct Web: Sendable {
             return try exceptionPage(req, ctx, user, notice: ["kind": "ok", "text": text])
         } catch let error as RegisterError {
             // A refused action says which rule refused it.
-            let status = APIError.from(error).status
+            let status = APIError.from(error, context: ctx).status
             return try exceptionPage(req, ctx, user, notice: ["kind": "error", "text": "Refused: \(error.description)"], status: status)
         }
     }

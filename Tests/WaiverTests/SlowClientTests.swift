@@ -80,3 +80,64 @@ struct SlowClientTests {
         #expect(stillOpen == 0)
     }
 }
+
+@Suite("Bad framing is a 400; every 500 is logged under the id the response carries", .serialized)
+struct ServerErrorTests {
+    /// A request with a chunked body, sent raw, and the server's answer.
+    func post(_ path: String, body: String, token: String, port: Int) throws -> String {
+        let c = try #require(RawConnection(from: "127.0.0.1", port: port))
+        defer { c.shut() }
+        c.send("POST \(path) HTTP/1.1\r\nHost: waiver\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\n"
+               + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + body)
+        return c.read()
+    }
+
+    @Test func malformedChunkedBodiesAreBadRequestsOnEveryJSONPostRoute() throws {
+        let w = try Workspace()
+        let token = try #require(try waiver(["admin", "add-user", "sam", "--group", "security", "--database", "sqlite:" + w.register], in: w.dir.path)
+            .out.split(separator: "\n").last.map(String.init))
+        let server = LiveServer(w)
+        try server.start()
+        defer { _ = server.stop() }
+        let requested = try server.run(["request", "--policy", "NET-001", "--resource", "aws_security_group.admin", "--workspace", "shop", "--reason", "r"], token: token)
+        #expect(requested.code == 0, "\(requested.err)")
+        let routes = ["/api/v1/evaluations", "/api/v1/exceptions", "/api/v1/exceptions/EX-1/approve", "/api/v1/exceptions/EX-1/reject",
+                      "/api/v1/exceptions/EX-1/revoke", "/api/v1/exceptions/EX-1/renew", "/api/v1/exceptions/EX-1/evidence?name=a.txt"]
+        for route in routes {
+            for body in ["zz\r\n{}\r\n0\r\n\r\n", "2\r\n{}XX0\r\n\r\n"] {
+                let answer = try post(route, body: body, token: token, port: server.port)
+                #expect(answer.hasPrefix("HTTP/1.1 400"), "\(route): \(answer.prefix(200))")
+                #expect(answer.contains("not valid HTTP"), "\(route)")
+            }
+        }
+        #expect(!(w.dir.read("server.log") ?? "").contains("error"))
+    }
+
+    @Test func aServerFaultIsA500WhoseRequestIdIsInTheResponseAndTheLog() throws {
+        let w = try Workspace()
+        let sam = try #require(try waiver(["admin", "add-user", "sam", "--group", "security", "--database", "sqlite:" + w.register], in: w.dir.path)
+            .out.split(separator: "\n").last.map(String.init))
+        let server = LiveServer(w)
+        try server.start()
+        defer { _ = server.stop() }
+        let requested = try server.run(["request", "--policy", "NET-001", "--resource", "aws_security_group.admin", "--workspace", "shop", "--reason", "migration"], token: sam)
+        #expect(requested.code == 0, "\(requested.err)")
+        // The evidence folder cannot be created: a plain file holds its name.
+        _ = w.dir.write(".waiver/evidence", "not a folder")
+        let c = try #require(RawConnection(from: "127.0.0.1", port: server.port))
+        defer { c.shut() }
+        c.send("POST /api/v1/exceptions/EX-1/evidence?name=scan.txt HTTP/1.1\r\nHost: waiver\r\nAuthorization: Bearer \(sam)\r\n"
+               + "Content-Length: 5\r\nConnection: close\r\n\r\nhello")
+        let answer = c.read()
+        #expect(answer.hasPrefix("HTTP/1.1 500"), "\(answer.prefix(300))")
+        let header = answer.split(separator: "\r\n").first { $0.lowercased().hasPrefix("x-request-id: ") }
+        let id = try #require(header.map { String($0.dropFirst("x-request-id: ".count)) }, "no X-Request-Id in \(answer.prefix(300))")
+        #expect(id.count >= 16)
+        #expect(answer.contains("logged as request \(id)"))
+        // The log line names the same request and the cause.
+        let log = w.dir.read("server.log") ?? ""
+        let line = log.split(separator: "\n").first { $0.contains(" error ") && $0.contains(id) }
+        #expect(line != nil, "no error line with \(id) in: \(log.suffix(800))")
+        #expect(line?.contains("evidence") == true)
+    }
+}
