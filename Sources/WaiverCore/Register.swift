@@ -56,6 +56,19 @@ public enum RequestLimits {
     public static let text = 2_000
     public static let resources = 10_000
     public static let mitigations = 100
+    /// Names: workspaces, people, owners.
+    public static let name = 200
+
+    /// A workspace name as every entry point takes it: trimmed, 1 to 200 characters, one line,
+    /// no control characters.
+    public static func workspace(_ raw: String) throws(RegisterError) -> String {
+        let w = raw.trimmingCharacters(in: .whitespaces)
+        guard !w.isEmpty else { throw .invalid("a workspace is required (--workspace)") }
+        guard w.count <= name, !w.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.isNoncharacterCodePoint || CharacterSet.newlines.contains($0) }) else {
+            throw .invalid("a workspace is a name of 1 to 200 characters on one line (got \(w.debugDescription.clipped(120)))")
+        }
+        return w
+    }
 }
 
 /// The rules of the register, enforced on top of a `RegisterStore`: separation of duties, routing,
@@ -223,9 +236,7 @@ public struct Register: Sendable {
         let now = Register.second(now)
         let actor = actor.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !actor.isEmpty, actor.count <= 200 else { throw RegisterError.invalid("the actor must be a name of 1 to 200 characters") }
-        let workspace = r.workspace.trimmingCharacters(in: .whitespaces)
-        guard !workspace.isEmpty else { throw RegisterError.invalid("a request needs a workspace (--workspace)") }
-        guard workspace.count <= 200 else { throw RegisterError.invalid("the workspace is longer than 200 characters") }
+        let workspace = try RequestLimits.workspace(r.workspace)
         let policy = try policy(r.policy, workspace: workspace)
         let reason = r.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty else { throw RegisterError.invalid("a request needs a reason (--reason)") }
@@ -542,6 +553,7 @@ public struct Register: Sendable {
 
     /// Records a check so the register knows the workspace's latest state.
     public func recordCheck(_ report: CheckReport, violations: [RecordedViolation], actor: String, now: Date) throws -> Int {
+        _ = try RequestLimits.workspace(report.workspace)
         let r = recording(report, violations: violations, actor: actor, now: now)
         return try store.record(r.evaluation, event: r.event, pruneBefore: r.pruneBefore)
     }
@@ -576,6 +588,7 @@ public struct Register: Sendable {
     /// recorded with its final statuses. `violations` turns the final report into what is recorded.
     public func checkIn(_ evaluated: CheckReport, requests: (CheckReport) -> [ExceptionRequest], actor: String, now: Date,
                         violations: (CheckReport) -> [RecordedViolation]) throws -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int) {
+        _ = try RequestLimits.workspace(evaluated.workspace)
         var report = evaluated
         try applyExceptions(to: &report, now: now)
         let prepared = try requests(report).map { try prepare($0, actor: actor, now: now) }

@@ -193,11 +193,10 @@ struct API: Sendable {
     func evaluate(_ req: Request, _ ctx: WaiverContext) async throws -> Response {
         let user = try ctx.requireUser()
         let data = try await body(req)
-        var workspace: String?
+        var workspaceText: String?
         var plan: Result<Plan, InputError>?
         var sarif: [Range<Int>] = []
-        var unknown = UnknownMode.warn
-        var format = OutputFormat.json
+        var unknownText: String?, formatText: String?
         var commitAuthor: String?
         var request: Value?
         let parsed: Result<Void, JSONSyntaxError> = data.withUnsafeBytes { raw in
@@ -208,10 +207,10 @@ struct API: Sendable {
                     case "plan": plan = try PlanReader.parseDocument(&r, file: "plan.json", atEnd: false, selection: state.selection)
                     case "sarif":
                         try r.readArray(depth: 1) { (r: inout JSONReader, _: Int) throws(JSONSyntaxError) in sarif.append(try r.skipValueRange(depth: 2)) }
-                    case "workspace": workspace = try r.readValue(depth: 1).stringValue
+                    case "workspace": workspaceText = try r.readValue(depth: 1).stringValue
                     case "commit_author": commitAuthor = try r.readValue(depth: 1).stringValue
-                    case "unknown": unknown = UnknownMode(rawValue: try r.readValue(depth: 1).stringValue ?? "") ?? .warn
-                    case "format": format = OutputFormat(rawValue: try r.readValue(depth: 1).stringValue ?? "") ?? .json
+                    case "unknown": unknownText = try r.readValue(depth: 1).stringValue ?? "?"
+                    case "format": formatText = try r.readValue(depth: 1).stringValue ?? "?"
                     case "request": request = try r.readValue(depth: 1)
                     default: try r.skipValue(depth: 1)
                     }
@@ -221,7 +220,13 @@ struct API: Sendable {
             } catch { return .failure(error) }
         }
         if case .failure(let e) = parsed { throw APIError(.badRequest, "bad_request", "the body is not valid JSON: \(e)") }
-        guard let workspace, !workspace.isEmpty else { throw APIError(.unprocessableContent, "invalid", "workspace is required") }
+        let workspace = try RequestLimits.workspace(workspaceText ?? "")
+        let unknown = try unknownText.map { t in
+            try UnknownMode(rawValue: t) ?? { throw APIError(.unprocessableContent, "invalid", "unknown must be warn or block, not \(t.debugDescription.clipped())") }()
+        } ?? .warn
+        let format = try formatText.map { t in
+            try OutputFormat(rawValue: t) ?? { throw APIError(.unprocessableContent, "invalid", "format must be one of \(OutputFormat.allCases.map(\.rawValue).joined(separator: ", ")), not \(t.debugDescription.clipped())") }()
+        } ?? .json
         guard plan != nil || !sarif.isEmpty else { throw APIError(.unprocessableContent, "invalid", "send a plan or at least one SARIF report") }
         var spec: RequestSpec?
         if let request, case .object = request {

@@ -72,9 +72,7 @@ struct Check: ParsableCommand {
         if plan == nil && sarif.isEmpty {
             throw ValidationError("give a plan (--plan FILE) or at least one SARIF report (--sarif FILE)")
         }
-        if workspace.isEmpty || workspace.count > 200 || workspace.contains(where: \.isNewline) {
-            throw ValidationError("--workspace must be a name of 1 to 200 characters on one line")
-        }
+        do { _ = try RequestLimits.workspace(workspace) } catch { throw ValidationError("--workspace: \(error)") }
     }
 
     func run() throws {
@@ -106,7 +104,7 @@ struct Check: ParsableCommand {
         let sarifInputs = try sarif.map { (name: $0, data: try InputFile.read($0)) }
         phase("read")
         let evaluated = try CheckService.evaluate(
-            policies: policies, configuration: configuration, resources: resources, sarif: sarifInputs, workspace: workspace,
+            policies: policies, configuration: configuration, resources: resources, sarif: sarifInputs, workspace: try RequestLimits.workspace(workspace),
             unknown: unknown, keepCompliant: format == .junit)
         phase("evaluate")
 

@@ -224,6 +224,30 @@ struct BoundedGrowthTests {
         #expect(try f.state.store.deliveries().isEmpty)
     }
 
+    @Test func aCheckOverTheAPINamesItsWorkspaceWithinTheLimitAndItsOptionsExactly() async throws {
+        let f = try ServerFixture()
+        let plan = #"{"format_version":"1.2","resource_changes":[]}"#
+        try await f.app().test(.router) { c in
+            for (field, expected) in [("\"workspace\":\"\(String(repeating: "w", count: 201))\"", "1 to 200 characters"),
+                                      ("\"workspace\":\"a\\nb\"", "on one line"),
+                                      ("\"workspace\":\"w\",\"format\":\"xml\"", "format must be one of"),
+                                      ("\"workspace\":\"w\",\"unknown\":\"ignore\"", "unknown must be warn or block")] {
+                let (status, body) = try await c.call(.post, "/api/v1/evaluations", as: "dev", f, json: "{\(field),\"plan\":\(plan)}")
+                #expect(status == 422, "\(field): \(body)")
+                #expect(body["error"]?["message"]?.stringValue?.contains(expected) == true, "\(body)")
+            }
+            let (ok, _) = try await c.call(.post, "/api/v1/evaluations", as: "dev", f, json: "{\"workspace\":\"w\",\"plan\":\(plan)}")
+            #expect(ok == 201)
+        }
+        // Only the valid check was recorded.
+        #expect(try f.state.store.auditEvents(subject: nil).filter { $0.action == "check.recorded" }.count == 1)
+    }
+
+    @Test func theCLIRefusesAWorkspaceOnTwoLines() throws {
+        let r = try waiver(["check", "--plan", webApp, "--workspace", "shop\nprod"])
+        #expect(r.code == 2 && r.err.contains("--workspace: a workspace is a name of 1 to 200 characters on one line"), "\(r.err)")
+    }
+
     @Test func retentionOfWebhooksIsConfigurable() throws {
         let dir = TempDir()
         let path = dir.write("waiver.yaml", "retention: { webhooks: 30d }\n")

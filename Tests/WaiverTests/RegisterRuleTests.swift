@@ -84,7 +84,7 @@ struct RegisterRuleTests {
         #expect(f.refusal { _ = try f.request("NET-01") } == "unknown policy 'NET-01' (did you mean 'NET-001'?): not in the policy files, and no recorded check of workspace shop met a scanner rule of that id")
         #expect(f.refusal { _ = try f.request(reason: "  ") } == "a request needs a reason (--reason)")
         #expect(f.refusal { _ = try f.request(resources: []) } == "a request needs at least one resource (--resource ADDRESS)")
-        #expect(f.refusal { _ = try f.request(workspace: "") } == "a request needs a workspace (--workspace)")
+        #expect(f.refusal { _ = try f.request(workspace: "") } == "a workspace is required (--workspace)")
     }
 
     @Test func anApproverMayShortenButNotLengthen() throws {
