@@ -17,6 +17,19 @@ public enum RegisterError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// A stored row that cannot be read as what it should hold (a register file edited behind Waiver's
+/// back): an error naming the row and the column, never a crash or a silent default. The CLI exits 2;
+/// the server answers 500 and logs it.
+public struct CorruptRegister: Error, Equatable, CustomStringConvertible {
+    public let what: String
+    public let column: String
+    public init(what: String, column: String) {
+        self.what = what
+        self.column = column
+    }
+    public var description: String { "register: \(what) has an unreadable \(column) column (the file was changed behind Waiver's back?)" }
+}
+
 /// An audit event before the store numbers and chains it.
 public struct AuditDraft: Sendable, Equatable {
     public var actor: String

@@ -141,7 +141,8 @@ extension SQLiteRegisterStore {
     public func checkpoints() throws -> [Checkpoint] {
         try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT seq, hash, time, keyId, signature FROM checkpoint ORDER BY seq").map {
-                Checkpoint(seq: $0[0], hash: $0[1], time: $0[2], keyId: $0[3], signature: $0[4])
+                Checkpoint(seq: try $0.read(at: 0, of: "a checkpoint"), hash: try $0.read(at: 1, of: "a checkpoint"), time: try $0.read(at: 2, of: "a checkpoint"),
+                           keyId: try $0.read(at: 3, of: "a checkpoint"), signature: try $0.read(at: 4, of: "a checkpoint"))
             }
         }
     }

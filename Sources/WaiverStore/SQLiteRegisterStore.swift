@@ -184,9 +184,13 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
 
     static func json(_ list: [String]) -> String { JSONWriter.write(.array(list.map(Value.string)), pretty: false) }
 
-    static func list(_ text: String?) -> [String] {
-        guard let text, let data = text.data(using: .utf8),
-              let items = try? JSONDecoder().decode([String].self, from: data) else { return [] }
+    /// A list column (a JSON array of strings). Anything else is `CorruptRegister`, never an empty
+    /// list: a dropped `conflicted` entry would drop a separation-of-duties rule.
+    static func list(_ row: Row, _ column: String, of what: @autoclosure () -> String) throws -> [String] {
+        let text: String = try row.read(column, of: what())
+        guard let data = text.data(using: .utf8), let items = try? JSONDecoder().decode([String].self, from: data) else {
+            throw CorruptRegister(what: what(), column: column)
+        }
         return items
     }
 
@@ -202,8 +206,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     func appendEvent(_ db: Database, _ draft: AuditDraft, state: ExceptionRecord? = nil) throws -> Int64 {
         // Every write appends an event: its statements are compiled once per connection.
         let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM auditEvent ORDER BY seq DESC LIMIT 1"))
-        let seq = (last?["seq"] as Int64? ?? 0) + 1
-        let prev: String = last?["hash"] ?? AuditChain.genesis
+        let seq = (try last?.read("seq", of: "the last audit event") as Int64? ?? 0) + 1
+        let prev: String = try last?.read("hash", of: "the last audit event") ?? AuditChain.genesis
         let time = Self.seconds(draft.time)
         var body = draft.payload
         if let state, case .object(var o) = body {
@@ -231,9 +235,13 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         try pool.write { db in try appendEvent(db, event) }
     }
 
-    static func event(_ row: Row) -> AuditEvent {
-        AuditEvent(seq: Int(row["seq"] as Int64), time: date(row["time"] as Int64), actor: row["actor"], action: row["action"],
-                   subject: row["subject"], payload: row["payload"], prevHash: row["prevHash"], hash: row["hash"])
+    /// An audit event from a row of `seq, time, actor, action, subject, payload, prevHash, hash`.
+    static func event(_ row: Row) throws -> AuditEvent {
+        let seq: Int64 = try row.read("seq", of: "an audit event")
+        let what = "audit event \(seq)"
+        return AuditEvent(seq: Int(seq), time: date(try row.read("time", of: what) as Int64), actor: try row.read("actor", of: what),
+                          action: try row.read("action", of: what), subject: try row.read("subject", of: what),
+                          payload: try row.read("payload", of: what), prevHash: try row.read("prevHash", of: what), hash: try row.read("hash", of: what))
     }
 
     public func auditEvents(subject: String?, last: Int?) throws -> [AuditEvent] {
@@ -250,8 +258,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         try pool.read { db in
             let rows = try Row.fetchCursor(db, sql: "SELECT seq, time, actor, action, subject, payload, prevHash, hash FROM auditEvent ORDER BY rowid")
             while let row = try rows.next() {
-                try body(AuditEvent(seq: Int(row[0] as Int64), time: Self.date(row[1] as Int64), actor: row[2], action: row[3],
-                                    subject: row[4], payload: row[5], prevHash: row[6], hash: row[7]))
+                try body(try Self.event(row))
             }
         }
     }
@@ -382,7 +389,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         var findings: [String] = []
         var checked: [String: Bool] = [:]
         for row in rows {
-            let id = ExceptionRecord.display(Int(row[0] as Int64)), sha: String = row[1], name: String = row[2]
+            let id = ExceptionRecord.display(Int(try row.read("exceptionId", of: "an evidence row") as Int64))
+            let sha: String = try row.read("sha256", of: "evidence of \(id)"), name: String = try row.read("name", of: "evidence of \(id)")
             let path = (folder as NSString).appendingPathComponent(sha)
             let ok: Bool
             if let known = checked[sha] { ok = known } else {
@@ -545,33 +553,46 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         var evidence: [Int64: [EvidenceFile]] = [:]
         let owned = "exceptionId IN (SELECT id FROM exception WHERE \(clause))"
         for row in try fetch("SELECT exceptionId, resource FROM exceptionResource WHERE \(owned) ORDER BY exceptionId, position") {
-            resources[row[0], default: []].append(row[1])
+            let id: Int64 = try row.read("exceptionId", of: "a resource row")
+            resources[id, default: []].append(try row.read("resource", of: "a resource of exception \(id)"))
         }
         for row in try fetch("SELECT exceptionId, approver, comment, at FROM approval WHERE \(owned) ORDER BY at, rowid") {
-            approvals[row[0], default: []].append(Approval(approver: row[1], comment: row[2], at: Self.date(row[3] as Int64)))
+            let id: Int64 = try row.read("exceptionId", of: "an approval row"), what = "an approval of exception \(id)"
+            approvals[id, default: []].append(Approval(approver: try row.read("approver", of: what), comment: try row.read("comment", of: what),
+                                                       at: Self.date(try row.read("at", of: what) as Int64)))
         }
         for row in try fetch("SELECT exceptionId, sha256, name, size, addedBy, at FROM evidence WHERE \(owned) ORDER BY at, rowid") {
-            evidence[row[0], default: []].append(EvidenceFile(sha256: row[1], name: row[2], size: Int(row[3] as Int64), addedBy: row[4], at: Self.date(row[5] as Int64)))
+            let id: Int64 = try row.read("exceptionId", of: "an evidence row"), what = "evidence of exception \(id)"
+            evidence[id, default: []].append(EvidenceFile(
+                sha256: try row.read("sha256", of: what), name: try row.read("name", of: what), size: Int(clamping: try row.read("size", of: what) as Int64),
+                addedBy: try row.read("addedBy", of: what), at: Self.date(try row.read("at", of: what) as Int64)))
         }
         var records = try rows.map { row in
-            let id: Int64 = row["id"]
+            let id: Int64 = try row.read("id", of: "an exception")
+            let what = "exception \(id)"
             func parse<T: RawRepresentable>(_ column: String) throws -> T where T.RawValue == String {
-                let raw: String = row[column]
-                guard let v = T(rawValue: raw) else { throw RegisterError.invalid("register: exception \(id) has an unreadable \(column) '\(raw)'") }
+                guard let v = T(rawValue: try row.read(column, of: what)) else { throw CorruptRegister(what: what, column: column) }
                 return v
             }
+            func read<T: DatabaseValueConvertible>(_ column: String) throws -> T { try row.read(column, of: what) }
+            func list(_ column: String) throws -> [String] { try Self.list(row, column, of: what) }
+            func count(_ column: String) throws -> Int {
+                let n: Int64 = try read(column)
+                guard n >= 0, n <= Int64(Int32.max) else { throw CorruptRegister(what: what, column: column) }
+                return Int(n)
+            }
             return ExceptionRecord(
-                id: Int(id), policy: row["policy"], category: row["category"], workspace: row["workspace"],
-                subjectKind: try parse("subjectKind"), resources: resources[id] ?? [], requester: row["requester"],
-                conflicted: Self.list(row["conflicted"]), reason: row["reason"], requestedDays: Int(row["requestedDays"] as Int64),
-                likelihood: try parse("likelihood"), impact: try parse("impact"), riskLevel: row["riskLevel"],
-                mitigations: Self.list(row["mitigations"]), evidence: evidence[id] ?? [], approvals: approvals[id] ?? [],
-                rule: ApprovalRule(groups: Self.list(row["approverGroups"]), minApprovals: Int(row["minApprovals"] as Int64),
-                                   requiredGroups: Self.list(row["requiredGroups"])),
-                status: try parse("status"), createdAt: Self.date(row["createdAt"] as Int64),
-                decidedAt: Self.date(row["decidedAt"] as Int64?), expiresAt: Self.date(row["expiresAt"] as Int64?),
-                renews: (row["renews"] as Int64?).map { Int($0) }, owner: row["owner"], proposedRisk: row["proposedRisk"],
-                riskRaisedBy: row["riskRaisedBy"])
+                id: Int(id), policy: try read("policy"), category: try read("category"), workspace: try read("workspace"),
+                subjectKind: try parse("subjectKind"), resources: resources[id] ?? [], requester: try read("requester"),
+                conflicted: try list("conflicted"), reason: try read("reason"), requestedDays: try count("requestedDays"),
+                likelihood: try parse("likelihood"), impact: try parse("impact"), riskLevel: try read("riskLevel"),
+                mitigations: try list("mitigations"), evidence: evidence[id] ?? [], approvals: approvals[id] ?? [],
+                rule: ApprovalRule(groups: try list("approverGroups"), minApprovals: try count("minApprovals"),
+                                   requiredGroups: try list("requiredGroups")),
+                status: try parse("status"), createdAt: Self.date(try read("createdAt") as Int64),
+                decidedAt: Self.date(try read("decidedAt") as Int64?), expiresAt: Self.date(try read("expiresAt") as Int64?),
+                renews: (try read("renews") as Int64?).map { Int(clamping: $0) }, owner: try read("owner"), proposedRisk: try read("proposedRisk"),
+                riskRaisedBy: try read("riskRaisedBy"))
         }
         if verify {
             for i in records.indices { records[i].untrusted = try Self.trustProblem(db, records[i]) }
@@ -596,8 +617,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
             SELECT seq, time, actor, action, subject, payload, prevHash, hash FROM auditEvent
             WHERE subject = ? AND action <> ? ORDER BY seq DESC LIMIT 1
             """), arguments: [subject, stateless]) else { return nil }
-        let e = AuditEvent(seq: Int(row[0] as Int64), time: date(row[1] as Int64), actor: row[2], action: row[3], subject: row[4],
-                           payload: row[5], prevHash: row[6], hash: row[7])
+        let e = try event(row)
         var state: Value?
         if e.payload.contains("\"state\":{"), let v = try? JSONReader.parse(Data(e.payload.utf8), maxDepth: 64), case .object(let o)? = v["state"] {
             state = .object(o)
@@ -677,8 +697,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 WHERE v.policy = ? AND e.workspace = ?
                 """, arguments: [policy, workspace])
             guard !rows.isEmpty else { return nil }
-            let severity = rows.compactMap { Severity(rawValue: $0[0]) }.max() ?? .medium
-            let category: String = rows.first.map { $0[1] } ?? "security"
+            let severity = try rows.compactMap { Severity(rawValue: try $0.read(at: 0, of: "a recorded violation")) }.max() ?? .medium
+            let category: String = try rows.first.map { try $0.read(at: 1, of: "a recorded violation") } ?? "security"
             return (category, severity)
         }
     }
@@ -688,17 +708,39 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM evaluation WHERE workspace = ? ORDER BY id DESC LIMIT 1", arguments: [workspace]) else {
                 return nil
             }
-            let id: Int64 = row["id"]
+            let id: Int64 = try row.read("id", of: "a recorded check")
+            let what = "recorded check \(id)"
             let violations = try Row.fetchAll(db, sql: "SELECT policy, resource, status, digest, message, severity, category FROM evaluationViolation WHERE evaluationId = ?", arguments: [id])
-                .map { RecordedViolation(policy: $0[0], resource: $0[1], status: ResultStatus(rawValue: $0[2]) ?? .blocking, digest: $0[3], message: $0[4],
-                                         severity: Severity(rawValue: $0[5]) ?? .medium, category: $0[6]) }
-            return Evaluation(id: Int(id), workspace: row["workspace"], at: Self.date(row["at"] as Int64), actor: row["actor"],
-                              verdict: row["verdict"], resourceCount: Int(row["resourceCount"] as Int64), violations: violations)
+                .map { v in
+                    func read<T: DatabaseValueConvertible>(_ column: String) throws -> T { try v.read(column, of: "a violation of \(what)") }
+                    guard let status = ResultStatus(rawValue: try read("status")) else { throw CorruptRegister(what: "a violation of \(what)", column: "status") }
+                    guard let severity = Severity(rawValue: try read("severity")) else { throw CorruptRegister(what: "a violation of \(what)", column: "severity") }
+                    return RecordedViolation(policy: try read("policy"), resource: try read("resource"), status: status, digest: try read("digest"),
+                                             message: try read("message"), severity: severity, category: try read("category"))
+                }
+            return Evaluation(id: Int(id), workspace: try row.read("workspace", of: what), at: Self.date(try row.read("at", of: what) as Int64),
+                              actor: try row.read("actor", of: what), verdict: try row.read("verdict", of: what),
+                              resourceCount: Int(clamping: try row.read("resourceCount", of: what) as Int64), violations: violations)
         }
     }
 }
 
 /// Database errors are shown to users generically (their text can carry data); the code says what kind.
+extension Row {
+    /// A column's value as `T`, or `CorruptRegister` naming the row and the column: a register file
+    /// edited behind Waiver's back may hold anything in any column, and reading it must not crash.
+    func read<T: DatabaseValueConvertible>(_ column: String, of what: @autoclosure () -> String) throws -> T {
+        do { return try decode(T.self, forColumn: column) } catch { throw CorruptRegister(what: what(), column: column) }
+    }
+
+    /// The value at a position of a `SELECT` list, the same way.
+    func read<T: DatabaseValueConvertible>(at index: Int, of what: @autoclosure () -> String) throws -> T {
+        do { return try decode(T.self, atIndex: index) } catch {
+            throw CorruptRegister(what: what(), column: index < count ? Array(columnNames)[index] : "#\(index)")
+        }
+    }
+}
+
 public enum StoreError {
     public static func userMessage(for error: any Error) -> String? {
         guard let e = error as? DatabaseError else { return nil }

@@ -67,7 +67,7 @@ extension SQLiteRegisterStore {
     static func user(_ db: Database, _ name: String) throws -> User? {
         guard let row = try Row.fetchOne(db, sql: "SELECT name, admin FROM user WHERE name = ?", arguments: [name]) else { return nil }
         let groups = try String.fetchAll(db, sql: "SELECT groupName FROM userGroup WHERE user = ? ORDER BY groupName", arguments: [name])
-        return User(name: row[0], groups: groups, admin: row[1])
+        return User(name: try row.read(at: 0, of: "user \(name.clipped())"), groups: groups, admin: try row.read(at: 1, of: "user \(name.clipped())"))
     }
 
     /// The members of a group.
@@ -137,15 +137,17 @@ extension SQLiteRegisterStore {
                 SELECT t.user, t.secretHash, u.admin, (SELECT group_concat(groupName, char(10)) FROM userGroup g WHERE g.user = t.user)
                 FROM token t JOIN user u ON u.name = t.user WHERE t.id = ? AND t.revokedAt IS NULL
                 """), arguments: [id]) else { return nil }
-            let groups = (row[3] as String?)?.split(separator: "\n").map(String.init).sorted() ?? []
-            return (User(name: row[0], groups: groups, admin: row[2]), row[1])
+            let what = "token \(id.clipped())"
+            let groups = (try row.read(at: 3, of: what) as String?)?.split(separator: "\n").map(String.init).sorted() ?? []
+            return (User(name: try row.read(at: 0, of: what), groups: groups, admin: try row.read(at: 2, of: what)), try row.read(at: 1, of: what))
         }
     }
 
     public func tokens() throws -> [TokenRecord] {
         try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT id, user, createdAt, revokedAt FROM token ORDER BY createdAt, id").map {
-                TokenRecord(id: $0[0], user: $0[1], createdAt: Self.date($0[2] as Int64), revokedAt: Self.date($0[3] as Int64?))
+                TokenRecord(id: try $0.read(at: 0, of: "a token"), user: try $0.read(at: 1, of: "a token"), createdAt: Self.date(try $0.read(at: 2, of: "a token") as Int64),
+                            revokedAt: Self.date(try $0.read(at: 3, of: "a token") as Int64?))
             }
         }
     }
@@ -173,8 +175,8 @@ extension SQLiteRegisterStore {
                     SELECT s.user, s.csrf, s.lastSeenAt FROM session s JOIN token t ON t.id = s.tokenId AND t.user = s.user
                     WHERE s.idHash = ? AND s.expiresAt > ? AND s.lastSeenAt > ? AND t.revokedAt IS NULL
                     """), arguments: [idHash, seconds, seconds - Int64(idle)]),
-                  let user = try Self.user(db, row[0]) else { return nil }
-            return (user, row[1], row[2])
+                  let user = try Self.user(db, try row.read(at: 0, of: "a session")) else { return nil }
+            return (user, try row.read(at: 1, of: "a session"), try row.read(at: 2, of: "a session"))
         }
         guard let (user, csrf, lastSeen) = found else { return nil }
         if seconds - lastSeen >= 60 {
@@ -218,10 +220,12 @@ extension SQLiteRegisterStore {
         try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM webhookDelivery ORDER BY id DESC LIMIT ?", arguments: [limit]).map(Self.delivery) }
     }
 
-    static func delivery(_ r: Row) -> WebhookDelivery {
-        WebhookDelivery(id: Int(r["id"] as Int64), url: r["url"], format: r["format"], secretEnv: r["secretEnv"], action: r["action"],
-                        body: r["body"], attempts: Int(r["attempts"] as Int64), nextAttemptAt: date(r["nextAttemptAt"] as Int64),
-                        deliveredAt: date(r["deliveredAt"] as Int64?), lastError: r["lastError"])
+    static func delivery(_ r: Row) throws -> WebhookDelivery {
+        let id: Int64 = try r.read("id", of: "a webhook delivery")
+        func read<T: DatabaseValueConvertible>(_ column: String) throws -> T { try r.read(column, of: "webhook delivery \(id)") }
+        return WebhookDelivery(id: Int(id), url: try read("url"), format: try read("format"), secretEnv: try read("secretEnv"), action: try read("action"),
+                               body: try read("body"), attempts: Int(clamping: try read("attempts") as Int64), nextAttemptAt: date(try read("nextAttemptAt") as Int64),
+                               deliveredAt: date(try read("deliveredAt") as Int64?), lastError: try read("lastError"))
     }
 
     /// Deletes webhook rows delivered before `before` and web sessions past their lifetime or idle
@@ -272,7 +276,7 @@ extension SQLiteRegisterStore {
     public func statusCounts() throws -> [String: Int] {
         try pool.read { db in
             var out: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) FROM exception GROUP BY status") { out[row[0]] = row[1] }
+            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) FROM exception GROUP BY status") { out[try row.read(at: 0, of: "a status count")] = try row.read(at: 1, of: "a status count") }
             return out
         }
     }

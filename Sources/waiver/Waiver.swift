@@ -95,6 +95,9 @@ enum Main {
         } catch let e as UsageError {
             printError(e.description)
             code = 2
+        } catch let e as CorruptRegister {
+            printError(e.description)
+            code = 2
         } catch let e where StoreError.userMessage(for: e) != nil {
             printError(StoreError.userMessage(for: e) ?? "register database error")
             code = 2

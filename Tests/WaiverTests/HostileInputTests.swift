@@ -207,6 +207,37 @@ struct HostileInputTests {
     }
 }
 
+@Suite("A tampered register file is input too: an error, never a crash or a silent default", .serialized)
+struct TamperedRegisterTests {
+    @Test(arguments: [
+        ("UPDATE exception SET conflicted = 'not json' WHERE id = 1", "exception 1 has an unreadable conflicted column"),
+        ("UPDATE exception SET mitigations = '[1, 2]' WHERE id = 1", "exception 1 has an unreadable mitigations column"),
+        ("UPDATE exception SET approverGroups = '{}' WHERE id = 1", "exception 1 has an unreadable approverGroups column"),
+        ("UPDATE exception SET requestedDays = 'seven' WHERE id = 1", "exception 1 has an unreadable requestedDays column"),
+        ("UPDATE exception SET createdAt = 'yesterday' WHERE id = 1", "exception 1 has an unreadable createdAt column"),
+    ])
+    func aCorruptExceptionColumnIsAnErrorNamingIt(sql: String, expected: String) throws {
+        let w = try Workspace()
+        let req = try w.run(["request", "--policy", "NET-001", "--resource", "sg.web", "--workspace", "shop", "--reason", "r"])
+        #expect(req.code == 0, "\(req.err)")
+        try tamper(w.register, sql)
+        for args in [["show", "EX-1"], ["list"]] {
+            let r = try w.run(args, as: "sam")
+            #expect(r.code == 2, "\(args): exit \(r.code), \(r.err)")
+            #expect(r.err.contains(expected), "\(args): \(r.err)")
+        }
+    }
+
+    @Test func aCorruptAuditRowIsAFindingOfVerifyNotACrash() throws {
+        let w = try Workspace()
+        #expect(try w.run(["request", "--policy", "NET-001", "--resource", "sg.web", "--workspace", "shop", "--reason", "r"]).code == 0)
+        try tamper(w.register, "UPDATE auditEvent SET time = 'noon' WHERE seq = 1")
+        let r = try w.run(["audit", "verify"], as: "sam")
+        #expect(r.code == 1 || r.code == 2, "exit \(r.code): \(r.err)")
+        #expect((r.out + r.err).contains("event 1"), "\(r.out) \(r.err)")
+    }
+}
+
 @Suite("Bounded growth of the server's tables", .serialized)
 struct BoundedGrowthTests {
     @Test func deliveredWebhooksAndEndedSessionsArePrunedByTheScheduler() throws {
