@@ -285,6 +285,46 @@ struct SchedulerTests {
         }
     }
 
+    @Test func webhooksGoToEachReceiverSeveralAtATimeAndToReceiversInParallel() async throws {
+        actor Gauge {
+            var inFlight: [String: Int] = [:], most: [String: Int] = [:], total = 0, mostTotal = 0, seen = 0
+            func enter(_ r: String) {
+                inFlight[r, default: 0] += 1
+                total += 1
+                most[r] = max(most[r] ?? 0, inFlight[r] ?? 0)
+                mostTotal = max(mostTotal, total)
+            }
+            func leave(_ r: String) { inFlight[r, default: 0] -= 1; total -= 1; seen += 1 }
+        }
+        let gauge = Gauge()
+        @Sendable func receiver(_ name: String) -> Router<BasicRequestContext> {
+            let r = Router()
+            r.post("/hook") { _, _ -> Response in
+                await gauge.enter(name)
+                try await Task.sleep(for: .milliseconds(400))
+                await gauge.leave(name)
+                return Response(status: .ok)
+            }
+            return r
+        }
+        try await Application(router: receiver("a")).test(.live) { a in
+            try await Application(router: receiver("b")).test(.live) { b in
+                let hooks = [a, b].map { WaiverCore.Configuration.Webhook(url: "http://127.0.0.1:\($0.port ?? 0)/hook", secretEnv: nil, format: "json") }
+                let f = try ServerFixture(notify: hooks)
+                for i in 0..<20 {
+                    _ = try f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r\(i)"], reason: "x"), actor: "dev", now: t0)
+                }
+                // One pass claims all 40 deliveries and sends them: eight at a time to each receiver,
+                // both receivers at once.
+                #expect(try await WebhookService(state: f.state, logger: .init(label: "t")).deliverDue(now: t0) == 40)
+                #expect(await gauge.seen == 40)
+                #expect(await gauge.most == ["a": WebhookService.perReceiver, "b": WebhookService.perReceiver])
+                #expect(await gauge.mostTotal > WebhookService.perReceiver)
+                #expect(try f.state.store.deliveries().allSatisfy { $0.deliveredAt != nil && $0.attempts == 1 })
+            }
+        }
+    }
+
     @Test func aMissingSecretIsNotSentUnsigned() async throws {
         let hook = WaiverCore.Configuration.Webhook(url: "http://127.0.0.1:9/never", secretEnv: "UNSET_SECRET", format: "slack")
         let f = try ServerFixture(notify: [hook])
