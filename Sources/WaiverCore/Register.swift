@@ -1,10 +1,14 @@
 import Foundation
 
 /// A request for an exception, as the requester states it.
+///
+/// On a renewal (`renews`), an empty policy, workspace or resource list, a nil kind and a nil owner
+/// are the renewed exception's. Otherwise a nil kind is `resource`, and a program exception (person,
+/// device, account) without a workspace is in workspace `program`.
 public struct ExceptionRequest: Sendable, Equatable {
     public var policy: String
     public var workspace: String
-    public var subjectKind: SubjectKind
+    public var subjectKind: SubjectKind?
     public var resources: [String]
     public var reason: String
     public var days: Int?
@@ -17,7 +21,7 @@ public struct ExceptionRequest: Sendable, Equatable {
     /// The named owner of a device or account (required for those kinds; conflicted like the requester).
     public var owner: String?
 
-    public init(policy: String, workspace: String, subjectKind: SubjectKind = .resource, resources: [String], reason: String,
+    public init(policy: String, workspace: String, subjectKind: SubjectKind? = nil, resources: [String], reason: String,
                 days: Int? = nil, likelihood: RiskFactor? = nil, impact: RiskFactor? = nil, mitigations: [String] = [],
                 renews: Int? = nil, conflicted: [String] = [], owner: String? = nil) {
         self.policy = policy
@@ -232,12 +236,29 @@ public struct Register: Sendable {
     }
 
     /// Validates, prices and routes a request without storing it.
-    public func prepare(_ r: ExceptionRequest, actor: String, now: Date) throws -> PreparedRequest {
+    public func prepare(_ request: ExceptionRequest, actor: String, now: Date) throws -> PreparedRequest {
         let now = Register.second(now)
         let actor = actor.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !actor.isEmpty, actor.count <= 200 else { throw RegisterError.invalid("the actor must be a name of 1 to 200 characters") }
+        // A renewal inherits what it does not say from the exception it renews.
+        var r = request
+        let previous: ExceptionRecord?
+        if let old = r.renews {
+            guard let p = try store.exception(id: old) else { throw RegisterError.notFound("\(ExceptionRecord.display(old)) not found (--renews)") }
+            previous = p
+            if r.policy.trimmingCharacters(in: .whitespaces).isEmpty { r.policy = p.policy }
+            if r.workspace.trimmingCharacters(in: .whitespaces).isEmpty { r.workspace = p.workspace }
+            if r.resources.isEmpty { r.resources = p.resources }
+            if r.subjectKind == nil { r.subjectKind = p.subjectKind }
+            if r.owner == nil { r.owner = p.owner }
+        } else {
+            previous = nil
+        }
+        let kind = r.subjectKind ?? .resource
+        if kind != .resource, r.workspace.trimmingCharacters(in: .whitespaces).isEmpty { r.workspace = "program" }
         let workspace = try RequestLimits.workspace(r.workspace)
-        let policy = try policy(r.policy, workspace: workspace)
+        guard !r.policy.trimmingCharacters(in: .whitespaces).isEmpty else { throw RegisterError.invalid("a request needs a policy (--policy)") }
+        let policy = try policy(r.policy.trimmingCharacters(in: .whitespaces), workspace: workspace)
         let reason = r.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty else { throw RegisterError.invalid("a request needs a reason (--reason)") }
         guard reason.count <= RequestLimits.reason else { throw RegisterError.invalid("the reason is longer than 10,000 characters") }
@@ -248,16 +269,16 @@ public struct Register: Sendable {
             resources.append(res)
         }
         guard !resources.isEmpty else {
-            throw RegisterError.invalid(r.subjectKind == .resource
+            throw RegisterError.invalid(kind == .resource
                 ? "a request needs at least one resource (--resource ADDRESS)"
-                : "a program exception needs its subject (--resource: the \(r.subjectKind.rawValue))")
+                : "a program exception needs its subject (--resource: the \(kind.rawValue))")
         }
         guard resources.count <= RequestLimits.resources else { throw RegisterError.invalid("more than 10,000 resources in one request") }
         let owner = r.owner?.trimmingCharacters(in: .whitespacesAndNewlines).nilIfEmpty
-        switch r.subjectKind {
+        switch kind {
         case .device, .account:
             guard let owner else {
-                throw RegisterError.invalid("a \(r.subjectKind.rawValue) exception names its owner (--owner): the owner, like the requester, may not approve it")
+                throw RegisterError.invalid("a \(kind.rawValue) exception names its owner (--owner): the owner, like the requester, may not approve it")
             }
             guard owner.count <= 200 else { throw RegisterError.invalid("the owner is longer than 200 characters") }
         case .resource, .person:
@@ -290,10 +311,7 @@ public struct Register: Sendable {
             guard person.count <= 200 else { throw RegisterError.invalid("a conflicted person's name is longer than 200 characters") }
             conflict(person)
         }
-        if let old = r.renews {
-            guard let previous = try store.exception(id: old) else {
-                throw RegisterError.notFound("\(ExceptionRecord.display(old)) not found (--renews)")
-            }
+        if let previous {
             guard previous.policy == policy.id, previous.workspace == workspace else {
                 throw RegisterError.invalid("\(previous.displayId) is for \(previous.policy) in \(previous.workspace): a renewal keeps the policy and workspace")
             }
@@ -307,14 +325,14 @@ public struct Register: Sendable {
         }
         let rule = approvalRule(for: policy, level: level)
         let record = ExceptionRecord(
-            id: 0, policy: policy.id, category: policy.category, workspace: workspace, subjectKind: r.subjectKind,
+            id: 0, policy: policy.id, category: policy.category, workspace: workspace, subjectKind: kind,
             resources: resources, requester: actor, conflicted: conflicted, reason: reason,
             requestedDays: days, likelihood: likelihood, impact: impact, riskLevel: level,
             mitigations: mitigations, evidence: [], approvals: [], rule: rule, status: .pending,
             createdAt: now, decidedAt: nil, expiresAt: nil, renews: r.renews, owner: owner,
             proposedRisk: level == proposed ? nil : proposed)
         var payload: Value.Object = Value.Object([
-            ("policy", .string(record.policy)), ("workspace", .string(workspace)), ("subject_kind", .string(r.subjectKind.rawValue)),
+            ("policy", .string(record.policy)), ("workspace", .string(workspace)), ("subject_kind", .string(kind.rawValue)),
             ("resources", .array(resources.map(Value.string))), ("reason", .string(reason)), ("days", .number(Double(days))),
             ("likelihood", .string(likelihood.rawValue)), ("impact", .string(impact.rawValue)), ("risk", .string(level)),
             ("mitigations", .array(record.mitigations.map(Value.string))),
@@ -341,7 +359,7 @@ public struct Register: Sendable {
 
     func mayDecide(_ e: ExceptionRecord, actor: String, verb: String) throws {
         if let why = e.untrusted {
-            throw RegisterError.refused("\(e.displayId) cannot be decided: \(why)")
+            throw RegisterError.conflict("\(e.displayId) cannot be decided: \(why)")
         }
         if let why = e.conflict(of: actor) {
             throw RegisterError.refused("\(actor) cannot \(verb) \(e.displayId): \(why)")
@@ -377,10 +395,10 @@ public struct Register: Sendable {
         let comment = comment?.trimmingCharacters(in: .whitespacesAndNewlines).nilIfEmpty
         if let comment, comment.count > RequestLimits.text { throw RegisterError.invalid("the comment is longer than 2,000 characters") }
         return try store.modify(id: id) { e in
-            if let refusal = e.status.refusal(to: .approved, id: e.displayId) { throw RegisterError.refused(refusal) }
+            if let refusal = e.status.refusal(to: .approved, id: e.displayId) { throw RegisterError.conflict(refusal) }
             try mayDecide(e, actor: actor, verb: "approve")
             if e.approved(by: actor) {
-                throw RegisterError.refused("\(actor) already approved \(e.displayId); it needs \(e.rule.minApprovals) distinct approvers")
+                throw RegisterError.conflict("\(actor) already approved \(e.displayId); it needs \(e.rule.minApprovals) distinct approvers")
             }
             if let days {
                 guard days >= 1, days <= e.requestedDays else {
@@ -440,7 +458,7 @@ public struct Register: Sendable {
         guard !comment.isEmpty else { throw RegisterError.invalid("rejecting needs a comment (--comment) saying why") }
         guard comment.count <= RequestLimits.text else { throw RegisterError.invalid("the comment is longer than 2,000 characters") }
         return try store.modify(id: id) { e in
-            if let refusal = e.status.refusal(to: .rejected, id: e.displayId) { throw RegisterError.refused(refusal) }
+            if let refusal = e.status.refusal(to: .rejected, id: e.displayId) { throw RegisterError.conflict(refusal) }
             try mayDecide(e, actor: actor, verb: "reject")
             e.status = .rejected
             e.decidedAt = now
@@ -455,7 +473,7 @@ public struct Register: Sendable {
         guard !comment.isEmpty else { throw RegisterError.invalid("revoking needs a comment (--comment) saying why") }
         guard comment.count <= RequestLimits.text else { throw RegisterError.invalid("the comment is longer than 2,000 characters") }
         return try store.modify(id: id) { e in
-            if let refusal = e.status.refusal(to: .revoked, id: e.displayId) { throw RegisterError.refused(refusal) }
+            if let refusal = e.status.refusal(to: .revoked, id: e.displayId) { throw RegisterError.conflict(refusal) }
             if !Identity.same(actor, e.requester), !isAdmin(actor), groupsOf(actor).isDisjoint(with: e.rule.groups) {
                 throw RegisterError.refused("\(actor) cannot revoke \(e.displayId): only its requester, an administrator or members of \(e.rule.groups.joined(separator: ", ")) can")
             }
@@ -469,7 +487,7 @@ public struct Register: Sendable {
     /// Adds an evidence file (already stored by its SHA-256) to an exception that is not final.
     public func addEvidence(_ id: Int, file: EvidenceFile, actor: String) throws -> ExceptionRecord {
         try store.modify(id: id) { e in
-            guard !e.status.isFinal else { throw RegisterError.refused("\(e.displayId) is \(e.status.rawValue): evidence can no longer be added") }
+            guard !e.status.isFinal else { throw RegisterError.conflict("\(e.displayId) is \(e.status.rawValue): evidence can no longer be added") }
             if !e.evidence.contains(where: { $0.sha256 == file.sha256 }) { e.evidence.append(file) }
             return [AuditDraft(actor: actor, action: "evidence.added", subject: e.displayId,
                                payload: ["sha256": .string(file.sha256), "name": .string(file.name), "size": .number(Double(file.size))], time: file.at)]

@@ -5,14 +5,18 @@ import Foundation
 public enum RegisterError: Error, Equatable, CustomStringConvertible {
     /// No such exception (404).
     case notFound(String)
-    /// A rule refused the operation: separation of duties, routing, state machine (403 / 409).
+    /// A rule about who may act refused the operation: separation of duties, routing, who may
+    /// revoke, raising never lowering the risk (403).
     case refused(String)
+    /// The exception's state does not allow the operation: a final status, a transition the state
+    /// machine has not, a second approval by the same person, a row the log does not back (409).
+    case conflict(String)
     /// The request itself is invalid: duration past the cap, unknown policy, missing reason (422).
     case invalid(String)
 
     public var description: String {
         switch self {
-        case .notFound(let m), .refused(let m), .invalid(let m): return m.clipped(String.maxMessage)
+        case .notFound(let m), .refused(let m), .conflict(let m), .invalid(let m): return m.clipped(String.maxMessage)
         }
     }
 }

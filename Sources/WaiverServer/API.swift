@@ -260,32 +260,24 @@ struct API: Sendable {
     func requestException(_ req: Request, _ ctx: WaiverContext, renews: Int?) async throws -> Response {
         let user = try ctx.requireUser()
         let body = try await object(req)
-        let kind = SubjectKind(rawValue: try optionalString(body, "kind") ?? "resource")
-        guard let kind else { throw APIError(.unprocessableContent, "invalid", "kind must be resource, person, device or account") }
-        var policy = try optionalString(body, "policy")
-        var workspace = try optionalString(body, "workspace")
-        var resources = try strings(body, "resources")
-        var owner = try optionalString(body, "owner")
+        var kind: SubjectKind?
+        if let text = try optionalString(body, "kind") {
+            guard let k = SubjectKind(rawValue: text) else { throw APIError(.unprocessableContent, "invalid", "kind must be resource, person, device or account") }
+            kind = k
+        }
         var renewed = renews
         if renewed == nil, let text = try optionalString(body, "renews") {
             guard let n = ExceptionRecord.parseId(text) else {
-                throw APIError(.unprocessableContent, "invalid", "renews: '\(text.prefix(40))' is not an exception id (EX-7 or 7)")
+                throw APIError(.unprocessableContent, "invalid", "renews: '\(text.clipped(40))' is not an exception id (EX-7 or 7)")
             }
             renewed = n
         }
-        if let renewed {
-            guard let old = try store.exception(id: renewed) else { throw APIError(.notFound, "not_found", "\(ExceptionRecord.display(renewed)) not found") }
-            policy = policy ?? old.policy
-            workspace = workspace ?? old.workspace
-            if resources.isEmpty { resources = old.resources }
-            owner = owner ?? old.owner
-        }
-        guard let policy else { throw APIError(.unprocessableContent, "invalid", "policy is required") }
+        // What a renewal inherits, and the program workspace, are the register's rules (`prepare`).
         let prepared = try register.prepare(
-            ExceptionRequest(policy: policy, workspace: workspace ?? (kind == .resource ? "" : "program"), subjectKind: kind, resources: resources,
-                             reason: try string(body, "reason"), days: try optionalInt(body, "days"), likelihood: try factor(body, "likelihood"),
-                             impact: try factor(body, "impact"), mitigations: try strings(body, "mitigations"),
-                             renews: renewed, owner: owner),
+            ExceptionRequest(policy: try optionalString(body, "policy") ?? "", workspace: try optionalString(body, "workspace") ?? "", subjectKind: kind,
+                             resources: try strings(body, "resources"), reason: try string(body, "reason"), days: try optionalInt(body, "days"),
+                             likelihood: try factor(body, "likelihood"), impact: try factor(body, "impact"), mitigations: try strings(body, "mitigations"),
+                             renews: renewed, owner: try optionalString(body, "owner")),
             actor: user.name, now: now)
         let e = try await offload { [store] in try store.insert([prepared])[0] }
         var v = RegisterOutput.value(e, now: now)

@@ -35,15 +35,23 @@ public struct APIError: HTTPResponseError, Sendable {
     /// logged with its cause under the request's id (Hummingbird's `hb.request.id`), which the
     /// response carries in its message and its `X-Request-Id` header.
     static func from(_ error: any Error, context: some RequestContext) -> APIError {
+        if let known = mapped(error) { return known }
+        let id = context.id
+        context.logger.error("request \(id) failed: \(String(describing: error).clipped(2000))")
+        return APIError(.internalServerError, "internal", "internal error, logged as request \(id)", requestId: id)
+    }
+
+    /// The status of an error the client caused, chosen by its type, never by its text; nil for a
+    /// server fault.
+    static func mapped(_ error: any Error) -> APIError? {
         switch error {
         case let e as APIError: return e
         case let e as RegisterError:
             switch e {
             case .notFound(let m): return APIError(.notFound, "not_found", m)
             case .invalid(let m): return APIError(.unprocessableContent, "invalid", m)
-            case .refused(let m):
-                let conflict = m.contains("which is final") || m.contains("cannot become") || m.contains("already approved")
-                return APIError(conflict ? .conflict : .forbidden, conflict ? "conflict" : "forbidden", m)
+            case .refused(let m): return APIError(.forbidden, "forbidden", m)
+            case .conflict(let m): return APIError(.conflict, "conflict", m)
             }
         case let e as InputError: return APIError(.unprocessableContent, "invalid_input", e.description)
         case let e as InputErrors: return APIError(.unprocessableContent, "invalid_input", e.description)
@@ -53,9 +61,7 @@ public struct APIError: HTTPResponseError, Sendable {
             if let e = error as? any HTTPResponseError, e.status.code < 500 {
                 return APIError(e.status, "bad_request", "the request was refused (\(e.status.code) \(e.status.reasonPhrase))")
             }
-            let id = context.id
-            context.logger.error("request \(id) failed: \(String(describing: error).clipped(2000))")
-            return APIError(.internalServerError, "internal", "internal error, logged as request \(id)", requestId: id)
+            return nil
         }
     }
 }

@@ -64,10 +64,10 @@ components:
       type: object
       required: [reason]
       properties:
-        policy: { type: string }
-        workspace: { type: string }
-        kind: { type: string, enum: [resource, person, device, account] }
-        resources: { type: array, items: { type: string } }
+        policy: { type: string, description: "required, except on a renewal (then the renewed exception's)" }
+        workspace: { type: string, maxLength: 200, description: "required for a resource exception; a program exception's defaults to program, a renewal's to the renewed exception's" }
+        kind: { type: string, enum: [resource, person, device, account], description: "resource, or on a renewal the renewed exception's" }
+        resources: { type: array, items: { type: string, maxLength: 2000 }, maxItems: 10000, description: "on a renewal, the renewed exception's when empty" }
         reason: { type: string }
         days: { type: integer }
         likelihood: { type: string, enum: [low, medium, high] }
@@ -130,7 +130,7 @@ paths:
               type: object
               required: [workspace]
               properties:
-                workspace: { type: string }
+                workspace: { type: string, minLength: 1, maxLength: 200 }
                 plan: { type: object, description: "`terraform show -json` output" }
                 sarif: { type: array, items: { type: object } }
                 unknown: { type: string, enum: [warn, block] }

@@ -120,7 +120,7 @@ extension SQLiteRegisterStore {
     public func checkpoint(with key: SigningKey, now: Date) throws -> Checkpoint? {
         let chain = try verifyChain(anchors: try checkpoints().suffix(1).map { AuditAnchor(seq: Int($0.seq), hash: $0.hash) })
         if let bad = chain.firstBad {
-            throw RegisterError.refused("the audit log does not verify at event \(bad) (\(chain.problem ?? "")): no checkpoint is signed over it")
+            throw RegisterError.conflict("the audit log does not verify at event \(bad) (\(chain.problem ?? "")): no checkpoint is signed over it")
         }
         guard let head = chain.head else { return nil }
         if let last = try checkpoints().last, last.seq == Int64(head.seq), last.keyId == key.publicKey.id { return last }

@@ -464,7 +464,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 throw RegisterError.notFound("\(ExceptionRecord.display(id)) not found")
             }
             // A row the log does not back is never built upon: a change would launder it.
-            if let why = record.untrusted { throw RegisterError.refused("\(record.displayId) cannot be changed: \(why)") }
+            if let why = record.untrusted { throw RegisterError.conflict("\(record.displayId) cannot be changed: \(why)") }
             let old = record
             let events = try change(&record)
             guard record.id == old.id, record.resources == old.resources, record.policy == old.policy, record.workspace == old.workspace else {

@@ -12,12 +12,12 @@ struct Request: ParsableCommand {
     @OptionGroup var config: ConfigOptions
     @OptionGroup var registerOptions: RegisterOptions
 
-    @Option(name: .long, help: ArgumentHelp("Policy (or control) id from the policy files.", valueName: "id")) var policy: String
+    @Option(name: .long, help: ArgumentHelp("Policy (or control) id from the policy files (a renewal's default: the renewed one's).", valueName: "id")) var policy: String?
     @Option(name: .long, help: ArgumentHelp("Resource address (repeatable); for a program exception, the person, device or account.", valueName: "address"))
     var resource: [String] = []
     @Option(name: .long, help: ArgumentHelp("Subject kind: resource (default), person, device or account.", valueName: "kind"))
-    var kind: SubjectKind = .resource
-    @Option(name: .long, help: ArgumentHelp("Workspace (program exceptions default to 'program').", valueName: "name")) var workspace: String?
+    var kind: SubjectKind?
+    @Option(name: .long, help: ArgumentHelp("Workspace (program exceptions default to 'program'; a renewal's, to the renewed one's).", valueName: "name")) var workspace: String?
     @Option(name: .long, help: ArgumentHelp("Why the exception is needed.", valueName: "text")) var reason: String
     @Option(name: .long, help: ArgumentHelp("Requested duration in days (default from waiver.yaml; capped per policy).", valueName: "n")) var days: Int?
     @Option(name: .long, help: "Likelihood: low, medium (default) or high.") var likelihood: RiskFactor?
@@ -30,15 +30,17 @@ struct Request: ParsableCommand {
     @Option(name: .long, help: .hidden) var format: OutputFormatChoice = .text
 
     func validate() throws {
-        if kind == .resource && workspace == nil { throw ValidationError("--workspace is required for resource exceptions") }
+        if renews == nil && policy == nil { throw ValidationError("--policy is required (except on a renewal, which keeps the renewed one's)") }
+        if renews == nil && (kind ?? .resource) == .resource && workspace == nil { throw ValidationError("--workspace is required for resource exceptions") }
     }
 
     func run() throws {
         if let client = try registerOptions.client() {
             var body = Value.Object([
-                ("policy", .string(policy)), ("kind", .string(kind.rawValue)), ("resources", .array(resource.map(Value.string))),
-                ("reason", .string(reason)), ("mitigations", .array(mitigation.map(Value.string))),
+                ("resources", .array(resource.map(Value.string))), ("reason", .string(reason)), ("mitigations", .array(mitigation.map(Value.string))),
             ])
+            if let policy { body.append("policy", .string(policy)) }
+            if let kind { body.append("kind", .string(kind.rawValue)) }
             if let workspace { body.append("workspace", .string(workspace)) }
             if let days { body.append("days", .number(Double(days))) }
             if let likelihood { body.append("likelihood", .string(likelihood.rawValue)) }
@@ -62,7 +64,7 @@ struct Request: ParsableCommand {
         let now = try currentTime()
         let files = try evidence.map { try EvidenceStore.put(path: $0, into: registerOptions.evidenceDirectory, by: ctx.actor, at: now) }
         let prepared = try ctx.register.prepare(
-            ExceptionRequest(policy: policy, workspace: workspace ?? "program", subjectKind: kind, resources: resource, reason: reason,
+            ExceptionRequest(policy: policy ?? "", workspace: workspace ?? "", subjectKind: kind, resources: resource, reason: reason,
                              days: days, likelihood: likelihood, impact: impact, mitigations: mitigation, renews: try renews.map(exceptionId),
                              owner: owner),
             actor: ctx.actor, now: now)

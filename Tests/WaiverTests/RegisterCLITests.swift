@@ -57,6 +57,18 @@ let bastion = "module.network.aws_security_group.bastion"
 
 @Suite("The register end to end through the binary", .serialized)
 struct RegisterCLITests {
+    @Test func aLocalRenewalInheritsPolicyWorkspaceAndResourcesAsOverTheServer() throws {
+        let w = try Workspace()
+        #expect(try w.run(["request", "--policy", "COST-001", "--resource", "aws_instance.batch", "--workspace", "shop", "--reason", "quarter end"]).code == 0)
+        #expect(try w.run(["approve", "EX-1"], as: "fin").code == 0)
+        let renewal = try w.run(["request", "--renews", "EX-1", "--reason", "the migration slipped", "--format", "json"])
+        #expect(renewal.code == 0, "\(renewal.err)")
+        let v = try JSONReader.parse(Data(renewal.out.utf8))
+        #expect(v["policy"] == "COST-001" && v["workspace"] == "shop" && v["resources"] == .array(["aws_instance.batch"]), "\(renewal.out)")
+        let missing = try w.run(["request", "--resource", "r", "--workspace", "shop", "--reason", "x"])
+        #expect(missing.code == 2 && missing.err.contains("--policy is required"), "\(missing.err)")
+    }
+
     @Test func theWholeLifecycle() throws {
         let w = try Workspace()
         // 1. The pipeline blocks on SSH open to the world.

@@ -144,6 +144,23 @@ struct RegisterRuleTests {
         #expect(try f.store.exception(id: e.id)?.status == .approved)  // never extended in place
     }
 
+    @Test func aRenewalInheritsWhatItDoesNotSayFromTheRenewedException() throws {
+        let f = try Fixture()
+        let person = try f.register.request(ExceptionRequest(policy: "CTRL-HR-001", workspace: "", subjectKind: .person, resources: ["alex@example.com"],
+                                                             reason: "background check pending"), actor: "dev", now: t0)
+        #expect(person.workspace == "program")  // a program exception without a workspace
+        _ = try f.register.approve(person.id, actor: "sam", comment: nil, days: nil, now: t0)
+        _ = try? f.register.approve(person.id, actor: "pat", comment: nil, days: nil, now: t0)
+        let renewal = try f.register.request(ExceptionRequest(policy: "", workspace: "", resources: [], reason: "still pending", renews: person.id),
+                                             actor: "dev", now: t0.addingTimeInterval(60))
+        #expect(renewal.policy == "CTRL-HR-001" && renewal.workspace == "program" && renewal.subjectKind == .person)
+        #expect(renewal.resources == ["alex@example.com"] && renewal.renews == person.id)
+        // The subject of the renewed exception stays conflicted on its renewal.
+        #expect(renewal.conflict(of: "alex@example.com") != nil)
+        #expect(f.refusal { _ = try f.register.request(ExceptionRequest(policy: "", workspace: "shop", resources: ["r"], reason: "r"), actor: "dev", now: t0) }
+                == "a request needs a policy (--policy)")
+    }
+
     @Test func activeUntilTheExpiryInstantAndNotOneSecondAfter() throws {
         let f = try Fixture()
         let e = try f.request(days: 7)

@@ -325,6 +325,16 @@ struct SchedulerTests {
         }
     }
 
+    @Test func aRefusalsStatusComesFromItsTypeNeverItsText() {
+        // Who may act: 403, whatever the message says (names and ids in it are not the rule).
+        #expect(APIError.mapped(RegisterError.refused("sam cannot approve EX-1, which is final: they requested it"))?.status == .forbidden)
+        #expect(APIError.mapped(RegisterError.refused("the group 'already approved' decides"))?.status == .forbidden)
+        // What the state allows: 409.
+        #expect(APIError.mapped(RegisterError.conflict("EX-1 cannot be decided: its row is not backed by the log"))?.status == .conflict)
+        #expect(APIError.mapped(RegisterError.notFound("EX-9 not found"))?.status == .notFound)
+        #expect(APIError.mapped(CorruptRegister(what: "exception 1", column: "status")) == nil)  // a server fault: logged, 500
+    }
+
     @Test func aMissingSecretIsNotSentUnsigned() async throws {
         let hook = WaiverCore.Configuration.Webhook(url: "http://127.0.0.1:9/never", secretEnv: "UNSET_SECRET", format: "slack")
         let f = try ServerFixture(notify: [hook])
