@@ -62,7 +62,7 @@ let package = Package(
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Mustache", package: "swift-mustache"),
             ],
-            resources: [.copy("Templates")]
+            exclude: ["Templates"]
         ),
         .executableTarget(
             name: "waiver",

@@ -22,29 +22,19 @@ struct Web: Sendable {
     var store: SQLiteRegisterStore { state.store }
     var now: Date { state.settings.now() }
 
-    /// Where the templates are: `$WAIVER_TEMPLATES`, or the package's resource bundle next to the
-    /// binary (`Waiver_WaiverServer.resources`, which an install must copy along). Looked up by hand:
-    /// SwiftPM's `Bundle.module` would crash the process when the bundle is missing.
-    static func templateDirectory() -> String? {
-        var candidates: [String] = []
-        if let env = ProcessInfo.processInfo.environment["WAIVER_TEMPLATES"], !env.isEmpty { candidates.append(env) }
-        let bundleName = "Waiver_WaiverServer.resources"
-        candidates.append(Bundle.main.bundleURL.appendingPathComponent(bundleName).appendingPathComponent("Templates").path)
-        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent()
-        candidates.append(executable.appendingPathComponent(bundleName).appendingPathComponent("Templates").path)
-        return candidates.first { FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent("header.mustache")) }
-    }
-
+    /// The templates: embedded in the binary (`scripts/gen-templates.py` from `Templates/`), so a
+    /// copied binary serves its pages; `$WAIVER_TEMPLATES` names a folder to use instead (to work on
+    /// the pages without rebuilding).
     static func templates() throws -> MustacheLibrary {
-        guard let dir = templateDirectory() else {
-            throw APIError(.internalServerError, "internal", "web templates not found: copy Waiver_WaiverServer.resources next to the waiver binary, or set WAIVER_TEMPLATES")
+        var sources = EmbeddedTemplates.all
+        if let dir = ProcessInfo.processInfo.environment["WAIVER_TEMPLATES"], !dir.isEmpty {
+            sources = [:]
+            for file in try FileManager.default.contentsOfDirectory(atPath: dir) where file.hasSuffix(".mustache") {
+                sources[String(file.dropLast(".mustache".count))] = try String(contentsOfFile: (dir as NSString).appendingPathComponent(file), encoding: .utf8)
+            }
+            guard sources["header"] != nil else { throw InputError(file: dir, message: "$WAIVER_TEMPLATES names a folder without header.mustache") }
         }
-        var templates: [String: MustacheTemplate] = [:]
-        for file in try FileManager.default.contentsOfDirectory(atPath: dir) where file.hasSuffix(".mustache") {
-            let text = try String(contentsOfFile: (dir as NSString).appendingPathComponent(file), encoding: .utf8)
-            templates[String(file.dropLast(".mustache".count))] = try MustacheTemplate(string: text)
-        }
-        return MustacheLibrary(templates: templates)
+        return MustacheLibrary(templates: try sources.mapValues { try MustacheTemplate(string: $0) })
     }
 
     func register(on router: Router<WaiverContext>) {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import WaiverServer
 @testable import WaiverCore
 
 /// A free TCP port on 127.0.0.1.
@@ -115,5 +116,51 @@ struct ServeLiveTests {
         let revoked = try server.run(["list"], token: dev)
         #expect(revoked.code == 2 && revoked.err.contains("HTTP 401"))
         #expect(server.stop() == 0)
+    }
+}
+
+@Suite("The pages' templates are in the binary", .serialized)
+struct EmbeddedTemplatesTests {
+    @Test func embeddedTemplatesMatchTheRepository() throws {
+        let folder = repoRoot + "/Sources/WaiverServer/Templates"
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".mustache") }
+        #expect(Set(files.map { String($0.dropLast(".mustache".count)) }) == Set(EmbeddedTemplates.all.keys))
+        for file in files {
+            let onDisk = try String(contentsOfFile: folder + "/" + file, encoding: .utf8)
+            #expect(EmbeddedTemplates.all[String(file.dropLast(".mustache".count))] == onDisk, "\(file) differs: run scripts/gen-templates.py")
+        }
+    }
+
+    @Test func aCopiedBinaryAloneServesItsPages() throws {
+        let w = try Workspace()
+        // The binary, copied into a folder of its own: no resource bundle beside it.
+        let bin = TempDir()
+        let copy = bin.path + "/waiver"
+        try FileManager.default.copyItem(atPath: waiverBinary, toPath: copy)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: bin.path) == ["waiver"])
+        let port = freePort()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: copy)
+        p.arguments = ["serve", "--port", String(port), "--database", "sqlite:" + w.register, "--scheduler-interval", "3600"]
+        p.currentDirectoryURL = URL(fileURLWithPath: w.dir.path)
+        var env = ProcessInfo.processInfo.environment
+        env["WAIVER_TEMPLATES"] = nil
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle(forWritingAtPath: w.dir.write("server.log", ""))
+        try p.run()
+        defer { p.terminate(); p.waitUntilExit() }
+        var page = ""
+        for _ in 0..<100 {
+            if let c = RawConnection(from: "127.0.0.1", port: port) {
+                c.send("GET /login HTTP/1.1\r\nHost: waiver\r\nConnection: close\r\n\r\n")
+                page = c.readAll()
+                c.shut()
+                if !page.isEmpty { break }
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(page.hasPrefix("HTTP/1.1 200"), "\(page.prefix(300)) \(w.dir.read("server.log") ?? "")")
+        #expect(page.contains("<form") && page.contains("token"), "\(page.prefix(600))")
     }
 }

@@ -39,6 +39,18 @@ struct RawConnection {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Everything the server sent until it closed the connection (or the timeout passed).
+    func readAll() -> String {
+        var out = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            out += buffer[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// Whether the server closed the connection (a read returns end-of-file at once).
     var closedByServer: Bool {
         var byte: UInt8 = 0
