@@ -114,9 +114,11 @@ struct Web: Sendable {
         return r
     }
 
+    /// A `Set-Cookie` value (Hummingbird's `Cookie`): HttpOnly, SameSite=Strict, Secure behind TLS.
+    /// Our values are URL-safe tokens, or empty to end a cookie.
     func cookieHeader(_ name: String, _ value: String, maxAge: Int, req: Request) -> String {
         let secure = req.headers[.init("X-Forwarded-Proto")!] == "https" || req.uri.scheme == .https
-        return "\(name)=\(value); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(secure ? "; Secure" : "")"
+        return Cookie(name: name, value: value, maxAge: maxAge, path: "/", secure: secure, httpOnly: true, sameSite: .strict).description
     }
 
     func requireCSRF(_ req: Request, _ ctx: WaiverContext) async throws {
@@ -408,25 +410,19 @@ struct Web: Sendable {
 
     func cookie(_ req: Request, _ name: String) -> String? { Web.cookie(req, name) }
 
-    static func cookie(_ req: Request, _ name: String) -> String? {
-        for header in req.headers[values: .cookie] {
-            for part in header.split(separator: ";") {
-                let kv = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
-                if kv.count == 2, kv[0] == name { return String(kv[1]) }
-            }
-        }
-        return nil
-    }
+    static func cookie(_ req: Request, _ name: String) -> String? { req.cookies[name]?.value }
 
+    /// A form body (`application/x-www-form-urlencoded`, at most 64 KiB) through Hummingbird's
+    /// decoder; a body it cannot decode (a broken percent escape, say) is a 400, never a field
+    /// silently emptied.
     func formBody(_ req: Request) async throws -> [String: String] {
         var req = req
         let buffer = try await req.collectBody(upTo: 64 << 10)
-        var out: [String: String] = [:]
-        for pair in String(buffer: buffer).split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
-            if kv.count == 2 { out[kv[0]] = kv[1] } else if kv.count == 1 { out[kv[0]] = "" }
+        do {
+            return try URLEncodedFormDecoder().decode([String: String].self, from: String(buffer: buffer))
+        } catch {
+            throw APIError(.badRequest, "bad_request", "the form could not be read (\(String(describing: error).clipped()))")
         }
-        return out
     }
 }
 

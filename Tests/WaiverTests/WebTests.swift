@@ -162,6 +162,28 @@ struct WebTests {
         }
     }
 
+    @Test func aFormThatCannotBeDecodedIsRefusedNotReadAsEmptyFields() async throws {
+        let f = try ServerFixture()
+        let e = try f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.web"], reason: "vendor", likelihood: .low),
+                                             actor: "dev", now: t0)
+        try await f.app().test(.router) { c in
+            let sam = Browser()
+            _ = try await sam.signIn(c, token: f.tokens["sam"]!)
+            let csrf = Browser.hidden(try await sam.get(c, "/exceptions/\(e.displayId)").1, "csrf", after: "/decide") ?? ""
+            // A broken percent escape in the comment: refused as a whole, nothing decided.
+            let body = "action=reject&csrf=\(csrf)&comment=100%ZZ+sure"
+            let status = try await c.execute(uri: "/exceptions/EX-1/decide", method: .post, headers: sam.headers(form: true), body: ByteBuffer(string: body)) { Int($0.status.code) }
+            #expect(status == 400)
+            #expect(try f.state.store.exception(id: e.id)?.status == .pending)
+            // A well-formed one: `+` is a space and escapes are decoded.
+            let good = "action=reject&csrf=\(csrf)&comment=100%25+sure%2C+not+needed"
+            let ok = try await c.execute(uri: "/exceptions/EX-1/decide", method: .post, headers: sam.headers(form: true), body: ByteBuffer(string: good)) { Int($0.status.code) }
+            #expect(ok == 200)
+            let history = try f.state.store.auditEvents(subject: "EX-1")
+            #expect(history.last?.action == "exception.rejected" && history.last?.payload.contains("100% sure, not needed") == true, "\(history.last?.payload ?? "")")
+        }
+    }
+
     @Test func registerPolicyReviewAndAuditPages() async throws {
         let f = try ServerFixture()
         for i in 0..<6 {
