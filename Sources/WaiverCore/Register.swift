@@ -69,7 +69,7 @@ public enum RequestLimits {
         let w = raw.trimmingCharacters(in: .whitespaces)
         guard !w.isEmpty else { throw .invalid("a workspace is required (--workspace)") }
         guard w.count <= name, !w.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.isNoncharacterCodePoint || CharacterSet.newlines.contains($0) }) else {
-            throw .invalid("a workspace is a name of 1 to 200 characters on one line (got \(w.debugDescription.clipped(120)))")
+            throw .invalid("a workspace is a name of 1 to 200 characters on one line, without control characters (got \(w.debugDescription.clipped(120)))")
         }
         return w
     }
@@ -257,8 +257,9 @@ public struct Register: Sendable {
         let kind = r.subjectKind ?? .resource
         if kind != .resource, r.workspace.trimmingCharacters(in: .whitespaces).isEmpty { r.workspace = "program" }
         let workspace = try RequestLimits.workspace(r.workspace)
-        guard !r.policy.trimmingCharacters(in: .whitespaces).isEmpty else { throw RegisterError.invalid("a request needs a policy (--policy)") }
-        let policy = try policy(r.policy.trimmingCharacters(in: .whitespaces), workspace: workspace)
+        let policyId = r.policy.trimmingCharacters(in: .whitespaces)
+        guard !policyId.isEmpty else { throw RegisterError.invalid("a request needs a policy (--policy)") }
+        let policy = try policy(policyId, workspace: workspace)
         let reason = r.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty else { throw RegisterError.invalid("a request needs a reason (--reason)") }
         guard reason.count <= RequestLimits.reason else { throw RegisterError.invalid("the reason is longer than 10,000 characters") }

@@ -96,7 +96,7 @@ public func buildApplication(_ settings: ServerSettings) throws -> some Applicat
 public func buildApplication(state: ServerState) throws -> some ApplicationProtocol {
     var logger = Logger(label: "waiver")
     logger.logLevel = state.settings.logLevel
-    let router = buildRouter(state: state)
+    let router = try buildRouter(state: state)
     let scheduler = SchedulerService(state: state, logger: logger)
     let webhooks = WebhookService(state: state, logger: logger)
     // Slow clients: an idle timeout, a deadline for each request's head and body, a cap per client
@@ -113,7 +113,7 @@ public func buildApplication(state: ServerState) throws -> some ApplicationProto
 }
 
 /// Every route of the server (the tests check each is in the OpenAPI document).
-public func buildRouter(state: ServerState) -> Router<WaiverContext> {
+public func buildRouter(state: ServerState) throws -> Router<WaiverContext> {
     let router = Router(context: WaiverContext.self)
     router.add(middleware: LogRequestsMiddleware(.info))
     router.add(middleware: MetricsMiddleware(metrics: state.metrics))
@@ -125,11 +125,9 @@ public func buildRouter(state: ServerState) -> Router<WaiverContext> {
     }
     router.get("/openapi.yaml") { _, _ in text(OpenAPI.document, contentType: "application/yaml; charset=utf-8") }
     API(state: state).register(on: router.group("api/v1").add(middleware: TokenMiddleware(state: state)))
-    do {
-        Web(state: state, library: try Web.templates()).register(on: router)
-    } catch {
-        Logger(label: "waiver").warning("web pages disabled: \(error)")
-    }
+    // The templates are in the binary; only a bad $WAIVER_TEMPLATES can fail here, and then the
+    // server does not start without its pages.
+    Web(state: state, library: try Web.templates()).register(on: router)
     return router
 }
 

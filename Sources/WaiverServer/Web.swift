@@ -28,9 +28,14 @@ struct Web: Sendable {
     static func templates() throws -> MustacheLibrary {
         var sources = EmbeddedTemplates.all
         if let dir = ProcessInfo.processInfo.environment["WAIVER_TEMPLATES"], !dir.isEmpty {
+            guard let files = try? FileManager.default.contentsOfDirectory(atPath: dir) else {
+                throw InputError(file: dir, message: "$WAIVER_TEMPLATES names no readable folder")
+            }
             sources = [:]
-            for file in try FileManager.default.contentsOfDirectory(atPath: dir) where file.hasSuffix(".mustache") {
-                sources[String(file.dropLast(".mustache".count))] = try String(contentsOfFile: (dir as NSString).appendingPathComponent(file), encoding: .utf8)
+            for file in files where file.hasSuffix(".mustache") {
+                let path = (dir as NSString).appendingPathComponent(file)
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw InputError(file: path, message: "cannot read this template") }
+                sources[String(file.dropLast(".mustache".count))] = text
             }
             guard sources["header"] != nil else { throw InputError(file: dir, message: "$WAIVER_TEMPLATES names a folder without header.mustache") }
         }
@@ -133,8 +138,6 @@ struct Web: Sendable {
         guard let user = ctx.user else { return redirect("/login") }
         do {
             return try await body(user)
-        } catch let e as APIError {
-            return try render("message", ["title": "Refused", "message": e.message], ctx, status: e.status)
         } catch {
             let e = APIError.from(error, context: ctx)
             var r = try render("message", ["title": e.status.code >= 500 ? "Server error" : "Refused", "message": e.message], ctx, status: e.status)

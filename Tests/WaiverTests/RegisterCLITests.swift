@@ -31,6 +31,14 @@ struct Workspace {
         }
     }
 
+    /// Adds a server user through `waiver admin add-user`; returns their token.
+    func addUser(_ name: String, _ groups: [String], admin: Bool = false) throws -> String {
+        let r = try waiver(["admin", "add-user", name] + groups.flatMap { ["--group", $0] } + (admin ? ["--admin"] : []) + ["--database", "sqlite:" + register],
+                           in: dir.path)
+        guard r.code == 0, let token = r.out.split(separator: "\n").last else { throw UsageErrorForTests("add-user \(name): \(r.err)") }
+        return String(token)
+    }
+
     /// Runs waiver here as `actor` at time `now`.
     func run(_ args: [String], as actor: String = "dev", at now: String = "2026-11-22T10:00:00Z") throws -> Run {
         try waiver(args, in: dir.path, env: ["WAIVER_ACTOR": actor, "WAIVER_NOW": now, "WAIVER_REGISTER": register])

@@ -68,14 +68,8 @@ struct UsageErrorForTests: Error, CustomStringConvertible {
 struct ServeLiveTests {
     @Test func aWholeLifecycleThroughTheCLIAndARestart() throws {
         let w = try Workspace()
-        func addUser(_ name: String, _ groups: [String], admin: Bool = false) throws -> String {
-            let r = try waiver(["admin", "add-user", name] + groups.flatMap { ["--group", $0] } + (admin ? ["--admin"] : []) + ["--database", "sqlite:" + w.register],
-                               in: w.dir.path)
-            #expect(r.code == 0, "\(r.err)")
-            return r.out.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        let dev = try addUser("dev", ["developers"]), sam = try addUser("sam", ["security"]), fin = try addUser("fin", ["finance"])
-        let pat = try addUser("pat", ["security"])
+        let dev = try w.addUser("dev", ["developers"]), sam = try w.addUser("sam", ["security"]), fin = try w.addUser("fin", ["finance"])
+        let pat = try w.addUser("pat", ["security"])
         #expect(dev.hasPrefix("wvr_") && dev.count == 4 + 12 + 1 + 64)
         let server = LiveServer(w)
         try server.start()
@@ -129,6 +123,28 @@ struct EmbeddedTemplatesTests {
             let onDisk = try String(contentsOfFile: folder + "/" + file, encoding: .utf8)
             #expect(EmbeddedTemplates.all[String(file.dropLast(".mustache".count))] == onDisk, "\(file) differs: run scripts/gen-templates.py")
         }
+    }
+
+    @Test func aTemplateFolderThatIsNotThereStopsTheServerWithOneLine() throws {
+        let w = try Workspace()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: waiverBinary)
+        p.arguments = ["serve", "--port", String(freePort()), "--database", "sqlite:" + w.register]
+        p.currentDirectoryURL = URL(fileURLWithPath: w.dir.path)
+        var env = ProcessInfo.processInfo.environment
+        env["WAIVER_TEMPLATES"] = w.dir.path + "/no-such-folder"
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle(forWritingAtPath: w.dir.write("server.log", ""))
+        try p.run()
+        // It must stop by itself; a server that starts anyway is stopped after 10 s and fails the test.
+        for _ in 0..<100 where p.isRunning { Thread.sleep(forTimeInterval: 0.1) }
+        let startedAnyway = p.isRunning
+        if startedAnyway { p.terminate() }
+        p.waitUntilExit()
+        let err = w.dir.read("server.log") ?? ""
+        #expect(!startedAnyway && p.terminationStatus == 2, "exit \(p.terminationStatus): \(err)")
+        #expect(err.contains("no-such-folder: $WAIVER_TEMPLATES names no readable folder"), "\(err)")
     }
 
     @Test func aCopiedBinaryAloneServesItsPages() throws {

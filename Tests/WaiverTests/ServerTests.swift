@@ -201,7 +201,7 @@ struct ServerAPITests {
 
     @Test func everyRouteIsInTheOpenAPIDocument() throws {
         let f = try ServerFixture()
-        let router = buildRouter(state: f.state)
+        let router = try buildRouter(state: f.state)
         let doc = try #require(try Yams.load(yaml: OpenAPI.document) as? [String: Any])
         #expect(doc["openapi"] as? String == "3.1.0")
         let paths = try #require(doc["paths"] as? [String: Any])

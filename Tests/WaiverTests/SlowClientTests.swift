@@ -104,15 +104,20 @@ struct ServerErrorTests {
         return c.read()
     }
 
-    @Test func malformedChunkedBodiesAreBadRequestsOnEveryJSONPostRoute() throws {
+    /// A live server with one user (sam, security) and one pending exception, EX-1.
+    func servedWithOneException() throws -> (Workspace, LiveServer, String) {
         let w = try Workspace()
-        let token = try #require(try waiver(["admin", "add-user", "sam", "--group", "security", "--database", "sqlite:" + w.register], in: w.dir.path)
-            .out.split(separator: "\n").last.map(String.init))
+        let sam = try w.addUser("sam", ["security"])
         let server = LiveServer(w)
         try server.start()
+        let requested = try server.run(["request", "--policy", "NET-001", "--resource", "aws_security_group.admin", "--workspace", "shop", "--reason", "migration"], token: sam)
+        guard requested.code == 0 else { throw UsageErrorForTests("request: \(requested.err)") }
+        return (w, server, sam)
+    }
+
+    @Test func malformedChunkedBodiesAreBadRequestsOnEveryJSONPostRoute() throws {
+        let (w, server, token) = try servedWithOneException()
         defer { _ = server.stop() }
-        let requested = try server.run(["request", "--policy", "NET-001", "--resource", "aws_security_group.admin", "--workspace", "shop", "--reason", "r"], token: token)
-        #expect(requested.code == 0, "\(requested.err)")
         let routes = ["/api/v1/evaluations", "/api/v1/exceptions", "/api/v1/exceptions/EX-1/approve", "/api/v1/exceptions/EX-1/reject",
                       "/api/v1/exceptions/EX-1/revoke", "/api/v1/exceptions/EX-1/renew", "/api/v1/exceptions/EX-1/evidence?name=a.txt"]
         for route in routes {
@@ -126,14 +131,8 @@ struct ServerErrorTests {
     }
 
     @Test func aServerFaultIsA500WhoseRequestIdIsInTheResponseAndTheLog() throws {
-        let w = try Workspace()
-        let sam = try #require(try waiver(["admin", "add-user", "sam", "--group", "security", "--database", "sqlite:" + w.register], in: w.dir.path)
-            .out.split(separator: "\n").last.map(String.init))
-        let server = LiveServer(w)
-        try server.start()
+        let (w, server, sam) = try servedWithOneException()
         defer { _ = server.stop() }
-        let requested = try server.run(["request", "--policy", "NET-001", "--resource", "aws_security_group.admin", "--workspace", "shop", "--reason", "migration"], token: sam)
-        #expect(requested.code == 0, "\(requested.err)")
         // The evidence folder cannot be created: a plain file holds its name.
         _ = w.dir.write(".waiver/evidence", "not a folder")
         let c = try #require(RawConnection(from: "127.0.0.1", port: server.port))
