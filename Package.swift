@@ -45,11 +45,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // What a user can do with a register, behind the CLI, the API and the pages alike.
+        .target(
+            name: "WaiverUseCases",
+            dependencies: ["WaiverCore", "WaiverFormats", "WaiverStore"]
+        ),
         // The shared register over HTTP: JSON API, authentication, scheduler, webhooks.
         .target(
             name: "WaiverServer",
             dependencies: [
-                "WaiverCore", "WaiverFormats", "WaiverStore",
+                "WaiverCore", "WaiverFormats", "WaiverStore", "WaiverUseCases",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -70,6 +75,7 @@ let package = Package(
                 "WaiverCore",
                 "WaiverFormats",
                 "WaiverStore",
+                "WaiverUseCases",
                 "WaiverServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -85,7 +91,7 @@ let package = Package(
         .testTarget(
             name: "WaiverTests",
             dependencies: [
-                "WaiverCore", "WaiverFormats", "WaiverStore", "WaiverServer",
+                "WaiverCore", "WaiverFormats", "WaiverStore", "WaiverUseCases", "WaiverServer",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),

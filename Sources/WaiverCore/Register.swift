@@ -213,9 +213,9 @@ public struct Register: Sendable {
 
     /// A policy by id, or a scanner rule the workspace's recorded checks have met (with the category
     /// and severity the check gave it, routed as `check --request` would route it).
-    public func policy(_ id: String, workspace: String) throws -> Policy {
+    public func policy(_ id: String, workspace: String) async throws -> Policy {
         if let p = policies[id] { return p }
-        if let met = try store.recordedRule(workspace: workspace, policy: id) {
+        if let met = try await store.recordedRule(workspace: workspace, policy: id) {
             return Policy(id: id, title: id, category: met.category, severity: met.severity, rule: .external, implicit: true)
         }
         let hint = closestMatch(to: id, in: Array(policies.keys)).map { " (did you mean '\($0)'?)" } ?? ""
@@ -225,18 +225,19 @@ public struct Register: Sendable {
     // MARK: - Request
 
     /// Files a request: validated, priced for risk, routed, logged. It is pending until approved.
-    public func request(_ r: ExceptionRequest, actor: String, now: Date) throws -> ExceptionRecord {
-        try store.insert([try prepare(r, actor: actor, now: now)])[0]
+    public func request(_ r: ExceptionRequest, actor: String, now: Date) async throws -> ExceptionRecord {
+        try await store.insert([try await prepare(r, actor: actor, now: now)])[0]
     }
 
     /// Files several requests, all or none: every one is validated first, then all are stored in one transaction.
-    public func requestAll(_ requests: [ExceptionRequest], actor: String, now: Date) throws -> [ExceptionRecord] {
-        let prepared = try requests.map { try prepare($0, actor: actor, now: now) }
-        return prepared.isEmpty ? [] : try store.insert(prepared)
+    public func requestAll(_ requests: [ExceptionRequest], actor: String, now: Date) async throws -> [ExceptionRecord] {
+        var prepared: [PreparedRequest] = []
+        for r in requests { prepared.append(try await prepare(r, actor: actor, now: now)) }
+        return prepared.isEmpty ? [] : try await store.insert(prepared)
     }
 
     /// Validates, prices and routes a request without storing it.
-    public func prepare(_ request: ExceptionRequest, actor: String, now: Date) throws -> PreparedRequest {
+    public func prepare(_ request: ExceptionRequest, actor: String, now: Date) async throws -> PreparedRequest {
         let now = Register.second(now)
         let actor = actor.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !actor.isEmpty, actor.count <= 200 else { throw RegisterError.invalid("the actor must be a name of 1 to 200 characters") }
@@ -244,7 +245,7 @@ public struct Register: Sendable {
         var r = request
         let previous: ExceptionRecord?
         if let old = r.renews {
-            guard let p = try store.exception(id: old) else { throw RegisterError.notFound("\(ExceptionRecord.display(old)) not found (--renews)") }
+            guard let p = try await store.exception(id: old) else { throw RegisterError.notFound("\(ExceptionRecord.display(old)) not found (--renews)") }
             previous = p
             if r.policy.trimmingCharacters(in: .whitespaces).isEmpty { r.policy = p.policy }
             if r.workspace.trimmingCharacters(in: .whitespaces).isEmpty { r.workspace = p.workspace }
@@ -259,7 +260,7 @@ public struct Register: Sendable {
         let workspace = try RequestLimits.workspace(r.workspace)
         let policyId = r.policy.trimmingCharacters(in: .whitespaces)
         guard !policyId.isEmpty else { throw RegisterError.invalid("a request needs a policy (--policy)") }
-        let policy = try policy(policyId, workspace: workspace)
+        let policy = try await policy(policyId, workspace: workspace)
         let reason = r.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty else { throw RegisterError.invalid("a request needs a reason (--reason)") }
         guard reason.count <= RequestLimits.reason else { throw RegisterError.invalid("the reason is longer than 10,000 characters") }
@@ -391,11 +392,11 @@ public struct Register: Sendable {
     /// Approves (or adds one approval to) a pending request. When the approvals suffice, the
     /// exception becomes active until now + its duration (an approver may shorten it with `days`).
     /// An approver may re-rate the risk upward (`risk`): the rule for the higher level applies at once.
-    public func approve(_ id: Int, actor: String, comment: String?, days: Int?, risk: String? = nil, now: Date) throws -> ExceptionRecord {
+    public func approve(_ id: Int, actor: String, comment: String?, days: Int?, risk: String? = nil, now: Date) async throws -> ExceptionRecord {
         let now = Register.second(now)
         let comment = comment?.trimmingCharacters(in: .whitespacesAndNewlines).nilIfEmpty
         if let comment, comment.count > RequestLimits.text { throw RegisterError.invalid("the comment is longer than 2,000 characters") }
-        return try store.modify(id: id) { e in
+        return try await store.modify(id: id) { e in
             if let refusal = e.status.refusal(to: .approved, id: e.displayId) { throw RegisterError.conflict(refusal) }
             try mayDecide(e, actor: actor, verb: "approve")
             if e.approved(by: actor) {
@@ -453,12 +454,12 @@ public struct Register: Sendable {
         return done ? nil : missing
     }
 
-    public func reject(_ id: Int, actor: String, comment: String, now: Date) throws -> ExceptionRecord {
+    public func reject(_ id: Int, actor: String, comment: String, now: Date) async throws -> ExceptionRecord {
         let now = Register.second(now)
         let comment = comment.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !comment.isEmpty else { throw RegisterError.invalid("rejecting needs a comment (--comment) saying why") }
         guard comment.count <= RequestLimits.text else { throw RegisterError.invalid("the comment is longer than 2,000 characters") }
-        return try store.modify(id: id) { e in
+        return try await store.modify(id: id) { e in
             if let refusal = e.status.refusal(to: .rejected, id: e.displayId) { throw RegisterError.conflict(refusal) }
             try mayDecide(e, actor: actor, verb: "reject")
             e.status = .rejected
@@ -468,12 +469,12 @@ public struct Register: Sendable {
     }
 
     /// Ends an exception early. An approver of its policy may revoke; the requester may withdraw their own.
-    public func revoke(_ id: Int, actor: String, comment: String, now: Date) throws -> ExceptionRecord {
+    public func revoke(_ id: Int, actor: String, comment: String, now: Date) async throws -> ExceptionRecord {
         let now = Register.second(now)
         let comment = comment.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !comment.isEmpty else { throw RegisterError.invalid("revoking needs a comment (--comment) saying why") }
         guard comment.count <= RequestLimits.text else { throw RegisterError.invalid("the comment is longer than 2,000 characters") }
-        return try store.modify(id: id) { e in
+        return try await store.modify(id: id) { e in
             if let refusal = e.status.refusal(to: .revoked, id: e.displayId) { throw RegisterError.conflict(refusal) }
             if !Identity.same(actor, e.requester), !isAdmin(actor), groupsOf(actor).isDisjoint(with: e.rule.groups) {
                 throw RegisterError.refused("\(actor) cannot revoke \(e.displayId): only its requester, an administrator or members of \(e.rule.groups.joined(separator: ", ")) can")
@@ -486,8 +487,8 @@ public struct Register: Sendable {
     }
 
     /// Adds an evidence file (already stored by its SHA-256) to an exception that is not final.
-    public func addEvidence(_ id: Int, file: EvidenceFile, actor: String) throws -> ExceptionRecord {
-        try store.modify(id: id) { e in
+    public func addEvidence(_ id: Int, file: EvidenceFile, actor: String) async throws -> ExceptionRecord {
+        try await store.modify(id: id) { e in
             guard !e.status.isFinal else { throw RegisterError.conflict("\(e.displayId) is \(e.status.rawValue): evidence can no longer be added") }
             if !e.evidence.contains(where: { $0.sha256 == file.sha256 }) { e.evidence.append(file) }
             return [AuditDraft(actor: actor, action: "evidence.added", subject: e.displayId,
@@ -500,13 +501,13 @@ public struct Register: Sendable {
     /// Takes every approved exception at or past its expiry and re-checks its policy on its resources
     /// against the workspace's latest recorded check: compliant -> closed; still violating (or never
     /// checked, or a program exception) -> expired, and the pipeline blocks again.
-    public func expire(now: Date, actor: String) throws -> [ExpiryOutcome] {
+    public func expire(now: Date, actor: String) async throws -> [ExpiryOutcome] {
         let now = Register.second(now)
-        let due = try store.exceptions(ExceptionFilter(statuses: [.approved], expiringBefore: now.addingTimeInterval(1)))
+        let due = try await store.exceptions(ExceptionFilter(statuses: [.approved], expiringBefore: now.addingTimeInterval(1)))
         var latest: [String: Evaluation?] = [:]
         var outcomes: [ExpiryOutcome] = []
         for candidate in due where candidate.untrusted == nil {
-            if latest[candidate.workspace] == nil { latest[candidate.workspace] = try store.latestEvaluation(workspace: candidate.workspace) }
+            if latest[candidate.workspace] == nil { latest[candidate.workspace] = try await store.latestEvaluation(workspace: candidate.workspace) }
             let evaluation = latest[candidate.workspace] ?? nil
             var still: [String] = []
             var basis = "no recorded check of workspace \(candidate.workspace)"
@@ -520,7 +521,7 @@ public struct Register: Sendable {
             } else {
                 still = candidate.resources
             }
-            let updated = try store.modify(id: candidate.id) { e in
+            let updated = try await store.modify(id: candidate.id) { e in
                 guard e.status == .approved, let expires = e.expiresAt, expires <= now else { return [] }
                 e.status = still.isEmpty ? .closed : .expired
                 return [AuditDraft(actor: actor, action: still.isEmpty ? "exception.closed" : "exception.expired", subject: e.displayId,
@@ -535,10 +536,10 @@ public struct Register: Sendable {
 
     /// Marks the report's violations covered by the register: `excepted` under an active exception,
     /// `pending` under a request waiting for approval. Nothing is removed.
-    public func applyExceptions(to report: inout CheckReport, now: Date) throws {
+    public func applyExceptions(to report: inout CheckReport, now: Date) async throws {
         let pairs = report.findings.filter { $0.status == .blocking || $0.status == .unknown }.map { (policy: $0.policy, resource: $0.resource) }
         guard !pairs.isEmpty else { return }
-        let found = try store.covering(workspace: report.workspace, pairs: pairs)
+        let found = try await store.covering(workspace: report.workspace, pairs: pairs)
         guard !found.isEmpty else { return }
         var active: [String: ExceptionRecord] = [:]
         var pending: [String: ExceptionRecord] = [:]
@@ -571,10 +572,10 @@ public struct Register: Sendable {
     }
 
     /// Records a check so the register knows the workspace's latest state.
-    public func recordCheck(_ report: CheckReport, violations: [RecordedViolation], actor: String, now: Date) throws -> Int {
+    public func recordCheck(_ report: CheckReport, violations: [RecordedViolation], actor: String, now: Date) async throws -> Int {
         _ = try RequestLimits.workspace(report.workspace)
         let r = recording(report, violations: violations, actor: actor, now: now)
-        return try store.record(r.evaluation, event: r.event, pruneBefore: r.pruneBefore)
+        return try await store.record(r.evaluation, event: r.event, pruneBefore: r.pruneBefore)
     }
 
     func recording(_ report: CheckReport, violations: [RecordedViolation], actor: String, now: Date) -> CheckRecording {
@@ -606,13 +607,14 @@ public struct Register: Sendable {
     /// the requests filed (all or none, each validated before anything is written), and the check
     /// recorded with its final statuses. `violations` turns the final report into what is recorded.
     public func checkIn(_ evaluated: CheckReport, requests: (CheckReport) -> [ExceptionRequest], actor: String, now: Date,
-                        violations: (CheckReport) -> [RecordedViolation]) throws -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int) {
+                        violations: (CheckReport) -> [RecordedViolation]) async throws -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int) {
         _ = try RequestLimits.workspace(evaluated.workspace)
         var report = evaluated
-        try applyExceptions(to: &report, now: now)
-        let prepared = try requests(report).map { try prepare($0, actor: actor, now: now) }
+        try await applyExceptions(to: &report, now: now)
+        var prepared: [PreparedRequest] = []
+        for r in requests(report) { prepared.append(try await prepare(r, actor: actor, now: now)) }
         var final = report
-        let (filed, evaluation) = try store.insert(prepared) { stored in
+        let (filed, evaluation) = try await store.insert(prepared) { stored in
             Register.markPending(&final, filed: stored)
             return recording(final, violations: violations(final), actor: actor, now: now)
         }

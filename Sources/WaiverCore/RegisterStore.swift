@@ -200,30 +200,30 @@ public struct ExceptionFilter: Sendable, Equatable {
 /// at once serialize, and the second sees the first's approval).
 public protocol RegisterStore: Sendable {
     /// Stores new exceptions (their `id`s are assigned) with their audit events, all in one transaction.
-    func insert(_ requests: [PreparedRequest]) throws -> [ExceptionRecord]
+    func insert(_ requests: [PreparedRequest]) async throws -> [ExceptionRecord]
     /// Files requests and records a check in one transaction: `then` gets the stored requests and
     /// returns the check to record (its final statuses know the new requests).
-    func insert(_ requests: [PreparedRequest], thenRecord: ([ExceptionRecord]) throws -> CheckRecording) throws -> (filed: [ExceptionRecord], evaluation: Int)
+    func insert(_ requests: [PreparedRequest], thenRecord: ([ExceptionRecord]) throws -> CheckRecording) async throws -> (filed: [ExceptionRecord], evaluation: Int)
     /// Reads an exception, lets `change` check the rules and modify it, and writes it back with the
     /// audit events `change` returns, all in one write transaction. Throws `RegisterError.notFound`.
-    func modify(id: Int, _ change: (inout ExceptionRecord) throws -> [AuditDraft]) throws -> ExceptionRecord
-    func exception(id: Int) throws -> ExceptionRecord?
-    func exceptions(_ filter: ExceptionFilter) throws -> [ExceptionRecord]
+    func modify(id: Int, _ change: (inout ExceptionRecord) throws -> [AuditDraft]) async throws -> ExceptionRecord
+    func exception(id: Int) async throws -> ExceptionRecord?
+    func exceptions(_ filter: ExceptionFilter) async throws -> [ExceptionRecord]
     /// Approved or pending exceptions in a workspace that cover any of these (policy, resource) pairs.
-    func covering(workspace: String, pairs: [(policy: String, resource: String)]) throws -> [ExceptionRecord]
+    func covering(workspace: String, pairs: [(policy: String, resource: String)]) async throws -> [ExceptionRecord]
     /// Records a check run and its audit event, in one transaction with deleting the workspace's
     /// recorded checks from before `pruneBefore` (their count goes in the event); returns the evaluation id.
-    func record(_ evaluation: Evaluation, event: AuditDraft, pruneBefore: Date?) throws -> Int
+    func record(_ evaluation: Evaluation, event: AuditDraft, pruneBefore: Date?) async throws -> Int
     /// The latest recorded check of a workspace.
-    func latestEvaluation(workspace: String) throws -> Evaluation?
+    func latestEvaluation(workspace: String) async throws -> Evaluation?
     /// The severity (the highest seen) and category a scanner rule had in the workspace's recorded checks, if any met it.
-    func recordedRule(workspace: String, policy: String) throws -> (category: String, severity: Severity)?
+    func recordedRule(workspace: String, policy: String) async throws -> (category: String, severity: Severity)?
     /// Appends a free-standing audit event (e.g. an export or a verification).
-    func append(_ event: AuditDraft) throws
+    func append(_ event: AuditDraft) async throws
     /// Audit events, all or those about one subject, in order; with `last`, only the newest that many.
-    func auditEvents(subject: String?, last: Int?) throws -> [AuditEvent]
+    func auditEvents(subject: String?, last: Int?) async throws -> [AuditEvent]
     /// Streams every audit event in order (for export and verification of large logs).
-    func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) throws
+    func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) async throws
 }
 
 /// A check to record: the evaluation, its audit event, and the retention cutoff.
@@ -239,5 +239,5 @@ public struct CheckRecording: Sendable {
 }
 
 extension RegisterStore {
-    public func auditEvents(subject: String?) throws -> [AuditEvent] { try auditEvents(subject: subject, last: nil) }
+    public func auditEvents(subject: String?) async throws -> [AuditEvent] { try await auditEvents(subject: subject, last: nil) }
 }

@@ -6,6 +6,7 @@ import NIOPosix
 import WaiverCore
 import WaiverFormats
 import WaiverStore
+import WaiverUseCases
 
 /// The JSON API under /api/v1.
 struct API: Sendable {
@@ -21,17 +22,17 @@ struct API: Sendable {
             return jsonResponse(["name": .string(u.name), "groups": .array(u.groups.map(Value.string)), "admin": .bool(u.admin)])
         } }
         group.post("exceptions") { req, ctx in try await wrap(ctx) { try await requestException(req, ctx, renews: nil) } }
-        group.get("exceptions") { req, ctx in try await wrap(ctx) { try list(req, ctx) } }
+        group.get("exceptions") { req, ctx in try await wrap(ctx) { try await list(req, ctx) } }
         group.get("exceptions/:id") { req, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
-            let e = try exception(ctx)
-            let history = try store.auditEvents(subject: e.displayId)
+            let e = try await exception(ctx)
+            let history = try await store.auditEvents(subject: e.displayId)
             if req.uri.queryParameters.get("format") == "text" { return text(RegisterOutput.show(e, history: history, now: now)) }
             return jsonResponse(RegisterOutput.value(e, history: history, now: now))
         } }
         group.post("exceptions/:id/approve") { req, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser(), body = try await object(req)
-            let e = try register.approve(try id(ctx), actor: user.name, comment: try optionalString(body, "comment"), days: try optionalInt(body, "days"),
+            let e = try await register.approve(try id(ctx), actor: user.name, comment: try optionalString(body, "comment"), days: try optionalInt(body, "days"),
                                          risk: try optionalString(body, "risk"), now: now)
             var v = RegisterOutput.value(e, now: now)
             if case .object(var o) = v, let missing = register.missingApprovals(e), e.status == .pending {
@@ -42,11 +43,11 @@ struct API: Sendable {
         } }
         group.post("exceptions/:id/reject") { req, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser(), body = try await object(req)
-            return jsonResponse(RegisterOutput.value(try register.reject(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
+            return jsonResponse(RegisterOutput.value(try await register.reject(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
         } }
         group.post("exceptions/:id/revoke") { req, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser(), body = try await object(req)
-            return jsonResponse(RegisterOutput.value(try register.revoke(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
+            return jsonResponse(RegisterOutput.value(try await register.revoke(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
         } }
         group.post("exceptions/:id/renew") { req, ctx in try await wrap(ctx) { try await requestException(req, ctx, renews: try id(ctx)) } }
         group.post("exceptions/:id/evidence") { req, ctx in try await wrap(ctx) {
@@ -56,7 +57,7 @@ struct API: Sendable {
             // Check first, then store: nothing reaches the disk for an exception that does not exist
             // or can no longer take evidence.
             let n = try id(ctx)
-            guard let target = try store.exception(id: n) else { throw APIError(.notFound, "not_found", "\(ExceptionRecord.display(n)) not found") }
+            guard let target = try await store.exception(id: n) else { throw APIError(.notFound, "not_found", "\(ExceptionRecord.display(n)) not found") }
             guard !target.status.isFinal else {
                 throw APIError(.conflict, "conflict", "\(target.displayId) is \(target.status.rawValue): evidence can no longer be added")
             }
@@ -69,7 +70,7 @@ struct API: Sendable {
             if !existed { try data.write(to: URL(fileURLWithPath: path), options: [.atomic]) }
             let file = EvidenceFile(sha256: sha, name: name, size: data.count, addedBy: user.name, at: Register.second(now))
             do {
-                return jsonResponse(RegisterOutput.value(try register.addEvidence(n, file: file, actor: user.name), now: now), status: .created)
+                return jsonResponse(RegisterOutput.value(try await register.addEvidence(n, file: file, actor: user.name), now: now), status: .created)
             } catch {
                 // Refused after all (the exception was decided meanwhile): a file nobody references goes.
                 if !existed, !(try store.evidenceReferenced(sha256: sha)) { try? FileManager.default.removeItem(atPath: path) }
@@ -109,10 +110,10 @@ struct API: Sendable {
                 return d
             }
             let from = try date("from"), to = try date("to")
-            let inPeriod = try store.exceptions(ExceptionFilter(createdFrom: from, createdBefore: to))
-            let active = try store.exceptions(ExceptionFilter(statuses: [.approved]))
+            let inPeriod = try await store.exceptions(ExceptionFilter(createdFrom: from, createdBefore: to))
+            let active = try await store.exceptions(ExceptionFilter(statuses: [.approved]))
             var latest: [String: Evaluation] = [:]
-            for w in Set(active.map(\.workspace)) { latest[w] = try store.latestEvaluation(workspace: w) }
+            for w in Set(active.map(\.workspace)) { latest[w] = try await store.latestEvaluation(workspace: w) }
             let report = RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: from, to: to, now: now,
                                               reviewThreshold: state.settings.configuration.reviewThreshold)
             switch req.uri.queryParameters.get("format") {
@@ -124,7 +125,7 @@ struct API: Sendable {
         group.get("audit/events") { req, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             let limit = Int(req.uri.queryParameters.get("limit") ?? "") ?? 1000
-            let events = try store.auditEvents(subject: req.uri.queryParameters.get("subject"), last: max(0, min(limit, 100_000)))
+            let events = try await store.auditEvents(subject: req.uri.queryParameters.get("subject"), last: max(0, min(limit, 100_000)))
             return jsonResponse(.array(events.map { e in
                 (try? JSONReader.parse(Data(AuditChain.exportLine(e).utf8))) ?? .null
             }))
@@ -170,12 +171,12 @@ struct API: Sendable {
         group.get("audit/export") { _, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             var out = ""
-            try store.forEachAuditEvent { out += AuditChain.exportLine($0) + "\n" }
+            try await store.forEachAuditEvent { out += AuditChain.exportLine($0) + "\n" }
             return text(out, contentType: "application/jsonl; charset=utf-8")
         } }
         group.post("expire") { _, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser()
-            let outcomes = try register.expire(now: now, actor: user.name)
+            let outcomes = try await register.expire(now: now, actor: user.name)
             return jsonResponse(.array(outcomes.map { o in
                 ["id": .string(o.exception.displayId), "status": .string(o.exception.status.rawValue), "policy": .string(o.exception.policy),
                  "workspace": .string(o.exception.workspace), "still_violating": .array(o.stillViolating.map(Value.string))]
@@ -244,9 +245,8 @@ struct API: Sendable {
                                       groupsOf: register.groupsOf, membersOf: register.membersOf, isAdmin: register.isAdmin)
         let actor = user.name, author = commitAuthor, requestSpec = spec
         // The check, its requests and their audit events commit together, or not at all.
-        let (final, filed, evaluation) = try await offload {
-            try CheckService.checkIn(report, register: scopedRegister, actor: actor, commitAuthor: author, request: requestSpec, now: when)
-        }
+        let (final, filed, evaluation) = try await CheckService.checkIn(report, register: scopedRegister, actor: actor, commitAuthor: author,
+                                                                       request: requestSpec, now: when)
         guard case .object(var o) = JSONOutput.value(final) else { return jsonResponse(.null) }
         o.append("evaluation", .number(Double(evaluation)))
         o.append("requested", .array(filed.map { .string($0.displayId) }))
@@ -273,13 +273,13 @@ struct API: Sendable {
             renewed = n
         }
         // What a renewal inherits, and the program workspace, are the register's rules (`prepare`).
-        let prepared = try register.prepare(
+        let prepared = try await register.prepare(
             ExceptionRequest(policy: try optionalString(body, "policy") ?? "", workspace: try optionalString(body, "workspace") ?? "", subjectKind: kind,
                              resources: try strings(body, "resources"), reason: try string(body, "reason"), days: try optionalInt(body, "days"),
                              likelihood: try factor(body, "likelihood"), impact: try factor(body, "impact"), mitigations: try strings(body, "mitigations"),
                              renews: renewed, owner: try optionalString(body, "owner")),
             actor: user.name, now: now)
-        let e = try await offload { [store] in try store.insert([prepared])[0] }
+        let e = try await store.insert([prepared])[0]
         var v = RegisterOutput.value(e, now: now)
         if let warning = prepared.warning, case .object(var o) = v {
             o.append("warning", .string(warning))
@@ -288,7 +288,7 @@ struct API: Sendable {
         return jsonResponse(v, status: .created)
     }
 
-    func list(_ req: Request, _ ctx: WaiverContext) throws -> Response {
+    func list(_ req: Request, _ ctx: WaiverContext) async throws -> Response {
         _ = try ctx.requireUser()
         let q = req.uri.queryParameters
         var filter = ExceptionFilter(policy: q.get("policy"), workspace: q.get("workspace"), requester: q.get("requester"))
@@ -306,7 +306,7 @@ struct API: Sendable {
             guard let n = Int(l), n >= 0 else { throw APIError(.badRequest, "bad_request", "limit must be a number") }
             filter.limit = n
         }
-        var items = try store.exceptions(filter)
+        var items = try await store.exceptions(filter)
         if filter.expiringBefore != nil { items = items.filter { $0.isActive(at: current) } }
         switch q.get("format") {
         case "text": return text(RegisterOutput.listText(items, now: current))
@@ -356,9 +356,9 @@ struct API: Sendable {
         return id
     }
 
-    func exception(_ ctx: WaiverContext) throws -> ExceptionRecord {
+    func exception(_ ctx: WaiverContext) async throws -> ExceptionRecord {
         let n = try id(ctx)
-        guard let e = try store.exception(id: n) else { throw APIError(.notFound, "not_found", "\(ExceptionRecord.display(n)) not found") }
+        guard let e = try await store.exception(id: n) else { throw APIError(.notFound, "not_found", "\(ExceptionRecord.display(n)) not found") }
         return e
     }
 

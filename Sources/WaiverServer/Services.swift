@@ -16,7 +16,7 @@ public struct SchedulerService: Service {
 
     public func run() async throws {
         while !Task.isCancelled {
-            do { try tick(now: state.settings.now()) } catch { logger.error("scheduler pass failed: \(error)") }
+            do { try await tick(now: state.settings.now()) } catch { logger.error("scheduler pass failed: \(error)") }
             let interval = state.settings.schedulerInterval
             // Sleep until the next pass, or stop at once when the server shuts down.
             if (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: interval) })) == nil { return }
@@ -25,10 +25,10 @@ public struct SchedulerService: Service {
 
     /// One pass: reminders due at `now`, then expiry.
     @discardableResult
-    public func tick(now: Date) throws -> (reminders: Int, expired: [ExpiryOutcome]) {
+    public func tick(now: Date) async throws -> (reminders: Int, expired: [ExpiryOutcome]) {
         var sent = 0
         let offsets = state.settings.configuration.reminders
-        for e in try state.store.exceptions(ExceptionFilter(statuses: [.approved])) where e.isActive(at: now) {
+        for e in try await state.store.exceptions(ExceptionFilter(statuses: [.approved])) where e.isActive(at: now) {
             guard let expires = e.expiresAt else { continue }
             // The nearest offset already reached is the one to send; earlier (longer) ones that were
             // missed while the server was down are not sent late.
@@ -42,7 +42,7 @@ public struct SchedulerService: Service {
                 state.metrics.remindersSent.increment()
             }
         }
-        let expired = try state.register.expire(now: now, actor: "scheduler")
+        let expired = try await state.register.expire(now: now, actor: "scheduler")
         // A signed checkpoint of the head, every `checkpointInterval` while the log grows.
         if let key = state.settings.signingKey {
             let last = try state.store.checkpoints().last

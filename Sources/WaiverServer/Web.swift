@@ -54,8 +54,8 @@ struct Web: Sendable {
             r.headers[.setCookie] = cookieHeader(Self.sessionCookie, "", maxAge: 0, req: req)
             return r
         } }
-        pages.get("/inbox") { _, ctx in try await page(ctx) { user in try inbox(user, ctx) } }
-        pages.get("/exceptions/:id") { req, ctx in try await page(ctx) { user in try exceptionPage(req, ctx, user, notice: nil) } }
+        pages.get("/inbox") { _, ctx in try await page(ctx) { user in try await inbox(user, ctx) } }
+        pages.get("/exceptions/:id") { req, ctx in try await page(ctx) { user in try await exceptionPage(req, ctx, user, notice: nil) } }
         pages.post("/exceptions/:id/decide") { req, ctx in try await page(ctx) { user in try await decide(req, ctx, user) } }
         pages.get("/evidence/:sha256") { _, ctx in try await page(ctx) { _ in
             guard let sha = ctx.parameters.get("sha256"), sha.count == 64, sha.allSatisfy({ $0.isHexDigit && !$0.isUppercase }),
@@ -66,18 +66,18 @@ struct Web: Sendable {
             headers[.contentType] = "application/octet-stream"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
         } }
-        pages.get("/register") { req, ctx in try await page(ctx) { _ in try registerPage(req, ctx) } }
+        pages.get("/register") { req, ctx in try await page(ctx) { _ in try await registerPage(req, ctx) } }
         pages.get("/register.csv") { req, ctx in try await page(ctx) { _ in
-            var r = text(RegisterOutput.csv(try filtered(req).items), contentType: "text/csv; charset=utf-8")
+            var r = text(RegisterOutput.csv(try await filtered(req).items), contentType: "text/csv; charset=utf-8")
             r.headers[.contentDisposition] = "attachment; filename=\"waiver-register.csv\""
             return r
         } }
-        pages.get("/policies/:id") { _, ctx in try await page(ctx) { _ in try policyPage(ctx) } }
-        pages.get("/review") { _, ctx in try await page(ctx) { _ in try reviewPage(ctx) } }
-        pages.get("/audit") { _, ctx in try await page(ctx) { _ in try auditPage(ctx) } }
+        pages.get("/policies/:id") { _, ctx in try await page(ctx) { _ in try await policyPage(ctx) } }
+        pages.get("/review") { _, ctx in try await page(ctx) { _ in try await reviewPage(ctx) } }
+        pages.get("/audit") { _, ctx in try await page(ctx) { _ in try await auditPage(ctx) } }
         pages.get("/audit/export.jsonl") { _, ctx in try await page(ctx) { _ in
             var out = ""
-            try store.forEachAuditEvent { out += AuditChain.exportLine($0) + "\n" }
+            try await store.forEachAuditEvent { out += AuditChain.exportLine($0) + "\n" }
             var r = text(out, contentType: "application/jsonl; charset=utf-8")
             r.headers[.contentDisposition] = "attachment; filename=\"waiver-audit.jsonl\""
             return r
@@ -148,11 +148,11 @@ struct Web: Sendable {
 
     // MARK: - Pages
 
-    func inbox(_ user: User, _ ctx: WaiverContext) throws -> Response {
+    func inbox(_ user: User, _ ctx: WaiverContext) async throws -> Response {
         let current = now
         // The same rule the decision applies: never the requester, the commit author, the subject or owner.
         let register = state.register
-        let mine = try store.exceptions(ExceptionFilter(statuses: [.pending])).filter { register.mayDecide($0, person: user.name) }
+        let mine = try await store.exceptions(ExceptionFilter(statuses: [.pending])).filter { register.mayDecide($0, person: user.name) }
             .sorted { $0.createdAt < $1.createdAt }
         let items: [[String: Any]] = mine.map { e in
             ["id": e.displayId, "policy": e.policy, "policyTitle": policy(e.policy)?.title ?? "", "workspace": e.workspace,
@@ -161,16 +161,16 @@ struct Web: Sendable {
         return try render("inbox", ["title": "Waiting for me", "items": items, "hasItems": !items.isEmpty], ctx)
     }
 
-    func exceptionPage(_ req: Request, _ ctx: WaiverContext, _ user: User, notice: [String: Any]?, status: HTTPResponse.Status = .ok) throws -> Response {
-        guard let n = ctx.parameters.get("id").flatMap(ExceptionRecord.parseId), let e = try store.exception(id: n) else {
+    func exceptionPage(_ req: Request, _ ctx: WaiverContext, _ user: User, notice: [String: Any]?, status: HTTPResponse.Status = .ok) async throws -> Response {
+        guard let n = ctx.parameters.get("id").flatMap(ExceptionRecord.parseId), let e = try await store.exception(id: n) else {
             throw APIError(.notFound, "not_found", "no such exception")
         }
         let current = now
         let p = policy(e.policy)
-        let latest = try store.latestEvaluation(workspace: e.workspace)
+        let latest = try await store.latestEvaluation(workspace: e.workspace)
         let violations: [[String: Any]] = (latest?.violations ?? []).filter { $0.policy == e.policy && e.resources.contains($0.resource) }
             .map { ["resource": $0.resource, "message": $0.message] }
-        let history: [[String: Any]] = try store.auditEvents(subject: e.displayId).map { ev in
+        let history: [[String: Any]] = try await store.auditEvents(subject: e.displayId).map { ev in
             ["seq": ev.seq, "at": iso(ev.time), "actor": ev.actor, "action": ev.action, "details": RegisterOutput.details(ev.payload)]
         }
         let canDecide = !e.status.isFinal && e.untrusted == nil
@@ -208,18 +208,18 @@ struct Web: Sendable {
             switch form["action"] {
             case "approve":
                 let risk = (form["risk"] ?? "").trimmingCharacters(in: .whitespaces)
-                e = try register.approve(n, actor: user.name, comment: comment.isEmpty ? nil : comment, days: nil, risk: risk.isEmpty ? nil : risk, now: now)
-            case "reject": e = try register.reject(n, actor: user.name, comment: comment, now: now)
-            case "revoke": e = try register.revoke(n, actor: user.name, comment: comment, now: now)
+                e = try await register.approve(n, actor: user.name, comment: comment.isEmpty ? nil : comment, days: nil, risk: risk.isEmpty ? nil : risk, now: now)
+            case "reject": e = try await register.reject(n, actor: user.name, comment: comment, now: now)
+            case "revoke": e = try await register.revoke(n, actor: user.name, comment: comment, now: now)
             default: throw APIError(.badRequest, "bad_request", "unknown action")
             }
             let text: String
             if e.status == .pending, let missing = register.missingApprovals(e) { text = "Your approval is recorded; it still needs \(missing)." } else { text = "\(e.displayId) is now \(e.status.rawValue)." }
-            return try exceptionPage(req, ctx, user, notice: ["kind": "ok", "text": text])
+            return try await exceptionPage(req, ctx, user, notice: ["kind": "ok", "text": text])
         } catch let error as RegisterError {
             // A refused action says which rule refused it.
             let status = APIError.from(error, context: ctx).status
-            return try exceptionPage(req, ctx, user, notice: ["kind": "error", "text": "Refused: \(error.description)"], status: status)
+            return try await exceptionPage(req, ctx, user, notice: ["kind": "error", "text": "Refused: \(error.description)"], status: status)
         }
     }
 
@@ -228,7 +228,7 @@ struct Web: Sendable {
         var status: String, policy: String, workspace: String, expiringWithin: String
     }
 
-    func filtered(_ req: Request) throws -> Filtered {
+    func filtered(_ req: Request) async throws -> Filtered {
         let q = req.uri.queryParameters
         let status = q.get("status") ?? "", policy = q.get("policy") ?? "", workspace = q.get("workspace") ?? "", within = q.get("expiring_within") ?? ""
         var filter = ExceptionFilter(policy: policy.isEmpty ? nil : policy, workspace: workspace.isEmpty ? nil : workspace)
@@ -242,7 +242,7 @@ struct Web: Sendable {
             filter.statuses = [.approved]
             filter.expiringBefore = current.addingTimeInterval(Double(d) + 1)
         }
-        var items = try store.exceptions(filter)
+        var items = try await store.exceptions(filter)
         if filter.expiringBefore != nil { items = items.filter { $0.isActive(at: current) } }
         return Filtered(items: items, status: status, policy: policy, workspace: workspace, expiringWithin: within)
     }
@@ -250,8 +250,8 @@ struct Web: Sendable {
     /// Rows per register page, unless `per_page` (1-500) says otherwise.
     static let registerPageSize = 100
 
-    func registerPage(_ req: Request, _ ctx: WaiverContext) throws -> Response {
-        let f = try filtered(req)
+    func registerPage(_ req: Request, _ ctx: WaiverContext) async throws -> Response {
+        let f = try await filtered(req)
         // Newest first, one page at a time: a register of thousands stays a page a browser can show.
         let q = req.uri.queryParameters
         let perPage = min(500, max(1, q.get("per_page").flatMap { Int($0) } ?? Self.registerPageSize))
@@ -296,9 +296,9 @@ struct Web: Sendable {
         }
     }
 
-    func policyPage(_ ctx: WaiverContext) throws -> Response {
+    func policyPage(_ ctx: WaiverContext) async throws -> Response {
         guard let id = ctx.parameters.get("id"), let p = policy(id) else { throw APIError(.notFound, "not_found", "no such policy") }
-        let items = try store.exceptions(ExceptionFilter(policy: p.id))
+        let items = try await store.exceptions(ExceptionFilter(policy: p.id))
         let qs = quarters(endingAt: now)
         let counts = qs.map { q in items.filter { $0.createdAt >= q.1 && $0.createdAt < q.2 }.count }
         let threshold = state.settings.configuration.reviewThreshold
@@ -348,13 +348,13 @@ struct Web: Sendable {
         return svg + "</svg>"
     }
 
-    func reviewPage(_ ctx: WaiverContext) throws -> Response {
+    func reviewPage(_ ctx: WaiverContext) async throws -> Response {
         let current = now
         let q = quarters(endingAt: current).last ?? ("", current, current)
-        let inPeriod = try store.exceptions(ExceptionFilter(createdFrom: q.1, createdBefore: q.2))
-        let active = try store.exceptions(ExceptionFilter(statuses: [.approved]))
+        let inPeriod = try await store.exceptions(ExceptionFilter(createdFrom: q.1, createdBefore: q.2))
+        let active = try await store.exceptions(ExceptionFilter(statuses: [.approved]))
         var latest: [String: Evaluation] = [:]
-        for w in Set(active.map(\.workspace)) { latest[w] = try store.latestEvaluation(workspace: w) }
+        for w in Set(active.map(\.workspace)) { latest[w] = try await store.latestEvaluation(workspace: w) }
         let r = RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: q.1, to: q.2, now: current,
                                      reviewThreshold: state.settings.configuration.reviewThreshold)
         return try render("review", [
@@ -364,9 +364,9 @@ struct Web: Sendable {
         ], ctx)
     }
 
-    func auditPage(_ ctx: WaiverContext) throws -> Response {
+    func auditPage(_ ctx: WaiverContext) async throws -> Response {
         let v = try store.verifyAudit(evidenceDirectory: state.settings.evidenceDirectory)
-        let recent = try store.auditEvents(subject: nil, last: 20).reversed().map { e in
+        let recent = try await store.auditEvents(subject: nil, last: 20).reversed().map { e in
             ["seq": e.seq, "at": iso(e.time), "actor": e.actor, "action": e.action, "subject": e.subject] as [String: Any]
         }
         var values: [String: Any] = ["title": "Audit", "intact": v.intact, "events": v.events, "firstBad": v.firstBad as Any,

@@ -180,6 +180,25 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         return m
     }
 
+    // MARK: - Off the caller's thread
+
+    /// Runs a write transaction on GRDB's writer queue and waits for it without blocking a thread of
+    /// the caller's executor (a write may wait up to the busy timeout for another process).
+    func writing<T: Sendable>(_ body: (Database) throws -> T) async throws -> T {
+        try await withoutActuallyEscaping(body) { body in
+            let box = Unchecked(body)
+            return try await pool.write { db in try box.value(db) }
+        }
+    }
+
+    /// Runs a read on one of GRDB's reader connections, the same way.
+    func reading<T: Sendable>(_ body: (Database) throws -> T) async throws -> T {
+        try await withoutActuallyEscaping(body) { body in
+            let box = Unchecked(body)
+            return try await pool.read { db in try box.value(db) }
+        }
+    }
+
     // MARK: - Encoding helpers
 
     static func json(_ list: [String]) -> String { JSONWriter.write(.array(list.map(Value.string)), pretty: false) }
@@ -231,8 +250,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         return seq
     }
 
-    public func append(_ event: AuditDraft) throws {
-        try pool.write { db in try appendEvent(db, event) }
+    public func append(_ event: AuditDraft) async throws {
+        try await writing { db in _ = try appendEvent(db, event) }
     }
 
     /// An audit event from a row of `seq, time, actor, action, subject, payload, prevHash, hash`.
@@ -244,8 +263,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                           payload: try row.read("payload", of: what), prevHash: try row.read("prevHash", of: what), hash: try row.read("hash", of: what))
     }
 
-    public func auditEvents(subject: String?, last: Int?) throws -> [AuditEvent] {
-        try pool.read { db in
+    public func auditEvents(subject: String?, last: Int?) async throws -> [AuditEvent] {
+        try await reading { db in
             // Four SQL texts at most, so each is compiled once per connection.
             var arguments: StatementArguments = subject.map { [$0] } ?? []
             if let last { arguments += [max(0, last)] }
@@ -254,8 +273,12 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         }
     }
 
-    public func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) throws {
-        try pool.read { db in
+    public func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) async throws {
+        try await reading { db in try forEachAuditEvent(db, body) }
+    }
+
+    func forEachAuditEvent(_ db: Database, _ body: (AuditEvent) throws -> Void) throws {
+        do {
             let rows = try Row.fetchCursor(db, sql: "SELECT seq, time, actor, action, subject, payload, prevHash, hash FROM auditEvent ORDER BY rowid")
             while let row = try rows.next() {
                 try body(try Self.event(row))
@@ -303,9 +326,11 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         var verifier = AuditChain.Verifier(anchors: anchors)
         guard count > 0, minSeq == 1, maxSeq == count else {
             do {
-                try forEachAuditEvent { e in
-                    verifier.feed(e)
-                    if verifier.firstBad != nil { throw StopIteration() }
+                try pool.read { db in
+                    try forEachAuditEvent(db) { e in
+                        verifier.feed(e)
+                        if verifier.firstBad != nil { throw StopIteration() }
+                    }
                 }
             } catch is StopIteration {}
             return verifier.result
@@ -407,12 +432,12 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
 
     // MARK: - Exceptions
 
-    public func insert(_ requests: [WaiverCore.PreparedRequest]) throws -> [ExceptionRecord] {
-        try pool.write { db in try requests.map { try insert(db, $0) } }
+    public func insert(_ requests: [WaiverCore.PreparedRequest]) async throws -> [ExceptionRecord] {
+        try await writing { db in try requests.map { try insert(db, $0) } }
     }
 
-    public func insert(_ requests: [WaiverCore.PreparedRequest], thenRecord: ([ExceptionRecord]) throws -> CheckRecording) throws -> (filed: [ExceptionRecord], evaluation: Int) {
-        try pool.write { db in
+    public func insert(_ requests: [WaiverCore.PreparedRequest], thenRecord: ([ExceptionRecord]) throws -> CheckRecording) async throws -> (filed: [ExceptionRecord], evaluation: Int) {
+        try await writing { db in
             let filed = try requests.map { try insert(db, $0) }
             let r = try thenRecord(filed)
             return (filed, try record(db, r.evaluation, event: r.event, pruneBefore: r.pruneBefore))
@@ -458,8 +483,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         }
     }
 
-    public func modify(id: Int, _ change: (inout ExceptionRecord) throws -> [AuditDraft]) throws -> ExceptionRecord {
-        try pool.write { db in
+    public func modify(id: Int, _ change: (inout ExceptionRecord) throws -> [AuditDraft]) async throws -> ExceptionRecord {
+        try await writing { db in
             guard var record = try load(db, where: "id = ?", [id]).first else {
                 throw RegisterError.notFound("\(ExceptionRecord.display(id)) not found")
             }
@@ -487,11 +512,11 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         }
     }
 
-    public func exception(id: Int) throws -> ExceptionRecord? {
-        try pool.read { db in try load(db, where: "id = ?", [id]).first }
+    public func exception(id: Int) async throws -> ExceptionRecord? {
+        try await reading { db in try load(db, where: "id = ?", [id]).first }
     }
 
-    public func exceptions(_ f: ExceptionFilter) throws -> [ExceptionRecord] {
+    public func exceptions(_ f: ExceptionFilter) async throws -> [ExceptionRecord] {
         var conditions: [String] = []
         var args: [(any DatabaseValueConvertible)?] = []
         if let statuses = f.statuses, !statuses.isEmpty {
@@ -508,11 +533,11 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         sql += " ORDER BY id"
         if let limit = f.limit { sql += " LIMIT ?"; args.append(max(0, limit)) }
         let arguments = StatementArguments(args)
-        return try pool.read { db in try load(db, where: sql, arguments) }
+        return try await reading { db in try load(db, where: sql, arguments) }
     }
 
-    public func covering(workspace: String, pairs: [(policy: String, resource: String)]) throws -> [ExceptionRecord] {
-        try pool.read { db in
+    public func covering(workspace: String, pairs: [(policy: String, resource: String)]) async throws -> [ExceptionRecord] {
+        try await reading { db in
             // Most checks run in workspaces with no live exception: one indexed probe answers them.
             let any = try Bool.fetchOne(db.cachedStatement(sql: """
                 SELECT EXISTS (SELECT 1 FROM exceptionResource r JOIN exception e ON e.id = r.exceptionId
@@ -658,8 +683,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
 
     // MARK: - Evaluations
 
-    public func record(_ evaluation: Evaluation, event: AuditDraft, pruneBefore: Date? = nil) throws -> Int {
-        try pool.write { db in try record(db, evaluation, event: event, pruneBefore: pruneBefore) }
+    public func record(_ evaluation: Evaluation, event: AuditDraft, pruneBefore: Date? = nil) async throws -> Int {
+        try await writing { db in try record(db, evaluation, event: event, pruneBefore: pruneBefore) }
     }
 
     func record(_ db: Database, _ evaluation: Evaluation, event: AuditDraft, pruneBefore: Date?) throws -> Int {
@@ -690,8 +715,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         return Int(id)
     }
 
-    public func recordedRule(workspace: String, policy: String) throws -> (category: String, severity: Severity)? {
-        try pool.read { db in
+    public func recordedRule(workspace: String, policy: String) async throws -> (category: String, severity: Severity)? {
+        try await reading { db in
             let rows = try Row.fetchAll(db, sql: """
                 SELECT DISTINCT v.severity, v.category FROM evaluationViolation v JOIN evaluation e ON e.id = v.evaluationId
                 WHERE v.policy = ? AND e.workspace = ?
@@ -703,8 +728,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         }
     }
 
-    public func latestEvaluation(workspace: String) throws -> Evaluation? {
-        try pool.read { db in
+    public func latestEvaluation(workspace: String) async throws -> Evaluation? {
+        try await reading { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM evaluation WHERE workspace = ? ORDER BY id DESC LIMIT 1", arguments: [workspace]) else {
                 return nil
             }
@@ -753,4 +778,11 @@ public enum StoreError {
         default: return "register database error (SQLite \(e.resultCode.rawValue)); nothing was written"
         }
     }
+}
+
+/// A value moved into a `@Sendable` closure that the caller awaits before it goes on: the closure
+/// never outlives the call, so nothing is shared across threads at once.
+struct Unchecked<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

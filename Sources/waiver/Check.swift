@@ -3,12 +3,12 @@ import Foundation
 import WaiverCore
 import WaiverFormats
 import WaiverStore
-import WaiverServer
+import WaiverUseCases
 
 extension OutputFormat: ExpressibleByArgument {}
 extension UnknownMode: ExpressibleByArgument {}
 
-struct Check: ParsableCommand {
+struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate policies on a Terraform plan and scanners' SARIF reports; gate the pipeline.",
         discussion: """
@@ -75,7 +75,7 @@ struct Check: ParsableCommand {
         do { _ = try RequestLimits.workspace(workspace) } catch { throw ValidationError("--workspace: \(error)") }
     }
 
-    func run() throws {
+    func run() async throws {
         // WAIVER_TIMINGS=1 prints how long each phase took to stderr (for the benchmark).
         let timings = ProcessInfo.processInfo.environment["WAIVER_TIMINGS"] == "1"
         let clock = ContinuousClock()
@@ -87,7 +87,7 @@ struct Check: ParsableCommand {
             mark = now
         }
         let spec = request ? RequestSpec(reason: reason ?? "", days: days, likelihood: likelihood, impact: impact, mitigations: mitigation) : nil
-        if let client = try registerOptions.client() { return try runRemote(client, spec: spec) }
+        if let client = try registerOptions.client() { return try await runRemote(client, spec: spec) }
 
         let (configuration, base) = try options.loadConfiguration()
         let (dir, explicit) = options.policyDirectory(configuration, base: base)
@@ -123,18 +123,18 @@ struct Check: ParsableCommand {
         var report: CheckReport
         if let wait, let seconds = parseDuration(wait) {
             // Requests are filed (all or none) before the wait; the check is recorded after it, with the decisions.
-            let (marked, filed) = try CheckService.applyRegister(evaluated, register: register, actor: actor, commitAuthor: commitAuthor, request: spec, now: try currentTime())
+            let (marked, filed) = try await CheckService.applyRegister(evaluated, register: register, actor: actor, commitAuthor: commitAuthor, request: spec, now: try currentTime())
             report = marked
             said(filed)
-            try poll(seconds: seconds, pending: { report.summary.pending }) {
+            try await poll(seconds: seconds, pending: { report.summary.pending }) {
                 report = evaluated
-                try register.applyExceptions(to: &report, now: try currentTime())
+                try await register.applyExceptions(to: &report, now: try currentTime())
             }
             phase("register")
-            _ = try CheckService.record(report, register: register, actor: actor, now: try currentTime())
+            _ = try await CheckService.record(report, register: register, actor: actor, now: try currentTime())
         } else {
             // The requests (all or none) and the recorded check commit in one transaction.
-            let (final, filed, _) = try CheckService.checkIn(evaluated, register: register, actor: actor, commitAuthor: commitAuthor, request: spec, now: try currentTime())
+            let (final, filed, _) = try await CheckService.checkIn(evaluated, register: register, actor: actor, commitAuthor: commitAuthor, request: spec, now: try currentTime())
             report = final
             said(filed)
             phase("register")
@@ -147,15 +147,15 @@ struct Check: ParsableCommand {
     }
 
     /// Waits with backoff (1 s doubling, at most 30 s) while requests are pending, until `seconds` ran out.
-    func poll(seconds: Int, pending: () -> Int, refresh: () throws -> Void) throws {
+    func poll(seconds: Int, pending: () -> Int, refresh: () async throws -> Void) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(seconds)
         var delay = 1.0
         while pending() > 0, clock.now < deadline {
             let remaining = deadline - clock.now
-            Thread.sleep(forTimeInterval: max(0.2, min(delay, Double(remaining.components.seconds) + 1)))
+            try await Task.sleep(for: .seconds(max(0.2, min(delay, Double(remaining.components.seconds) + 1))))
             delay = min(delay * 2, 30)
-            try refresh()
+            try await refresh()
         }
     }
 
@@ -171,7 +171,7 @@ struct Check: ParsableCommand {
     }
 
     /// `check --server`: the server evaluates with its own policies against the shared register.
-    func runRemote(_ client: ServerClient, spec: RequestSpec?) throws {
+    func runRemote(_ client: ServerClient, spec: RequestSpec?) async throws {
         // The documents go as they are (normalized to UTF-8), inside a JSON envelope.
         let planBytes = try plan.map { try PlanReader.normalized(try InputFile.read($0), file: $0) }
         let sarifBytes = try sarif.map { try InputFile.utf8(try InputFile.read($0), file: $0) }
@@ -201,7 +201,7 @@ struct Check: ParsableCommand {
             out.append(0x7D)
             return Data(out)
         }
-        var result = try client.call(.POST, "/api/v1/evaluations", body: envelope(request: spec)).json()
+        var result = try await client.call(.POST, "/api/v1/evaluations", body: envelope(request: spec)).json()
         for id in result["requested"]?.arrayValue?.compactMap(\.stringValue) ?? [] {
             FileHandle.standardError.write(Data("waiver: \(id) requested\n".utf8))
         }
@@ -209,11 +209,13 @@ struct Check: ParsableCommand {
         let pending = (result["results"]?.arrayValue ?? []).filter { $0["status"] == "pending" }.compactMap { $0["exception"]?.stringValue }
         if let wait, let seconds = parseDuration(wait), !pending.isEmpty {
             var waiting = Set(pending)
-            try poll(seconds: seconds, pending: { waiting.count }) {
-                for id in waiting where try client.json(.GET, "/api/v1/exceptions/\(id)")["status"] != "pending" { waiting.remove(id) }
+            try await poll(seconds: seconds, pending: { waiting.count }) {
+                for id in waiting {
+                    if try await client.json(.GET, "/api/v1/exceptions/\(id)")["status"] != "pending" { waiting.remove(id) }
+                }
             }
             // Evaluate again for the final statuses (nothing new to request); it is recorded as the latest state.
-            result = try client.call(.POST, "/api/v1/evaluations", body: envelope(request: nil)).json()
+            result = try await client.call(.POST, "/api/v1/evaluations", body: envelope(request: nil)).json()
         }
         let rendered = format == .json ? JSONWriter.write(result) : (result["rendered"]?.stringValue ?? "")
         let s = result["summary"]

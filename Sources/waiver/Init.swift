@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import WaiverFormats
 
-struct Init: ParsableCommand {
+struct Init: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write waiver.yaml and a starter pack of policies into a directory.",
         discussion: "Refuses to overwrite existing files unless --force is given."
@@ -14,7 +14,7 @@ struct Init: ParsableCommand {
     @Flag(name: .long, help: "Overwrite files that already exist.")
     var force = false
 
-    func run() throws {
+    func run() async throws {
         let fm = FileManager.default
         let targets = StarterPack.files.map { ((directory as NSString).appendingPathComponent($0.path), $0.contents) }
         if !force {

@@ -4,7 +4,7 @@ import WaiverCore
 import WaiverFormats
 import WaiverStore
 
-struct Request: ParsableCommand {
+struct Request: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Request an exception to a policy for resources in a workspace (or a person, device or account).",
         discussion: "The request is logged and pending until someone else from the routed groups approves it.")
@@ -34,7 +34,7 @@ struct Request: ParsableCommand {
         if renews == nil && (kind ?? .resource) == .resource && workspace == nil { throw ValidationError("--workspace is required for resource exceptions") }
     }
 
-    func run() throws {
+    func run() async throws {
         if let client = try registerOptions.client() {
             var body = Value.Object([
                 ("resources", .array(resource.map(Value.string))), ("reason", .string(reason)), ("mitigations", .array(mitigation.map(Value.string))),
@@ -47,12 +47,12 @@ struct Request: ParsableCommand {
             if let impact { body.append("impact", .string(impact.rawValue)) }
             if let renews { body.append("renews", .string(renews)) }
             if let owner { body.append("owner", .string(owner)) }
-            var e = try client.json(.POST, "/api/v1/exceptions", body: .object(body))
+            var e = try await client.json(.POST, "/api/v1/exceptions", body: .object(body))
             if let w = e["warning"]?.stringValue { warn([w]) }
             let id = e["id"]?.stringValue ?? "?"
             for path in evidence {
                 guard let data = FileManager.default.contents(atPath: path) else { throw UsageError("\(path): cannot read evidence file") }
-                e = try client.call(.POST, "/api/v1/exceptions/\(id)/evidence", query: [("name", (path as NSString).lastPathComponent)],
+                e = try await client.call(.POST, "/api/v1/exceptions/\(id)/evidence", query: [("name", (path as NSString).lastPathComponent)],
                                     body: data, contentType: "application/octet-stream").json()
             }
             if format == .json { try emit(JSONWriter.write(e), to: nil); return }
@@ -63,14 +63,14 @@ struct Request: ParsableCommand {
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: true)
         let now = try currentTime()
         let files = try evidence.map { try EvidenceStore.put(path: $0, into: registerOptions.evidenceDirectory, by: ctx.actor, at: now) }
-        let prepared = try ctx.register.prepare(
+        let prepared = try await ctx.register.prepare(
             ExceptionRequest(policy: policy ?? "", workspace: workspace ?? "", subjectKind: kind, resources: resource, reason: reason,
                              days: days, likelihood: likelihood, impact: impact, mitigations: mitigation, renews: try renews.map(exceptionId),
                              owner: owner),
             actor: ctx.actor, now: now)
-        var record = try ctx.store.insert([prepared])[0]
+        var record = try await ctx.store.insert([prepared])[0]
         if let w = prepared.warning { warn([w]) }
-        for f in files { record = try ctx.register.addEvidence(record.id, file: f, actor: ctx.actor) }
+        for f in files { record = try await ctx.register.addEvidence(record.id, file: f, actor: ctx.actor) }
         if format == .json {
             try emit(JSONWriter.write(RegisterOutput.value(record, now: now)), to: nil)
         } else {
@@ -83,7 +83,7 @@ enum OutputFormatChoice: String, ExpressibleByArgument, CaseIterable {
     case text, json
 }
 
-struct Approve: ParsableCommand {
+struct Approve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Approve a pending exception (never your own; only members of the routed groups).")
     @OptionGroup var config: ConfigOptions
     @OptionGroup var registerOptions: RegisterOptions
@@ -93,13 +93,13 @@ struct Approve: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Re-rate the risk upward (a level of risk.levels): the approvals that level needs apply at once.", valueName: "level"))
     var risk: String?
 
-    func run() throws {
+    func run() async throws {
         if let client = try registerOptions.client() {
             var body = Value.Object()
             if let comment { body.append("comment", .string(comment)) }
             if let days { body.append("days", .number(Double(days))) }
             if let risk { body.append("risk", .string(risk)) }
-            let e = try client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/approve", body: .object(body))
+            let e = try await client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/approve", body: .object(body))
             if risk != nil, let note = e["risk_note"]?.stringValue, e["risk_raised_by"] != nil { print("\(e["id"]?.stringValue ?? id): risk raised to \(note)") }
             if e["status"] == "approved" {
                 print("\(e["id"]?.stringValue ?? id) approved: active until \(e["expires"]?.stringValue ?? "?")")
@@ -109,7 +109,7 @@ struct Approve: ParsableCommand {
             return
         }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-        let e = try ctx.register.approve(try exceptionId(id), actor: ctx.actor, comment: comment, days: days, risk: risk, now: try currentTime())
+        let e = try await ctx.register.approve(try exceptionId(id), actor: ctx.actor, comment: comment, days: days, risk: risk, now: try currentTime())
         if risk != nil, e.riskRaisedBy == ctx.actor { print("\(e.displayId): risk raised to \(RegisterOutput.riskText(e)); it needs \(e.rule.minApprovals) of \(e.rule.groups.joined(separator: ", "))") }
         if e.status == .approved, let x = e.expiresAt {
             print("\(e.displayId) approved by \(ctx.actor): active until \(iso(x))")
@@ -119,47 +119,47 @@ struct Approve: ParsableCommand {
     }
 }
 
-struct Reject: ParsableCommand {
+struct Reject: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reject a pending exception, with a comment saying why.")
     @OptionGroup var config: ConfigOptions
     @OptionGroup var registerOptions: RegisterOptions
     @Argument(help: "Exception id (EX-7).") var id: String
     @Option(name: .long, help: ArgumentHelp("Why it is rejected.", valueName: "text")) var comment: String
 
-    func run() throws {
+    func run() async throws {
         if let client = try registerOptions.client() {
-            let e = try client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/reject", body: ["comment": .string(comment)])
+            let e = try await client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/reject", body: ["comment": .string(comment)])
             print("\(e["id"]?.stringValue ?? id) rejected")
             return
         }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-        let e = try ctx.register.reject(try exceptionId(id), actor: ctx.actor, comment: comment, now: try currentTime())
+        let e = try await ctx.register.reject(try exceptionId(id), actor: ctx.actor, comment: comment, now: try currentTime())
         print("\(e.displayId) rejected by \(ctx.actor)")
     }
 }
 
-struct Revoke: ParsableCommand {
+struct Revoke: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Revoke an exception early (approvers of its policy, or its requester), with a comment.")
     @OptionGroup var config: ConfigOptions
     @OptionGroup var registerOptions: RegisterOptions
     @Argument(help: "Exception id (EX-7).") var id: String
     @Option(name: .long, help: ArgumentHelp("Why it is revoked.", valueName: "text")) var comment: String
 
-    func run() throws {
+    func run() async throws {
         if let client = try registerOptions.client() {
-            let e = try client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/revoke", body: ["comment": .string(comment)])
+            let e = try await client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/revoke", body: ["comment": .string(comment)])
             print("\(e["id"]?.stringValue ?? id) revoked")
             return
         }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-        let e = try ctx.register.revoke(try exceptionId(id), actor: ctx.actor, comment: comment, now: try currentTime())
+        let e = try await ctx.register.revoke(try exceptionId(id), actor: ctx.actor, comment: comment, now: try currentTime())
         print("\(e.displayId) revoked by \(ctx.actor)")
     }
 }
 
 enum ListFormat: String, ExpressibleByArgument, CaseIterable { case text, json, csv }
 
-struct List: ParsableCommand {
+struct List: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List exceptions in the register.")
     @OptionGroup var config: ConfigOptions
     @OptionGroup var registerOptions: RegisterOptions
@@ -169,12 +169,12 @@ struct List: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Only active exceptions expiring within this duration (7d, 12h).", valueName: "duration")) var expiringWithin: String?
     @Option(name: .long, help: "text, json or csv.") var format: ListFormat = .text
 
-    func run() throws {
+    func run() async throws {
         if let client = try registerOptions.client() {
             if let text = expiringWithin, parseDuration(text) == nil {
                 throw UsageError("--expiring-within: '\(text)' is not a duration (use 30m, 12h, 7d or 2w)")
             }
-            let reply = try client.call(.GET, "/api/v1/exceptions", query: [
+            let reply = try await client.call(.GET, "/api/v1/exceptions", query: [
                 ("status", status?.rawValue), ("policy", policy), ("workspace", workspace), ("expiring_within", expiringWithin),
                 ("format", format.rawValue),
             ])
@@ -189,7 +189,7 @@ struct List: ParsableCommand {
             filter.statuses = [.approved]
             filter.expiringBefore = now.addingTimeInterval(Double(d) + 1)
         }
-        var list = try ctx.store.exceptions(filter)
+        var list = try await ctx.store.exceptions(filter)
         if filter.expiringBefore != nil { list = list.filter { $0.isActive(at: now) } }
         switch format {
         case .text: try emit(RegisterOutput.listText(list, now: now), to: nil)
@@ -199,22 +199,22 @@ struct List: ParsableCommand {
     }
 }
 
-struct Show: ParsableCommand {
+struct Show: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show one exception with its approvals, evidence and full history.")
     @OptionGroup var config: ConfigOptions
     @OptionGroup var registerOptions: RegisterOptions
     @Argument(help: "Exception id (EX-7).") var id: String
     @Option(name: .long, help: "text or json.") var format: OutputFormatChoice = .text
 
-    func run() throws {
+    func run() async throws {
         if let client = try registerOptions.client() {
-            try emit(try client.call(.GET, "/api/v1/exceptions/\(try exceptionId(id))", query: [("format", format.rawValue)]).text, to: nil)
+            try await emit(try client.call(.GET, "/api/v1/exceptions/\(try exceptionId(id))", query: [("format", format.rawValue)]).text, to: nil)
             return
         }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
         let n = try exceptionId(id)
-        guard let e = try ctx.store.exception(id: n) else { throw RegisterError.notFound("\(ExceptionRecord.display(n)) not found") }
-        let history = try ctx.store.auditEvents(subject: e.displayId)
+        guard let e = try await ctx.store.exception(id: n) else { throw RegisterError.notFound("\(ExceptionRecord.display(n)) not found") }
+        let history = try await ctx.store.auditEvents(subject: e.displayId)
         let now = try currentTime()
         switch format {
         case .text: try emit(RegisterOutput.show(e, history: history, now: now), to: nil)
@@ -225,7 +225,7 @@ struct Show: ParsableCommand {
 
 enum ReportFormat: String, ExpressibleByArgument, CaseIterable { case text, json, markdown }
 
-struct Report: ParsableCommand {
+struct Report: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Exception frequency per policy, workspace and requester; renewals; policies to review; orphaned exceptions.")
     @OptionGroup var config: ConfigOptions
     @OptionGroup var registerOptions: RegisterOptions
@@ -233,12 +233,12 @@ struct Report: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("End of the period, exclusive.", valueName: "date")) var to: String?
     @Option(name: .long, help: "text, json or markdown.") var format: ReportFormat = .text
 
-    func run() throws {
+    func run() async throws {
         if let client = try registerOptions.client() {
             for (flag, value) in [("--from", from), ("--to", to)] {
                 if let value, parseInstant(value) == nil { throw UsageError("\(flag): '\(value)' is not a date (2026-10-01 or 2026-10-01T00:00:00Z)") }
             }
-            try emit(try client.call(.GET, "/api/v1/reports", query: [("from", from), ("to", to), ("format", format.rawValue)]).text, to: nil)
+            try await emit(try client.call(.GET, "/api/v1/reports", query: [("from", from), ("to", to), ("format", format.rawValue)]).text, to: nil)
             return
         }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
@@ -250,10 +250,10 @@ struct Report: ParsableCommand {
         }
         let start = try date(from, "--from"), end = try date(to, "--to")
         if let start, let end, end <= start { throw UsageError("--to must be after --from") }
-        let inPeriod = try ctx.store.exceptions(ExceptionFilter(createdFrom: start, createdBefore: end))
-        let active = try ctx.store.exceptions(ExceptionFilter(statuses: [.approved]))
+        let inPeriod = try await ctx.store.exceptions(ExceptionFilter(createdFrom: start, createdBefore: end))
+        let active = try await ctx.store.exceptions(ExceptionFilter(statuses: [.approved]))
         var latest: [String: Evaluation] = [:]
-        for w in Set(active.map(\.workspace)) { latest[w] = try ctx.store.latestEvaluation(workspace: w) }
+        for w in Set(active.map(\.workspace)) { latest[w] = try await ctx.store.latestEvaluation(workspace: w) }
         let report = RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: start, to: end, now: now,
                                           reviewThreshold: ctx.configuration.reviewThreshold)
         switch format {
@@ -264,15 +264,15 @@ struct Report: ParsableCommand {
     }
 }
 
-struct Expire: ParsableCommand {
+struct Expire: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-check exceptions past expiry: closed if the resources are compliant in the latest check, expired (blocking again) if not.")
     @OptionGroup var config: ConfigOptions
     @OptionGroup var registerOptions: RegisterOptions
 
-    func run() throws {
+    func run() async throws {
         if let client = try registerOptions.client() {
-            let outcomes = try client.json(.POST, "/api/v1/expire").arrayValue ?? []
+            let outcomes = try await client.json(.POST, "/api/v1/expire").arrayValue ?? []
             for o in outcomes {
                 let id = o["id"]?.stringValue ?? "?"
                 if o["status"] == "closed" {
@@ -286,7 +286,7 @@ struct Expire: ParsableCommand {
             return
         }
         let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-        let outcomes = try ctx.register.expire(now: try currentTime(), actor: ctx.actor)
+        let outcomes = try await ctx.register.expire(now: try currentTime(), actor: ctx.actor)
         for o in outcomes {
             if o.exception.status == .closed {
                 print("\(o.exception.displayId) closed: \(o.exception.policy) is compliant on its resources in \(o.exception.workspace)")
@@ -298,11 +298,11 @@ struct Expire: ParsableCommand {
     }
 }
 
-struct Audit: ParsableCommand {
+struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Verify or export the tamper-evident audit log; sign checkpoints of it.",
                                                     subcommands: [Verify.self, Export.self, Checkpoint.self, Keygen.self])
 
-    struct Verify: ParsableCommand {
+    struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Verify the register as evidence; exit 0 when intact, 1 naming what does not verify.",
             discussion: """
@@ -328,7 +328,7 @@ struct Audit: ParsableCommand {
             if checkpoint != nil && publicKey == nil { throw ValidationError("--checkpoint needs --public-key to check its signature") }
         }
 
-        func run() throws {
+        func run() async throws {
             var anchors = anchor.compactMap(AuditAnchor.init)
             let key = try publicKey.map(loadPublicKey)
             let given = try checkpoint.map(loadCheckpoints)
@@ -353,7 +353,7 @@ struct Audit: ParsableCommand {
                 var query: [(String, String?)] = anchors.map { ("anchor", $0.description) }
                 if let key { query.append(("public_key", key.text)) }
                 if given != nil { throw UsageError("--checkpoint with --server: verify the server's export instead (audit export, then --file)") }
-                guard let v = AuditOutput.verification(try client.call(.GET, "/api/v1/audit/verify", query: query).json()) else {
+                guard let v = await AuditOutput.verification(try client.call(.GET, "/api/v1/audit/verify", query: query).json()) else {
                     throw UsageError("the server's answer to audit/verify is not a verification")
                 }
                 result = v
@@ -368,7 +368,7 @@ struct Audit: ParsableCommand {
     }
 
     /// Signs the head of the log with the key kept outside the register and keeps the checkpoint.
-    struct Checkpoint: ParsableCommand {
+    struct Checkpoint: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Sign the audit log's head with the Ed25519 key kept outside the register; print the checkpoint (JSON).",
             discussion: "Locally the key comes from --signing-key FILE or $WAIVER_SIGNING_KEY; with --server the server signs with its own key.")
@@ -378,10 +378,10 @@ struct Audit: ParsableCommand {
         @Option(name: .long, help: ArgumentHelp("Append the checkpoint to this file too (one JSON object a line).", valueName: "file"))
         var output: String?
 
-        func run() throws {
+        func run() async throws {
             let json: String
             if let client = try registerOptions.client() {
-                json = JSONWriter.write(try client.json(.POST, "/api/v1/audit/checkpoints"), pretty: false)
+                json = await JSONWriter.write(try client.json(.POST, "/api/v1/audit/checkpoints"), pretty: false)
             } else {
                 let key = try loadSigningKey(signingKey)
                 guard let c = try registerOptions.openStore().checkpoint(with: key, now: try currentTime()) else {
@@ -401,12 +401,12 @@ struct Audit: ParsableCommand {
         }
     }
 
-    struct Keygen: ParsableCommand {
+    struct Keygen: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make an Ed25519 key pair for signed checkpoints: the private key to a file (mode 600), the public key to stdout.")
         @Option(name: .long, help: ArgumentHelp("Where to write the private key (refused if it exists).", valueName: "file")) var output: String
 
-        func run() throws {
+        func run() async throws {
             guard !FileManager.default.fileExists(atPath: output) else { throw UsageError("\(output): exists; a key is never overwritten") }
             let key = SigningKey.generate()
             guard FileManager.default.createFile(atPath: output, contents: Data((key.text + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
@@ -417,7 +417,7 @@ struct Audit: ParsableCommand {
         }
     }
 
-    struct Export: ParsableCommand {
+    struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Write the audit log as JSON Lines (one event a line, with hashes) for auditors.")
         @OptionGroup var registerOptions: RegisterOptions
         @Option(name: .long, help: "jsonl.") var format: String = "jsonl"
@@ -427,14 +427,14 @@ struct Audit: ParsableCommand {
             if format != "jsonl" { throw ValidationError("--format: only jsonl is supported") }
         }
 
-        func run() throws {
+        func run() async throws {
             if let client = try registerOptions.client() {
-                try emit(try client.call(.GET, "/api/v1/audit/export").text, to: output)
+                try await emit(try client.call(.GET, "/api/v1/audit/export").text, to: output)
                 return
             }
             let store = try registerOptions.openStore()
             var out: [UInt8] = []
-            try store.forEachAuditEvent { e in
+            try await store.forEachAuditEvent { e in
                 out.append(contentsOf: AuditChain.exportLine(e).utf8)
                 out.append(0x0A)
             }

@@ -5,24 +5,6 @@ import NIOHTTP1
 import WaiverCore
 import WaiverFormats
 
-/// Runs async work from a synchronous command and waits for it.
-final class ResultBox<T>: @unchecked Sendable {
-    var result: Result<T, any Error>?
-    init() {}
-}
-
-func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-    let box = ResultBox<T>()
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
-        done.signal()
-    }
-    done.wait()
-    guard let result = box.result else { throw UsageError("internal: no result") }
-    return try result.get()
-}
-
 /// The shared register behind `waiver serve`, reached with `--server URL` and `$WAIVER_TOKEN`.
 struct ServerClient: Sendable {
     let base: String
@@ -39,14 +21,15 @@ struct ServerClient: Sendable {
 
     /// Sends a request; a non-2xx answer becomes an error carrying the server's message (exit 2).
     func call(_ method: HTTPMethod, _ path: String, query: [(String, String?)] = [], body: Data? = nil,
-              contentType: String = "application/json", timeout: TimeAmount = .seconds(120)) throws -> Reply {
+              contentType: String = "application/json", timeout: TimeAmount = .seconds(120)) async throws -> Reply {
         var target = base.hasSuffix("/") ? String(base.dropLast()) : base
         target += path
         let items = query.compactMap { k, v in v.map { "\(k)=\($0.addingPercentEncoding(withAllowedCharacters: .urlQueryValueAllowed) ?? $0)" } }
         if !items.isEmpty { target += "?" + items.joined(separator: "&") }
         let token = self.token
         let url = target
-        let reply: Reply = try blocking {
+        let reply: Reply
+        do {
             var request = HTTPClientRequest(url: url)
             request.method = method
             request.headers.add(name: "Authorization", value: "Bearer \(token)")
@@ -62,7 +45,7 @@ struct ServerClient: Sendable {
                 throw UsageError("\(url): cannot reach the server (\(error))")
             }
             let buffer = try await response.body.collect(upTo: 1 << 30)
-            return Reply(status: Int(response.status.code), body: Data(buffer.readableBytesView))
+            reply = Reply(status: Int(response.status.code), body: Data(buffer.readableBytesView))
         }
         guard (200..<300).contains(reply.status) else {
             let message = (try? reply.json())?["error"]?["message"]?.stringValue ?? reply.text.prefix(300).description
@@ -71,8 +54,8 @@ struct ServerClient: Sendable {
         return reply
     }
 
-    func json(_ method: HTTPMethod, _ path: String, query: [(String, String?)] = [], body: Value? = nil) throws -> Value {
-        try call(method, path, query: query, body: body.map { Data(JSONWriter.write($0, pretty: false).utf8) }).json()
+    func json(_ method: HTTPMethod, _ path: String, query: [(String, String?)] = [], body: Value? = nil) async throws -> Value {
+        try await call(method, path, query: query, body: body.map { Data(JSONWriter.write($0, pretty: false).utf8) }).json()
     }
 }
 

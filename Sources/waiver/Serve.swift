@@ -7,7 +7,7 @@ import WaiverFormats
 import WaiverServer
 import WaiverStore
 
-struct Serve: ParsableCommand {
+struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the shared register: JSON API, scheduler (reminders, expiry) and webhooks.",
         discussion: "Stops gracefully on SIGTERM or SIGINT: requests in flight finish, nothing is half written.")
@@ -31,7 +31,7 @@ struct Serve: ParsableCommand {
         guard let d = parseDuration(checkpointEvery), d >= 1 else { throw ValidationError("--checkpoint-every: '\(checkpointEvery)' is not a duration (30m, 1h, 1d)") }
     }
 
-    func run() throws {
+    func run() async throws {
         let path = try databasePath(database)
         let (configuration, base) = try config.loadConfiguration()
         let (dir, _) = config.policyDirectory(configuration, base: base)
@@ -49,7 +49,7 @@ struct Serve: ParsableCommand {
         warn(state.register.unmeetableRules())
         let app = try buildApplication(state: state)
         FileHandle.standardError.write(Data("waiver: serving \(path) on http://\(host):\(port) with \(policies.count) policies\(key.map { "; signing checkpoints with key \($0.publicKey.id)" } ?? "")\n".utf8))
-        try blocking { try await app.runService() }
+        try await app.runService()
     }
 }
 
@@ -67,7 +67,7 @@ func databasePath(_ url: String) throws -> String {
     return url
 }
 
-struct Admin: ParsableCommand {
+struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage users and tokens of the shared register (run on the server host).",
         subcommands: [AddUser.self, RemoveUser.self, AddToken.self, RevokeToken.self, EndSessions.self, Users.self, Webhooks.self])
@@ -100,7 +100,7 @@ struct Admin: ParsableCommand {
         return t.token
     }
 
-    struct AddUser: ParsableCommand {
+    struct AddUser: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "add-user", abstract: "Add (or update) a user and print a new API token once.")
         @OptionGroup var options: Options
         @Argument(help: "User name (an email, usually).") var name: String
@@ -112,7 +112,7 @@ struct Admin: ParsableCommand {
             if name.isEmpty || name.count > 200 || name.contains(where: \.isWhitespace) { throw ValidationError("a user name is 1 to 200 characters without spaces") }
         }
 
-        func run() throws {
+        func run() async throws {
             let store = try options.open()
             try store.putUser(User(name: name, groups: group, admin: admin), actor: options.actorName, now: try currentTime())
             print(try Admin.newToken(for: name, store: store, actor: options.actorName))
@@ -121,12 +121,12 @@ struct Admin: ParsableCommand {
         }
     }
 
-    struct RemoveUser: ParsableCommand {
+    struct RemoveUser: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "remove-user", abstract: "Remove a user: their tokens and web sessions end at once.")
         @OptionGroup var options: Options
         @OptionGroup var config: ConfigOptions
         @Argument(help: "User name.") var name: String
-        func run() throws {
+        func run() async throws {
             let store = try options.open()
             try store.removeUser(name, actor: options.actorName, now: try currentTime())
             print("user \(name) removed; their tokens and sessions ended")
@@ -134,40 +134,40 @@ struct Admin: ParsableCommand {
         }
     }
 
-    struct EndSessions: ParsableCommand {
+    struct EndSessions: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "end-sessions", abstract: "End every web session of a user (they sign in again).")
         @OptionGroup var options: Options
         @Argument(help: "User name.") var name: String
-        func run() throws {
+        func run() async throws {
             let n = try options.open().endSessions(user: name, actor: options.actorName, now: try currentTime())
             print("\(n) session\(n == 1 ? "" : "s") of \(name) ended")
         }
     }
 
-    struct AddToken: ParsableCommand {
+    struct AddToken: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "add-token", abstract: "Print a new API token for an existing user (shown once).")
         @OptionGroup var options: Options
         @Argument(help: "User name.") var name: String
-        func run() throws {
+        func run() async throws {
             print(try Admin.newToken(for: name, store: try options.open(), actor: options.actorName))
         }
     }
 
-    struct RevokeToken: ParsableCommand {
+    struct RevokeToken: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "revoke-token", abstract: "Revoke a token by its id (the part after wvr_).")
         @OptionGroup var options: Options
         @Argument(help: "Token id (12 hex digits, or the whole token).") var token: String
-        func run() throws {
+        func run() async throws {
             let id = token.hasPrefix("wvr_") ? String(token.split(separator: "_").dropFirst().first ?? "") : token
             try options.open().revokeToken(id: id, actor: options.actorName, now: try currentTime())
             print("token \(id) revoked")
         }
     }
 
-    struct Users: ParsableCommand {
+    struct Users: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List users and their tokens (ids only).")
         @OptionGroup var options: Options
-        func run() throws {
+        func run() async throws {
             let store = try options.open()
             let tokens = try store.tokens()
             for u in try store.users() {
@@ -177,10 +177,10 @@ struct Admin: ParsableCommand {
         }
     }
 
-    struct Webhooks: ParsableCommand {
+    struct Webhooks: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show recent webhook deliveries: delivered, waiting to retry, failed.")
         @OptionGroup var options: Options
-        func run() throws {
+        func run() async throws {
             let list = try options.open().deliveries()
             if list.isEmpty { print("No webhook deliveries."); return }
             for d in list {

@@ -5,7 +5,7 @@ import WaiverFormats
 import WaiverStore
 
 /// The `waiver` command: policy checks for pipelines, and the register of exceptions to them.
-struct Waiver: ParsableCommand {
+struct Waiver: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "waiver",
         abstract: "Policy checks for infrastructure pipelines, with logged, approved and expiring exceptions.",
@@ -75,11 +75,11 @@ func emit(_ text: String, to path: String?) throws {
 
 @main
 enum Main {
-    static func main() {
+    static func main() async {
         let code: Int32
         do {
             var command = try Waiver.parseAsRoot()
-            try command.run()
+            if var command = command as? AsyncParsableCommand { try await command.run() } else { try command.run() }
             code = 0
         } catch let exit as Exit {
             code = exit.code

@@ -56,7 +56,7 @@ func waiver(_ args: [String], in cwd: String = repoRoot, env: [String: String] =
 
 @Suite("The waiver binary, end to end", .serialized)
 struct CLITests {
-    @Test func checksTheExamplePlanAndBlocks() throws {
+    @Test func checksTheExamplePlanAndBlocks() async throws {
         let r = try waiver(["check", "--plan", "Examples/plans/web-app.json"])
         #expect(r.code == 1)
         #expect(r.err.isEmpty)
@@ -65,13 +65,13 @@ struct CLITests {
         #expect(r.out.hasSuffix("BLOCKED: 13 resources, 7 violations: 5 blocking, 0 excepted, 0 pending, 2 unknown\n"))
     }
 
-    @Test func aCompliantPlanPasses() throws {
+    @Test func aCompliantPlanPasses() async throws {
         let r = try waiver(["check", "--plan", "Examples/plans/compliant.json"])
         #expect(r.code == 0)
         #expect(r.out.hasSuffix("PASS: 7 resources, 0 violations: 0 blocking, 0 excepted, 0 pending, 0 unknown\n"))
     }
 
-    @Test func unknownBlocksWhenAsked() throws {
+    @Test func unknownBlocksWhenAsked() async throws {
         let dir = TempDir()
         let plan = dir.write("plan.json", planJSON([change("aws_instance.a", after: #"{"tags":{"Name":"web-prod-a"}}"#, unknown: #"{"instance_type":true}"#)]))
         dir.write("p/p.yaml", "policies:\n  - { id: COST-1, title: t, resource_types: [aws_instance], require: { path: instance_type, in: [t3.micro] } }\n")
@@ -82,7 +82,7 @@ struct CLITests {
         #expect(block.code == 1)
     }
 
-    @Test func jsonToAFileWithASummaryOnStderr() throws {
+    @Test func jsonToAFileWithASummaryOnStderr() async throws {
         let dir = TempDir()
         let out = dir.path + "/report.json"
         let r = try waiver(["check", "--plan", "Examples/plans/web-app.json", "--format", "json", "--output", out, "--workspace", "shop-prod"])
@@ -103,14 +103,14 @@ struct CLITests {
         #expect(!r.out.contains("hunter2") && !r.out.contains("S3cr3t"))
     }
 
-    @Test func sarifAloneNeedsNoPlan() throws {
+    @Test func sarifAloneNeedsNoPlan() async throws {
         let r = try waiver(["check", "--sarif", "Tests/WaiverTests/Fixtures/golden/scan.sarif", "--format", "json"])
         #expect(r.code == 1)
         let v = try JSONReader.parse(Data(r.out.utf8))
         #expect(v["summary"]?["violations"] == 2)
     }
 
-    @Test func initWritesAStarterPackThatChecks() throws {
+    @Test func initWritesAStarterPackThatChecks() async throws {
         let dir = TempDir()
         let first = try waiver(["init"], in: dir.path)
         #expect(first.code == 0)
@@ -124,7 +124,7 @@ struct CLITests {
         #expect(check.out.contains("NET-001"))
     }
 
-    @Test func helpAndVersion() throws {
+    @Test func helpAndVersion() async throws {
         let help = try waiver(["--help"])
         #expect(help.code == 0)
         #expect(help.out.contains("check"))
@@ -143,21 +143,21 @@ struct CLIBadInputTests {
         #expect(r.err.hasPrefix("error: "))
     }
 
-    @Test func usageErrors() throws {
+    @Test func usageErrors() async throws {
         try expectRefused(["check"], "give a plan (--plan FILE) or at least one SARIF report")
         try expectRefused(["check", "--plan", "x.json", "--format", "pdf"], "pdf")
         try expectRefused(["check", "--plan", "x.json", "--bogus"], "--bogus")
         try expectRefused(["frobnicate"], "frobnicate")
     }
 
-    @Test func missingFiles() throws {
+    @Test func missingFiles() async throws {
         try expectRefused(["check", "--plan", "no/such/plan.json"], "error: no/such/plan.json: no such file")
         try expectRefused(["check", "--sarif", "missing.sarif"], "missing.sarif: no such file")
         try expectRefused(["check", "--plan", "Examples/plans/web-app.json", "--policies", "nope"], "nope: policy directory not found")
         try expectRefused(["check", "--plan", "Examples/plans/web-app.json", "--config", "nope.yaml"], "nope.yaml: configuration file not found")
     }
 
-    @Test func badPlans() throws {
+    @Test func badPlans() async throws {
         let dir = TempDir()
         let deep = String(repeating: "[", count: 200_000) + String(repeating: "]", count: 200_000)
         let cases: [(String, Data, String)] = [
@@ -176,7 +176,7 @@ struct CLIBadInputTests {
         }
     }
 
-    @Test func badPoliciesNameFileLineAndId() throws {
+    @Test func badPoliciesNameFileLineAndId() async throws {
         let dir = TempDir()
         dir.write("p/net.yaml", "policies:\n  - id: NET-001\n    title: t\n    forbid: { path: from_port, greater_than: 22 }\n")
         try expectRefused(["check", "--plan", "Examples/plans/web-app.json", "--policies", dir.path + "/p"],
@@ -187,20 +187,20 @@ struct CLIBadInputTests {
                           "d/b.yaml:2: X-1: duplicate policy id (also defined at \(dir.path)/d/a.yaml:2)")
     }
 
-    @Test func badConfigurationNamesKeyAndLine() throws {
+    @Test func badConfigurationNamesKeyAndLine() async throws {
         let dir = TempDir()
         dir.write("waiver.yaml", "policies: policies/\nexceptions:\n  max_days: 365\n")
         try expectRefused(["check", "--plan", repoRoot + "/Examples/plans/web-app.json"], in: dir.path,
                           "waiver.yaml:3: exceptions.max_days: 'exceptions.max_days' must be between 1 and 90, found 365")
     }
 
-    @Test func anInvalidSarifReportIsAnInputError() throws {
+    @Test func anInvalidSarifReportIsAnInputError() async throws {
         let dir = TempDir()
         let path = dir.write("bad.sarif", #"{"version":"2.1.0","runs":[{"results":[]}]}"#)
         try expectRefused(["check", "--sarif", path], "not a valid SARIF 2.1.0 report: runs[0] has no tool.driver")
     }
 
-    @Test func nothingIsHalfWrittenOnBadInput() throws {
+    @Test func nothingIsHalfWrittenOnBadInput() async throws {
         let dir = TempDir()
         let out = dir.write("report.json", "previous report")
         let bad = dir.write("bad.json", "{")
@@ -211,7 +211,7 @@ struct CLIBadInputTests {
 
 @Suite("Starter pack")
 struct StarterPackTests {
-    @Test func embeddedPackMatchesTheRepository() throws {
+    @Test func embeddedPackMatchesTheRepository() async throws {
         for file in StarterPack.files {
             let onDisk = try String(contentsOfFile: repoRoot + "/" + file.path, encoding: .utf8)
             #expect(onDisk == file.contents, "\(file.path) differs: run scripts/gen-starter-pack.py")
@@ -220,7 +220,7 @@ struct StarterPackTests {
         #expect(disk.sorted() == StarterPack.files.dropFirst().map { ($0.path as NSString).lastPathComponent }.sorted())
     }
 
-    @Test func everyStarterPolicyHasDescriptionAndRemediation() throws {
+    @Test func everyStarterPolicyHasDescriptionAndRemediation() async throws {
         let policies = try PolicyLoader.load(directory: repoRoot + "/policies")
         #expect(policies.filter { $0.rule != .control }.count == StarterPack.policyCount)
         #expect(policies.filter { $0.rule == .control }.map(\.id) == ["CTRL-HR-001", "CTRL-DEV-001", "CTRL-IAM-001"])

@@ -47,7 +47,7 @@ struct HostileInputTests {
 
     // MARK: 2. Bounded work per input
 
-    @Test func aYAMLAliasBombIsRefusedAtOnce() throws {
+    @Test func aYAMLAliasBombIsRefusedAtOnce() async throws {
         var lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
         for i in 1...8 { lines.append("a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 9).joined(separator: ", ") + "]") }
         lines.append("policies: *a8")
@@ -56,7 +56,7 @@ struct HostileInputTests {
         #expect(errors.first?.message.hasPrefix("more than 200,000 YAML nodes once aliases are expanded") == true)
     }
 
-    @Test func aCatastrophicPatternIsUndecidedNotStuck() throws {
+    @Test func aCatastrophicPatternIsUndecidedNotStuck() async throws {
         let p = try Pattern("(a+)+$")
         let subject = String(repeating: "a", count: 100) + "b"
         #expect(p.match(subject) == .unknown)  // 2^100 steps before; now its budget
@@ -86,7 +86,7 @@ struct HostileInputTests {
 
     // MARK: 3. Short errors
 
-    @Test func errorsDoNotEchoAMegabyteOfInput() throws {
+    @Test func errorsDoNotEchoAMegabyteOfInput() async throws {
         let huge = String(repeating: "x", count: 1 << 20)
         do {
             _ = try PlanReader.parse(Data(planJSON([change("aws_instance.a", actions: [huge])]).utf8), file: "p.json")
@@ -96,12 +96,12 @@ struct HostileInputTests {
             #expect(error.description.contains("…"))
         }
         let f = try Fixture()
-        #expect((f.refusal { _ = try f.request(huge) }?.count ?? 0) <= String.maxMessage)
+        #expect((await f.refusal { _ = try await f.request(huge) }?.count ?? 0) <= String.maxMessage)
     }
 
     // MARK: 4. The starter pack cannot be slipped
 
-    @Test func aTrailingLineTerminatorDoesNotSlipTheNamingRule() throws {
+    @Test func aTrailingLineTerminatorDoesNotSlipTheNamingRule() async throws {
         let pack = try PolicyLoader.load(directory: repoRoot + "/policies")
         let plan = try PlanReader.parse(Data(planJSON([
             change("aws_instance.a", after: #"{"instance_type":"t3.micro","tags":{"Name":"payments-prod-api\r","owner":"o","cost-center":"c","environment":"prod"}}"#),
@@ -122,7 +122,7 @@ struct HostileInputTests {
 
     // MARK: 5. Policy directories
 
-    @Test func aSymlinkedPolicyDirectoryIsWalkedAndAnUnreadableFileIsReportedOnce() throws {
+    @Test func aSymlinkedPolicyDirectoryIsWalkedAndAnUnreadableFileIsReportedOnce() async throws {
         let dir = TempDir()
         dir.write("real/p.yaml", try String(contentsOfFile: repoRoot + "/policies/naming.yaml", encoding: .utf8))
         try FileManager.default.createSymbolicLink(atPath: dir.path + "/link", withDestinationPath: dir.path + "/real")
@@ -155,16 +155,16 @@ struct HostileInputTests {
 
     // MARK: 10. Local writes to a served register reach the outbox
 
-    @Test func localWritesQueueTheirWebhookDeliveries() throws {
+    @Test func localWritesQueueTheirWebhookDeliveries() async throws {
         let dir = TempDir()
         var config = try ConfigLoader.load(path: repoRoot + "/waiver.yaml", required: true)
         config.notify = [.init(url: "http://127.0.0.1:9/hook")]
         // What `waiver expire --register FILE` opens: the store with the configuration's webhooks.
         let store = try SQLiteRegisterStore(path: dir.path + "/r.sqlite", webhooks: config.notify)
         let register = Register(store: store, configuration: config, policies: try PolicyLoader.load(directory: repoRoot + "/policies"))
-        let e = try register.request(ExceptionRequest(policy: "COST-001", workspace: "w", resources: ["a"], reason: "r", days: 1), actor: "dev", now: t0)
-        _ = try register.approve(e.id, actor: "fin@example.com", comment: nil, days: nil, now: t0)
-        _ = try register.expire(now: t0.addingTimeInterval(86_400), actor: "cron")
+        let e = try await register.request(ExceptionRequest(policy: "COST-001", workspace: "w", resources: ["a"], reason: "r", days: 1), actor: "dev", now: t0)
+        _ = try await register.approve(e.id, actor: "fin@example.com", comment: nil, days: nil, now: t0)
+        _ = try await register.expire(now: t0.addingTimeInterval(86_400), actor: "cron")
         #expect(try store.deliveries().map(\.action).contains("exception.expired"))
     }
 
@@ -228,7 +228,7 @@ struct TamperedRegisterTests {
         }
     }
 
-    @Test func aCorruptAuditRowIsAFindingOfVerifyNotACrash() throws {
+    @Test func aCorruptAuditRowIsAFindingOfVerifyNotACrash() async throws {
         let w = try Workspace()
         #expect(try w.run(["request", "--policy", "NET-001", "--resource", "sg.web", "--workspace", "shop", "--reason", "r"]).code == 0)
         try tamper(w.register, "UPDATE auditEvent SET time = 'noon' WHERE seq = 1")
@@ -240,18 +240,18 @@ struct TamperedRegisterTests {
 
 @Suite("Bounded growth of the server's tables", .serialized)
 struct BoundedGrowthTests {
-    @Test func deliveredWebhooksAndEndedSessionsArePrunedByTheScheduler() throws {
+    @Test func deliveredWebhooksAndEndedSessionsArePrunedByTheScheduler() async throws {
         let f = try ServerFixture(notify: [.init(url: "http://127.0.0.1:9/hook")])
-        _ = try f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "w", resources: ["a"], reason: "r"), actor: "dev", now: t0)
+        _ = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "w", resources: ["a"], reason: "r"), actor: "dev", now: t0)
         let d = try #require(try f.state.store.deliveries().first)
         try f.state.store.markDelivered([d.id], at: t0)
         try f.state.store.createSession(idHash: "h", user: "sam", tokenId: "t", csrf: "c", expiresAt: t0.addingTimeInterval(3600), now: t0)
         // Six days on: the delivery is kept (7 days by default); the idle session is gone.
         let early = SchedulerService(state: f.state, logger: .init(label: "t"))
-        _ = try early.tick(now: t0.addingTimeInterval(6 * 86_400))
+        _ = try await early.tick(now: t0.addingTimeInterval(6 * 86_400))
         #expect(try f.state.store.deliveries().count == 1)
         #expect(try f.state.store.prune(deliveredBefore: t0, sessionsIdleBefore: t0, now: t0) == (0, 0))
-        _ = try early.tick(now: t0.addingTimeInterval(8 * 86_400))
+        _ = try await early.tick(now: t0.addingTimeInterval(8 * 86_400))
         #expect(try f.state.store.deliveries().isEmpty)
     }
 
@@ -271,15 +271,15 @@ struct BoundedGrowthTests {
             #expect(ok == 201)
         }
         // Only the valid check was recorded.
-        #expect(try f.state.store.auditEvents(subject: nil).filter { $0.action == "check.recorded" }.count == 1)
+        await #expect(try await f.state.store.auditEvents(subject: nil).filter { $0.action == "check.recorded" }.count == 1)
     }
 
-    @Test func theCLIRefusesAWorkspaceOnTwoLines() throws {
+    @Test func theCLIRefusesAWorkspaceOnTwoLines() async throws {
         let r = try waiver(["check", "--plan", webApp, "--workspace", "shop\nprod"])
         #expect(r.code == 2 && r.err.contains("--workspace: a workspace is a name of 1 to 200 characters on one line"), "\(r.err)")
     }
 
-    @Test func retentionOfWebhooksIsConfigurable() throws {
+    @Test func retentionOfWebhooksIsConfigurable() async throws {
         let dir = TempDir()
         let path = dir.write("waiver.yaml", "retention: { webhooks: 30d }\n")
         #expect(try ConfigLoader.load(path: path, required: true).keepDeliveries == 30 * 86_400)

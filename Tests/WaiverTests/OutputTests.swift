@@ -53,7 +53,7 @@ struct OutputTests {
         #expect(!rendered.contains("hunter2"))
     }
 
-    @Test func theGoldenScenarioHasTheExpectedFindings() throws {
+    @Test func theGoldenScenarioHasTheExpectedFindings() async throws {
         let report = try goldenReport()
         let rows = report.findings.map { "\($0.policy) \($0.resource) \($0.status.rawValue)" }
         #expect(rows == [
@@ -79,7 +79,7 @@ struct OutputTests {
         #expect(defined.message == "SSH open to 0.0.0.0/0")
     }
 
-    @Test func jsonHasTheContractShape() throws {
+    @Test func jsonHasTheContractShape() async throws {
         let v = try JSONReader.parse(Data(OutputFormat.json.render(try goldenReport()).utf8))
         #expect(v["verdict"] == "blocked")
         #expect(v["summary"]?["excepted"] == 1)
@@ -91,7 +91,7 @@ struct OutputTests {
         }
     }
 
-    @Test func junitHasOneCasePerPolicyAndResourceEvaluated() throws {
+    @Test func junitHasOneCasePerPolicyAndResourceEvaluated() async throws {
         let xml = OutputFormat.junit.render(try goldenReport())
         let doc = try XMLDocument(data: Data(xml.utf8))
         let cases = try doc.nodes(forXPath: "//testcase")
@@ -101,7 +101,7 @@ struct OutputTests {
         #expect(try doc.nodes(forXPath: "//testcase/skipped").count == 2)
     }
 
-    @Test func sarifIsValidAndCarriesRulesAndSuppressions() throws {
+    @Test func sarifIsValidAndCarriesRulesAndSuppressions() async throws {
         let v = try JSONReader.parse(Data(OutputFormat.sarif.render(try goldenReport()).utf8))
         #expect(v["version"] == "2.1.0")
         let run = try #require(v["runs"]?.arrayValue?.first)
@@ -124,7 +124,7 @@ struct OutputTests {
         #expect(back.filter { $0.suppression != nil }.map(\.ruleId) == ["NAME-001"])
     }
 
-    @Test func markdownEscapesTableCells() throws {
+    @Test func markdownEscapesTableCells() async throws {
         let md = OutputFormat.markdown.render(try goldenReport())
         #expect(md.contains("&lt;team&gt;-&lt;env&gt;-&lt;purpose&gt; &amp; stay \\| safe"))
         #expect(!md.contains("<Worker>"))
@@ -137,7 +137,7 @@ struct OutputTests {
         #expect(OutputFormat.markdown.render(report).hasPrefix("### Waiver: ✅ pass"))
     }
 
-    @Test func unknownBlocksOnlyWhenAsked() throws {
+    @Test func unknownBlocksOnlyWhenAsked() async throws {
         let policies = try policies([("p.yaml", "policies:\n  - { id: A, title: t, require: { path: x, equals: 1 } }\n")])
         let r = [(resource(["x": .unknown]), file: "p")]
         #expect(CheckEngine(policies: policies, unknownMode: .warn).check(resources: r, external: [], workspace: "w").passed)

@@ -30,7 +30,7 @@ struct PlanReaderTests {
         #expect(planError(Data(planJSON([], version: "2.0").utf8))?.message.contains("unsupported plan format_version \"2.0\"") == true)
     }
 
-    @Test func mapsActionsAndSkipsDataSourcesDeletionsAndForgets() throws {
+    @Test func mapsActionsAndSkipsDataSourcesDeletionsAndForgets() async throws {
         let plan = try readPlan(planJSON([
             change("aws_instance.create", actions: ["create"]),
             change("aws_instance.update", actions: ["update"]),
@@ -53,7 +53,7 @@ struct PlanReaderTests {
         #expect(e?.description.contains("resource_changes[0] (aws_instance.a): unknown change.actions") == true)
     }
 
-    @Test func readsModulesCountAndForEachAddresses() throws {
+    @Test func readsModulesCountAndForEachAddresses() async throws {
         let plan = try readPlan(planJSON([
             change("module.a.module.b.module.c.aws_s3_bucket.x[\"logs\"]", type: "aws_s3_bucket", module: "module.a.module.b.module.c"),
             change("module.net[1].aws_subnet.private[0]", type: "aws_subnet", module: "module.net[1]"),
@@ -63,7 +63,7 @@ struct PlanReaderTests {
         #expect(plan.resources[0].name == "x")
     }
 
-    @Test func marksUnknownValuesAtAnyDepth() throws {
+    @Test func marksUnknownValuesAtAnyDepth() async throws {
         let plan = try readPlan(planJSON([change(
             "aws_security_group.a",
             after: #"{"name":"a","ingress":[{"from_port":22,"cidr_blocks":["10.0.0.0/8","x"]}],"tags":{"Name":"n"}}"#,
@@ -77,7 +77,7 @@ struct PlanReaderTests {
         #expect(attrs["tags"]?["Name"] == "n")
     }
 
-    @Test func keepsTheSensitiveMask() throws {
+    @Test func keepsTheSensitiveMask() async throws {
         let plan = try readPlan(planJSON([change(
             "aws_db_instance.a", after: #"{"password":"hunter2","port":5432}"#, sensitive: #"{"password":true}"#)]))
         #expect(plan.resources.first?.sensitive == ["password": true])
@@ -86,34 +86,34 @@ struct PlanReaderTests {
 
     static let sample = planJSON([change("aws_instance.a", after: "{\"instance_type\":\"t3.micro\",\"tags\":{\"Name\":\"é-ü\"}}")])
 
-    @Test func readsUTF8WithBOM() throws {
+    @Test func readsUTF8WithBOM() async throws {
         let plan = try PlanReader.parse(Data([0xEF, 0xBB, 0xBF]) + Data(Self.sample.utf8), file: "p")
         #expect(plan.resources.first?.attributes["tags"]?["Name"] == "é-ü")
     }
 
-    @Test func readsUTF16LittleEndianWithBOMAndCRLF() throws {
+    @Test func readsUTF16LittleEndianWithBOMAndCRLF() async throws {
         let text = Self.sample.replacingOccurrences(of: ",", with: ",\r\n")
         let data = Data([0xFF, 0xFE]) + text.data(using: .utf16LittleEndian)!
         let plan = try PlanReader.parse(data, file: "p")
         #expect(plan.resources.first?.attributes["tags"]?["Name"] == "é-ü")
     }
 
-    @Test func readsUTF16BigEndianWithBOM() throws {
+    @Test func readsUTF16BigEndianWithBOM() async throws {
         let data = Data([0xFE, 0xFF]) + Self.sample.data(using: .utf16BigEndian)!
         #expect(try PlanReader.parse(data, file: "p").resources.count == 1)
     }
 
-    @Test func skipsTheSetupTerraformWrapperLine() throws {
+    @Test func skipsTheSetupTerraformWrapperLine() async throws {
         let data = Data(("[command]/home/runner/work/_temp/terraform-bin show -json plan.tfplan\n" + Self.sample).utf8)
         #expect(try PlanReader.parse(data, file: "p").resources.count == 1)
     }
 
-    @Test func skipsPlannedValuesAndPriorStateWithoutBuildingThem() throws {
+    @Test func skipsPlannedValuesAndPriorStateWithoutBuildingThem() async throws {
         let text = #"{"format_version":"1.2","planned_values":{"root_module":{"resources":[{"x":[1,2,{"y":"z"}]}]}},"prior_state":{"values":{}},"configuration":{"a":null},"resource_changes":[],"checks":[true,false,null,1.5e3,-0]}"#
         #expect(try readPlan(text).resources.isEmpty)
     }
 
-    @Test func aPlanWithoutChangesIsEmpty() throws {
+    @Test func aPlanWithoutChangesIsEmpty() async throws {
         #expect(try readPlan(#"{"format_version":"1.2","terraform_version":"1.9.0"}"#).resources.isEmpty)
     }
 
@@ -174,14 +174,14 @@ struct PlanReaderTests {
         #expect(throws: InputError.self) { try PlanReader.read(path: "/nonexistent/plan.json") }
     }
 
-    @Test func unicodeEscapesAndSurrogatePairs() throws {
+    @Test func unicodeEscapesAndSurrogatePairs() async throws {
         let v = try JSONReader.parse(Data(#"["\u00e9\ud83d\ude00\n\"\/", 1.5e2, -3, true, null, {}]"#.utf8))
         #expect(v == ["é😀\n\"/", 150, -3, true, .null, .object(.init())])
     }
 
     /// Strings are scanned eight bytes at a time: a quote, backslash, control or non-ASCII byte at
     /// any position of a word, or in the tail shorter than a word, must still be seen.
-    @Test func stringsAreReadExactlyWhateverTheirLengthAndWhereTheSpecialBytesFall() throws {
+    @Test func stringsAreReadExactlyWhateverTheirLengthAndWhereTheSpecialBytesFall() async throws {
         for length in 0..<40 {
             for at in 0..<max(1, length) {
                 var chars = Array(repeating: Character("a"), count: length)
@@ -194,7 +194,7 @@ struct PlanReaderTests {
         }
     }
 
-    @Test func readsOnlyTheKeptMembersOfAnObjectAndStillChecksTheRest() throws {
+    @Test func readsOnlyTheKeptMembersOfAnObjectAndStillChecksTheRest() async throws {
         let text = #"{"a": 1, "b\u0061d": [1, {"x": "y"}], "tags": {"Name": "n"}, "tägs": 2, "quo\"te": 3}"#
         let v: Value = try Data(text.utf8).withUnsafeBytes { raw in
             var r = JSONReader(raw.bindMemory(to: UInt8.self))
@@ -236,7 +236,7 @@ struct AttributeSelectionTests {
             source: sarif
         """
 
-    @Test func keysAreTheFirstStepOfEveryTopLevelPathOfThePoliciesThatApply() throws {
+    @Test func keysAreTheFirstStepOfEveryTopLevelPathOfThePoliciesThatApply() async throws {
         let selection = AttributeSelection(policies: try policies([("p.yaml", Self.policyFile)]))
         #expect(selection.keys(forType: "aws_security_group") == ["tags", "ingress", "labels"])
         #expect(selection.keys(forType: "aws_instance") == ["tags"])
@@ -246,7 +246,7 @@ struct AttributeSelectionTests {
         #expect(AttributeSelection.all.keys(forType: "aws_instance") == nil)
     }
 
-    @Test func aSelectiveReadBuildsOnlyTheSelectedAttributesAndTheirMasks() throws {
+    @Test func aSelectiveReadBuildsOnlyTheSelectedAttributesAndTheirMasks() async throws {
         let text = planJSON([
             change("aws_instance.a", after: #"{"ami":"x","tags":{"Name":"a"},"password":"p"}"#,
                    unknown: #"{"arn":true,"tags":{"Name":true}}"#, sensitive: #"{"password":true,"tags":{}}"#),

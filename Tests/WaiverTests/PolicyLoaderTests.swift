@@ -5,7 +5,7 @@ import Testing
 
 @Suite("Policy files")
 struct PolicyLoaderTests {
-    @Test func loadsEveryConditionForm() throws {
+    @Test func loadsEveryConditionForm() async throws {
         let loaded = try policies([("p.yaml", """
             policies:
               - id: ALL-1
@@ -49,7 +49,7 @@ struct PolicyLoaderTests {
         #expect(parts[2] == .leaf(path("c"), .in([1, "two"])))
     }
 
-    @Test func defaultsCategoryAndSeverity() throws {
+    @Test func defaultsCategoryAndSeverity() async throws {
         let p = try #require(try policies([("p.yaml", "policies:\n  - id: A\n    title: t\n    require: { path: x, exists: true }\n")]).first)
         #expect(p.category == "security")
         #expect(p.severity == .medium)
@@ -139,7 +139,7 @@ struct PolicyLoaderTests {
         #expect(errors.contains { $0.description.contains("nested deeper than 64 levels") })
     }
 
-    @Test func directoryErrors() throws {
+    @Test func directoryErrors() async throws {
         let dir = TempDir()
         #expect(throws: InputErrors.self) { try PolicyLoader.load(directory: dir.path + "/missing") }
         do {
@@ -166,14 +166,14 @@ struct ConfigTests {
         do { _ = try parse(yaml); return [] } catch { return error.errors.map(\.description) }
     }
 
-    @Test func emptyFileGivesDefaults() throws {
+    @Test func emptyFileGivesDefaults() async throws {
         let c = try parse("")
         #expect(c == Configuration())
         #expect(c.maxDays == 30 && c.defaultDays == 14)
         #expect(c.reminders == [7 * 86_400, 86_400])
     }
 
-    @Test func theRepositoryConfigurationLoads() throws {
+    @Test func theRepositoryConfigurationLoads() async throws {
         let c = try ConfigLoader.load(path: repoRoot + "/waiver.yaml", required: true)
         #expect(c.groups["security"]?.isEmpty == false)
         #expect(c.routing["cost"] == ["finance", "engineering-managers"])
@@ -182,7 +182,7 @@ struct ConfigTests {
         #expect(c.sarif.contains { $0.0.pattern == "CKV_AWS_*" && $0.1 == "security" })
     }
 
-    @Test func parsesEveryKey() throws {
+    @Test func parsesEveryKey() async throws {
         let c = try parse("""
             policies: rules/
             exceptions: { default_days: 7, max_days: 21, reminders: [3d, 12h] }
@@ -226,7 +226,7 @@ struct ConfigTests {
         #expect(e.contains { $0.contains(fragment) }, "got \(e)")
     }
 
-    @Test func policyCapsAndGroupsAreCheckedAgainstTheConfiguration() throws {
+    @Test func policyCapsAndGroupsAreCheckedAgainstTheConfiguration() async throws {
         var config = Configuration()
         config.maxDays = 20
         config.groups = ["security": ["a"]]

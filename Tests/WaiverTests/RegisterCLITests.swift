@@ -65,7 +65,7 @@ let bastion = "module.network.aws_security_group.bastion"
 
 @Suite("The register end to end through the binary", .serialized)
 struct RegisterCLITests {
-    @Test func aLocalRenewalInheritsPolicyWorkspaceAndResourcesAsOverTheServer() throws {
+    @Test func aLocalRenewalInheritsPolicyWorkspaceAndResourcesAsOverTheServer() async throws {
         let w = try Workspace()
         #expect(try w.run(["request", "--policy", "COST-001", "--resource", "aws_instance.batch", "--workspace", "shop", "--reason", "quarter end"]).code == 0)
         #expect(try w.run(["approve", "EX-1"], as: "fin").code == 0)
@@ -77,7 +77,7 @@ struct RegisterCLITests {
         #expect(missing.code == 2 && missing.err.contains("--policy is required"), "\(missing.err)")
     }
 
-    @Test func theWholeLifecycle() throws {
+    @Test func theWholeLifecycle() async throws {
         let w = try Workspace()
         // 1. The pipeline blocks on SSH open to the world.
         let first = try w.run(["check", "--plan", webApp, "--workspace", "shop", "--format", "json"], as: "ci")
@@ -157,7 +157,7 @@ struct RegisterCLITests {
         #expect(r["exceptions"] == 1 && r["per_policy"]?.arrayValue?.first?["policy"] == "NET-001")
     }
 
-    @Test func checkRequestFilesOneRequestPerBlockingViolationAndWaitTimesOut() throws {
+    @Test func checkRequestFilesOneRequestPerBlockingViolationAndWaitTimesOut() async throws {
         let w = try Workspace()
         let r = try w.run(["check", "--plan", webApp, "--workspace", "shop", "--request", "--reason", "Launch on Friday", "--commit-author", "pat", "--wait", "1s"], as: "ci")
         #expect(r.code == 3)
@@ -176,7 +176,7 @@ struct RegisterCLITests {
         #expect(again.code == 1)
     }
 
-    @Test func checkWaitReturnsWhenDecided() throws {
+    @Test func checkWaitReturnsWhenDecided() async throws {
         let w = try Workspace()
         let plan = w.dir.write("plan.json", planJSON([change("aws_instance.a", after: #"{"instance_type":"m5.4xlarge","tags":{"Name":"web-prod-a","owner":"o","environment":"prod"},"metadata_options":[{"http_tokens":"required"}],"root_block_device":[{"encrypted":true,"volume_type":"gp3"}]}"#)]))
         let checker = w.process(["check", "--plan", plan, "--workspace", "w", "--request", "--reason", "big job", "--likelihood", "low", "--wait", "20s"], as: "ci")
@@ -185,7 +185,7 @@ struct RegisterCLITests {
         var approved = 0
         let deadline = Date().addingTimeInterval(15)
         while approved < 2, Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.3)
+            try await Task.sleep(for: .seconds(0.3))
             let pending = (try? JSONReader.parse(Data(try w.run(["list", "--status", "pending", "--format", "json"]).out.utf8)).arrayValue) ?? []
             for item in pending {
                 guard let id = item["id"]?.stringValue else { continue }
@@ -197,7 +197,7 @@ struct RegisterCLITests {
         #expect(checker.terminationStatus == 0)
     }
 
-    @Test func twoApproversAtOnceLeaveOneConsistentOutcome() throws {
+    @Test func twoApproversAtOnceLeaveOneConsistentOutcome() async throws {
         let w = try Workspace()
         // High risk: two distinct approvers needed. Both approve at the same moment, many times over.
         for round in 0..<4 {
@@ -217,7 +217,7 @@ struct RegisterCLITests {
         #expect(try w.run(["audit", "verify"]).code == 0)
     }
 
-    @Test func killedMidWriteLeavesAConsistentRegister() throws {
+    @Test func killedMidWriteLeavesAConsistentRegister() async throws {
         let w = try Workspace()
         #expect(try w.run(["request", "--policy", "COST-001", "--resource", "seed", "--workspace", "shop", "--reason", "r"]).code == 0)
         // A writer filing requests in a tight loop, killed with SIGKILL at varying moments.
@@ -232,7 +232,7 @@ struct RegisterCLITests {
             env["WAIVER_REGISTER"] = w.register
             p.environment = env
             try p.run()
-            Thread.sleep(forTimeInterval: delay)
+            try await Task.sleep(for: .seconds(delay))
             // Kill the loop and whichever waiver process it is running right now, by pid: the loop is
             // stopped first (so it starts no new one), then its child and the loop itself are killed.
             let loop = p.processIdentifier
@@ -246,7 +246,7 @@ struct RegisterCLITests {
         #expect(verify.code == 0, "\(verify.out)")
         // Every stored exception has its request event, and nothing is half-written.
         let q = try DatabaseQueue(path: w.register)
-        let (exceptions, requested, orphans, integrity) = try q.read { db in
+        let (exceptions, requested, orphans, integrity) = try await q.read { db in
             (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM exception") ?? 0,
              try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM auditEvent WHERE action = 'exception.requested'") ?? 0,
              try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM exception e WHERE NOT EXISTS (SELECT 1 FROM exceptionResource r WHERE r.exceptionId = e.id)") ?? 0,
@@ -258,7 +258,7 @@ struct RegisterCLITests {
         #expect(integrity == "ok")
     }
 
-    @Test func aProgramExceptionForAPerson() throws {
+    @Test func aProgramExceptionForAPerson() async throws {
         let w = try Workspace()
         let r = try w.run(["request", "--policy", "CTRL-HR-001", "--kind", "person", "--resource", "alex@example.com",
                            "--reason", "Contractor converted to employee; new check booked", "--days", "14",
@@ -274,7 +274,7 @@ struct RegisterCLITests {
         #expect(try w.run(["expire"], at: "2026-12-06T10:00:00Z").out.contains("EX-1 expired"))
     }
 
-    @Test func badInputToRegisterCommands() throws {
+    @Test func badInputToRegisterCommands() async throws {
         let w = try Workspace()
         let cases: [([String], String)] = [
             (["request", "--policy", "NOPE", "--resource", "r", "--workspace", "w", "--reason", "x"], "unknown policy 'NOPE'"),

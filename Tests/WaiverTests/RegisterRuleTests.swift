@@ -6,37 +6,37 @@ import Testing
 
 @Suite("Register rules, enforced in the core", .serialized)
 struct RegisterRuleTests {
-    @Test func nobodyApprovesTheirOwnRequest() throws {
+    @Test func nobodyApprovesTheirOwnRequest() async throws {
         let f = try Fixture()
-        let e = try f.request("NET-001", resources: ["sg"], by: "sam")  // sam is in security
-        #expect(f.refusal { _ = try f.register.approve(e.id, actor: "sam", comment: nil, days: nil, now: t0) }
+        let e = try await f.request("NET-001", resources: ["sg"], by: "sam")  // sam is in security
+        #expect(await f.refusal { _ = try await f.register.approve(e.id, actor: "sam", comment: nil, days: nil, now: t0) }
             == "sam cannot approve EX-1: they requested it (no one approves their own request)")
-        #expect(f.refusal { _ = try f.register.reject(e.id, actor: "sam", comment: "x", now: t0) }?.contains("they requested it") == true)
+        #expect(await f.refusal { _ = try await f.register.reject(e.id, actor: "sam", comment: "x", now: t0) }?.contains("they requested it") == true)
     }
 
-    @Test func theCommitAuthorCannotApprove() throws {
+    @Test func theCommitAuthorCannotApprove() async throws {
         let f = try Fixture()
-        let e = try f.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg"], reason: "r", conflicted: ["pat"]),
+        let e = try await f.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg"], reason: "r", conflicted: ["pat"]),
                                        actor: "ci-bot", now: t0)
-        #expect(f.refusal { _ = try f.register.approve(e.id, actor: "pat", comment: nil, days: nil, now: t0) }
+        #expect(await f.refusal { _ = try await f.register.approve(e.id, actor: "pat", comment: nil, days: nil, now: t0) }
             == "pat cannot approve EX-1: they authored the change it covers")
     }
 
-    @Test func onlyRoutedGroupsMayApprove() throws {
+    @Test func onlyRoutedGroupsMayApprove() async throws {
         let f = try Fixture()
         // Cost policies route to finance or engineering managers; security cannot approve them.
-        let cost = try f.request("COST-001")
-        #expect(f.refusal { _ = try f.register.approve(cost.id, actor: "sam", comment: nil, days: nil, now: t0) }
+        let cost = try await f.request("COST-001")
+        #expect(await f.refusal { _ = try await f.register.approve(cost.id, actor: "sam", comment: nil, days: nil, now: t0) }
             == "sam cannot approve EX-1: exceptions to COST-001 (cost, low risk) are decided by members of finance, engineering-managers")
-        #expect(try f.register.approve(cost.id, actor: "em", comment: nil, days: nil, now: t0).status == .approved)
+        await #expect(try await f.register.approve(cost.id, actor: "em", comment: nil, days: nil, now: t0).status == .approved)
         // A policy's own `exceptions.approvers` wins over routing: COST-002 names finance only.
-        let big = try f.request("COST-002")
-        #expect(f.refusal { _ = try f.register.approve(big.id, actor: "em", comment: nil, days: nil, now: t0) }?.contains("members of finance") == true)
+        let big = try await f.request("COST-002")
+        #expect(await f.refusal { _ = try await f.register.approve(big.id, actor: "em", comment: nil, days: nil, now: t0) }?.contains("members of finance") == true)
         // Unknown people are in no group.
-        #expect(f.refusal { _ = try f.register.approve(big.id, actor: "stranger", comment: nil, days: nil, now: t0) } != nil)
+        #expect(await f.refusal { _ = try await f.register.approve(big.id, actor: "stranger", comment: nil, days: nil, now: t0) } != nil)
     }
 
-    @Test func riskLevelsComeFromLikelihoodTimesImpact() throws {
+    @Test func riskLevelsComeFromLikelihoodTimesImpact() async throws {
         let f = try Fixture()
         let cases: [(RiskFactor, RiskFactor, String)] = [
             (.low, .low, "low"), (.low, .medium, "low"), (.medium, .low, "low"), (.high, .low, "medium"),
@@ -45,66 +45,66 @@ struct RegisterRuleTests {
         for (l, i, level) in cases { #expect(try f.register.riskLevel(l, i) == level, "\(l) x \(i)") }
     }
 
-    @Test func highRiskNeedsTwoDistinctApprovers() throws {
+    @Test func highRiskNeedsTwoDistinctApprovers() async throws {
         let f = try Fixture()
-        let e = try f.request("NET-001", likelihood: .medium, impact: .high)
+        let e = try await f.request("NET-001", likelihood: .medium, impact: .high)
         #expect(e.riskLevel == "high" && e.rule.minApprovals == 2)
-        let once = try f.register.approve(e.id, actor: "sam", comment: nil, days: nil, now: t0)
+        let once = try await f.register.approve(e.id, actor: "sam", comment: nil, days: nil, now: t0)
         #expect(once.status == .pending)
-        #expect(f.refusal { _ = try f.register.approve(e.id, actor: "sam", comment: nil, days: nil, now: t0) }
+        #expect(await f.refusal { _ = try await f.register.approve(e.id, actor: "sam", comment: nil, days: nil, now: t0) }
             == "sam already approved EX-1; it needs 2 distinct approvers")
-        #expect(try f.register.approve(e.id, actor: "pat", comment: nil, days: nil, now: t0).status == .approved)
+        await #expect(try await f.register.approve(e.id, actor: "pat", comment: nil, days: nil, now: t0).status == .approved)
     }
 
-    @Test func criticalRiskEscalatesToTheCISO() throws {
+    @Test func criticalRiskEscalatesToTheCISO() async throws {
         let f = try Fixture()
-        let e = try f.request("NET-001", likelihood: .high, impact: .high)
+        let e = try await f.request("NET-001", likelihood: .high, impact: .high)
         #expect(e.riskLevel == "critical")
         #expect(e.rule == ApprovalRule(groups: ["security", "ciso"], minApprovals: 2, requiredGroups: ["ciso"]))
-        _ = try f.register.approve(e.id, actor: "sam", comment: nil, days: nil, now: t0)
-        let two = try f.register.approve(e.id, actor: "pat", comment: nil, days: nil, now: t0)
+        _ = try await f.register.approve(e.id, actor: "sam", comment: nil, days: nil, now: t0)
+        let two = try await f.register.approve(e.id, actor: "pat", comment: nil, days: nil, now: t0)
         #expect(two.status == .pending)  // two approvers, but none from ciso
         #expect(f.register.missingApprovals(two) == "an approval from ciso (critical risk)")
-        #expect(try f.register.approve(e.id, actor: "ciso", comment: "accepted", days: nil, now: t0).status == .approved)
+        await #expect(try await f.register.approve(e.id, actor: "ciso", comment: "accepted", days: nil, now: t0).status == .approved)
     }
 
-    @Test func durationsAreCapped() throws {
+    @Test func durationsAreCapped() async throws {
         let f = try Fixture()
-        #expect(f.refusal { _ = try f.request("COST-001", days: 31) } == "31 days is past the cap of 30 days for COST-001 (waiver.yaml exceptions.max_days)")
+        #expect(await f.refusal { _ = try await f.request("COST-001", days: 31) } == "31 days is past the cap of 30 days for COST-001 (waiver.yaml exceptions.max_days)")
         // NET-001 lowers the cap in its own exceptions block.
-        let cap = f.register.maxDays(for: try f.register.policy("NET-001"))
+        let cap = f.register.maxDays(for: try await f.register.policy("NET-001"))
         #expect(cap < 30)
-        #expect(f.refusal { _ = try f.request("NET-001", days: cap + 1) } == "\(cap + 1) days is past the cap of \(cap) days for NET-001 (policy NET-001 exceptions.max_days)")
-        #expect(f.refusal { _ = try f.request(days: 0) } == "--days must be at least 1: every exception expires")
-        #expect(try f.request(days: nil).requestedDays == 14)  // default_days
+        #expect(await f.refusal { _ = try await f.request("NET-001", days: cap + 1) } == "\(cap + 1) days is past the cap of \(cap) days for NET-001 (policy NET-001 exceptions.max_days)")
+        #expect(await f.refusal { _ = try await f.request(days: 0) } == "--days must be at least 1: every exception expires")
+        await #expect(try await f.request(days: nil).requestedDays == 14)  // default_days
     }
 
-    @Test func requestsAreValidated() throws {
+    @Test func requestsAreValidated() async throws {
         let f = try Fixture()
-        #expect(f.refusal { _ = try f.request("NET-01") } == "unknown policy 'NET-01' (did you mean 'NET-001'?): not in the policy files, and no recorded check of workspace shop met a scanner rule of that id")
-        #expect(f.refusal { _ = try f.request(reason: "  ") } == "a request needs a reason (--reason)")
-        #expect(f.refusal { _ = try f.request(resources: []) } == "a request needs at least one resource (--resource ADDRESS)")
-        #expect(f.refusal { _ = try f.request(workspace: "") } == "a workspace is required (--workspace)")
+        #expect(await f.refusal { _ = try await f.request("NET-01") } == "unknown policy 'NET-01' (did you mean 'NET-001'?): not in the policy files, and no recorded check of workspace shop met a scanner rule of that id")
+        #expect(await f.refusal { _ = try await f.request(reason: "  ") } == "a request needs a reason (--reason)")
+        #expect(await f.refusal { _ = try await f.request(resources: []) } == "a request needs at least one resource (--resource ADDRESS)")
+        #expect(await f.refusal { _ = try await f.request(workspace: "") } == "a workspace is required (--workspace)")
     }
 
-    @Test func anApproverMayShortenButNotLengthen() throws {
+    @Test func anApproverMayShortenButNotLengthen() async throws {
         let f = try Fixture()
-        let e = try f.request(days: 10)
-        #expect(f.refusal { _ = try f.register.approve(e.id, actor: "fin", comment: nil, days: 20, now: t0) }?.contains("not lengthen") == true)
-        let ok = try f.register.approve(e.id, actor: "fin", comment: nil, days: 3, now: t0)
+        let e = try await f.request(days: 10)
+        #expect(await f.refusal { _ = try await f.register.approve(e.id, actor: "fin", comment: nil, days: 20, now: t0) }?.contains("not lengthen") == true)
+        let ok = try await f.register.approve(e.id, actor: "fin", comment: nil, days: 3, now: t0)
         #expect(ok.expiresAt == t0.addingTimeInterval(3 * 86_400))
     }
 
-    @Test func theStateMachineRefusesIllegalTransitions() throws {
+    @Test func theStateMachineRefusesIllegalTransitions() async throws {
         let f = try Fixture()
-        let e = try f.request()
-        _ = try f.register.reject(e.id, actor: "fin", comment: "use a smaller type", now: t0)
-        #expect(f.refusal { _ = try f.register.approve(e.id, actor: "em", comment: nil, days: nil, now: t0) }
+        let e = try await f.request()
+        _ = try await f.register.reject(e.id, actor: "fin", comment: "use a smaller type", now: t0)
+        #expect(await f.refusal { _ = try await f.register.approve(e.id, actor: "em", comment: nil, days: nil, now: t0) }
             == "EX-1 is rejected, which is final; a renewal is a new request (waiver request --renews EX-1)")
-        #expect(f.refusal { _ = try f.register.revoke(e.id, actor: "em", comment: "x", now: t0) }?.contains("is rejected, which is final") == true)
-        let a = try f.request()
-        _ = try f.register.approve(a.id, actor: "fin", comment: nil, days: nil, now: t0)
-        #expect(f.refusal { _ = try f.register.reject(a.id, actor: "em", comment: "x", now: t0) }
+        #expect(await f.refusal { _ = try await f.register.revoke(e.id, actor: "em", comment: "x", now: t0) }?.contains("is rejected, which is final") == true)
+        let a = try await f.request()
+        _ = try await f.register.approve(a.id, actor: "fin", comment: nil, days: nil, now: t0)
+        #expect(await f.refusal { _ = try await f.register.reject(a.id, actor: "em", comment: "x", now: t0) }
             == "EX-2 is approved: it cannot become rejected (from approved it can become revoked or expired or closed)")
         for s in ExceptionStatus.allCases {
             for target in ExceptionStatus.allCases {
@@ -113,130 +113,130 @@ struct RegisterRuleTests {
         }
     }
 
-    @Test func revokingAndRejectingNeedAComment() throws {
+    @Test func revokingAndRejectingNeedAComment() async throws {
         let f = try Fixture()
-        let e = try f.request()
-        #expect(f.refusal { _ = try f.register.reject(e.id, actor: "fin", comment: " ", now: t0) } == "rejecting needs a comment (--comment) saying why")
-        #expect(f.refusal { _ = try f.register.revoke(e.id, actor: "fin", comment: "", now: t0) } == "revoking needs a comment (--comment) saying why")
+        let e = try await f.request()
+        #expect(await f.refusal { _ = try await f.register.reject(e.id, actor: "fin", comment: " ", now: t0) } == "rejecting needs a comment (--comment) saying why")
+        #expect(await f.refusal { _ = try await f.register.revoke(e.id, actor: "fin", comment: "", now: t0) } == "revoking needs a comment (--comment) saying why")
     }
 
-    @Test func revokeByApproverOrRequesterOnly() throws {
+    @Test func revokeByApproverOrRequesterOnly() async throws {
         let f = try Fixture()
-        let e = try f.request()
-        _ = try f.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
-        #expect(f.refusal { _ = try f.register.revoke(e.id, actor: "sam", comment: "x", now: t0) }?.contains("only its requester, an administrator or members of finance") == true)
-        let revoked = try f.register.revoke(e.id, actor: "dev", comment: "migrated early", now: t0.addingTimeInterval(60))
+        let e = try await f.request()
+        _ = try await f.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
+        #expect(await f.refusal { _ = try await f.register.revoke(e.id, actor: "sam", comment: "x", now: t0) }?.contains("only its requester, an administrator or members of finance") == true)
+        let revoked = try await f.register.revoke(e.id, actor: "dev", comment: "migrated early", now: t0.addingTimeInterval(60))
         #expect(revoked.status == .revoked)
         #expect(revoked.expiresAt == t0.addingTimeInterval(60))
         #expect(!revoked.isActive(at: t0.addingTimeInterval(60)))
     }
 
-    @Test func renewalIsANewRequestWithItsOwnReason() throws {
+    @Test func renewalIsANewRequestWithItsOwnReason() async throws {
         let f = try Fixture()
-        let e = try f.request()
-        #expect(f.refusal { _ = try f.request(renews: e.id) }?.contains("only an approved or expired exception can be renewed") == true)
-        _ = try f.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
-        #expect(f.refusal { _ = try f.request(renews: e.id) } == "a renewal needs a reason of its own: say why the exception is still needed")
-        #expect(f.refusal { _ = try f.request("NET-001", renews: e.id, reason: "new") }?.contains("keeps the policy and workspace") == true)
-        #expect(f.refusal { _ = try f.request(renews: 42, reason: "new") } == "EX-42 not found (--renews)")
-        let renewal = try f.request(renews: e.id, reason: "The rewrite slipped to next sprint")
+        let e = try await f.request()
+        #expect(await f.refusal { _ = try await f.request(renews: e.id) }?.contains("only an approved or expired exception can be renewed") == true)
+        _ = try await f.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
+        #expect(await f.refusal { _ = try await f.request(renews: e.id) } == "a renewal needs a reason of its own: say why the exception is still needed")
+        #expect(await f.refusal { _ = try await f.request("NET-001", renews: e.id, reason: "new") }?.contains("keeps the policy and workspace") == true)
+        #expect(await f.refusal { _ = try await f.request(renews: 42, reason: "new") } == "EX-42 not found (--renews)")
+        let renewal = try await f.request(renews: e.id, reason: "The rewrite slipped to next sprint")
         #expect(renewal.renews == e.id && renewal.status == .pending)
-        #expect(try f.store.exception(id: e.id)?.status == .approved)  // never extended in place
+        await #expect(try await f.store.exception(id: e.id)?.status == .approved)  // never extended in place
     }
 
-    @Test func aRenewalInheritsWhatItDoesNotSayFromTheRenewedException() throws {
+    @Test func aRenewalInheritsWhatItDoesNotSayFromTheRenewedException() async throws {
         let f = try Fixture()
-        let person = try f.register.request(ExceptionRequest(policy: "CTRL-HR-001", workspace: "", subjectKind: .person, resources: ["alex@example.com"],
+        let person = try await f.register.request(ExceptionRequest(policy: "CTRL-HR-001", workspace: "", subjectKind: .person, resources: ["alex@example.com"],
                                                              reason: "background check pending"), actor: "dev", now: t0)
         #expect(person.workspace == "program")  // a program exception without a workspace
-        _ = try f.register.approve(person.id, actor: "sam", comment: nil, days: nil, now: t0)
-        _ = try? f.register.approve(person.id, actor: "pat", comment: nil, days: nil, now: t0)
-        let renewal = try f.register.request(ExceptionRequest(policy: "", workspace: "", resources: [], reason: "still pending", renews: person.id),
+        _ = try await f.register.approve(person.id, actor: "sam", comment: nil, days: nil, now: t0)
+        _ = try? await f.register.approve(person.id, actor: "pat", comment: nil, days: nil, now: t0)
+        let renewal = try await f.register.request(ExceptionRequest(policy: "", workspace: "", resources: [], reason: "still pending", renews: person.id),
                                              actor: "dev", now: t0.addingTimeInterval(60))
         #expect(renewal.policy == "CTRL-HR-001" && renewal.workspace == "program" && renewal.subjectKind == .person)
         #expect(renewal.resources == ["alex@example.com"] && renewal.renews == person.id)
         // The subject of the renewed exception stays conflicted on its renewal.
         #expect(renewal.conflict(of: "alex@example.com") != nil)
-        #expect(f.refusal { _ = try f.register.request(ExceptionRequest(policy: "", workspace: "shop", resources: ["r"], reason: "r"), actor: "dev", now: t0) }
+        #expect(await f.refusal { _ = try await f.register.request(ExceptionRequest(policy: "", workspace: "shop", resources: ["r"], reason: "r"), actor: "dev", now: t0) }
                 == "a request needs a policy (--policy)")
     }
 
-    @Test func activeUntilTheExpiryInstantAndNotOneSecondAfter() throws {
+    @Test func activeUntilTheExpiryInstantAndNotOneSecondAfter() async throws {
         let f = try Fixture()
-        let e = try f.request(days: 7)
-        let approved = try f.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
+        let e = try await f.request(days: 7)
+        let approved = try await f.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
         let expiry = t0.addingTimeInterval(7 * 86_400)
         #expect(approved.expiresAt == expiry)
         #expect(approved.isActive(at: expiry.addingTimeInterval(-1)))
         #expect(!approved.isActive(at: expiry))
         // The check sees the same boundary.
-        func status(at now: Date) throws -> ResultStatus {
+        func status(at now: Date) async throws -> ResultStatus {
             var report = CheckReport(workspace: "shop", unknownMode: .warn, findings: [
                 Finding(policy: "COST-001", title: "t", severity: .medium, category: "cost", resource: "aws_instance.batch",
                         status: .blocking, message: "m", remediation: "", origin: .plan(file: "p")),
             ], resourceCount: 1, policies: [], compliant: [])
-            try f.register.applyExceptions(to: &report, now: now)
+            try await f.register.applyExceptions(to: &report, now: now)
             return report.findings[0].status
         }
-        #expect(try status(at: expiry.addingTimeInterval(-1)) == .excepted)
-        #expect(try status(at: expiry) == .blocking)
+        await #expect(try status(at: expiry.addingTimeInterval(-1)) == .excepted)
+        await #expect(try status(at: expiry) == .blocking)
         // Nothing to expire one second early; at the instant it is re-checked.
-        #expect(try f.register.expire(now: expiry.addingTimeInterval(-1), actor: "cron").isEmpty)
-        #expect(try f.register.expire(now: expiry, actor: "cron").count == 1)
+        await #expect(try await f.register.expire(now: expiry.addingTimeInterval(-1), actor: "cron").isEmpty)
+        await #expect(try await f.register.expire(now: expiry, actor: "cron").count == 1)
     }
 
-    @Test func pendingRequestsMarkFindingsPendingAndBlock() throws {
+    @Test func pendingRequestsMarkFindingsPendingAndBlock() async throws {
         let f = try Fixture()
-        _ = try f.request()
+        _ = try await f.request()
         var report = CheckReport(workspace: "shop", unknownMode: .warn, findings: [
             Finding(policy: "COST-001", title: "t", severity: .medium, category: "cost", resource: "aws_instance.batch",
                     status: .blocking, message: "m", remediation: "", origin: .plan(file: "p")),
             Finding(policy: "COST-001", title: "t", severity: .medium, category: "cost", resource: "aws_instance.other",
                     status: .blocking, message: "m", remediation: "", origin: .plan(file: "p")),
         ], resourceCount: 2, policies: [], compliant: [])
-        try f.register.applyExceptions(to: &report, now: t0)
+        try await f.register.applyExceptions(to: &report, now: t0)
         #expect(report.findings.map(\.status) == [.pending, .blocking])
         #expect(report.findings[0].exception == "EX-1")
         #expect(!report.passed)
     }
 
-    func record(_ f: Fixture, violations: [(String, String)], at: Date) throws {
-        _ = try f.store.record(
+    func record(_ f: Fixture, violations: [(String, String)], at: Date) async throws {
+        _ = try await f.store.record(
             Evaluation(workspace: "shop", at: at, actor: "ci", verdict: "blocked", resourceCount: 2,
                        violations: violations.map { RecordedViolation(policy: $0.0, resource: $0.1, status: .blocking, digest: "d") }),
             event: AuditDraft(actor: "ci", action: "check.recorded", subject: "workspace:shop", payload: [:], time: at))
     }
 
-    @Test func expiryReChecksAgainstTheLatestRecordedCheck() throws {
+    @Test func expiryReChecksAgainstTheLatestRecordedCheck() async throws {
         let f = try Fixture()
-        let fixed = try f.request(resources: ["aws_instance.fixed"], days: 1)
-        let still = try f.request(resources: ["aws_instance.still"], days: 1)
-        let unchecked = try f.request(resources: ["x"], workspace: "never-checked", days: 1)
-        let person = try f.request("CTRL-BGCHECK", resources: ["alice@example.com"], workspace: "program", days: 1, kind: .person)
-        for e in [fixed, still, unchecked] { _ = try f.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0) }
-        _ = try f.register.approve(person.id, actor: "sam", comment: nil, days: nil, now: t0)
-        try record(f, violations: [("COST-001", "aws_instance.still"), ("NET-001", "aws_instance.fixed")], at: t0.addingTimeInterval(3600))
-        let outcomes = try f.register.expire(now: t0.addingTimeInterval(86_400), actor: "cron")
+        let fixed = try await f.request(resources: ["aws_instance.fixed"], days: 1)
+        let still = try await f.request(resources: ["aws_instance.still"], days: 1)
+        let unchecked = try await f.request(resources: ["x"], workspace: "never-checked", days: 1)
+        let person = try await f.request("CTRL-BGCHECK", resources: ["alice@example.com"], workspace: "program", days: 1, kind: .person)
+        for e in [fixed, still, unchecked] { _ = try await f.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0) }
+        _ = try await f.register.approve(person.id, actor: "sam", comment: nil, days: nil, now: t0)
+        try await record(f, violations: [("COST-001", "aws_instance.still"), ("NET-001", "aws_instance.fixed")], at: t0.addingTimeInterval(3600))
+        let outcomes = try await f.register.expire(now: t0.addingTimeInterval(86_400), actor: "cron")
         let byId = Dictionary(uniqueKeysWithValues: outcomes.map { ($0.exception.id, $0.exception.status) })
         #expect(byId == [fixed.id: .closed, still.id: .expired, unchecked.id: .expired, person.id: .expired])
-        let actions = try f.events().suffix(4).map(\.action)
+        let actions = try await f.events().suffix(4).map(\.action)
         #expect(actions == ["exception.closed", "exception.expired", "exception.expired", "exception.expired"])
         #expect(try f.store.verifyAudit().intact)
-        #expect(try f.register.expire(now: t0.addingTimeInterval(86_400), actor: "cron").isEmpty)  // nothing twice
+        await #expect(try await f.register.expire(now: t0.addingTimeInterval(86_400), actor: "cron").isEmpty)  // nothing twice
     }
 
-    @Test func reportCountsAndFlags() throws {
+    @Test func reportCountsAndFlags() async throws {
         let f = try Fixture { $0.reviewThreshold = 2 }
-        let a = try f.request(resources: ["r1"], days: 4)
-        let b = try f.request(resources: ["r2"], days: 10)
-        _ = try f.request("NET-001", resources: ["sg"], by: "ops")
-        _ = try f.register.approve(a.id, actor: "fin", comment: nil, days: nil, now: t0)
-        _ = try f.register.approve(b.id, actor: "fin", comment: nil, days: nil, now: t0)
-        let renewal = try f.request(resources: ["r1"], renews: a.id, reason: "still needed")
-        try record(f, violations: [("COST-001", "r1")], at: t0)  // r2 no longer violates: b is orphaned
-        let all = try f.store.exceptions(ExceptionFilter())
-        let active = try f.store.exceptions(ExceptionFilter(statuses: [.approved]))
-        let report = RegisterReport.build(inPeriod: all, active: active, latest: ["shop": try #require(try f.store.latestEvaluation(workspace: "shop"))],
+        let a = try await f.request(resources: ["r1"], days: 4)
+        let b = try await f.request(resources: ["r2"], days: 10)
+        _ = try await f.request("NET-001", resources: ["sg"], by: "ops")
+        _ = try await f.register.approve(a.id, actor: "fin", comment: nil, days: nil, now: t0)
+        _ = try await f.register.approve(b.id, actor: "fin", comment: nil, days: nil, now: t0)
+        let renewal = try await f.request(resources: ["r1"], renews: a.id, reason: "still needed")
+        try await record(f, violations: [("COST-001", "r1")], at: t0)  // r2 no longer violates: b is orphaned
+        let all = try await f.store.exceptions(ExceptionFilter())
+        let active = try await f.store.exceptions(ExceptionFilter(statuses: [.approved]))
+        let report = await RegisterReport.build(inPeriod: all, active: active, latest: ["shop": try #require(try await f.store.latestEvaluation(workspace: "shop"))],
                                           from: nil, to: nil, now: t0, reviewThreshold: 2)
         #expect(report.total == 4)
         #expect(report.perPolicy.map { "\($0.key)=\($0.count)" } == ["COST-001=3", "NET-001=1"])

@@ -26,14 +26,14 @@ struct Fixture {
     func request(_ policy: String = "COST-001", resources: [String] = ["aws_instance.batch"], workspace: String = "shop",
                  by actor: String = "dev", days: Int? = nil, likelihood: RiskFactor? = .low, impact: RiskFactor? = .low,
                  renews: Int? = nil, reason: String = "Batch job needs the memory until the rewrite lands",
-                 kind: SubjectKind = .resource, at now: Date = t0) throws -> ExceptionRecord {
-        try register.request(ExceptionRequest(policy: policy, workspace: workspace, subjectKind: kind, resources: resources, reason: reason,
+                 kind: SubjectKind = .resource, at now: Date = t0) async throws -> ExceptionRecord {
+        try await register.request(ExceptionRequest(policy: policy, workspace: workspace, subjectKind: kind, resources: resources, reason: reason,
                                               days: days, likelihood: likelihood, impact: impact, renews: renews), actor: actor, now: now)
     }
 
-    func refusal(_ body: () throws -> Void) -> String? {
+    func refusal(_ body: () async throws -> Void) async -> String? {
         do {
-            try body()
+            try await body()
             return nil
         } catch let e as RegisterError {
             return e.description
@@ -42,15 +42,15 @@ struct Fixture {
         }
     }
 
-    func events() throws -> [AuditEvent] { try store.auditEvents(subject: nil) }
+    func events() async throws -> [AuditEvent] { try await store.auditEvents(subject: nil) }
 }
 
 @Suite("Register store (conformance suite for every RegisterStore)", .serialized)
 struct RegisterStoreTests {
-    @Test func roundTripsEveryField() throws {
+    @Test func roundTripsEveryField() async throws {
         let f = try Fixture()
-        let e = try f.request("NET-001", resources: ["a.b", "c.d"], likelihood: .high, impact: .medium)
-        let read = try #require(try f.store.exception(id: e.id))
+        let e = try await f.request("NET-001", resources: ["a.b", "c.d"], likelihood: .high, impact: .medium)
+        let read = try await #require(try await f.store.exception(id: e.id))
         #expect(read == e)
         #expect(read.resources == ["a.b", "c.d"])
         #expect(read.rule.groups == ["security"])
@@ -58,34 +58,34 @@ struct RegisterStoreTests {
         #expect(read.status == .pending && read.expiresAt == nil)
     }
 
-    @Test func aRefusedChangeWritesNothing() throws {
+    @Test func aRefusedChangeWritesNothing() async throws {
         let f = try Fixture()
-        let e = try f.request()
-        let before = try f.events().count
-        #expect(throws: RegisterError.self) {
-            _ = try f.store.modify(id: e.id) { r in
+        let e = try await f.request()
+        let before = try await f.events().count
+        await #expect(throws: RegisterError.self) {
+            _ = try await f.store.modify(id: e.id) { r in
                 r.status = .approved
                 throw RegisterError.refused("no")
             }
         }
-        #expect(try f.store.exception(id: e.id)?.status == .pending)
-        #expect(try f.events().count == before)
+        await #expect(try await f.store.exception(id: e.id)?.status == .pending)
+        await #expect(try f.events().count == before)
     }
 
-    @Test func modifyingAMissingExceptionIsNotFound() throws {
+    @Test func modifyingAMissingExceptionIsNotFound() async throws {
         let f = try Fixture()
-        #expect(f.refusal { _ = try f.store.modify(id: 99) { _ in [] } } == "EX-99 not found")
+        #expect(await f.refusal { _ = try await f.store.modify(id: 99) { _ in [] } } == "EX-99 not found")
     }
 
-    @Test func coveringFindsOnlyLiveExceptionsOfTheWorkspace() throws {
+    @Test func coveringFindsOnlyLiveExceptionsOfTheWorkspace() async throws {
         let f = try Fixture()
-        let a = try f.request(resources: ["r1"])
-        _ = try f.request(resources: ["r1"], workspace: "other")
-        let c = try f.request(resources: ["r2"])
-        _ = try f.register.reject(c.id, actor: "fin", comment: "no", now: t0)
-        let d = try f.request(resources: ["r4", "r3"])
-        _ = try f.register.approve(d.id, actor: "fin", comment: "ok", days: 7, now: t0)
-        let found = try f.store.covering(workspace: "shop", pairs: [("COST-001", "r1"), ("COST-001", "r2"), ("NET-001", "r1"), ("COST-001", "r3")])
+        let a = try await f.request(resources: ["r1"])
+        _ = try await f.request(resources: ["r1"], workspace: "other")
+        let c = try await f.request(resources: ["r2"])
+        _ = try await f.register.reject(c.id, actor: "fin", comment: "no", now: t0)
+        let d = try await f.request(resources: ["r4", "r3"])
+        _ = try await f.register.approve(d.id, actor: "fin", comment: "ok", days: 7, now: t0)
+        let found = try await f.store.covering(workspace: "shop", pairs: [("COST-001", "r1"), ("COST-001", "r2"), ("NET-001", "r1"), ("COST-001", "r3")])
         #expect(found.map(\.id) == [a.id, d.id])
         // Each exception comes back whole: its resources in their order, and its approvals.
         #expect(found.map(\.resources) == [["r1"], ["r4", "r3"]])
@@ -93,60 +93,60 @@ struct RegisterStoreTests {
         #expect(found.map(\.status) == [.pending, .approved])
     }
 
-    @Test func aLimitedListLoadsTheChildRowsOfTheListedExceptionsOnly() throws {
+    @Test func aLimitedListLoadsTheChildRowsOfTheListedExceptionsOnly() async throws {
         let f = try Fixture()
-        let a = try f.request(resources: ["r1", "r2"])
-        let b = try f.request(resources: ["r3"])
-        _ = try f.register.approve(b.id, actor: "fin", comment: nil, days: 3, now: t0)
-        let first = try f.store.exceptions(ExceptionFilter(limit: 1))
+        let a = try await f.request(resources: ["r1", "r2"])
+        let b = try await f.request(resources: ["r3"])
+        _ = try await f.register.approve(b.id, actor: "fin", comment: nil, days: 3, now: t0)
+        let first = try await f.store.exceptions(ExceptionFilter(limit: 1))
         #expect(first.map(\.id) == [a.id])
         #expect(first.map(\.resources) == [["r1", "r2"]])
-        let approved = try f.store.exceptions(ExceptionFilter(statuses: [.approved], limit: 5))
+        let approved = try await f.store.exceptions(ExceptionFilter(statuses: [.approved], limit: 5))
         #expect(approved.map(\.id) == [b.id])
         #expect(approved.map { $0.approvals.map(\.approver) } == [["fin"]])
     }
 
-    @Test func filtersExceptions() throws {
+    @Test func filtersExceptions() async throws {
         let f = try Fixture()
-        let a = try f.request(resources: ["r1"], at: t0)
-        let b = try f.request("NET-001", resources: ["r2"], workspace: "other", at: t0.addingTimeInterval(86_400))
-        _ = try f.register.approve(a.id, actor: "fin", comment: nil, days: 3, now: t0)
-        #expect(try f.store.exceptions(ExceptionFilter(statuses: [.approved])).map(\.id) == [a.id])
-        #expect(try f.store.exceptions(ExceptionFilter(policy: "NET-001")).map(\.id) == [b.id])
-        #expect(try f.store.exceptions(ExceptionFilter(workspace: "shop")).map(\.id) == [a.id])
-        #expect(try f.store.exceptions(ExceptionFilter(expiringBefore: t0.addingTimeInterval(4 * 86_400))).map(\.id) == [a.id])
-        #expect(try f.store.exceptions(ExceptionFilter(expiringBefore: t0.addingTimeInterval(3 * 86_400))).isEmpty)
-        #expect(try f.store.exceptions(ExceptionFilter(createdFrom: t0.addingTimeInterval(1))).map(\.id) == [b.id])
-        #expect(try f.store.exceptions(ExceptionFilter(limit: 1)).count == 1)
+        let a = try await f.request(resources: ["r1"], at: t0)
+        let b = try await f.request("NET-001", resources: ["r2"], workspace: "other", at: t0.addingTimeInterval(86_400))
+        _ = try await f.register.approve(a.id, actor: "fin", comment: nil, days: 3, now: t0)
+        await #expect(try await f.store.exceptions(ExceptionFilter(statuses: [.approved])).map(\.id) == [a.id])
+        await #expect(try await f.store.exceptions(ExceptionFilter(policy: "NET-001")).map(\.id) == [b.id])
+        await #expect(try await f.store.exceptions(ExceptionFilter(workspace: "shop")).map(\.id) == [a.id])
+        await #expect(try await f.store.exceptions(ExceptionFilter(expiringBefore: t0.addingTimeInterval(4 * 86_400))).map(\.id) == [a.id])
+        await #expect(try await f.store.exceptions(ExceptionFilter(expiringBefore: t0.addingTimeInterval(3 * 86_400))).isEmpty)
+        await #expect(try await f.store.exceptions(ExceptionFilter(createdFrom: t0.addingTimeInterval(1))).map(\.id) == [b.id])
+        await #expect(try await f.store.exceptions(ExceptionFilter(limit: 1)).count == 1)
     }
 
-    @Test func recordsEvaluationsAndReturnsTheLatest() throws {
+    @Test func recordsEvaluationsAndReturnsTheLatest() async throws {
         let f = try Fixture()
         let v = [RecordedViolation(policy: "P", resource: "r", status: .blocking, digest: "d")]
-        _ = try f.store.record(Evaluation(workspace: "shop", at: t0, actor: "ci", verdict: "blocked", resourceCount: 3, violations: v),
+        _ = try await f.store.record(Evaluation(workspace: "shop", at: t0, actor: "ci", verdict: "blocked", resourceCount: 3, violations: v),
                                event: AuditDraft(actor: "ci", action: "check.recorded", subject: "workspace:shop", payload: [:], time: t0))
-        let second = try f.store.record(Evaluation(workspace: "shop", at: t0, actor: "ci", verdict: "pass", resourceCount: 3, violations: []),
+        let second = try await f.store.record(Evaluation(workspace: "shop", at: t0, actor: "ci", verdict: "pass", resourceCount: 3, violations: []),
                                         event: AuditDraft(actor: "ci", action: "check.recorded", subject: "workspace:shop", payload: [:], time: t0))
-        let latest = try #require(try f.store.latestEvaluation(workspace: "shop"))
+        let latest = try await #require(try await f.store.latestEvaluation(workspace: "shop"))
         #expect(latest.id == second && latest.verdict == "pass" && latest.violations.isEmpty)
-        #expect(try f.store.latestEvaluation(workspace: "none") == nil)
+        await #expect(try await f.store.latestEvaluation(workspace: "none") == nil)
     }
 
-    @Test func recordingACheckDropsTheWorkspacesChecksPastRetention() throws {
+    @Test func recordingACheckDropsTheWorkspacesChecksPastRetention() async throws {
         let f = try Fixture()
         let v = [RecordedViolation(policy: "P", resource: "r", status: .blocking, digest: "d")]
-        func record(_ w: String, _ days: Double, pruneBefore: Double? = nil) throws -> Int {
+        func record(_ w: String, _ days: Double, pruneBefore: Double? = nil) async throws -> Int {
             let at = t0.addingTimeInterval(days * 86_400)
-            return try f.store.record(Evaluation(workspace: w, at: at, actor: "ci", verdict: "blocked", resourceCount: 1, violations: v),
+            return try await f.store.record(Evaluation(workspace: w, at: at, actor: "ci", verdict: "blocked", resourceCount: 1, violations: v),
                                       event: AuditDraft(actor: "ci", action: "check.recorded", subject: "workspace:\(w)", payload: [:], time: at),
                                       pruneBefore: pruneBefore.map { t0.addingTimeInterval($0 * 86_400) })
         }
-        _ = try record("shop", 0)
-        let kept = try record("shop", 10)
-        _ = try record("other", 0)
-        let latest = try record("shop", 100, pruneBefore: 10)
+        _ = try await record("shop", 0)
+        let kept = try await record("shop", 10)
+        _ = try await record("other", 0)
+        let latest = try await record("shop", 100, pruneBefore: 10)
         let q = try DatabaseQueue(path: f.store.path)
-        let (perWorkspace, violations) = try q.read { db in
+        let (perWorkspace, violations) = try await q.read { db in
             (try Row.fetchAll(db, sql: "SELECT workspace, group_concat(id) FROM evaluation GROUP BY workspace ORDER BY workspace")
                 .map { "\($0[0] as String)=\($0[1] as String)" },
              try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM evaluationViolation") ?? -1)
@@ -154,18 +154,18 @@ struct RegisterStoreTests {
         // Only shop's check from before the cutoff went, with its violation; other workspaces keep theirs.
         #expect(perWorkspace == ["other=3", "shop=\(kept),\(latest)"])
         #expect(violations == 3)
-        let event = try #require(try f.events().last)
+        let event = try await #require(try f.events().last)
         #expect(event.payload.contains("\"pruned_evaluations\":1"))
         // A workspace's latest check survives any retention: it is the one just recorded.
-        _ = try record("other", 1000, pruneBefore: 1000)
-        #expect(try f.store.latestEvaluation(workspace: "other")?.at == t0.addingTimeInterval(1000 * 86_400))
+        _ = try await record("other", 1000, pruneBefore: 1000)
+        await #expect(try await f.store.latestEvaluation(workspace: "other")?.at == t0.addingTimeInterval(1000 * 86_400))
     }
 
-    @Test func everyChangeIsAnEventAndTheChainVerifies() throws {
+    @Test func everyChangeIsAnEventAndTheChainVerifies() async throws {
         let f = try Fixture()
-        let e = try f.request()
-        _ = try f.register.approve(e.id, actor: "fin", comment: "fine", days: nil, now: t0)
-        let events = try f.events()
+        let e = try await f.request()
+        _ = try await f.register.approve(e.id, actor: "fin", comment: "fine", days: nil, now: t0)
+        let events = try await f.events()
         #expect(events.map(\.action) == ["exception.requested", "exception.approved"])
         #expect(events.map(\.seq) == [1, 2])
         #expect(events[0].prevHash == AuditChain.genesis)
@@ -174,16 +174,16 @@ struct RegisterStoreTests {
         #expect(try f.store.verifyAudit() == AuditVerification(events: 2, head: AuditAnchor(seq: 2, hash: events[1].hash)))
     }
 
-    @Test func reopensAnExistingRegister() throws {
+    @Test func reopensAnExistingRegister() async throws {
         let f = try Fixture()
-        let e = try f.request()
+        let e = try await f.request()
         let again = try SQLiteRegisterStore(path: f.store.path)
-        #expect(try again.exception(id: e.id) == e)
+        await #expect(try again.exception(id: e.id) == e)
     }
 
-    @Test func theDatabaseRefusesEditsOfTheAuditLog() throws {
+    @Test func theDatabaseRefusesEditsOfTheAuditLog() async throws {
         let f = try Fixture()
-        _ = try f.request()
+        _ = try await f.request()
         let q = try DatabaseQueue(path: f.store.path)
         #expect(throws: DatabaseError.self) { try q.write { try $0.execute(sql: "UPDATE auditEvent SET actor = 'x'") } }
         #expect(throws: DatabaseError.self) { try q.write { try $0.execute(sql: "DELETE FROM auditEvent") } }
@@ -193,24 +193,24 @@ struct RegisterStoreTests {
 @Suite("Tampering with the SQLite file is detected", .serialized)
 struct TamperTests {
     /// A register with five events; returns the file path.
-    func registerWithEvents() throws -> (Fixture, String) {
+    func registerWithEvents() async throws -> (Fixture, String) {
         let f = try Fixture()
-        for i in 0..<5 { _ = try f.request(resources: ["r\(i)"]) }
+        for i in 0..<5 { _ = try await f.request(resources: ["r\(i)"]) }
         return (f, f.store.path)
     }
 
 
-    @Test func anEditedEventIsNamed() throws {
-        let (f, path) = try registerWithEvents()
+    @Test func anEditedEventIsNamed() async throws {
+        let (f, path) = try await registerWithEvents()
         try tamper(path, "UPDATE auditEvent SET actor = 'mallory' WHERE seq = 3")
         let v = try f.store.verifyAudit()
         #expect(v.firstBad == 3)
         #expect(v.problem?.contains("content does not match its hash") == true)
     }
 
-    @Test func anEditWithARecomputedHashBreaksTheNextLink() throws {
-        let (f, path) = try registerWithEvents()
-        let e = try #require(try f.events().first { $0.seq == 2 })
+    @Test func anEditWithARecomputedHashBreaksTheNextLink() async throws {
+        let (f, path) = try await registerWithEvents()
+        let e = try await #require(try f.events().first { $0.seq == 2 })
         let forged = AuditChain.hash(seq: 2, time: Int64(e.time.timeIntervalSince1970), actor: "mallory", action: e.action,
                                      subject: e.subject, payload: e.payload, prevHash: e.prevHash)
         try tamper(path, "UPDATE auditEvent SET actor = 'mallory', hash = '\(forged)' WHERE seq = 2")
@@ -219,11 +219,11 @@ struct TamperTests {
         #expect(v.problem?.contains("link to event 2") == true)
     }
 
-    @Test func eventsCutFromTheEndNeedAnAnchorToBeSeen() throws {
-        let (f, path) = try registerWithEvents()
+    @Test func eventsCutFromTheEndNeedAnAnchorToBeSeen() async throws {
+        let (f, path) = try await registerWithEvents()
         let before = try f.store.verifyAudit()
         let anchor = try #require(before.head)
-        let last = try f.events().last?.hash
+        let last = try await f.events().last?.hash
         #expect(anchor.seq == 5 && anchor.hash == last)
         try tamper(path, "DELETE FROM auditEvent WHERE seq >= 4")
         // The shorter log is still a valid chain (but the exceptions the cut events changed no longer match it)...
@@ -236,16 +236,16 @@ struct TamperTests {
         #expect(v.problem == "the log ends at event 3, but event 5 was anchored: events were cut from the end")
     }
 
-    @Test func aRewrittenTailDoesNotMatchItsAnchor() throws {
-        let (f, path) = try registerWithEvents()
+    @Test func aRewrittenTailDoesNotMatchItsAnchor() async throws {
+        let (f, path) = try await registerWithEvents()
         let anchor = try #require(try f.store.verifyAudit().head)
         let early = try #require(try f.store.verifyAudit(anchors: [anchor]).head)
         #expect(early == anchor)
         // Cut the last event and write a new, valid fifth event in its place.
         try tamper(path, "DELETE FROM auditEvent WHERE seq = 5")
-        _ = try f.request(resources: ["forged"])
+        _ = try await f.request(resources: ["forged"])
         #expect(try f.store.verifyAudit().firstBad == nil)
-        let v = try f.store.verifyAudit(anchors: [AuditAnchor(seq: 2, hash: try f.events()[1].hash), anchor])
+        let v = try f.store.verifyAudit(anchors: [AuditAnchor(seq: 2, hash: try await f.events()[1].hash), anchor])
         #expect(v.firstBad == 5)
         #expect(v.problem?.contains("not the one anchored as 5:") == true)
         #expect(v.head?.seq == 4)
@@ -263,16 +263,16 @@ struct TamperTests {
         if let a { #expect(a.description == text.lowercased()) }
     }
 
-    @Test func aDeletedEventIsNamed() throws {
-        let (f, path) = try registerWithEvents()
+    @Test func aDeletedEventIsNamed() async throws {
+        let (f, path) = try await registerWithEvents()
         try tamper(path, "DELETE FROM auditEvent WHERE seq = 2")
         let v = try f.store.verifyAudit()
         #expect(v.firstBad == 3)
         #expect(v.problem?.contains("event 2 is missing") == true)
     }
 
-    @Test func reorderedEventsAreNamed() throws {
-        let (f, path) = try registerWithEvents()
+    @Test func reorderedEventsAreNamed() async throws {
+        let (f, path) = try await registerWithEvents()
         // Swap the contents of events 2 and 3 (keeping sequence numbers in place).
         try tamper(path, """
             UPDATE auditEvent SET seq = -2 WHERE seq = 2; UPDATE auditEvent SET seq = 2 WHERE seq = 3; UPDATE auditEvent SET seq = 3 WHERE seq = -2;
@@ -281,9 +281,9 @@ struct TamperTests {
         #expect(v.firstBad == 2)
     }
 
-    @Test func anUntouchedLogVerifies() throws {
-        let (f, _) = try registerWithEvents()
-        let last = try #require(try f.events().last)
+    @Test func anUntouchedLogVerifies() async throws {
+        let (f, _) = try await registerWithEvents()
+        let last = try await #require(try f.events().last)
         #expect(try f.store.verifyAudit() == AuditVerification(events: 5, head: AuditAnchor(seq: 5, hash: last.hash)))
     }
 }

@@ -13,7 +13,7 @@ func sarifRun(results: String, rules: String = "[]", extra: String = "") -> Stri
 
 @Suite("SARIF reader")
 struct SarifReaderTests {
-    @Test func levelsMapToSeverities() throws {
+    @Test func levelsMapToSeverities() async throws {
         let f = try sarif(sarifRun(results: """
             [{"ruleId":"A","level":"error","message":{"text":"m"}},
              {"ruleId":"B","level":"warning","message":{"text":"m"}},
@@ -24,7 +24,7 @@ struct SarifReaderTests {
         #expect(f.map(\.severity) == [.high, .medium, .low, .medium, .high])
     }
 
-    @Test func resourceFromLogicalThenPhysicalLocation() throws {
+    @Test func resourceFromLogicalThenPhysicalLocation() async throws {
         let f = try sarif(sarifRun(results: """
             [{"ruleId":"A","message":{"text":"m"},"locations":[{"logicalLocations":[{"fullyQualifiedName":"aws_s3_bucket.a"}],"physicalLocation":{"artifactLocation":{"uri":"main.tf"},"region":{"startLine":4}}}]},
              {"ruleId":"A","message":{"text":"m"},"locations":[{"physicalLocation":{"artifactLocation":{"uri":"main.tf"},"region":{"startLine":9}}}]},
@@ -36,7 +36,7 @@ struct SarifReaderTests {
         #expect(f[0].uri == "main.tf" && f[0].line == 4)
     }
 
-    @Test func ruleIdFromRuleIndexAndPassingResultsSkipped() throws {
+    @Test func ruleIdFromRuleIndexAndPassingResultsSkipped() async throws {
         let f = try sarif(sarifRun(results: """
             [{"ruleIndex":1,"message":{"text":"m"}},
              {"ruleId":"X","kind":"pass","message":{"text":"ok"}},
@@ -50,12 +50,12 @@ struct SarifReaderTests {
         #expect(f[1].level == "none")
     }
 
-    @Test func rulesFromToolExtensions() throws {
+    @Test func rulesFromToolExtensions() async throws {
         let text = #"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"codeql"},"extensions":[{"name":"pack","rules":[{"id":"js/x","shortDescription":{"text":"From an extension"}}]}]},"results":[{"ruleId":"js/x","message":{"text":"m"}}]}]}"#
         #expect(try sarif(text).first?.ruleTitle == "From an extension")
     }
 
-    @Test func suppressionsAreKeptNotDropped() throws {
+    @Test func suppressionsAreKeptNotDropped() async throws {
         let f = try sarif(sarifRun(results: """
             [{"ruleId":"A","message":{"text":"m"},"suppressions":[{"kind":"inSource","justification":" legacy "}]},
              {"ruleId":"A","message":{"text":"m"},"suppressions":[{"kind":"external","status":"rejected"}]}]
@@ -100,7 +100,7 @@ struct CorpusTests {
         return CheckEngine(policies: Self.starterPack).check(resources: plan.resources.map { ($0, file: planFile) }, external: [], workspace: "corpus")
     }
 
-    @Test func everyPlanReadsAndEvaluatesWithTheStarterPack() throws {
+    @Test func everyPlanReadsAndEvaluatesWithTheStarterPack() async throws {
         let plans = Self.files("terraform-plans")
         #expect(plans.count >= 40)
         #expect(Self.starterPack.count >= 20)
@@ -111,11 +111,11 @@ struct CorpusTests {
         }
     }
 
-    @Test func readingOnlyTheAttributesPoliciesReadChangesNoReport() throws {
+    @Test func readingOnlyTheAttributesPoliciesReadChangesNoReport() async throws {
         for file in Self.files("terraform-plans") { try expectSameReport(file, policies: Self.starterPack) }
     }
 
-    @Test func findsSSHOpenOnTheForEachSecurityGroups() throws {
+    @Test func findsSSHOpenOnTheForEachSecurityGroups() async throws {
         let report = try check(corpus + "/terraform-plans/bridgecrewio__checkov__plan-for-each-security-groups.json")
         let ssh = report.findings.filter { $0.policy == "NET-001" && $0.status == .blocking }.map(\.resource)
         #expect(ssh == [
@@ -125,7 +125,7 @@ struct CorpusTests {
         ])
     }
 
-    @Test func findsSSHOpenOnSecurityGroupRulesThatCheckovMisses() throws {
+    @Test func findsSSHOpenOnSecurityGroupRulesThatCheckovMisses() async throws {
         let report = try check(corpus + "/terraform-plans/terraform-compliance__cli__issue-400-security-groups.json")
         let rules = report.findings.filter { $0.policy == "NET-004" && $0.status == .blocking }.map(\.resource)
         #expect(rules.contains("aws_security_group_rule.example_rule_22"))
@@ -133,18 +133,18 @@ struct CorpusTests {
         #expect(rules.count >= 2)
     }
 
-    @Test func readsTheUTF16PowerShellPlan() throws {
+    @Test func readsTheUTF16PowerShellPlan() async throws {
         let plan = try PlanReader.read(path: corpus + "/terraform-plans/bridgecrewio__checkov__plan-utf16-encoding.json")
         #expect(plan.resources.count == 3)
     }
 
-    @Test func skipsPureDeletionsAndEvaluatesReplacements() throws {
+    @Test func skipsPureDeletionsAndEvaluatesReplacements() async throws {
         #expect(try PlanReader.read(path: corpus + "/terraform-plans/bridgecrewio__checkov__plan-with-pure-deleted-resources.json").resources.isEmpty)
         let replaced = try PlanReader.read(path: corpus + "/terraform-plans/bridgecrewio__checkov__plan-with-deleted-resources.json")
         #expect(replaced.resources.map(\.action) == [.replace])
     }
 
-    @Test func neverPrintsTheSensitiveValuesOfCorpusPlans() throws {
+    @Test func neverPrintsTheSensitiveValuesOfCorpusPlans() async throws {
         var checked = 0
         defer { #expect(checked > 0, "no corpus plan had a sensitive string to look for") }
         for file in Self.files("terraform-plans") {
@@ -175,7 +175,7 @@ struct CorpusTests {
         }
     }
 
-    @Test func everySarifReportReadsOrFailsClearly() throws {
+    @Test func everySarifReportReadsOrFailsClearly() async throws {
         for file in Self.files("sarif") {
             if file.hasSuffix("bridgecrewio__checkov__openapi-runner-results.sarif") {
                 #expect(throws: InputError.self) { try SarifReader.read(path: file) }
@@ -187,7 +187,7 @@ struct CorpusTests {
         }
     }
 
-    @Test func checkovSuppressionsAreReportedAsNotExceptions() throws {
+    @Test func checkovSuppressionsAreReportedAsNotExceptions() async throws {
         let findings = try SarifReader.read(path: corpus + "/sarif/L2Solutions__terraform-aws-s3__checkov-results.sarif")
         #expect(findings.contains { $0.suppression != nil })
     }

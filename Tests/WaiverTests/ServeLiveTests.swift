@@ -66,7 +66,7 @@ struct UsageErrorForTests: Error, CustomStringConvertible {
 
 @Suite("waiver serve, live on a loopback port", .serialized)
 struct ServeLiveTests {
-    @Test func aWholeLifecycleThroughTheCLIAndARestart() throws {
+    @Test func aWholeLifecycleThroughTheCLIAndARestart() async throws {
         let w = try Workspace()
         let dev = try w.addUser("dev", ["developers"]), sam = try w.addUser("sam", ["security"]), fin = try w.addUser("fin", ["finance"])
         let pat = try w.addUser("pat", ["security"])
@@ -115,7 +115,7 @@ struct ServeLiveTests {
 
 @Suite("The pages' templates are in the binary", .serialized)
 struct EmbeddedTemplatesTests {
-    @Test func embeddedTemplatesMatchTheRepository() throws {
+    @Test func embeddedTemplatesMatchTheRepository() async throws {
         let folder = repoRoot + "/Sources/WaiverServer/Templates"
         let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".mustache") }
         #expect(Set(files.map { String($0.dropLast(".mustache".count)) }) == Set(EmbeddedTemplates.all.keys))
@@ -125,7 +125,7 @@ struct EmbeddedTemplatesTests {
         }
     }
 
-    @Test func aTemplateFolderThatIsNotThereStopsTheServerWithOneLine() throws {
+    @Test func aTemplateFolderThatIsNotThereStopsTheServerWithOneLine() async throws {
         let w = try Workspace()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: waiverBinary)
@@ -138,7 +138,7 @@ struct EmbeddedTemplatesTests {
         p.standardError = FileHandle(forWritingAtPath: w.dir.write("server.log", ""))
         try p.run()
         // It must stop by itself; a server that starts anyway is stopped after 10 s and fails the test.
-        for _ in 0..<100 where p.isRunning { Thread.sleep(forTimeInterval: 0.1) }
+        for _ in 0..<100 where p.isRunning { try await Task.sleep(for: .seconds(0.1)) }
         let startedAnyway = p.isRunning
         if startedAnyway { p.terminate() }
         p.waitUntilExit()
@@ -147,7 +147,7 @@ struct EmbeddedTemplatesTests {
         #expect(err.contains("no-such-folder: $WAIVER_TEMPLATES names no readable folder"), "\(err)")
     }
 
-    @Test func aCopiedBinaryAloneServesItsPages() throws {
+    @Test func aCopiedBinaryAloneServesItsPages() async throws {
         let w = try Workspace()
         // The binary, copied into a folder of its own: no resource bundle beside it.
         let bin = TempDir()
@@ -174,7 +174,7 @@ struct EmbeddedTemplatesTests {
                 c.shut()
                 if !page.isEmpty { break }
             }
-            Thread.sleep(forTimeInterval: 0.1)
+            try await Task.sleep(for: .seconds(0.1))
         }
         #expect(page.hasPrefix("HTTP/1.1 200"), "\(page.prefix(300)) \(w.dir.read("server.log") ?? "")")
         #expect(page.contains("<form") && page.contains("token"), "\(page.prefix(600))")

@@ -199,7 +199,7 @@ struct ServerAPITests {
         }
     }
 
-    @Test func everyRouteIsInTheOpenAPIDocument() throws {
+    @Test func everyRouteIsInTheOpenAPIDocument() async throws {
         let f = try ServerFixture()
         let router = try buildRouter(state: f.state)
         let doc = try #require(try Yams.load(yaml: OpenAPI.document) as? [String: Any])
@@ -218,24 +218,24 @@ struct ServerAPITests {
 
 @Suite("Scheduler and webhooks", .serialized)
 struct SchedulerTests {
-    @Test func remindersOnceEachAcrossRestartsAndExpiryOnStart() throws {
+    @Test func remindersOnceEachAcrossRestartsAndExpiryOnStart() async throws {
         let f = try ServerFixture()
-        let e = try f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x", days: 10), actor: "dev", now: t0)
-        _ = try f.state.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
+        let e = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x", days: 10), actor: "dev", now: t0)
+        _ = try await f.state.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
         let expiry = t0.addingTimeInterval(10 * 86_400)
         let scheduler = SchedulerService(state: f.state, logger: .init(label: "test"))
-        #expect(try scheduler.tick(now: expiry.addingTimeInterval(-8 * 86_400)).reminders == 0)
-        #expect(try scheduler.tick(now: expiry.addingTimeInterval(-7 * 86_400)).reminders == 1)   // 7 days before
-        #expect(try scheduler.tick(now: expiry.addingTimeInterval(-6 * 86_400)).reminders == 0)   // not twice
+        await #expect(try scheduler.tick(now: expiry.addingTimeInterval(-8 * 86_400)).reminders == 0)
+        await #expect(try scheduler.tick(now: expiry.addingTimeInterval(-7 * 86_400)).reminders == 1)   // 7 days before
+        await #expect(try scheduler.tick(now: expiry.addingTimeInterval(-6 * 86_400)).reminders == 0)   // not twice
         // A restart: a new server state on the same file remembers what was sent.
         let again = try ServerState(settings: f.state.settings)
         let restarted = SchedulerService(state: again, logger: .init(label: "test"))
-        #expect(try restarted.tick(now: expiry.addingTimeInterval(-86_400)).reminders == 1)      // 1 day before
-        #expect(try restarted.tick(now: expiry.addingTimeInterval(-3600)).reminders == 0)
+        await #expect(try restarted.tick(now: expiry.addingTimeInterval(-86_400)).reminders == 1)      // 1 day before
+        await #expect(try restarted.tick(now: expiry.addingTimeInterval(-3600)).reminders == 0)
         // The server was down over the expiry: the first pass after it processes it.
-        let outcome = try restarted.tick(now: expiry.addingTimeInterval(86_400))
+        let outcome = try await restarted.tick(now: expiry.addingTimeInterval(86_400))
         #expect(outcome.expired.map(\.exception.status) == [.expired])
-        let reminders = try f.state.store.auditEvents(subject: e.displayId).filter { $0.action == "exception.reminder" }
+        let reminders = try await f.state.store.auditEvents(subject: e.displayId).filter { $0.action == "exception.reminder" }
         #expect(reminders.count == 2)
         #expect(try f.state.store.verifyAudit().intact)
     }
@@ -262,7 +262,7 @@ struct SchedulerTests {
             let port = try #require(receiverClient.port)
             let hook = WaiverCore.Configuration.Webhook(url: "http://127.0.0.1:\(port)/hook", secretEnv: "HOOK_SECRET", format: "json")
             let f = try ServerFixture(notify: [hook], env: ["HOOK_SECRET": "s3cret"])
-            let e = try f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x"), actor: "dev", now: t0)
+            let e = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x"), actor: "dev", now: t0)
             let sender = WebhookService(state: f.state, logger: .init(label: "test"))
             // First attempt: the receiver fails; the delivery waits for its backoff.
             #expect(try await sender.deliverDue(now: t0) == 0)
@@ -312,7 +312,7 @@ struct SchedulerTests {
                 let hooks = [a, b].map { WaiverCore.Configuration.Webhook(url: "http://127.0.0.1:\($0.port ?? 0)/hook", secretEnv: nil, format: "json") }
                 let f = try ServerFixture(notify: hooks)
                 for i in 0..<20 {
-                    _ = try f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r\(i)"], reason: "x"), actor: "dev", now: t0)
+                    _ = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r\(i)"], reason: "x"), actor: "dev", now: t0)
                 }
                 // One pass claims all 40 deliveries and sends them: eight at a time to each receiver,
                 // both receivers at once.
@@ -338,7 +338,7 @@ struct SchedulerTests {
     @Test func aMissingSecretIsNotSentUnsigned() async throws {
         let hook = WaiverCore.Configuration.Webhook(url: "http://127.0.0.1:9/never", secretEnv: "UNSET_SECRET", format: "slack")
         let f = try ServerFixture(notify: [hook])
-        _ = try f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x"), actor: "dev", now: t0)
+        _ = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x"), actor: "dev", now: t0)
         #expect(try await WebhookService(state: f.state, logger: .init(label: "t")).deliverDue(now: t0) == 0)
         #expect(try f.state.store.deliveries().first?.lastError?.contains("UNSET_SECRET") == true)
         #expect(WebhookService.backoff(afterAttempts: 1) == 2 && WebhookService.backoff(afterAttempts: 3) == 8 && WebhookService.backoff(afterAttempts: 30) == 3600)

@@ -63,7 +63,7 @@ struct RawConnection {
 
 @Suite("Slow clients cannot take the server down", .serialized)
 struct SlowClientTests {
-    @Test func oneClientHoldingManySlowConnectionsLeavesOthersServed() throws {
+    @Test func oneClientHoldingManySlowConnectionsLeavesOthersServed() async throws {
         let w = try Workspace()
         let server = LiveServer(w)
         try server.start()
@@ -77,7 +77,7 @@ struct SlowClientTests {
         }
         defer { slow.forEach { $0.shut() } }
         #expect(slow.count == 300)
-        Thread.sleep(forTimeInterval: 1)
+        try await Task.sleep(for: .seconds(1))
         // The server keeps 64 of them (its limit per client) and closes the rest at once.
         let open = slow.filter { !$0.closedByServer }.count
         #expect(open == 64, "\(open) slow connections still open")
@@ -87,7 +87,7 @@ struct SlowClientTests {
         #expect(other.read().hasPrefix("HTTP/1.1 200"))
         other.shut()
         // A request head that does not arrive in 10 seconds loses its connection.
-        Thread.sleep(forTimeInterval: 11)
+        try await Task.sleep(for: .seconds(11))
         let stillOpen = slow.filter { !$0.closedByServer }.count
         #expect(stillOpen == 0)
     }
@@ -115,7 +115,7 @@ struct ServerErrorTests {
         return (w, server, sam)
     }
 
-    @Test func malformedChunkedBodiesAreBadRequestsOnEveryJSONPostRoute() throws {
+    @Test func malformedChunkedBodiesAreBadRequestsOnEveryJSONPostRoute() async throws {
         let (w, server, token) = try servedWithOneException()
         defer { _ = server.stop() }
         let routes = ["/api/v1/evaluations", "/api/v1/exceptions", "/api/v1/exceptions/EX-1/approve", "/api/v1/exceptions/EX-1/reject",
@@ -130,7 +130,7 @@ struct ServerErrorTests {
         #expect(!(w.dir.read("server.log") ?? "").contains("error"))
     }
 
-    @Test func aServerFaultIsA500WhoseRequestIdIsInTheResponseAndTheLog() throws {
+    @Test func aServerFaultIsA500WhoseRequestIdIsInTheResponseAndTheLog() async throws {
         let (w, server, sam) = try servedWithOneException()
         defer { _ = server.stop() }
         // The evidence folder cannot be created: a plain file holds its name.

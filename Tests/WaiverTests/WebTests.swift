@@ -108,10 +108,10 @@ struct WebTests {
 
     @Test func theInboxShowsWhatThisUserMayApproveOldestFirst() async throws {
         let f = try ServerFixture()
-        _ = try f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.a"], reason: "first", likelihood: .low), actor: "dev", now: t0)
-        _ = try f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["i.a"], reason: "cost"), actor: "dev", now: t0.addingTimeInterval(60))
-        _ = try f.state.register.request(ExceptionRequest(policy: "NET-002", workspace: "shop", resources: ["sg.b"], reason: "second", likelihood: .low), actor: "dev", now: t0.addingTimeInterval(120))
-        _ = try f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.c"], reason: "sams own", likelihood: .low), actor: "sam", now: t0.addingTimeInterval(180))
+        _ = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.a"], reason: "first", likelihood: .low), actor: "dev", now: t0)
+        _ = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["i.a"], reason: "cost"), actor: "dev", now: t0.addingTimeInterval(60))
+        _ = try await f.state.register.request(ExceptionRequest(policy: "NET-002", workspace: "shop", resources: ["sg.b"], reason: "second", likelihood: .low), actor: "dev", now: t0.addingTimeInterval(120))
+        _ = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.c"], reason: "sams own", likelihood: .low), actor: "sam", now: t0.addingTimeInterval(180))
         f.clock.set(t0.addingTimeInterval(3 * 3600))
         try await f.app().test(.router) { c in
             let sam = Browser()
@@ -128,7 +128,7 @@ struct WebTests {
 
     @Test func anExceptionPageRendersUserTextInertAndDecidesWithCSRF() async throws {
         let f = try ServerFixture()
-        let e = try f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.<b>x</b>"],
+        let e = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.<b>x</b>"],
                                                                reason: "<script>alert('x')</script> vendor", likelihood: .low, mitigations: ["<img src=x onerror=alert(1)>"]),
                                              actor: "dev", now: t0)
         try await f.app().test(.router) { c in
@@ -143,7 +143,7 @@ struct WebTests {
             // A forged form (no or wrong CSRF token) changes nothing.
             #expect(try await sam.post(c, "/exceptions/EX-1/decide", [("action", "approve")]).0 == 403)
             #expect(try await sam.post(c, "/exceptions/EX-1/decide", [("action", "approve"), ("csrf", "forged")]).0 == 403)
-            #expect(try f.state.store.exception(id: e.id)?.status == .pending)
+            await #expect(try await f.state.store.exception(id: e.id)?.status == .pending)
             // The decide form carries the session's token (not only the sign-out form in the header).
             let csrf = try #require(Browser.hidden(page, "csrf", after: "action=\"/exceptions/EX-1/decide\""))
             #expect(!csrf.isEmpty && csrf == Browser.hidden(page, "csrf"))
@@ -164,7 +164,7 @@ struct WebTests {
 
     @Test func aFormThatCannotBeDecodedIsRefusedNotReadAsEmptyFields() async throws {
         let f = try ServerFixture()
-        let e = try f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.web"], reason: "vendor", likelihood: .low),
+        let e = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.web"], reason: "vendor", likelihood: .low),
                                              actor: "dev", now: t0)
         try await f.app().test(.router) { c in
             let sam = Browser()
@@ -174,12 +174,12 @@ struct WebTests {
             let body = "action=reject&csrf=\(csrf)&comment=100%ZZ+sure"
             let status = try await c.execute(uri: "/exceptions/EX-1/decide", method: .post, headers: sam.headers(form: true), body: ByteBuffer(string: body)) { Int($0.status.code) }
             #expect(status == 400)
-            #expect(try f.state.store.exception(id: e.id)?.status == .pending)
+            await #expect(try await f.state.store.exception(id: e.id)?.status == .pending)
             // A well-formed one: `+` is a space and escapes are decoded.
             let good = "action=reject&csrf=\(csrf)&comment=100%25+sure%2C+not+needed"
             let ok = try await c.execute(uri: "/exceptions/EX-1/decide", method: .post, headers: sam.headers(form: true), body: ByteBuffer(string: good)) { Int($0.status.code) }
             #expect(ok == 200)
-            let history = try f.state.store.auditEvents(subject: "EX-1")
+            let history = try await f.state.store.auditEvents(subject: "EX-1")
             #expect(history.last?.action == "exception.rejected" && history.last?.payload.contains("100% sure, not needed") == true, "\(history.last?.payload ?? "")")
         }
     }
@@ -187,10 +187,10 @@ struct WebTests {
     @Test func registerPolicyReviewAndAuditPages() async throws {
         let f = try ServerFixture()
         for i in 0..<6 {
-            _ = try f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: i < 4 ? "shop" : "data", resources: ["i.\(i)"], reason: "r\(i)"),
+            _ = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: i < 4 ? "shop" : "data", resources: ["i.\(i)"], reason: "r\(i)"),
                                              actor: "dev", now: t0.addingTimeInterval(Double(i) * 60))
         }
-        _ = try f.state.register.approve(1, actor: "fin", comment: nil, days: 3, now: t0)
+        _ = try await f.state.register.approve(1, actor: "fin", comment: nil, days: 3, now: t0)
         try await f.app().test(.router) { c in
             let b = Browser()
             _ = try await b.signIn(c, token: f.tokens["fin"]!)

@@ -43,10 +43,10 @@ public enum CheckService {
     /// check is not recorded (for `check --wait`, which records once the wait is over).
     public static func applyRegister(
         _ evaluated: CheckReport, register: Register, actor: String, commitAuthor: String?, request: RequestSpec?, now: Date
-    ) throws -> (report: CheckReport, filed: [ExceptionRecord]) {
+    ) async throws -> (report: CheckReport, filed: [ExceptionRecord]) {
         var report = evaluated
-        try register.applyExceptions(to: &report, now: now)
-        let filed = try register.requestAll(requests(report, register: register, commitAuthor: commitAuthor, request: request), actor: actor, now: now)
+        try await register.applyExceptions(to: &report, now: now)
+        let filed = try await register.requestAll(requests(report, register: register, commitAuthor: commitAuthor, request: request), actor: actor, now: now)
         Register.markPending(&report, filed: filed)
         return (report, filed)
     }
@@ -55,8 +55,8 @@ public enum CheckService {
     /// for what still blocks (all or none), and the recorded check with its final statuses.
     public static func checkIn(
         _ evaluated: CheckReport, register: Register, actor: String, commitAuthor: String?, request: RequestSpec?, now: Date
-    ) throws -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int) {
-        try register.checkIn(evaluated, requests: { requests($0, register: register, commitAuthor: commitAuthor, request: request) },
+    ) async throws -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int) {
+        try await register.checkIn(evaluated, requests: { requests($0, register: register, commitAuthor: commitAuthor, request: request) },
                              actor: actor, now: now, violations: violations)
     }
 
@@ -69,7 +69,7 @@ public enum CheckService {
     }
 
     /// Records the check in the register.
-    public static func record(_ report: CheckReport, register: Register, actor: String, now: Date) throws -> Int {
-        try register.recordCheck(report, violations: violations(report), actor: actor, now: now)
+    public static func record(_ report: CheckReport, register: Register, actor: String, now: Date) async throws -> Int {
+        try await register.recordCheck(report, violations: violations(report), actor: actor, now: now)
     }
 }
