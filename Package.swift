@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // The domain: pure and deterministic, Foundation only.
@@ -45,10 +46,19 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The register on PostgreSQL (postgres-nio), for teams and several server replicas.
+        .target(
+            name: "WaiverPostgres",
+            dependencies: [
+                "WaiverCore", "WaiverStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // What a user can do with a register, behind the CLI, the API and the pages alike.
         .target(
             name: "WaiverUseCases",
-            dependencies: ["WaiverCore", "WaiverFormats", "WaiverStore"]
+            dependencies: ["WaiverCore", "WaiverFormats", "WaiverStore", "WaiverPostgres"]
         ),
         // The shared register over HTTP: JSON API, authentication, scheduler, webhooks.
         .target(
@@ -75,6 +85,7 @@ let package = Package(
                 "WaiverCore",
                 "WaiverFormats",
                 "WaiverStore",
+                "WaiverPostgres",
                 "WaiverUseCases",
                 "WaiverServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -91,7 +102,7 @@ let package = Package(
         .testTarget(
             name: "WaiverTests",
             dependencies: [
-                "WaiverCore", "WaiverFormats", "WaiverStore", "WaiverUseCases", "WaiverServer",
+                "WaiverCore", "WaiverFormats", "WaiverStore", "WaiverPostgres", "WaiverUseCases", "WaiverServer",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),

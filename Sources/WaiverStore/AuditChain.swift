@@ -254,3 +254,34 @@ public struct ExportLineError: Error, CustomStringConvertible {
     public let description: String
     init(_ text: String) { description = text }
 }
+
+/// Verification of any `RegisterStore` through the protocol alone: the chain streamed in order,
+/// anchors, and every exception's stored state against the log. SQLite has a faster path for the
+/// chain (`SQLiteRegisterStore.verifyAudit`, hashed on all cores); the findings are the same.
+public enum RegisterVerification {
+    public static func verify(_ store: any RegisterStore, anchors: [AuditAnchor] = []) async throws -> AuditVerification {
+        var verifier = AuditChain.Verifier(anchors: anchors)
+        var requested: [String] = []
+        try await store.forEachAuditEvent { e in
+            verifier.feed(e)
+            if e.action == "exception.requested" { requested.append(e.subject) }
+        }
+        var result = verifier.result
+        result.findings = try await states(store, requested: requested)
+        return result
+    }
+
+    /// Every exception must be the state the newest event about it records, and every exception
+    /// the log records a request of must exist.
+    static func states(_ store: any RegisterStore, requested: [String]) async throws -> [String] {
+        var findings: [String] = []
+        let records = try await store.exceptions(ExceptionFilter())
+        for r in records { if let why = r.untrusted { findings.append("\(r.displayId): \(why)") } }
+        let known = Set(records.map(\.displayId))
+        var seen = Set<String>()
+        for subject in requested where !known.contains(subject) && seen.insert(subject).inserted {
+            findings.append("\(subject): the log records its request, but the register has no such exception (the row was deleted)")
+        }
+        return findings
+    }
+}

@@ -201,21 +201,15 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
 
     // MARK: - Encoding helpers
 
-    static func json(_ list: [String]) -> String { JSONWriter.write(.array(list.map(Value.string)), pretty: false) }
+    static func json(_ list: [String]) -> String { StoreRules.json(list) }
 
-    /// A list column (a JSON array of strings). Anything else is `CorruptRegister`, never an empty
-    /// list: a dropped `conflicted` entry would drop a separation-of-duties rule.
     static func list(_ row: Row, _ column: String, of what: @autoclosure () -> String) throws -> [String] {
-        let text: String = try row.read(column, of: what())
-        guard let data = text.data(using: .utf8), let items = try? JSONDecoder().decode([String].self, from: data) else {
-            throw CorruptRegister(what: what(), column: column)
-        }
-        return items
+        try StoreRules.list(try row.read(column, of: what()), of: what(), column: column)
     }
 
-    static func seconds(_ d: Date) -> Int64 { Int64(d.timeIntervalSince1970.rounded(.down)) }
-    static func date(_ s: Int64) -> Date { Date(timeIntervalSince1970: Double(s)) }
-    static func date(_ s: Int64?) -> Date? { s.map { date($0) } }
+    static func seconds(_ d: Date) -> Int64 { StoreRules.seconds(d) }
+    static func date(_ s: Int64) -> Date { StoreRules.date(s) }
+    static func date(_ s: Int64?) -> Date? { StoreRules.date(s) }
 
     // MARK: - Audit
 
@@ -225,22 +219,13 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     func appendEvent(_ db: Database, _ draft: AuditDraft, state: ExceptionRecord? = nil) throws -> Int64 {
         // Every write appends an event: its statements are compiled once per connection.
         let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM auditEvent ORDER BY seq DESC LIMIT 1"))
-        let seq = (try last?.read("seq", of: "the last audit event") as Int64? ?? 0) + 1
-        let prev: String = try last?.read("hash", of: "the last audit event") ?? AuditChain.genesis
-        let time = Self.seconds(draft.time)
-        var body = draft.payload
-        if let state, case .object(var o) = body {
-            o.append("state", state.stateValue)
-            body = .object(o)
-        }
-        let payload = JSONWriter.canonical(body)
-        let hash = AuditChain.hash(seq: Int(seq), time: time, actor: draft.actor, action: draft.action, subject: draft.subject, payload: payload, prevHash: prev)
+        let event = StoreRules.chain(draft, state: state, after: try last?.read("seq", of: "the last audit event") ?? 0,
+                                     lastHash: try last?.read("hash", of: "the last audit event"))
+        let seq = Int64(event.seq), time = Self.seconds(event.time)
         try db.cachedStatement(sql: "INSERT INTO auditEvent (seq, time, actor, action, subject, payload, prevHash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-            .execute(arguments: [seq, time, draft.actor, draft.action, draft.subject, payload, prev, hash])
+            .execute(arguments: [seq, time, event.actor, event.action, event.subject, event.payload, event.prevHash, event.hash])
         // Lifecycle events go to the webhooks, queued in this same transaction (the outbox).
-        if !webhooks.isEmpty, draft.action.hasPrefix("exception.") || draft.action == "evidence.added" {
-            let event = AuditEvent(seq: Int(seq), time: draft.time, actor: draft.actor, action: draft.action, subject: draft.subject,
-                                   payload: payload, prevHash: prev, hash: hash)
+        if !webhooks.isEmpty, StoreRules.notifies(draft.action) {
             for hook in webhooks {
                 try db.execute(sql: """
                     INSERT INTO webhookDelivery (eventSeq, url, format, secretEnv, action, body, nextAttemptAt) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -489,15 +474,10 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 throw RegisterError.notFound("\(ExceptionRecord.display(id)) not found")
             }
             // A row the log does not back is never built upon: a change would launder it.
-            if let why = record.untrusted { throw RegisterError.conflict("\(record.displayId) cannot be changed: \(why)") }
+            try StoreRules.mayChange(record)
             let old = record
             let events = try change(&record)
-            guard record.id == old.id, record.resources == old.resources, record.policy == old.policy, record.workspace == old.workspace else {
-                throw RegisterError.invalid("an exception's scope (policy, workspace, resources) cannot change; file a new request")
-            }
-            guard record == old || !events.isEmpty else {
-                throw RegisterError.invalid("\(record.displayId): a change without an audit event is refused")
-            }
+            try StoreRules.checkChange(from: old, to: record, events: events)
             if record != old {
                 try db.execute(sql: """
                     UPDATE exception SET status = ?, decidedAt = ?, expiresAt = ?, requestedDays = ?, riskLevel = ?, approverGroups = ?,
@@ -596,16 +576,11 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
             let id: Int64 = try row.read("id", of: "an exception")
             let what = "exception \(id)"
             func parse<T: RawRepresentable>(_ column: String) throws -> T where T.RawValue == String {
-                guard let v = T(rawValue: try row.read(column, of: what)) else { throw CorruptRegister(what: what, column: column) }
-                return v
+                try StoreRules.parse(try row.read(column, of: what), of: what, column: column)
             }
             func read<T: DatabaseValueConvertible>(_ column: String) throws -> T { try row.read(column, of: what) }
             func list(_ column: String) throws -> [String] { try Self.list(row, column, of: what) }
-            func count(_ column: String) throws -> Int {
-                let n: Int64 = try read(column)
-                guard n >= 0, n <= Int64(Int32.max) else { throw CorruptRegister(what: what, column: column) }
-                return Int(n)
-            }
+            func count(_ column: String) throws -> Int { try StoreRules.count(try read(column), of: what, column: column) }
             return ExceptionRecord(
                 id: Int(id), policy: try read("policy"), category: try read("category"), workspace: try read("workspace"),
                 subjectKind: try parse("subjectKind"), resources: resources[id] ?? [], requester: try read("requester"),
@@ -632,53 +607,21 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
 
     // MARK: - State backed by the log
 
-    /// Events about an exception that record no state of it.
-    static let stateless = "exception.reminder"
-
     /// The newest event about a subject that records its state (every event about an exception does,
     /// but reminders), with that state.
     static func latestStateEvent(_ db: Database, subject: String) throws -> (event: AuditEvent, state: Value?)? {
         guard let row = try Row.fetchOne(db.cachedStatement(sql: """
             SELECT seq, time, actor, action, subject, payload, prevHash, hash FROM auditEvent
             WHERE subject = ? AND action <> ? ORDER BY seq DESC LIMIT 1
-            """), arguments: [subject, stateless]) else { return nil }
+            """), arguments: [subject, StoreRules.stateless]) else { return nil }
         let e = try event(row)
-        var state: Value?
-        if e.payload.contains("\"state\":{"), let v = try? JSONReader.parse(Data(e.payload.utf8), maxDepth: 64), case .object(let o)? = v["state"] {
-            state = .object(o)
-        }
-        return (e, state)
+        return (e, StoreRules.loggedState(e))
     }
 
-    /// Why a stored exception is not backed by the log, or nil when the newest event about it records
-    /// exactly its stored state and that event's content still hashes to its hash. One indexed
+    /// Why a stored exception is not backed by the log (`StoreRules.trustProblem`): one indexed
     /// lookup and one hash per exception read; the whole chain is `audit verify`'s job.
     static func trustProblem(_ db: Database, _ record: ExceptionRecord) throws -> String? {
-        let fix = "run `waiver audit verify`"
-        guard let (event, logged) = try latestStateEvent(db, subject: record.displayId) else {
-            return "no audit event records it (the row was added behind the log's back; \(fix))"
-        }
-        guard AuditChain.contentMatches(event) else {
-            return "audit event \(event.seq), which records its state, was changed (\(fix))"
-        }
-        guard let logged else {
-            return "audit event \(event.seq) (\(event.action)) records no state of it (\(fix))"
-        }
-        let stored = record.stateValue
-        guard JSONWriter.canonical(stored) != JSONWriter.canonical(logged) else { return nil }
-        return "its stored \(stateDifferences(stored, logged)) not what audit event \(event.seq) records (changed behind the log's back; \(fix))"
-    }
-
-    /// The fields in which two states differ, for messages: `status (approved; the log says rejected)`.
-    static func stateDifferences(_ stored: Value, _ logged: Value) -> String {
-        guard case .object(let a) = stored, case .object(let b) = logged else { return "state is" }
-        var names: [String] = []
-        for (key, value) in a.pairs where JSONWriter.canonical(value) != JSONWriter.canonical(b[key] ?? .null) {
-            func shown(_ v: Value?) -> String { String(JSONWriter.canonical(v ?? .null).prefix(60)) }
-            names.append("\(key) \(shown(value)) (the log says \(shown(b[key])))")
-        }
-        if names.isEmpty { return "state is" }
-        return names.joined(separator: ", ") + (names.count == 1 ? " is" : " are")
+        StoreRules.trustProblem(record, latest: try latestStateEvent(db, subject: record.displayId)?.event)
     }
 
     // MARK: - Evaluations
@@ -721,10 +664,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 SELECT DISTINCT v.severity, v.category FROM evaluationViolation v JOIN evaluation e ON e.id = v.evaluationId
                 WHERE v.policy = ? AND e.workspace = ?
                 """, arguments: [policy, workspace])
-            guard !rows.isEmpty else { return nil }
-            let severity = try rows.compactMap { Severity(rawValue: try $0.read(at: 0, of: "a recorded violation")) }.max() ?? .medium
-            let category: String = try rows.first.map { try $0.read(at: 1, of: "a recorded violation") } ?? "security"
-            return (category, severity)
+            return StoreRules.recordedRule(try rows.map { (try $0.read(at: 0, of: "a recorded violation"), try $0.read(at: 1, of: "a recorded violation")) })
         }
     }
 

@@ -271,7 +271,7 @@ struct BoundedGrowthTests {
             #expect(ok == 201)
         }
         // Only the valid check was recorded.
-        await #expect(try await f.state.store.auditEvents(subject: nil).filter { $0.action == "check.recorded" }.count == 1)
+        #expect(try await f.state.store.auditEvents(subject: nil).filter { $0.action == "check.recorded" }.count == 1)
     }
 
     @Test func theCLIRefusesAWorkspaceOnTwoLines() async throws {

@@ -36,7 +36,7 @@ struct TrustTests {
                                                         reason: "rotation pending", owner: "Ops <ops@example.com>"), actor: "it", now: t0)
         #expect(await f.refusal { _ = try await f.register.approve(e.id, actor: "ops@example.com", comment: nil, days: nil, now: t0) }
             == "ops@example.com cannot approve EX-1: they own the account it is about")
-        await #expect(try await f.store.exception(id: e.id)?.owner == "Ops <ops@example.com>")
+        #expect(try await f.store.exception(id: e.id)?.owner == "Ops <ops@example.com>")
     }
 
     // MARK: 8. Identities compare as identities
@@ -79,7 +79,7 @@ struct TrustTests {
         #expect(e.rule.minApprovals == 2)
         #expect(RegisterOutput.riskText(e) == "high (the policy's floor; likelihood low x impact low gives low)")
         // A high-severity policy's floor is the level of its default impact at likelihood low.
-        await #expect(try await f.request("NET-001", resources: ["sg"], likelihood: .low, impact: .low).riskLevel == "medium")
+        #expect(try await f.request("NET-001", resources: ["sg"], likelihood: .low, impact: .low).riskLevel == "medium")
     }
 
     @Test func aPolicyNamesItsOwnFloorAndAnUnknownLevelIsAnError() async throws {
@@ -120,10 +120,10 @@ struct TrustTests {
         #expect(raised.status == .pending)  // one approval no longer suffices
         #expect(raised.riskLevel == "high" && raised.rule.minApprovals == 2 && raised.riskRaisedBy == "fin" && raised.proposedRisk == "low")
         #expect(RegisterOutput.riskText(raised).hasPrefix("high (raised from low by fin"))
-        await #expect(try f.events().contains { $0.action == "exception.risk_raised" && $0.payload.contains("\"from\":\"low\"") })
+        #expect(try await f.events().contains { $0.action == "exception.risk_raised" && $0.payload.contains("\"from\":\"low\"") })
         #expect(await f.refusal { _ = try await f.register.approve(e.id, actor: "fin2", comment: nil, days: nil, risk: "medium", now: t0) }
             == "EX-1 is high risk: an approver may raise the risk, never lower it")
-        await #expect(try await f.register.approve(e.id, actor: "fin2", comment: nil, days: nil, now: t0).status == .approved)
+        #expect(try await f.register.approve(e.id, actor: "fin2", comment: nil, days: nil, now: t0).status == .approved)
     }
 
     // MARK: 3. An approval rule that can never be met is said out loud
@@ -150,8 +150,8 @@ struct TrustTests {
         let ok = ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["a"], reason: "r", days: cap + 1)
         let tooLong = ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["b"], reason: "r", days: cap + 1)
         #expect(await f.refusal { _ = try await f.register.requestAll([ok, tooLong], actor: "dev", now: t0) }?.contains("past the cap") == true)
-        await #expect(try await f.store.exceptions(ExceptionFilter()).isEmpty)
-        await #expect(try f.events().isEmpty)
+        #expect(try await f.store.exceptions(ExceptionFilter()).isEmpty)
+        #expect(try await f.events().isEmpty)
     }
 
     @Test func aCheckAndItsRequestsCommitTogether() async throws {
@@ -166,13 +166,13 @@ struct TrustTests {
         await #expect(throws: (any Error).self) {
             _ = try await CheckService.checkIn(report, register: register, actor: "ci", commitAuthor: "pat", request: RequestSpec(reason: "vendor"), now: t0)
         }
-        await #expect(try await f.store.exceptions(ExceptionFilter()).isEmpty)
+        #expect(try await f.store.exceptions(ExceptionFilter()).isEmpty)
         try tamper(f.store.path, "DROP TRIGGER noEvaluations")
         let (final, filed, evaluation) = try await CheckService.checkIn(report, register: register, actor: "ci", commitAuthor: "pat",
                                                                   request: RequestSpec(reason: "vendor"), now: t0)
         #expect(!filed.isEmpty && evaluation > 0)
         #expect(final.summary.pending == filed.count && final.summary.blocking == 0)
-        await #expect(try await f.store.latestEvaluation(workspace: "shop")?.violations.filter { $0.status == .pending }.count == filed.count)
+        #expect(try await f.store.latestEvaluation(workspace: "shop")?.violations.filter { $0.status == .pending }.count == filed.count)
     }
 
     // MARK: 5. A scanner suppression never lowers what approval costs
@@ -241,7 +241,7 @@ struct TrustTests {
             let (_, page, _) = try await b.get(c, "/exceptions/\(id)")
             let (code, _, _) = try await b.post(c, "/exceptions/\(id)/decide", [("csrf", Browser.hidden(page, "csrf") ?? ""), ("action", "approve")])
             #expect(code == 403)
-            await #expect(try await f.state.store.exception(id: 1)?.status == .pending)
+            #expect(try await f.state.store.exception(id: 1)?.status == .pending)
         }
     }
 
@@ -303,7 +303,7 @@ struct TrustTests {
         _ = try await f.register.revoke(e.id, actor: "fin", comment: "over", now: t0.addingTimeInterval(60))
         // Back to the approved state, exactly as an earlier event recorded it.
         try tamper(f.store.path, "UPDATE exception SET status = 'approved', expiresAt = \(Int(approvedAt.timeIntervalSince1970)) WHERE id = 1")
-        await #expect(try await f.store.exception(id: e.id)?.untrusted != nil)
+        #expect(try await f.store.exception(id: e.id)?.untrusted != nil)
     }
 
     @Test func rowsAddedOrDeletedBehindTheLogsBackAreNamed() async throws {
