@@ -64,7 +64,7 @@ let package = Package(
         .target(
             name: "WaiverServer",
             dependencies: [
-                "WaiverCore", "WaiverFormats", "WaiverStore", "WaiverUseCases",
+                "WaiverCore", "WaiverFormats", "WaiverStore", "WaiverPostgres", "WaiverUseCases",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

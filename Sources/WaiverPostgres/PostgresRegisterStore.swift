@@ -176,6 +176,16 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
             """,
             "CREATE INDEX webhook_delivery_due ON webhook_delivery (delivered_at, next_attempt_at)",
         ]),
+        ("v2: users, tokens, web sessions, reminders and signed checkpoints", [
+            "CREATE TABLE waiver_user (name TEXT PRIMARY KEY, admin BOOLEAN NOT NULL DEFAULT FALSE, created_at BIGINT NOT NULL)",
+            "CREATE TABLE user_group (user_name TEXT NOT NULL REFERENCES waiver_user(name) ON DELETE CASCADE, group_name TEXT NOT NULL, PRIMARY KEY (user_name, group_name))",
+            "CREATE INDEX user_group_group ON user_group (group_name)",
+            "CREATE TABLE token (id TEXT PRIMARY KEY, user_name TEXT NOT NULL REFERENCES waiver_user(name) ON DELETE CASCADE, secret_hash TEXT NOT NULL, created_at BIGINT NOT NULL, revoked_at BIGINT)",
+            "CREATE TABLE web_session (id_hash TEXT PRIMARY KEY, user_name TEXT NOT NULL REFERENCES waiver_user(name) ON DELETE CASCADE, token_id TEXT NOT NULL, csrf TEXT NOT NULL, expires_at BIGINT NOT NULL, last_seen_at BIGINT NOT NULL)",
+            "CREATE INDEX web_session_token ON web_session (token_id)",
+            "CREATE TABLE reminder_sent (exception_id BIGINT NOT NULL REFERENCES exception(id) ON DELETE CASCADE, offset_seconds BIGINT NOT NULL, sent_at BIGINT NOT NULL, PRIMARY KEY (exception_id, offset_seconds))",
+            "CREATE TABLE checkpoint (seq BIGINT PRIMARY KEY, hash TEXT NOT NULL, time BIGINT NOT NULL, key_id TEXT NOT NULL, signature TEXT NOT NULL)",
+        ]),
     ]
 
     /// The migrations applied, in order.

@@ -11,8 +11,9 @@ import WaiverUseCases
 /// The JSON API under /api/v1.
 struct API: Sendable {
     let state: ServerState
-    var store: SQLiteRegisterStore { state.store }
-    var register: Register { state.register }
+    var store: any ServerRegisterStore { state.store }
+    /// The rules with the register's users and groups as of this request.
+    var register: Register { get async throws { try await state.decisions() } }
     var now: Date { state.settings.now() }
 
     func register(on group: RouterGroup<WaiverContext>) {
@@ -32,8 +33,9 @@ struct API: Sendable {
         } }
         group.post("exceptions/:id/approve") { req, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser(), body = try await object(req)
+            let register = try await self.register
             let e = try await register.approve(try id(ctx), actor: user.name, comment: try optionalString(body, "comment"), days: try optionalInt(body, "days"),
-                                         risk: try optionalString(body, "risk"), now: now)
+                                               risk: try optionalString(body, "risk"), now: now)
             var v = RegisterOutput.value(e, now: now)
             if case .object(var o) = v, let missing = register.missingApprovals(e), e.status == .pending {
                 o.append("still_needs", .string(missing))
@@ -43,11 +45,11 @@ struct API: Sendable {
         } }
         group.post("exceptions/:id/reject") { req, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser(), body = try await object(req)
-            return jsonResponse(RegisterOutput.value(try await register.reject(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
+            return jsonResponse(RegisterOutput.value(try await self.register.reject(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
         } }
         group.post("exceptions/:id/revoke") { req, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser(), body = try await object(req)
-            return jsonResponse(RegisterOutput.value(try await register.revoke(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
+            return jsonResponse(RegisterOutput.value(try await self.register.revoke(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
         } }
         group.post("exceptions/:id/renew") { req, ctx in try await wrap(ctx) { try await requestException(req, ctx, renews: try id(ctx)) } }
         group.post("exceptions/:id/evidence") { req, ctx in try await wrap(ctx) {
@@ -70,10 +72,10 @@ struct API: Sendable {
             if !existed { try data.write(to: URL(fileURLWithPath: path), options: [.atomic]) }
             let file = EvidenceFile(sha256: sha, name: name, size: data.count, addedBy: user.name, at: Register.second(now))
             do {
-                return jsonResponse(RegisterOutput.value(try await register.addEvidence(n, file: file, actor: user.name), now: now), status: .created)
+                return jsonResponse(RegisterOutput.value(try await self.register.addEvidence(n, file: file, actor: user.name), now: now), status: .created)
             } catch {
                 // Refused after all (the exception was decided meanwhile): a file nobody references goes.
-                if !existed, !(try store.evidenceReferenced(sha256: sha)) { try? FileManager.default.removeItem(atPath: path) }
+                if !existed, await !(try store.evidenceReferenced(sha256: sha)) { try? FileManager.default.removeItem(atPath: path) }
                 throw error
             }
         } }
@@ -84,7 +86,7 @@ struct API: Sendable {
             }
             // Only evidence of an exception is served: a stray file in the folder is not.
             let path = (state.settings.evidenceDirectory as NSString).appendingPathComponent(sha)
-            guard try store.evidenceReferenced(sha256: sha), let data = FileManager.default.contents(atPath: path) else {
+            guard try await store.evidenceReferenced(sha256: sha), let data = FileManager.default.contents(atPath: path) else {
                 throw APIError(.notFound, "not_found", "no evidence \(sha)")
             }
             var headers = HTTPFields()
@@ -147,14 +149,14 @@ struct API: Sendable {
                 checkpoints = CheckpointCheck(publicKey: key)
             }
             let store = self.store, evidence = state.settings.evidenceDirectory, check = checkpoints, given = anchors
-            let v = try await offload { try store.verifyAudit(anchors: given, evidenceDirectory: evidence, checkpoints: check) }
+            let v = try await store.verifyAudit(anchors: given, evidenceDirectory: evidence, checkpoints: check)
             return jsonResponse(AuditOutput.value(v))
         } }
         group.get("audit/checkpoints") { _, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
             var o = Value.Object()
             o.append("public_key", state.settings.signingKey.map { .string($0.publicKey.text) } ?? .null)
-            o.append("checkpoints", .array(try store.checkpoints().map(\.value)))
+            await o.append("checkpoints", .array(try store.checkpoints().map(\.value)))
             return jsonResponse(.object(o))
         } }
         group.post("audit/checkpoints") { _, ctx in try await wrap(ctx) {
@@ -163,7 +165,7 @@ struct API: Sendable {
                 throw APIError(.conflict, "no_key", "this server has no signing key (start it with --signing-key FILE or $WAIVER_SIGNING_KEY)")
             }
             let store = self.store, when = now
-            guard let c = try await offload({ try store.checkpoint(with: key, now: when) }) else {
+            guard let c = try await store.checkpoint(with: key, now: when) else {
                 throw APIError(.conflict, "empty_log", "the audit log is empty: there is nothing to sign")
             }
             return jsonResponse(c.value, status: .created)
@@ -176,7 +178,7 @@ struct API: Sendable {
         } }
         group.post("expire") { _, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser()
-            let outcomes = try await register.expire(now: now, actor: user.name)
+            let outcomes = try await state.register.expire(now: now, actor: user.name)
             return jsonResponse(.array(outcomes.map { o in
                 ["id": .string(o.exception.displayId), "status": .string(o.exception.status.rawValue), "policy": .string(o.exception.policy),
                  "workspace": .string(o.exception.workspace), "still_violating": .array(o.stillViolating.map(Value.string))]
@@ -185,7 +187,7 @@ struct API: Sendable {
         group.get("admin/webhooks") { _, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser()
             guard user.admin else { throw APIError(.forbidden, "forbidden", "administrators only") }
-            return jsonResponse(.array(try store.deliveries().map(deliveryValue)))
+            return await jsonResponse(.array(try store.deliveries().map(deliveryValue)))
         } }
     }
 
@@ -241,6 +243,7 @@ struct API: Sendable {
             sarif: sarif.enumerated().map { ("report-\($0.offset + 1).sarif", data.subdata(in: $0.element)) },
             workspace: workspace, unknown: unknown, keepCompliant: format == .junit)
         let when = now
+        let register = try await self.register
         let scopedRegister = Register(store: store, configuration: state.settings.configuration, policies: report.policies,
                                       groupsOf: register.groupsOf, membersOf: register.membersOf, isAdmin: register.isAdmin)
         let actor = user.name, author = commitAuthor, requestSpec = spec
@@ -273,7 +276,7 @@ struct API: Sendable {
             renewed = n
         }
         // What a renewal inherits, and the program workspace, are the register's rules (`prepare`).
-        let prepared = try await register.prepare(
+        let prepared = try await self.register.prepare(
             ExceptionRequest(policy: try optionalString(body, "policy") ?? "", workspace: try optionalString(body, "workspace") ?? "", subjectKind: kind,
                              resources: try strings(body, "resources"), reason: try string(body, "reason"), days: try optionalInt(body, "days"),
                              likelihood: try factor(body, "likelihood"), impact: try factor(body, "impact"), mitigations: try strings(body, "mitigations"),
@@ -419,7 +422,7 @@ struct API: Sendable {
         case .control: kind = "control"
         }
         o.append("kind", .string(kind))
-        o.append("max_days", .number(Double(register.maxDays(for: p))))
+        o.append("max_days", .number(Double(state.register.maxDays(for: p))))
         o.append("source", p.location.map { .string($0.description) } ?? .null)
         return .object(o)
     }

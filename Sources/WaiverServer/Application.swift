@@ -7,6 +7,7 @@ import Prometheus
 import ServiceLifecycle
 import WaiverCore
 import WaiverFormats
+import WaiverPostgres
 import WaiverStore
 
 /// How to run the server.
@@ -62,7 +63,9 @@ public struct ServerSettings: Sendable {
 /// Everything the handlers and services share.
 public final class ServerState: Sendable {
     public let settings: ServerSettings
-    public let store: SQLiteRegisterStore
+    public let store: any ServerRegisterStore
+    /// The rules with no people: every rule about who may act refuses here (it fails closed).
+    /// Decisions use `decisions()`, which reads the users and groups of the register.
     public let register: Register
     public let metrics: ServerMetrics
     /// The plan attributes the server's policies read: evaluations build only these.
@@ -72,17 +75,30 @@ public final class ServerState: Sendable {
     /// Open connections per client address.
     public let clients = ClientConnections()
 
-    public init(settings: ServerSettings) throws {
+    /// The server on the SQLite register at `settings.databasePath`.
+    public convenience init(settings: ServerSettings) throws {
+        self.init(settings: settings, store: try SQLiteRegisterStore(path: settings.databasePath, webhooks: settings.configuration.notify))
+    }
+
+    /// The server on a register already open (SQLite or PostgreSQL).
+    public init(settings: ServerSettings, store: any ServerRegisterStore) {
         self.settings = settings
         self.selection = AttributeSelection(policies: settings.policies)
-        let store = try SQLiteRegisterStore(path: settings.databasePath, webhooks: settings.configuration.notify)
         self.store = store
-        self.register = Register(
-            store: store, configuration: settings.configuration, policies: settings.policies,
-            groupsOf: { name in Set((try? store.user(named: name))?.groups ?? []) },
-            membersOf: { group in Set(((try? store.members(of: group)) ?? []).map(Identity.canonical)) },
-            isAdmin: { name in (try? store.user(named: name))?.admin ?? false })
+        self.register = Register(store: store, configuration: settings.configuration, policies: settings.policies,
+                                 groupsOf: { _ in [] }, membersOf: { _ in [] }, isAdmin: { _ in false })
         self.metrics = ServerMetrics()
+    }
+
+    /// The server on the register `settings` names: SQLite, or PostgreSQL when `postgres` is given.
+    public static func open(settings: ServerSettings, postgres: PostgresURL?) async throws -> ServerState {
+        guard let postgres else { return try ServerState(settings: settings) }
+        return ServerState(settings: settings, store: try await PostgresRegisterStore(url: postgres, webhooks: settings.configuration.notify))
+    }
+
+    /// The rules with the register's users and groups as of now: what every decision runs with.
+    public func decisions() async throws -> Register {
+        try await store.people().bind(register)
     }
 }
 
@@ -120,7 +136,7 @@ public func buildRouter(state: ServerState) throws -> Router<WaiverContext> {
     router.add(middleware: NoStoreMiddleware())
     router.get("/health") { _, _ in jsonResponse(["status": "ok"]) }
     router.get("/metrics") { _, _ in
-        state.metrics.refresh(store: state.store, maxAttempts: WebhookService.maxAttempts)
+        await state.metrics.refresh(store: state.store, maxAttempts: WebhookService.maxAttempts)
         return text(state.metrics.registry.emitToString(), contentType: "text/plain; version=0.0.4; charset=utf-8")
     }
     router.get("/openapi.yaml") { _, _ in text(OpenAPI.document, contentType: "application/yaml; charset=utf-8") }
@@ -157,13 +173,13 @@ public final class ServerMetrics: Sendable {
     }
 
     /// Gauges read from the register when scraped.
-    func refresh(store: SQLiteRegisterStore, maxAttempts: Int) {
-        let counts = (try? store.statusCounts()) ?? [:]
+    func refresh(store: any ServerRegisterStore, maxAttempts: Int) async {
+        let counts = (try? await store.statusCounts()) ?? [:]
         for status in ExceptionStatus.allCases {
             registry.makeGauge(descriptor: .init(namespace: "waiver", metricName: "exceptions", unitName: "count", helpText: "Exceptions in the register by status."),
                                labels: [("status", status.rawValue)]).set(Double(counts[status.rawValue] ?? 0))
         }
-        if let d = try? store.deliveryCounts(maxAttempts: maxAttempts) {
+        if let d = try? await store.deliveryCounts(maxAttempts: maxAttempts) {
             for (state, n) in [("delivered", d.delivered), ("waiting", d.waiting), ("failed", d.failed)] {
                 registry.makeGauge(descriptor: .init(namespace: "waiver", metricName: "webhook_outbox", unitName: "count", helpText: "Webhook deliveries in the outbox by state."),
                                    labels: [("state", state)]).set(Double(n))

@@ -64,7 +64,7 @@ struct TokenMiddleware: RouterMiddleware {
         let now = state.settings.now()
         if state.limiter.blocked(context.client, now: now) { throw APIError.tooManyFailures }
         guard let bearer = request.headers.bearer, let (id, secret) = APIToken.parse(bearer.token),
-              let (user, hash) = try state.store.token(id: id), APIToken.equal(hash, AuditChain.sha256(Data(secret.utf8)))
+              let (user, hash) = try await state.store.token(id: id), APIToken.equal(hash, AuditChain.sha256(Data(secret.utf8)))
         else {
             state.limiter.fail(context.client, now: now)
             throw APIError.unauthorized

@@ -37,7 +37,7 @@ public struct SchedulerService: Service {
                                    payload: ["expires": .string(iso(expires)), "before": .string(formatDuration(offset)),
                                              "requester": .string(e.requester), "approvers": .array(e.rule.groups.map(Value.string))],
                                    time: now)
-            if try state.store.markReminder(exceptionId: e.id, offset: offset, event: event) {
+            if try await state.store.markReminder(exceptionId: e.id, offset: offset, event: event) {
                 sent += 1
                 state.metrics.remindersSent.increment()
             }
@@ -45,14 +45,14 @@ public struct SchedulerService: Service {
         let expired = try await state.register.expire(now: now, actor: "scheduler")
         // A signed checkpoint of the head, every `checkpointInterval` while the log grows.
         if let key = state.settings.signingKey {
-            let last = try state.store.checkpoints().last
+            let last = try await state.store.checkpoints().last
             if last.map({ now.timeIntervalSince1970 - Double($0.time) >= state.settings.checkpointInterval }) ?? true,
-               let c = try state.store.checkpoint(with: key, now: now), c.seq != last?.seq {
+               let c = try await state.store.checkpoint(with: key, now: now), c.seq != last?.seq {
                 logger.info("scheduler: signed checkpoint at event \(c.seq)")
             }
         }
         // Bounded growth: delivered webhook rows past their retention, and sessions that ended.
-        let pruned = try state.store.prune(deliveredBefore: now.addingTimeInterval(-Double(state.settings.configuration.keepDeliveries)),
+        let pruned = try await state.store.prune(deliveredBefore: now.addingTimeInterval(-Double(state.settings.configuration.keepDeliveries)),
                                            sessionsIdleBefore: now.addingTimeInterval(-Web.sessionIdleSeconds), now: now)
         if pruned.deliveries > 0 || pruned.sessions > 0 {
             logger.info("scheduler: pruned \(pruned.deliveries) delivered webhooks, \(pruned.sessions) ended sessions")
@@ -103,7 +103,7 @@ public struct WebhookService: Service {
     public func deliverDue(now: Date) async throws -> Int { try await deliverBatch(now: now).delivered }
 
     func deliverBatch(now: Date) async throws -> (attempted: Int, delivered: Int) {
-        let due = try state.store.dueDeliveries(now: now, limit: Self.batch, maxAttempts: Self.maxAttempts)
+        let due = try await state.store.dueDeliveries(now: now, limit: Self.batch, maxAttempts: Self.maxAttempts)
         guard !due.isEmpty else { return (0, 0) }
         var byReceiver: [String: [WebhookDelivery]] = [:]
         for d in due { byReceiver[d.url, default: []].append(d) }
@@ -132,10 +132,10 @@ public struct WebhookService: Service {
             for await r in group { all += r }
             return all
         }
-        try state.store.markDelivered(outcomes.filter { $0.1 == nil }.map(\.0.id), at: now)
+        try await state.store.markDelivered(outcomes.filter { $0.1 == nil }.map(\.0.id), at: now)
         for (d, failure) in outcomes where failure != nil {
             let attempts = d.attempts + 1
-            try state.store.markFailed(d.id, error: failure ?? "", retryAt: now.addingTimeInterval(Self.backoff(afterAttempts: attempts)))
+            try await state.store.markFailed(d.id, error: failure ?? "", retryAt: now.addingTimeInterval(Self.backoff(afterAttempts: attempts)))
             state.metrics.delivery(attempts >= Self.maxAttempts ? "gave_up" : "failed")
             logger.warning("webhook \(d.id) to \(d.url) failed (attempt \(attempts)): \(failure ?? "")")
         }

@@ -19,7 +19,7 @@ struct Web: Sendable {
     /// A session unused this long ends (an approver's browser left open on a shared machine).
     static let sessionIdleSeconds: TimeInterval = 30 * 60
 
-    var store: SQLiteRegisterStore { state.store }
+    var store: any ServerRegisterStore { state.store }
     var now: Date { state.settings.now() }
 
     /// The templates: embedded in the binary (`scripts/gen-templates.py` from `Templates/`), so a
@@ -49,7 +49,7 @@ struct Web: Sendable {
         let pages = router.group().add(middleware: SessionMiddleware(store: state.store, now: state.settings.now))
         pages.post("/logout") { req, ctx in try await page(ctx) { _ in
             try await requireCSRF(req, ctx)
-            if let id = cookie(req, Self.sessionCookie) { try store.endSession(idHash: AuditChain.sha256(Data(id.utf8))) }
+            if let id = cookie(req, Self.sessionCookie) { try await store.endSession(idHash: AuditChain.sha256(Data(id.utf8))) }
             var r = redirect("/login")
             r.headers[.setCookie] = cookieHeader(Self.sessionCookie, "", maxAge: 0, req: req)
             return r
@@ -59,7 +59,7 @@ struct Web: Sendable {
         pages.post("/exceptions/:id/decide") { req, ctx in try await page(ctx) { user in try await decide(req, ctx, user) } }
         pages.get("/evidence/:sha256") { _, ctx in try await page(ctx) { _ in
             guard let sha = ctx.parameters.get("sha256"), sha.count == 64, sha.allSatisfy({ $0.isHexDigit && !$0.isUppercase }),
-                  try store.evidenceReferenced(sha256: sha),
+                  try await store.evidenceReferenced(sha256: sha),
                   let data = FileManager.default.contents(atPath: (state.settings.evidenceDirectory as NSString).appendingPathComponent(sha))
             else { return try render("audit", ["title": "Not found"], ctx, status: .notFound) }
             var headers = HTTPFields()
@@ -96,13 +96,13 @@ struct Web: Sendable {
             return try loginPage(req, notice: "The sign-in form expired; please try again.", status: .forbidden)
         }
         guard let token = form["token"], let (id, secret) = APIToken.parse(token.trimmingCharacters(in: .whitespaces)),
-              let (user, hash) = try store.token(id: id), APIToken.equal(hash, AuditChain.sha256(Data(secret.utf8)))
+              let (user, hash) = try await store.token(id: id), APIToken.equal(hash, AuditChain.sha256(Data(secret.utf8)))
         else {
             state.limiter.fail(ctx.client, now: current)
             return try loginPage(req, notice: "That token is not valid (or was revoked).", status: .unauthorized)
         }
         let session = APIToken.generate().token, csrf = APIToken.generate().token
-        try store.createSession(idHash: AuditChain.sha256(Data(session.utf8)), user: user.name, tokenId: id, csrf: csrf,
+        try await store.createSession(idHash: AuditChain.sha256(Data(session.utf8)), user: user.name, tokenId: id, csrf: csrf,
                                 expiresAt: now.addingTimeInterval(Self.sessionSeconds), now: now)
         var r = redirect("/inbox")
         r.headers[values: .setCookie] = [
@@ -151,7 +151,7 @@ struct Web: Sendable {
     func inbox(_ user: User, _ ctx: WaiverContext) async throws -> Response {
         let current = now
         // The same rule the decision applies: never the requester, the commit author, the subject or owner.
-        let register = state.register
+        let register = try await state.decisions()
         let mine = try await store.exceptions(ExceptionFilter(statuses: [.pending])).filter { register.mayDecide($0, person: user.name) }
             .sorted { $0.createdAt < $1.createdAt }
         let items: [[String: Any]] = mine.map { e in
@@ -202,7 +202,7 @@ struct Web: Sendable {
         }
         guard let n = ctx.parameters.get("id").flatMap(ExceptionRecord.parseId) else { throw APIError(.notFound, "not_found", "no such exception") }
         let comment = (form["comment"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-        let register = state.register
+        let register = try await state.decisions()
         do {
             let e: ExceptionRecord
             switch form["action"] {
@@ -365,11 +365,11 @@ struct Web: Sendable {
     }
 
     func auditPage(_ ctx: WaiverContext) async throws -> Response {
-        let v = try store.verifyAudit(evidenceDirectory: state.settings.evidenceDirectory)
+        let v = try await store.verifyAudit(evidenceDirectory: state.settings.evidenceDirectory)
         let recent = try await store.auditEvents(subject: nil, last: 20).reversed().map { e in
             ["seq": e.seq, "at": iso(e.time), "actor": e.actor, "action": e.action, "subject": e.subject] as [String: Any]
         }
-        var values: [String: Any] = ["title": "Audit", "intact": v.intact, "events": v.events, "firstBad": v.firstBad as Any,
+        var values: [String: Any] = await ["title": "Audit", "intact": v.intact, "events": v.events, "firstBad": v.firstBad as Any,
                                      "problem": v.problem as Any, "recent": Array(recent),
                                      "findings": v.findings, "checkpoint": (try store.checkpoints().last?.json) as Any]
         if let head = v.head { values["head"] = head.description }
@@ -432,12 +432,12 @@ struct Web: Sendable {
 /// Reads the session cookie into the context (user and CSRF token).
 struct SessionMiddleware: RouterMiddleware {
     typealias Context = WaiverContext
-    let store: SQLiteRegisterStore
+    let store: any ServerRegisterStore
     let now: @Sendable () -> Date
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        if let id = Web.cookie(request, Web.sessionCookie), let (user, csrf) = try store.session(idHash: AuditChain.sha256(Data(id.utf8)), now: now(), idle: Web.sessionIdleSeconds) {
+        if let id = Web.cookie(request, Web.sessionCookie), let (user, csrf) = try await store.session(idHash: AuditChain.sha256(Data(id.utf8)), now: now(), idle: Web.sessionIdleSeconds) {
             context.user = user
             context.csrf = csrf
         }

@@ -285,3 +285,45 @@ public enum RegisterVerification {
         return findings
     }
 }
+
+extension RegisterVerification {
+    /// What `audit verify` checks on any store: the chain against anchors and signed checkpoints,
+    /// every state against the log, and (with `evidenceDirectory`) every evidence file's SHA-256.
+    public static func verifyAudit(_ store: any RegisterStore, anchors: [AuditAnchor], evidenceDirectory: String?,
+                                   checkpoints check: CheckpointCheck?, stored: [Checkpoint]) async throws -> AuditVerification {
+        var anchors = anchors
+        var findings: [String] = []
+        var verified = 0
+        if let check {
+            let list = check.given ?? stored
+            if list.isEmpty {
+                findings.append("no signed checkpoint to verify against: the register holds none (pass one kept elsewhere with --checkpoint FILE)")
+            }
+            for c in list {
+                if let why = c.problem(with: check.publicKey) { findings.append("checkpoint at event \(c.seq): \(why)") } else {
+                    anchors.append(AuditAnchor(seq: Int(c.seq), hash: c.hash))
+                    verified += 1
+                }
+            }
+        }
+        var result = try await verify(store, anchors: anchors)
+        result.checkpoints = verified
+        findings += result.findings
+        if let folder = evidenceDirectory {
+            var checked: [String: Bool] = [:]
+            for e in try await store.exceptions(ExceptionFilter()) {
+                for f in e.evidence {
+                    let path = (folder as NSString).appendingPathComponent(f.sha256)
+                    let ok = checked[f.sha256] ?? (FileManager.default.fileExists(atPath: path) && (try? AuditChain.sha256(file: path)) == f.sha256)
+                    checked[f.sha256] = ok
+                    if !ok {
+                        let missing = !FileManager.default.fileExists(atPath: path)
+                        findings.append("\(e.displayId): evidence \(f.name) (\(f.sha256.prefix(12))…) \(missing ? "is missing from \(folder)" : "no longer hashes to its recorded SHA-256: its bytes were replaced")")
+                    }
+                }
+            }
+        }
+        result.findings = findings
+        return result
+    }
+}

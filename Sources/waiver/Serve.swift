@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import WaiverCore
 import WaiverFormats
+import WaiverPostgres
 import WaiverServer
 import WaiverStore
 
@@ -15,8 +16,10 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var config: ConfigOptions
     @Option(name: .long, help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(name: .long, help: "Port to listen on.") var port: Int = 8080
-    @Option(name: .long, help: ArgumentHelp("The register: sqlite:PATH (default sqlite:.waiver/register.sqlite).", valueName: "url"))
+    @Option(name: .long, help: ArgumentHelp("The register: sqlite:PATH (default sqlite:.waiver/register.sqlite) or postgres://USER@HOST[:PORT]/DB[?sslmode=require] (password in the URL, $PGPASSWORD or --database-password-file).", valueName: "url"))
     var database: String = "sqlite:.waiver/register.sqlite"
+    @Option(name: .long, help: ArgumentHelp("File holding the PostgreSQL password (when neither the URL nor $PGPASSWORD has it).", valueName: "file"))
+    var databasePasswordFile: String?
     @Option(name: .long, help: ArgumentHelp("Largest request body accepted, in MiB.", valueName: "n")) var maxBodyMib: Int = 64
     @Option(name: .long, help: ArgumentHelp("Seconds between scheduler passes.", valueName: "n")) var schedulerInterval: Int = 60
     @Option(name: .long, help: ArgumentHelp("Ed25519 key that signs checkpoints of the audit log (default $WAIVER_SIGNING_KEY; none: no checkpoints).", valueName: "file"))
@@ -32,7 +35,8 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let path = try databasePath(database)
+        let postgres = try postgresURL(database, passwordFile: databasePasswordFile)
+        let path = postgres == nil ? try databasePath(database) : ".waiver/register.sqlite"
         let (configuration, base) = try config.loadConfiguration()
         let (dir, _) = config.policyDirectory(configuration, base: base)
         let policies = try PolicyLoader.load(directory: dir)
@@ -45,10 +49,10 @@ struct Serve: AsyncParsableCommand {
             host: host, port: port, databasePath: path, configuration: configuration, policies: policies, maxBodyBytes: maxBodyMib << 20,
             schedulerInterval: .seconds(schedulerInterval), now: { fixedNow ?? Date() }, signingKey: key,
             checkpointInterval: TimeInterval(parseDuration(checkpointEvery) ?? 3600))
-        let state = try ServerState(settings: settings)
-        warn(state.register.unmeetableRules())
+        let state = try await ServerState.open(settings: settings, postgres: postgres)
+        warn(try await state.decisions().unmeetableRules())
         let app = try buildApplication(state: state)
-        FileHandle.standardError.write(Data("waiver: serving \(path) on http://\(host):\(port) with \(policies.count) policies\(key.map { "; signing checkpoints with key \($0.publicKey.id)" } ?? "")\n".utf8))
+        FileHandle.standardError.write(Data("waiver: serving \(state.store.location) on http://\(host):\(port) with \(policies.count) policies\(key.map { "; signing checkpoints with key \($0.publicKey.id)" } ?? "")\n".utf8))
         try await app.runService()
     }
 }
@@ -60,10 +64,7 @@ func databasePath(_ url: String) throws -> String {
         guard !path.isEmpty else { throw UsageError("--database: sqlite: needs a file path") }
         return path
     }
-    if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-        throw UsageError("--database: PostgreSQL is not supported yet; use sqlite:PATH")
-    }
-    if url.contains("://") { throw UsageError("--database: '\(url)' is not sqlite:PATH") }
+    if url.contains("://") { throw UsageError("--database: '\(url)' is not sqlite:PATH or postgres://USER@HOST/DB") }
     return url
 }
 
@@ -73,30 +74,28 @@ struct Admin: AsyncParsableCommand {
         subcommands: [AddUser.self, RemoveUser.self, AddToken.self, RevokeToken.self, EndSessions.self, Users.self, Webhooks.self])
 
     struct Options: ParsableArguments {
-        @Option(name: .long, help: ArgumentHelp("The register: sqlite:PATH.", valueName: "url")) var database: String = "sqlite:.waiver/register.sqlite"
+        @Option(name: .long, help: ArgumentHelp("The register: sqlite:PATH or postgres://USER@HOST[:PORT]/DB.", valueName: "url")) var database: String = "sqlite:.waiver/register.sqlite"
+        @Option(name: .long, help: ArgumentHelp("File holding the PostgreSQL password.", valueName: "file")) var databasePasswordFile: String?
         @Option(name: .long, help: ArgumentHelp("Who is acting, for the audit log (default: the login name).", valueName: "name")) var actor: String?
 
-        func open() throws -> SQLiteRegisterStore {
-            let path = try databasePath(database)
-            do { return try SQLiteRegisterStore(path: path) } catch { throw UsageError("\(path): cannot open the register: \(error)") }
+        func open() async throws -> any ServerRegisterStore {
+            try await openServerStore(database, passwordFile: databasePasswordFile)
         }
 
         var actorName: String { actor ?? ProcessInfo.processInfo.environment["USER"] ?? ProcessInfo.processInfo.userName }
     }
 
     /// After users change: the approval rules of the server's policies that its users can no longer meet.
-    static func warnUnmeetable(_ store: SQLiteRegisterStore, config: ConfigOptions) {
+    static func warnUnmeetable(_ store: any ServerRegisterStore, config: ConfigOptions) async {
         guard let (configuration, base) = try? config.loadConfiguration() else { return }
         let (dir, _) = config.policyDirectory(configuration, base: base)
-        guard let policies = try? PolicyLoader.load(directory: dir) else { return }
-        let register = Register(store: store, configuration: configuration, policies: policies,
-                                membersOf: { g in Set(((try? store.members(of: g)) ?? []).map(Identity.canonical)) })
-        warn(register.unmeetableRules())
+        guard let policies = try? PolicyLoader.load(directory: dir), let people = try? await store.people() else { return }
+        warn(people.bind(Register(store: store, configuration: configuration, policies: policies)).unmeetableRules())
     }
 
-    static func newToken(for user: String, store: SQLiteRegisterStore, actor: String) throws -> String {
+    static func newToken(for user: String, store: any ServerRegisterStore, actor: String) async throws -> String {
         let t = APIToken.generate()
-        try store.addToken(id: t.id, secretHash: t.hash, user: user, actor: actor, now: try currentTime())
+        try await store.addToken(id: t.id, secretHash: t.hash, user: user, actor: actor, now: try currentTime())
         return t.token
     }
 
@@ -113,11 +112,11 @@ struct Admin: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let store = try options.open()
-            try store.putUser(User(name: name, groups: group, admin: admin), actor: options.actorName, now: try currentTime())
-            print(try Admin.newToken(for: name, store: store, actor: options.actorName))
+            let store = try await options.open()
+            try await store.putUser(User(name: name, groups: group, admin: admin), actor: options.actorName, now: try currentTime())
+            await print(try Admin.newToken(for: name, store: store, actor: options.actorName))
             FileHandle.standardError.write(Data("waiver: user \(name) saved (groups: \(group.joined(separator: ", "))\(admin ? "; admin" : "")). The token above is shown once: store it now.\n".utf8))
-            Admin.warnUnmeetable(store, config: config)
+            await Admin.warnUnmeetable(store, config: config)
         }
     }
 
@@ -127,10 +126,10 @@ struct Admin: AsyncParsableCommand {
         @OptionGroup var config: ConfigOptions
         @Argument(help: "User name.") var name: String
         func run() async throws {
-            let store = try options.open()
-            try store.removeUser(name, actor: options.actorName, now: try currentTime())
+            let store = try await options.open()
+            try await store.removeUser(name, actor: options.actorName, now: try currentTime())
             print("user \(name) removed; their tokens and sessions ended")
-            Admin.warnUnmeetable(store, config: config)
+            await Admin.warnUnmeetable(store, config: config)
         }
     }
 
@@ -139,7 +138,7 @@ struct Admin: AsyncParsableCommand {
         @OptionGroup var options: Options
         @Argument(help: "User name.") var name: String
         func run() async throws {
-            let n = try options.open().endSessions(user: name, actor: options.actorName, now: try currentTime())
+            let n = try await options.open().endSessions(user: name, actor: options.actorName, now: try currentTime())
             print("\(n) session\(n == 1 ? "" : "s") of \(name) ended")
         }
     }
@@ -149,7 +148,7 @@ struct Admin: AsyncParsableCommand {
         @OptionGroup var options: Options
         @Argument(help: "User name.") var name: String
         func run() async throws {
-            print(try Admin.newToken(for: name, store: try options.open(), actor: options.actorName))
+            await print(try Admin.newToken(for: name, store: try await options.open(), actor: options.actorName))
         }
     }
 
@@ -159,7 +158,7 @@ struct Admin: AsyncParsableCommand {
         @Argument(help: "Token id (12 hex digits, or the whole token).") var token: String
         func run() async throws {
             let id = token.hasPrefix("wvr_") ? String(token.split(separator: "_").dropFirst().first ?? "") : token
-            try options.open().revokeToken(id: id, actor: options.actorName, now: try currentTime())
+            try await options.open().revokeToken(id: id, actor: options.actorName, now: try currentTime())
             print("token \(id) revoked")
         }
     }
@@ -168,9 +167,9 @@ struct Admin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List users and their tokens (ids only).")
         @OptionGroup var options: Options
         func run() async throws {
-            let store = try options.open()
-            let tokens = try store.tokens()
-            for u in try store.users() {
+            let store = try await options.open()
+            let tokens = try await store.tokens()
+            for u in try await store.users() {
                 let live = tokens.filter { $0.user == u.name && $0.revokedAt == nil }.map(\.id)
                 print("\(u.name)\(u.admin ? " (admin)" : "")  groups: \(u.groups.joined(separator: ", "))  tokens: \(live.joined(separator: ", "))")
             }
@@ -181,7 +180,7 @@ struct Admin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show recent webhook deliveries: delivered, waiting to retry, failed.")
         @OptionGroup var options: Options
         func run() async throws {
-            let list = try options.open().deliveries()
+            let list = try await options.open().deliveries()
             if list.isEmpty { print("No webhook deliveries."); return }
             for d in list {
                 let state = d.deliveredAt.map { "delivered \(iso($0))" } ?? "attempt \(d.attempts), next \(iso(d.nextAttemptAt))\(d.lastError.map { ", last error: \($0)" } ?? "")"
@@ -189,4 +188,24 @@ struct Admin: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// The PostgreSQL URL `--database` names, with its password from the URL, `$PGPASSWORD` or the
+/// file; nil for a SQLite register.
+func postgresURL(_ database: String, passwordFile: String?) throws -> PostgresURL? {
+    guard PostgresURL.names(database) else { return nil }
+    do {
+        return try PostgresURL(database, environmentPassword: ProcessInfo.processInfo.environment["PGPASSWORD"], passwordFile: passwordFile)
+    } catch {
+        throw UsageError(error.description)
+    }
+}
+
+/// Opens the register `--database` names, SQLite or PostgreSQL.
+func openServerStore(_ database: String, passwordFile: String?) async throws -> any ServerRegisterStore {
+    if let url = try postgresURL(database, passwordFile: passwordFile) {
+        do { return try await PostgresRegisterStore(url: url) } catch { throw UsageError(PostgresStoreError.userMessage(for: error) ?? "\(url): \(error)") }
+    }
+    let path = try databasePath(database)
+    do { return try SQLiteRegisterStore(path: path) } catch { throw UsageError("\(path): cannot open the register: \(error)") }
 }

@@ -34,7 +34,7 @@ struct HostileInputTests {
     }
 
     @Test func aHugeRuleIndexOverHTTPIsA422AndTheServerLives() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         let report = Self.sarif(result: #"{"ruleIndex":1e300,"message":{"text":"m"}}"#)
         let body = #"{"workspace":"w","sarif":["# + report + "]}"
         try await f.app().test(.router) { c in
@@ -139,7 +139,7 @@ struct HostileInputTests {
     // MARK: 8. Nothing is stored for someone who may not store it
 
     @Test func evidenceForAMissingExceptionIsNeverWritten() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         try await f.app().test(.router) { c in
             let bytes = ByteBuffer(string: "ten mebibytes, say")
             let (status, _) = try await c.call(.post, "/api/v1/exceptions/EX-77/evidence?name=x.bin", as: "dev", f, raw: bytes)
@@ -165,13 +165,13 @@ struct HostileInputTests {
         let e = try await register.request(ExceptionRequest(policy: "COST-001", workspace: "w", resources: ["a"], reason: "r", days: 1), actor: "dev", now: t0)
         _ = try await register.approve(e.id, actor: "fin@example.com", comment: nil, days: nil, now: t0)
         _ = try await register.expire(now: t0.addingTimeInterval(86_400), actor: "cron")
-        #expect(try store.deliveries().map(\.action).contains("exception.expired"))
+        await #expect(try store.deliveries().map(\.action).contains("exception.expired"))
     }
 
     // MARK: 11. Renewals, caching, rate limits
 
     @Test func aMalformedRenewsIsAnErrorAndAMissingOneIs404() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         let bad = #"{"policy":"NET-001","workspace":"shop","resources":["sg"],"reason":"r","renews":"EX-abc"}"#
         try await f.app().test(.router) { c in
             let (malformed, _) = try await c.call(.post, "/api/v1/exceptions", as: "dev", f, json: bad)
@@ -182,7 +182,7 @@ struct HostileInputTests {
     }
 
     @Test func pagesAndAnswersAreNeverCached() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         try await f.app().test(.router) { c in
             let (_, _, headers) = try await Browser().get(c, "/login")
             #expect(headers[.cacheControl] == "no-store")
@@ -193,7 +193,7 @@ struct HostileInputTests {
     }
 
     @Test func failedSignInsAndTokenChecksAreRateLimited() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         try await f.app().test(.router) { c in
             let wrong = "wvr_000000000000_" + String(repeating: "0", count: 64)
             for _ in 0..<20 { #expect(try await Browser().signIn(c, token: wrong).0 == 401) }
@@ -241,22 +241,22 @@ struct TamperedRegisterTests {
 @Suite("Bounded growth of the server's tables", .serialized)
 struct BoundedGrowthTests {
     @Test func deliveredWebhooksAndEndedSessionsArePrunedByTheScheduler() async throws {
-        let f = try ServerFixture(notify: [.init(url: "http://127.0.0.1:9/hook")])
+        let f = try await ServerFixture(notify: [.init(url: "http://127.0.0.1:9/hook")])
         _ = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "w", resources: ["a"], reason: "r"), actor: "dev", now: t0)
-        let d = try #require(try f.state.store.deliveries().first)
-        try f.state.store.markDelivered([d.id], at: t0)
-        try f.state.store.createSession(idHash: "h", user: "sam", tokenId: "t", csrf: "c", expiresAt: t0.addingTimeInterval(3600), now: t0)
+        let d = try await #require(try f.state.store.deliveries().first)
+        try await f.state.store.markDelivered([d.id], at: t0)
+        try await f.state.store.createSession(idHash: "h", user: "sam", tokenId: "t", csrf: "c", expiresAt: t0.addingTimeInterval(3600), now: t0)
         // Six days on: the delivery is kept (7 days by default); the idle session is gone.
         let early = SchedulerService(state: f.state, logger: .init(label: "t"))
         _ = try await early.tick(now: t0.addingTimeInterval(6 * 86_400))
-        #expect(try f.state.store.deliveries().count == 1)
-        #expect(try f.state.store.prune(deliveredBefore: t0, sessionsIdleBefore: t0, now: t0) == (0, 0))
+        await #expect(try f.state.store.deliveries().count == 1)
+        await #expect(try f.state.store.prune(deliveredBefore: t0, sessionsIdleBefore: t0, now: t0) == (0, 0))
         _ = try await early.tick(now: t0.addingTimeInterval(8 * 86_400))
-        #expect(try f.state.store.deliveries().isEmpty)
+        await #expect(try f.state.store.deliveries().isEmpty)
     }
 
     @Test func aCheckOverTheAPINamesItsWorkspaceWithinTheLimitAndItsOptionsExactly() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         let plan = #"{"format_version":"1.2","resource_changes":[]}"#
         try await f.app().test(.router) { c in
             for (field, expected) in [("\"workspace\":\"\(String(repeating: "w", count: 201))\"", "1 to 200 characters"),

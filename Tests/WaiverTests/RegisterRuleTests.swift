@@ -221,7 +221,7 @@ struct RegisterRuleTests {
         #expect(byId == [fixed.id: .closed, still.id: .expired, unchecked.id: .expired, person.id: .expired])
         let actions = try await f.events().suffix(4).map(\.action)
         #expect(actions == ["exception.closed", "exception.expired", "exception.expired", "exception.expired"])
-        #expect(try f.store.verifyAudit().intact)
+        await #expect(try f.store.verifyAudit().intact)
         #expect(try await f.register.expire(now: t0.addingTimeInterval(86_400), actor: "cron").isEmpty)  // nothing twice
     }
 

@@ -58,7 +58,7 @@ struct TamperTests {
     @Test func anEditedEventIsNamed() async throws {
         let (f, path) = try await registerWithEvents()
         try tamper(path, "UPDATE auditEvent SET actor = 'mallory' WHERE seq = 3")
-        let v = try f.store.verifyAudit()
+        let v = try await f.store.verifyAudit()
         #expect(v.firstBad == 3)
         #expect(v.problem?.contains("content does not match its hash") == true)
     }
@@ -69,38 +69,38 @@ struct TamperTests {
         let forged = AuditChain.hash(seq: 2, time: Int64(e.time.timeIntervalSince1970), actor: "mallory", action: e.action,
                                      subject: e.subject, payload: e.payload, prevHash: e.prevHash)
         try tamper(path, "UPDATE auditEvent SET actor = 'mallory', hash = '\(forged)' WHERE seq = 2")
-        let v = try f.store.verifyAudit()
+        let v = try await f.store.verifyAudit()
         #expect(v.firstBad == 3)
         #expect(v.problem?.contains("link to event 2") == true)
     }
 
     @Test func eventsCutFromTheEndNeedAnAnchorToBeSeen() async throws {
         let (f, path) = try await registerWithEvents()
-        let before = try f.store.verifyAudit()
+        let before = try await f.store.verifyAudit()
         let anchor = try #require(before.head)
         let last = try await f.events().last?.hash
         #expect(anchor.seq == 5 && anchor.hash == last)
         try tamper(path, "DELETE FROM auditEvent WHERE seq >= 4")
         // The shorter log is still a valid chain (but the exceptions the cut events changed no longer match it)...
-        #expect(try f.store.verifyAudit().firstBad == nil)
-        #expect(try f.store.verifyAudit().findings.isEmpty == false)
-        #expect(try f.store.verifyAudit().head?.seq == 3)
+        await #expect(try f.store.verifyAudit().firstBad == nil)
+        await #expect(try f.store.verifyAudit().findings.isEmpty == false)
+        await #expect(try f.store.verifyAudit().head?.seq == 3)
         // ...but not against the anchor kept from before.
-        let v = try f.store.verifyAudit(anchors: [anchor])
+        let v = try await f.store.verifyAudit(anchors: [anchor])
         #expect(v.firstBad == 4)
         #expect(v.problem == "the log ends at event 3, but event 5 was anchored: events were cut from the end")
     }
 
     @Test func aRewrittenTailDoesNotMatchItsAnchor() async throws {
         let (f, path) = try await registerWithEvents()
-        let anchor = try #require(try f.store.verifyAudit().head)
-        let early = try #require(try f.store.verifyAudit(anchors: [anchor]).head)
+        let anchor = try await #require(try f.store.verifyAudit().head)
+        let early = try await #require(try f.store.verifyAudit(anchors: [anchor]).head)
         #expect(early == anchor)
         // Cut the last event and write a new, valid fifth event in its place.
         try tamper(path, "DELETE FROM auditEvent WHERE seq = 5")
         _ = try await f.request(resources: ["forged"])
-        #expect(try f.store.verifyAudit().firstBad == nil)
-        let v = try f.store.verifyAudit(anchors: [AuditAnchor(seq: 2, hash: try await f.events()[1].hash), anchor])
+        await #expect(try f.store.verifyAudit().firstBad == nil)
+        let v = try await f.store.verifyAudit(anchors: [AuditAnchor(seq: 2, hash: try await f.events()[1].hash), anchor])
         #expect(v.firstBad == 5)
         #expect(v.problem?.contains("not the one anchored as 5:") == true)
         #expect(v.head?.seq == 4)
@@ -121,7 +121,7 @@ struct TamperTests {
     @Test func aDeletedEventIsNamed() async throws {
         let (f, path) = try await registerWithEvents()
         try tamper(path, "DELETE FROM auditEvent WHERE seq = 2")
-        let v = try f.store.verifyAudit()
+        let v = try await f.store.verifyAudit()
         #expect(v.firstBad == 3)
         #expect(v.problem?.contains("event 2 is missing") == true)
     }
@@ -132,13 +132,13 @@ struct TamperTests {
         try tamper(path, """
             UPDATE auditEvent SET seq = -2 WHERE seq = 2; UPDATE auditEvent SET seq = 2 WHERE seq = 3; UPDATE auditEvent SET seq = 3 WHERE seq = -2;
             """)
-        let v = try f.store.verifyAudit()
+        let v = try await f.store.verifyAudit()
         #expect(v.firstBad == 2)
     }
 
     @Test func anUntouchedLogVerifies() async throws {
         let (f, _) = try await registerWithEvents()
         let last = try await #require(try f.events().last)
-        #expect(try f.store.verifyAudit() == AuditVerification(events: 5, head: AuditAnchor(seq: 5, hash: last.hash)))
+        await #expect(try f.store.verifyAudit() == AuditVerification(events: 5, head: AuditAnchor(seq: 5, hash: last.hash)))
     }
 }

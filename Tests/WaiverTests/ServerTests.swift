@@ -28,7 +28,7 @@ struct ServerFixture {
     let state: ServerState
     var tokens: [String: String] = [:]
 
-    init(maxBodyBytes: Int = 8 << 20, notify: [WaiverCore.Configuration.Webhook] = [], env: [String: String] = [:]) throws {
+    init(maxBodyBytes: Int = 8 << 20, notify: [WaiverCore.Configuration.Webhook] = [], env: [String: String] = [:]) async throws {
         var config = try ConfigLoader.load(path: repoRoot + "/waiver.yaml", required: true)
         config.notify = notify
         let clock = self.clock
@@ -39,9 +39,9 @@ struct ServerFixture {
         state = try ServerState(settings: settings)
         for (name, groups, admin) in [("dev", ["developers"], false), ("sam", ["security"], false), ("pat", ["security"], false),
                                       ("fin", ["finance"], false), ("root", ["security"], true)] {
-            try state.store.putUser(User(name: name, groups: groups, admin: admin), actor: "setup", now: t0)
+            try await state.store.putUser(User(name: name, groups: groups, admin: admin), actor: "setup", now: t0)
             let t = APIToken.generate()
-            try state.store.addToken(id: t.id, secretHash: t.hash, user: name, actor: "setup", now: t0)
+            try await state.store.addToken(id: t.id, secretHash: t.hash, user: name, actor: "setup", now: t0)
             tokens[name] = t.token
         }
     }
@@ -71,7 +71,7 @@ let netRequest = #"{"policy":"NET-001","workspace":"shop","resources":["sg.web"]
 @Suite("Server API", .serialized)
 struct ServerAPITests {
     @Test func authenticationMatrix() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         try await f.app().test(.router) { client in
             #expect(try await client.call(.get, "/api/v1/me", as: nil, f).0 == 401)
             var bad = HTTPFields()
@@ -83,7 +83,7 @@ struct ServerAPITests {
             #expect(status == 200 && me["name"] == "sam" && me["groups"] == ["security"])
             // A revoked token stops working at once.
             let id = String(f.tokens["pat"]!.split(separator: "_")[1])
-            try f.state.store.revokeToken(id: id, actor: "root", now: t0)
+            try await f.state.store.revokeToken(id: id, actor: "root", now: t0)
             #expect(try await client.call(.get, "/api/v1/me", as: "pat", f).0 == 401)
             // Unauthenticated endpoints.
             #expect(try await client.call(.get, "/health", as: nil, f).1["status"] == "ok")
@@ -92,7 +92,7 @@ struct ServerAPITests {
     }
 
     @Test func approvalRulesOverHTTP() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         try await f.app().test(.router) { client in
             let (created, e) = try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: netRequest)
             #expect(created == 201 && e["id"] == "EX-1" && e["requester"] == "dev" && e["status"] == "pending")
@@ -126,7 +126,7 @@ struct ServerAPITests {
     }
 
     @Test func evaluationsUseTheServersPoliciesAndTheRegister() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         let plan = try String(contentsOfFile: repoRoot + "/Examples/plans/web-app.json", encoding: .utf8)
         try await f.app().test(.router) { client in
             let envelope = #"{"workspace":"shop","commit_author":"sam","request":{"reason":"launch"},"plan":"# + plan + "}"
@@ -150,7 +150,7 @@ struct ServerAPITests {
     }
 
     @Test func aBodyOverTheLimitIsRefused() async throws {
-        let f = try ServerFixture(maxBodyBytes: 1024)
+        let f = try await ServerFixture(maxBodyBytes: 1024)
         try await f.app().test(.router) { client in
             let big = "{\"workspace\":\"w\",\"pad\":\"" + String(repeating: "x", count: 5000) + "\"}"
             let (status, body) = try await client.call(.post, "/api/v1/evaluations", as: "dev", f, json: big)
@@ -159,7 +159,7 @@ struct ServerAPITests {
     }
 
     @Test func evidenceListsPoliciesReportsAndAudit() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         try await f.app().test(.router) { client in
             _ = try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: netRequest)
             let file = "ticket CHG-1"
@@ -200,7 +200,7 @@ struct ServerAPITests {
     }
 
     @Test func everyRouteIsInTheOpenAPIDocument() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         let router = try buildRouter(state: f.state)
         let doc = try #require(try Yams.load(yaml: OpenAPI.document) as? [String: Any])
         #expect(doc["openapi"] as? String == "3.1.0")
@@ -219,9 +219,9 @@ struct ServerAPITests {
 @Suite("Scheduler and webhooks", .serialized)
 struct SchedulerTests {
     @Test func remindersOnceEachAcrossRestartsAndExpiryOnStart() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         let e = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x", days: 10), actor: "dev", now: t0)
-        _ = try await f.state.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
+        _ = try await f.state.decisions().approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
         let expiry = t0.addingTimeInterval(10 * 86_400)
         let scheduler = SchedulerService(state: f.state, logger: .init(label: "test"))
         await #expect(try scheduler.tick(now: expiry.addingTimeInterval(-8 * 86_400)).reminders == 0)
@@ -237,7 +237,7 @@ struct SchedulerTests {
         #expect(outcome.expired.map(\.exception.status) == [.expired])
         let reminders = try await f.state.store.auditEvents(subject: e.displayId).filter { $0.action == "exception.reminder" }
         #expect(reminders.count == 2)
-        #expect(try f.state.store.verifyAudit().intact)
+        await #expect(try f.state.store.verifyAudit().intact)
     }
 
     @Test func webhooksAreSignedAndRetriedWithBackoff() async throws {
@@ -261,7 +261,7 @@ struct SchedulerTests {
         try await Application(router: receiver).test(.live) { receiverClient in
             let port = try #require(receiverClient.port)
             let hook = WaiverCore.Configuration.Webhook(url: "http://127.0.0.1:\(port)/hook", secretEnv: "HOOK_SECRET", format: "json")
-            let f = try ServerFixture(notify: [hook], env: ["HOOK_SECRET": "s3cret"])
+            let f = try await ServerFixture(notify: [hook], env: ["HOOK_SECRET": "s3cret"])
             let e = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x"), actor: "dev", now: t0)
             let sender = WebhookService(state: f.state, logger: .init(label: "test"))
             // First attempt: the receiver fails; the delivery waits for its backoff.
@@ -280,7 +280,7 @@ struct SchedulerTests {
             #expect(sig == WebhookService.signature(body: last.body, secret: "s3cret", timestamp: Int64(ts)!))
             let mac = HMAC<SHA256>.authenticationCode(for: Data("\(ts).\(last.body)".utf8), using: SymmetricKey(data: Data("s3cret".utf8)))
             #expect(sig.hasSuffix("v1=" + AuditChain.hex(mac)))
-            let deliveries = try f.state.store.deliveries()
+            let deliveries = try await f.state.store.deliveries()
             #expect(deliveries.count == 1 && deliveries[0].attempts == 2 && deliveries[0].deliveredAt != nil)
         }
     }
@@ -310,7 +310,7 @@ struct SchedulerTests {
         try await Application(router: receiver("a")).test(.live) { a in
             try await Application(router: receiver("b")).test(.live) { b in
                 let hooks = [a, b].map { WaiverCore.Configuration.Webhook(url: "http://127.0.0.1:\($0.port ?? 0)/hook", secretEnv: nil, format: "json") }
-                let f = try ServerFixture(notify: hooks)
+                let f = try await ServerFixture(notify: hooks)
                 for i in 0..<20 {
                     _ = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r\(i)"], reason: "x"), actor: "dev", now: t0)
                 }
@@ -320,7 +320,7 @@ struct SchedulerTests {
                 #expect(await gauge.seen == 40)
                 #expect(await gauge.most == ["a": WebhookService.perReceiver, "b": WebhookService.perReceiver])
                 #expect(await gauge.mostTotal > WebhookService.perReceiver)
-                #expect(try f.state.store.deliveries().allSatisfy { $0.deliveredAt != nil && $0.attempts == 1 })
+                await #expect(try f.state.store.deliveries().allSatisfy { $0.deliveredAt != nil && $0.attempts == 1 })
             }
         }
     }
@@ -337,10 +337,10 @@ struct SchedulerTests {
 
     @Test func aMissingSecretIsNotSentUnsigned() async throws {
         let hook = WaiverCore.Configuration.Webhook(url: "http://127.0.0.1:9/never", secretEnv: "UNSET_SECRET", format: "slack")
-        let f = try ServerFixture(notify: [hook])
+        let f = try await ServerFixture(notify: [hook])
         _ = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x"), actor: "dev", now: t0)
         #expect(try await WebhookService(state: f.state, logger: .init(label: "t")).deliverDue(now: t0) == 0)
-        #expect(try f.state.store.deliveries().first?.lastError?.contains("UNSET_SECRET") == true)
+        await #expect(try f.state.store.deliveries().first?.lastError?.contains("UNSET_SECRET") == true)
         #expect(WebhookService.backoff(afterAttempts: 1) == 2 && WebhookService.backoff(afterAttempts: 3) == 8 && WebhookService.backoff(afterAttempts: 30) == 3600)
     }
 }

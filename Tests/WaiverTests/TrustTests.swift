@@ -207,36 +207,36 @@ struct TrustTests {
     // MARK: 7. Revoking a token ends its sessions; users and groups count on the next request
 
     @Test func revokingATokenEndsTheSessionsItOpened() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         try await f.app().test(.router) { c in
             let b = Browser()
             _ = try await b.signIn(c, token: f.tokens["sam"]!)
             #expect(try await b.get(c, "/inbox").0 == 200)
             let id = try #require(APIToken.parse(f.tokens["sam"]!)?.id)
-            try f.state.store.revokeToken(id: id, actor: "admin", now: t0)
+            try await f.state.store.revokeToken(id: id, actor: "admin", now: t0)
             #expect(try await b.get(c, "/inbox").0 == 303)
             // Ending a user's sessions, and removing a user, take effect on the next request too.
             let p = Browser()
             _ = try await p.signIn(c, token: f.tokens["pat"]!)
             #expect(try await p.get(c, "/inbox").0 == 200)
-            #expect(try f.state.store.endSessions(user: "pat", actor: "admin", now: t0) == 1)
+            await #expect(try f.state.store.endSessions(user: "pat", actor: "admin", now: t0) == 1)
             #expect(try await p.get(c, "/inbox").0 == 303)
             let r = Browser()
             _ = try await r.signIn(c, token: f.tokens["root"]!)
-            try f.state.store.removeUser("root", actor: "admin", now: t0)
+            try await f.state.store.removeUser("root", actor: "admin", now: t0)
             #expect(try await r.get(c, "/inbox").0 == 303)
             #expect(try await c.call(.get, "/api/v1/me", as: "root", f).0 == 401)
         }
     }
 
     @Test func removingAUserFromAGroupCountsOnTheNextDecision() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         try await f.app().test(.router) { c in
             let (status, e) = try await c.call(.post, "/api/v1/exceptions", as: "dev", f, json: netRequest)
             #expect(status == 201)
             let b = Browser()
             _ = try await b.signIn(c, token: f.tokens["sam"]!)
-            try f.state.store.putUser(User(name: "sam", groups: [], admin: false), actor: "admin", now: t0)
+            try await f.state.store.putUser(User(name: "sam", groups: [], admin: false), actor: "admin", now: t0)
             let id = e["id"]?.stringValue ?? ""
             let (_, page, _) = try await b.get(c, "/exceptions/\(id)")
             let (code, _, _) = try await b.post(c, "/exceptions/\(id)/decide", [("csrf", Browser.hidden(page, "csrf") ?? ""), ("action", "approve")])
@@ -251,11 +251,11 @@ struct TrustTests {
         let f = try Fixture()
         _ = try await f.request()
         try tamper(f.store.path, "INSERT INTO auditEvent (seq, time, actor, action, subject, payload, prevHash, hash) VALUES (0, 1, 'mallory', 'exception.approved', 'EX-1', '{}', '', '')")
-        let v = try f.store.verifyAudit()
+        let v = try await f.store.verifyAudit()
         #expect(v.firstBad == 0)
         #expect(v.problem == "sequence numbers start at 1: a row numbered 0 was put in the log behind its back")
         try tamper(f.store.path, "UPDATE auditEvent SET seq = -5 WHERE seq = 0")
-        #expect(try f.store.verifyAudit().firstBad == -5)
+        await #expect(try f.store.verifyAudit().firstBad == -5)
     }
 
     @Test func aRenumberedEventFarAheadIsAnsweredAtOnce() async throws {
@@ -264,7 +264,7 @@ struct TrustTests {
         _ = try await f.request(resources: ["x"])
         // Before, verification walked every number up to the largest: 10^12 of them.
         try tamper(f.store.path, "UPDATE auditEvent SET seq = 1000000000000 WHERE seq = 2")
-        let v = try f.store.verifyAudit()
+        let v = try await f.store.verifyAudit()
         #expect(v.firstBad == 1_000_000_000_000)
         #expect(v.problem?.contains("is missing") == true)
     }
@@ -290,7 +290,7 @@ struct TrustTests {
         #expect(report.warnings.first?.hasPrefix("EX-1 is not applied: its stored status") == true)
         // No decision builds on it, and verify names it.
         #expect(await f.refusal { _ = try await f.register.revoke(e.id, actor: "sam", comment: "x", now: t0) }?.hasPrefix("EX-1 cannot be changed") == true)
-        let v = try f.store.verifyAudit()
+        let v = try await f.store.verifyAudit()
         #expect(!v.intact && v.firstBad == nil)
         #expect(v.findings.contains { $0.hasPrefix("EX-1: its stored status") && $0.contains("expires") })
     }
@@ -316,7 +316,7 @@ struct TrustTests {
               proposedRisk, riskRaisedBy FROM exception WHERE id = 1;
             DELETE FROM exception WHERE id = 2;
             """)
-        let v = try f.store.verifyAudit()
+        let v = try await f.store.verifyAudit()
         #expect(v.findings.contains { $0.hasPrefix("EX-99: no audit event records it") })
         #expect(v.findings.contains { $0.hasPrefix("EX-2: the log records its request, but the register has no such exception") })
     }
@@ -332,12 +332,12 @@ struct TrustTests {
         let sha = AuditChain.sha256(bytes)
         try bytes.write(to: URL(fileURLWithPath: folder + "/" + sha))
         _ = try await f.register.addEvidence(e.id, file: EvidenceFile(sha256: sha, name: "ticket.txt", size: bytes.count, addedBy: "dev", at: t0), actor: "dev")
-        #expect(try f.store.verifyAudit(evidenceDirectory: folder).intact)
+        await #expect(try f.store.verifyAudit(evidenceDirectory: folder).intact)
         try Data("CHG-9999 forged".utf8).write(to: URL(fileURLWithPath: folder + "/" + sha))
-        let v = try f.store.verifyAudit(evidenceDirectory: folder)
+        let v = try await f.store.verifyAudit(evidenceDirectory: folder)
         #expect(v.findings == ["EX-1: evidence ticket.txt (\(sha.prefix(12))…) no longer hashes to its recorded SHA-256: its bytes were replaced"])
         try FileManager.default.removeItem(atPath: folder + "/" + sha)
-        #expect(try f.store.verifyAudit(evidenceDirectory: folder).findings.first?.contains("is missing") == true)
+        await #expect(try f.store.verifyAudit(evidenceDirectory: folder).findings.first?.contains("is missing") == true)
     }
 
     // MARK: 12. Signed checkpoints
@@ -355,7 +355,7 @@ struct TrustTests {
         try tamper(f.store.path, "DELETE FROM auditEvent WHERE seq >= 3; DELETE FROM exception WHERE id >= 3")
         _ = try await f.request(resources: ["forged-a"])
         _ = try await f.request(resources: ["forged-b"])
-        #expect(try f.store.verifyAudit().firstBad == nil)  // the chain alone cannot tell
+        await #expect(try f.store.verifyAudit().firstBad == nil)  // the chain alone cannot tell
         let v = try f.store.verifyAudit(checkpoints: check)
         #expect(v.firstBad == 4 && v.problem?.contains("not the one anchored") == true)
         // ...and forges a checkpoint of the new head: without the key, its signature does not verify.
@@ -379,7 +379,7 @@ struct TrustTests {
         let back = try WaiverStore.Checkpoint(json: try JSONReader.parse(Data(c.json.utf8)))
         #expect(back == c)
         #expect(PublicSigningKey(text: key.publicKey.text)?.id == key.publicKey.id)
-        let delivery = try #require(try store.deliveries().first)
+        let delivery = try await #require(try store.deliveries().first)
         #expect(delivery.action == "audit.checkpoint" && delivery.body.contains(c.signature))
         // The same head is not signed twice.
         #expect(try store.checkpoint(with: key, now: t0.addingTimeInterval(60)) == c)

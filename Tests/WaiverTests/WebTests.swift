@@ -65,7 +65,7 @@ final class Browser: @unchecked Sendable {
 @Suite("Web pages for approvers and auditors", .serialized)
 struct WebTests {
     @Test func pagesNeedASession() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         try await f.app().test(.router) { c in
             for page in ["/inbox", "/exceptions/EX-1", "/register", "/register.csv", "/policies/NET-001", "/review", "/audit", "/audit/export.jsonl"] {
                 let (status, _, headers) = try await Browser().get(c, page)
@@ -76,7 +76,7 @@ struct WebTests {
     }
 
     @Test func signInSetsAStrictHttpOnlyCookieAndRefusesBadTokensOrForms() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         try await f.app().test(.router) { c in
             let b = Browser()
             let (bad, _) = try await b.signIn(c, token: "wvr_000000000000_" + String(repeating: "0", count: 64))
@@ -107,7 +107,7 @@ struct WebTests {
     }
 
     @Test func theInboxShowsWhatThisUserMayApproveOldestFirst() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         _ = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.a"], reason: "first", likelihood: .low), actor: "dev", now: t0)
         _ = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["i.a"], reason: "cost"), actor: "dev", now: t0.addingTimeInterval(60))
         _ = try await f.state.register.request(ExceptionRequest(policy: "NET-002", workspace: "shop", resources: ["sg.b"], reason: "second", likelihood: .low), actor: "dev", now: t0.addingTimeInterval(120))
@@ -127,7 +127,7 @@ struct WebTests {
     }
 
     @Test func anExceptionPageRendersUserTextInertAndDecidesWithCSRF() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         let e = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.<b>x</b>"],
                                                                reason: "<script>alert('x')</script> vendor", likelihood: .low, mitigations: ["<img src=x onerror=alert(1)>"]),
                                              actor: "dev", now: t0)
@@ -163,7 +163,7 @@ struct WebTests {
     }
 
     @Test func aFormThatCannotBeDecodedIsRefusedNotReadAsEmptyFields() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         let e = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.web"], reason: "vendor", likelihood: .low),
                                              actor: "dev", now: t0)
         try await f.app().test(.router) { c in
@@ -185,12 +185,12 @@ struct WebTests {
     }
 
     @Test func registerPolicyReviewAndAuditPages() async throws {
-        let f = try ServerFixture()
+        let f = try await ServerFixture()
         for i in 0..<6 {
             _ = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: i < 4 ? "shop" : "data", resources: ["i.\(i)"], reason: "r\(i)"),
                                              actor: "dev", now: t0.addingTimeInterval(Double(i) * 60))
         }
-        _ = try await f.state.register.approve(1, actor: "fin", comment: nil, days: 3, now: t0)
+        _ = try await f.state.decisions().approve(1, actor: "fin", comment: nil, days: 3, now: t0)
         try await f.app().test(.router) { c in
             let b = Browser()
             _ = try await b.signIn(c, token: f.tokens["fin"]!)
