@@ -175,12 +175,40 @@ extension PostgresRegisterStore: ServerRegisterStore {
                                deliveredAt: StoreRules.date(try column(r, "delivered_at", what) as Int64?), lastError: try column(r, "last_error", what))
     }
 
-    public func dueDeliveries(now: Date, limit: Int, maxAttempts: Int) async throws -> [WebhookDelivery] {
-        try await reading { conn in
+    public func claimDeliveries(now: Date, limit: Int, maxAttempts: Int, lease: TimeInterval) async throws -> [WebhookDelivery] {
+        // Row by row: replicas claiming at once skip each other's rows (SKIP LOCKED) instead of
+        // waiting or sending twice; the claim is a lease on next_attempt_at.
+        let seconds = StoreRules.seconds(now)
+        return try await client.withConnection { conn in
             try await Self.rows(conn, """
-                SELECT * FROM webhook_delivery WHERE delivered_at IS NULL AND next_attempt_at <= \(StoreRules.seconds(now)) AND attempts < \(Int64(maxAttempts))
-                ORDER BY id LIMIT \(Int64(max(0, limit)))
-                """, logger).map(Self.delivery)
+                UPDATE webhook_delivery SET next_attempt_at = \(seconds + Int64(max(1, lease))) WHERE id IN (
+                  SELECT id FROM webhook_delivery WHERE delivered_at IS NULL AND next_attempt_at <= \(seconds) AND attempts < \(Int64(maxAttempts))
+                  ORDER BY id LIMIT \(Int64(max(0, limit))) FOR UPDATE SKIP LOCKED)
+                RETURNING *
+                """, logger).map(Self.delivery).sorted { $0.id < $1.id }
+        }
+    }
+
+    /// The scheduler's lock: a session-level advisory lock on one connection, held for the pass and
+    /// released after it, or by the server when the replica's connection drops (a replica killed
+    /// mid-pass hands over at the next pass of another).
+    static let schedulerLock: Int64 = 0x5741_4956_5343
+
+    public func asLeader<T: Sendable>(_ body: () async throws -> T) async throws -> T? {
+        try await withoutActuallyEscaping(body) { body in
+            let body = Unsafe(body)
+            return try await client.withConnection { conn -> T? in
+                let got = try await Self.rows(conn, "SELECT pg_try_advisory_lock(\(Self.schedulerLock)) AS got", logger).first
+                guard let got, try Self.column(got, "got", "the scheduler lock") as Bool else { return nil }
+                do {
+                    let result = try await body.value()
+                    _ = try? await conn.query("SELECT pg_advisory_unlock(\(Self.schedulerLock))", logger: logger)
+                    return result
+                } catch {
+                    _ = try? await conn.query("SELECT pg_advisory_unlock(\(Self.schedulerLock))", logger: logger)
+                    throw error
+                }
+            }
         }
     }
 

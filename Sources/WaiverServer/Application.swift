@@ -35,6 +35,8 @@ public struct ServerSettings: Sendable {
     public var checkpointInterval: TimeInterval
     /// What one client may hold of the server (connections, request deadlines).
     public var connectionLimits = ConnectionLimits()
+    /// How long a replica's claim on a batch of webhook deliveries lasts (`WebhookService.claimDeliveries`).
+    public var webhookLease: TimeInterval = WebhookService.lease
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, databasePath: String, configuration: Configuration, policies: [Policy],

@@ -16,7 +16,8 @@ public struct SchedulerService: Service {
 
     public func run() async throws {
         while !Task.isCancelled {
-            do { try await tick(now: state.settings.now()) } catch { logger.error("scheduler pass failed: \(error)") }
+            // One replica at a time runs a pass (on PostgreSQL, under an advisory lock).
+            do { _ = try await state.store.asLeader { try await tick(now: state.settings.now()) } } catch { logger.error("scheduler pass failed: \(error)") }
             let interval = state.settings.schedulerInterval
             // Sleep until the next pass, or stop at once when the server shuts down.
             if (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: interval) })) == nil { return }
@@ -84,6 +85,9 @@ public struct WebhookService: Service {
     /// Deliveries claimed per pass, and sent at once per receiver.
     public static let batch = 200
     public static let perReceiver = 8
+    /// How long a claimed batch is this replica's: longer than the worst case of sending it
+    /// (200 to one receiver, 8 at a time, 10 s each).
+    public static let lease: TimeInterval = 300
 
     /// The signature header value: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
     public static func signature(body: String, secret: String, timestamp: Int64) -> String {
@@ -103,7 +107,7 @@ public struct WebhookService: Service {
     public func deliverDue(now: Date) async throws -> Int { try await deliverBatch(now: now).delivered }
 
     func deliverBatch(now: Date) async throws -> (attempted: Int, delivered: Int) {
-        let due = try await state.store.dueDeliveries(now: now, limit: Self.batch, maxAttempts: Self.maxAttempts)
+        let due = try await state.store.claimDeliveries(now: now, limit: Self.batch, maxAttempts: Self.maxAttempts, lease: state.settings.webhookLease)
         guard !due.isEmpty else { return (0, 0) }
         var byReceiver: [String: [WebhookDelivery]] = [:]
         for d in due { byReceiver[d.url, default: []].append(d) }
@@ -122,6 +126,13 @@ public struct WebhookService: Service {
                             for await r in inner { out.append(r) }
                             return out
                         }
+                        // Marked as each window lands, not at the end of the batch: a replica lost
+                        // mid-batch leaves at most one window per receiver sent but not marked
+                        // (sent again after its lease: deliveries are at least once, and receivers
+                        // drop repeats by X-Waiver-Delivery).
+                        do { try await state.store.markDelivered(sent.filter { $0.1 == nil }.map(\.0.id), at: now) } catch {
+                            logger.error("webhook: marking \(sent.count) deliveries failed: \(error)")
+                        }
                         results += sent
                         start += Self.perReceiver
                     }
@@ -132,7 +143,6 @@ public struct WebhookService: Service {
             for await r in group { all += r }
             return all
         }
-        try await state.store.markDelivered(outcomes.filter { $0.1 == nil }.map(\.0.id), at: now)
         for (d, failure) in outcomes where failure != nil {
             let attempts = d.attempts + 1
             try await state.store.markFailed(d.id, error: failure ?? "", retryAt: now.addingTimeInterval(Self.backoff(afterAttempts: attempts)))

@@ -28,7 +28,13 @@ public protocol ServerRegisterStore: RegisterStore {
 
     func markReminder(exceptionId: Int, offset: Int, event: AuditDraft) async throws -> Bool
 
-    func dueDeliveries(now: Date, limit: Int, maxAttempts: Int) async throws -> [WebhookDelivery]
+    /// Claims up to `limit` due deliveries for this replica: no other replica gets them until they
+    /// are marked delivered or failed, or until `lease` seconds pass (a replica that died while
+    /// sending: its claims are retried, so a delivery is made at least once).
+    func claimDeliveries(now: Date, limit: Int, maxAttempts: Int, lease: TimeInterval) async throws -> [WebhookDelivery]
+    /// Runs `body` unless another replica is running it at this moment (the scheduler's pass):
+    /// nil then. On SQLite there is one server, and `body` always runs.
+    func asLeader<T: Sendable>(_ body: () async throws -> T) async throws -> T?
     func deliveries(limit: Int) async throws -> [WebhookDelivery]
     func markDelivered(_ ids: [Int], at: Date) async throws
     func markFailed(_ id: Int, error: String, retryAt: Date) async throws
@@ -69,6 +75,13 @@ public struct People: Sendable, Equatable {
 
 extension SQLiteRegisterStore: ServerRegisterStore {
     public var location: String { path }
+
+    /// One server uses a SQLite register: what is due is its own.
+    public func claimDeliveries(now: Date, limit: Int, maxAttempts: Int, lease: TimeInterval) throws -> [WebhookDelivery] {
+        try dueDeliveries(now: now, limit: limit, maxAttempts: maxAttempts)
+    }
+
+    public func asLeader<T: Sendable>(_ body: () async throws -> T) async throws -> T? { try await body() }
 
     public func people() throws -> People {
         try pool.read { db in

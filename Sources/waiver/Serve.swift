@@ -24,6 +24,10 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds between scheduler passes.", valueName: "n")) var schedulerInterval: Int = 60
     @Option(name: .long, help: ArgumentHelp("Ed25519 key that signs checkpoints of the audit log (default $WAIVER_SIGNING_KEY; none: no checkpoints).", valueName: "file"))
     var signingKey: String?
+    @Option(name: .long, help: ArgumentHelp("Evidence files (default: evidence/ beside a SQLite register, .waiver/evidence with PostgreSQL). Replicas share one folder (a network file system).", valueName: "dir"))
+    var evidenceDir: String?
+    @Option(name: .long, help: ArgumentHelp("Seconds a replica's claim on a batch of webhook deliveries lasts; a replica that dies while sending hands them over after it.", valueName: "n"))
+    var webhookLease: Int = 300
     @Option(name: .long, help: ArgumentHelp("How often the scheduler signs a checkpoint while the log grows (30m, 1h, 1d).", valueName: "duration"))
     var checkpointEvery: String = "1h"
 
@@ -31,6 +35,7 @@ struct Serve: AsyncParsableCommand {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
         guard maxBodyMib >= 1, maxBodyMib <= 4096 else { throw ValidationError("--max-body-mib must be 1 to 4096") }
         guard schedulerInterval >= 1 else { throw ValidationError("--scheduler-interval must be at least 1") }
+        guard (1...86_400).contains(webhookLease) else { throw ValidationError("--webhook-lease must be 1 to 86400 seconds") }
         guard let d = parseDuration(checkpointEvery), d >= 1 else { throw ValidationError("--checkpoint-every: '\(checkpointEvery)' is not a duration (30m, 1h, 1d)") }
     }
 
@@ -45,10 +50,12 @@ struct Serve: AsyncParsableCommand {
         let fixedNow = try ProcessInfo.processInfo.environment["WAIVER_NOW"].flatMap { $0.isEmpty ? nil : $0 }.map { _ in try currentTime() }
         let env = ProcessInfo.processInfo.environment["WAIVER_SIGNING_KEY"] ?? ""
         let key = signingKey != nil || !env.isEmpty ? try loadSigningKey(signingKey) : nil
-        let settings = ServerSettings(
-            host: host, port: port, databasePath: path, configuration: configuration, policies: policies, maxBodyBytes: maxBodyMib << 20,
+        var settings = ServerSettings(
+            host: host, port: port, databasePath: path, configuration: configuration, policies: policies, evidenceDirectory: evidenceDir,
+            maxBodyBytes: maxBodyMib << 20,
             schedulerInterval: .seconds(schedulerInterval), now: { fixedNow ?? Date() }, signingKey: key,
             checkpointInterval: TimeInterval(parseDuration(checkpointEvery) ?? 3600))
+        settings.webhookLease = TimeInterval(webhookLease)
         let state = try await ServerState.open(settings: settings, postgres: postgres)
         warn(try await state.decisions().unmeetableRules())
         let app = try buildApplication(state: state)

@@ -23,16 +23,29 @@ final class LiveServer {
     let port = freePort()
     var process: Process?
     var url: String { "http://127.0.0.1:\(port)" }
+    let database: String
+    let extra: [String]
+    let environment: [String: String]
+    let log: String
 
-    init(_ w: Workspace) { workspace = w }
+    init(_ w: Workspace, database: String? = nil, args: [String] = [], env: [String: String] = [:], log: String = "server.log") {
+        workspace = w
+        self.database = database ?? "sqlite:" + w.register
+        extra = args
+        environment = env
+        self.log = log
+    }
 
     func start() throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: waiverBinary)
-        p.arguments = ["serve", "--port", String(port), "--database", "sqlite:" + workspace.register, "--scheduler-interval", "3600"]
+        p.arguments = ["serve", "--port", String(port), "--database", database, "--scheduler-interval", "3600"] + extra
         p.currentDirectoryURL = URL(fileURLWithPath: workspace.dir.path)
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle(forWritingAtPath: workspace.dir.write("server.log", ""))
+        let handle = FileHandle(forWritingAtPath: workspace.dir.path + "/" + log) ?? FileHandle(forWritingAtPath: workspace.dir.write(log, ""))
+        handle?.seekToEndOfFile()
+        p.standardError = handle
         try p.run()
         process = p
         for _ in 0..<100 {
@@ -40,7 +53,15 @@ final class LiveServer {
                r.err.contains("HTTP 401") { return }
             Thread.sleep(forTimeInterval: 0.1)
         }
-        throw UsageErrorForTests("the server did not start: \(workspace.dir.read("server.log") ?? "")")
+        throw UsageErrorForTests("the server did not start: \(workspace.dir.read(log) ?? "")")
+    }
+
+    /// SIGKILL: no shutdown, no flush, as a node loss.
+    func kill() {
+        guard let p = process else { return }
+        Foundation.kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        process = nil
     }
 
     /// SIGTERM, and the exit status.
