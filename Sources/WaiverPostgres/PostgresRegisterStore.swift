@@ -383,11 +383,23 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
             VALUES (\(evaluation.workspace), \(StoreRules.seconds(evaluation.at)), \(evaluation.actor), \(evaluation.verdict), \(Int64(evaluation.resourceCount)))
             RETURNING id
             """).first else { throw CorruptRegister(what: "a new recorded check", column: "id") }
-        // The violations go in batches of one statement each (unnest), not one round trip per row.
+        try await insertViolations(conn, evaluation: id, evaluation.violations)
+        var e = event
+        if case .object(var o) = e.payload {
+            o.append("evaluation", .number(Double(id)))
+            if pruned > 0 { o.append("pruned_evaluations", .number(Double(pruned))) }
+            e.payload = .object(o)
+        }
+        try await appendEvent(conn, e)
+        return Int(id)
+    }
+
+    /// A check's violations, in batches of one statement each (unnest), not one round trip per row.
+    func insertViolations(_ conn: PostgresConnection, evaluation id: Int64, _ violations: [RecordedViolation]) async throws {
         let batch = 1_000
         var start = 0
-        while start < evaluation.violations.count {
-            let part = evaluation.violations[start..<min(start + batch, evaluation.violations.count)]
+        while start < violations.count {
+            let part = violations[start..<min(start + batch, violations.count)]
             let positions = (start..<(start + part.count)).map(Int64.init)
             try await conn.query("""
                 INSERT INTO evaluation_violation (evaluation_id, position, policy, resource, status, digest, message, severity, category)
@@ -397,14 +409,6 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
                 """, logger: logger)
             start += part.count
         }
-        var e = event
-        if case .object(var o) = e.payload {
-            o.append("evaluation", .number(Double(id)))
-            if pruned > 0 { o.append("pruned_evaluations", .number(Double(pruned))) }
-            e.payload = .object(o)
-        }
-        try await appendEvent(conn, e)
-        return Int(id)
     }
 
     // MARK: - RegisterStore

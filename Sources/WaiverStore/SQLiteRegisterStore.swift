@@ -670,23 +670,28 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
 
     public func latestEvaluation(workspace: String) async throws -> Evaluation? {
         try await reading { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM evaluation WHERE workspace = ? ORDER BY id DESC LIMIT 1", arguments: [workspace]) else {
+            guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM evaluation WHERE workspace = ? ORDER BY id DESC LIMIT 1", arguments: [workspace]) else {
                 return nil
             }
-            let id: Int64 = try row.read("id", of: "a recorded check")
-            let what = "recorded check \(id)"
-            let violations = try Row.fetchAll(db, sql: "SELECT policy, resource, status, digest, message, severity, category FROM evaluationViolation WHERE evaluationId = ?", arguments: [id])
-                .map { v in
-                    func read<T: DatabaseValueConvertible>(_ column: String) throws -> T { try v.read(column, of: "a violation of \(what)") }
-                    guard let status = ResultStatus(rawValue: try read("status")) else { throw CorruptRegister(what: "a violation of \(what)", column: "status") }
-                    guard let severity = Severity(rawValue: try read("severity")) else { throw CorruptRegister(what: "a violation of \(what)", column: "severity") }
-                    return RecordedViolation(policy: try read("policy"), resource: try read("resource"), status: status, digest: try read("digest"),
-                                             message: try read("message"), severity: severity, category: try read("category"))
-                }
-            return Evaluation(id: Int(id), workspace: try row.read("workspace", of: what), at: Self.date(try row.read("at", of: what) as Int64),
-                              actor: try row.read("actor", of: what), verdict: try row.read("verdict", of: what),
-                              resourceCount: Int(clamping: try row.read("resourceCount", of: what) as Int64), violations: violations)
+            return try Self.evaluation(db, id: id)
         }
+    }
+
+    /// A recorded check with its violations in the order recorded.
+    static func evaluation(_ db: Database, id: Int64) throws -> Evaluation? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM evaluation WHERE id = ?", arguments: [id]) else { return nil }
+        let what = "recorded check \(id)"
+        let violations = try Row.fetchAll(db, sql: "SELECT policy, resource, status, digest, message, severity, category FROM evaluationViolation WHERE evaluationId = ? ORDER BY rowid", arguments: [id])
+            .map { v in
+                func read<T: DatabaseValueConvertible>(_ column: String) throws -> T { try v.read(column, of: "a violation of \(what)") }
+                return RecordedViolation(policy: try read("policy"), resource: try read("resource"),
+                                         status: try StoreRules.parse(try read("status"), of: "a violation of \(what)", column: "status"), digest: try read("digest"),
+                                         message: try read("message"), severity: try StoreRules.parse(try read("severity"), of: "a violation of \(what)", column: "severity"),
+                                         category: try read("category"))
+            }
+        return Evaluation(id: Int(id), workspace: try row.read("workspace", of: what), at: Self.date(try row.read("at", of: what) as Int64),
+                          actor: try row.read("actor", of: what), verdict: try row.read("verdict", of: what),
+                          resourceCount: Int(clamping: try row.read("resourceCount", of: what) as Int64), violations: violations)
     }
 }
 

@@ -78,7 +78,7 @@ func databasePath(_ url: String) throws -> String {
 struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage users and tokens of the shared register (run on the server host).",
-        subcommands: [AddUser.self, RemoveUser.self, AddToken.self, RevokeToken.self, EndSessions.self, Users.self, Webhooks.self])
+        subcommands: [AddUser.self, RemoveUser.self, AddToken.self, RevokeToken.self, EndSessions.self, Users.self, Webhooks.self, CopyRegister.self])
 
     struct Options: ParsableArguments {
         @Option(name: .long, help: ArgumentHelp("The register: sqlite:PATH or postgres://USER@HOST[:PORT]/DB.", valueName: "url")) var database: String = "sqlite:.waiver/register.sqlite"
@@ -180,6 +180,61 @@ struct Admin: AsyncParsableCommand {
                 let live = tokens.filter { $0.user == u.name && $0.revokedAt == nil }.map(\.id)
                 print("\(u.name)\(u.admin ? " (admin)" : "")  groups: \(u.groups.joined(separator: ", "))  tokens: \(live.joined(separator: ", "))")
             }
+        }
+    }
+
+    struct CopyRegister: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "copy-register",
+            abstract: "Copy a SQLite register into a new PostgreSQL database, with its chain, evidence and users, and verify the copy.",
+            discussion: """
+                The audit log is copied event for event (the same chain, the same head hash), exceptions keep their numbers, \
+                users keep their groups and tokens (hashes only; web sessions are not copied: people sign in again). Evidence \
+                files are copied into --evidence-to with their SHA-256 checked. Success is reported only when the copy verifies \
+                as the source does: the same events, the same head, the same exceptions and findings. Pending webhook deliveries \
+                are not copied. Stop `waiver serve` on the source first.
+                """)
+        @Option(name: .long, help: ArgumentHelp("The register to copy: sqlite:PATH.", valueName: "url")) var from: String
+        @Option(name: .long, help: ArgumentHelp("A new, empty PostgreSQL database: postgres://USER@HOST[:PORT]/DB.", valueName: "url")) var to: String
+        @Option(name: .long, help: ArgumentHelp("File holding the PostgreSQL password.", valueName: "file")) var databasePasswordFile: String?
+        @Option(name: .long, help: ArgumentHelp("Evidence folder of the source (default: evidence/ beside it).", valueName: "dir")) var evidenceFrom: String?
+        @Option(name: .long, help: ArgumentHelp("Evidence folder the PostgreSQL servers use (--evidence-dir of serve; default .waiver/evidence).", valueName: "dir"))
+        var evidenceTo: String = ".waiver/evidence"
+
+        func run() async throws {
+            let path = try databasePath(from)
+            guard FileManager.default.fileExists(atPath: path) else { throw UsageError("--from: \(path) does not exist") }
+            guard let url = try postgresURL(to, passwordFile: databasePasswordFile) else { throw UsageError("--to: '\(to)' is not postgres://USER@HOST/DB") }
+            let source: SQLiteRegisterStore
+            do { source = try SQLiteRegisterStore(path: path) } catch { throw UsageError("\(path): cannot open the register: \(error)") }
+            let evidenceFrom = self.evidenceFrom ?? ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent("evidence")
+            let before = try source.verifyAudit(anchors: [], evidenceDirectory: evidenceFrom, checkpoints: nil)
+            let dump = try source.dump()
+            // Evidence first: a copy whose files are missing is not reported as a copy.
+            var files = 0
+            for sha in Set(dump.exceptions.flatMap { $0.evidence.map(\.sha256) }).sorted() {
+                let src = (evidenceFrom as NSString).appendingPathComponent(sha), dst = (evidenceTo as NSString).appendingPathComponent(sha)
+                guard FileManager.default.fileExists(atPath: src), (try? AuditChain.sha256(file: src)) == sha else { continue }  // the finding says so
+                do {
+                    try FileManager.default.createDirectory(atPath: evidenceTo, withIntermediateDirectories: true)
+                    if !FileManager.default.fileExists(atPath: dst) { try FileManager.default.copyItem(atPath: src, toPath: dst) }
+                } catch {
+                    throw UsageError("\(evidenceTo): cannot store evidence: \(error.localizedDescription)")
+                }
+                files += 1
+            }
+            let target: PostgresRegisterStore
+            do { target = try await PostgresRegisterStore(url: url) } catch { throw UsageError(PostgresStoreError.userMessage(for: error) ?? "\(url): \(error)") }
+            defer { target.close() }
+            try await target.load(dump)
+            let after = try await target.verifyAudit(anchors: before.head.map { [$0] } ?? [], evidenceDirectory: evidenceTo, checkpoints: nil)
+            let copied = try await target.exceptions(ExceptionFilter()), original = try await source.exceptions(ExceptionFilter())
+            let same = after.events == before.events && after.head == before.head && after.firstBad == before.firstBad
+                && Set(after.findings) == Set(before.findings) && copied == original
+            guard same else {
+                throw UsageError("the copy in \(url) does not verify as the source does (source: \(before.events) events, head \(before.head?.description ?? "-"), \(before.findings.count) findings; copy: \(after.events) events, head \(after.head?.description ?? "-"), \(after.findings.count) findings); do not use it")
+            }
+            print("copied \(path) to \(url): \(dump.events.count) events (head \(after.head?.description ?? "-")), \(dump.exceptions.count) exceptions, \(dump.evaluations.count) recorded checks, \(dump.users.count) users, \(dump.tokens.count) tokens, \(files) evidence files; the copy verifies as the source does\(before.intact ? "" : " (with the source's \(before.findings.count) findings)")")
         }
     }
 

@@ -4,6 +4,7 @@ import HTTPTypes
 import HummingbirdTesting
 import Testing
 @testable import WaiverCore
+@testable import WaiverFormats
 @testable import WaiverPostgres
 @testable import WaiverServer
 @testable import WaiverStore
@@ -116,5 +117,46 @@ struct ReplicaTests {
             print("replica test: \(acknowledged.count) requests acknowledged, \(rows.count) webhook deliveries, \(repeated.count) repeated after the kill: \(repeated.keys.sorted())")
             store.close()
         }
+    }
+}
+
+@Suite("Moving a register from SQLite to PostgreSQL", .serialized)
+struct CopyRegisterTests {
+    @Test func theCopyIsTheSameChainWithItsExceptionsUsersAndEvidenceAndIsMadeOnce() async throws {
+        guard let db = try freshPostgresDatabase() else { return }
+        let w = try Workspace()
+        let evidence = w.dir.write("byod.txt", "User has signed a BYODT Agreement")
+        #expect(try w.run(["request", "--policy", "COST-001", "--workspace", "shop", "--resource", "aws_instance.a", "--reason", "batch", "--evidence", evidence]).code == 0)
+        #expect(try w.run(["approve", "EX-1", "--comment", "ok"], as: "fin").code == 0)
+        #expect(try w.run(["request", "--policy", "NET-001", "--workspace", "shop", "--resource", "sg", "--reason", "vendor"]).code == 0)
+        #expect(try w.run(["check", "--plan", webApp, "--workspace", "shop"]).code == 1)
+        let token = try w.addUser("sam", ["security"])
+        // A row changed behind the log's back stays a finding in the copy, not laundered.
+        try tamper(w.register, "UPDATE exception SET reason = 'edited' WHERE id = 2")
+        let source = try SQLiteRegisterStore(path: w.register)
+
+        let copy = try waiver(["admin", "copy-register", "--from", "sqlite:" + w.register, "--to", db, "--evidence-to", w.dir.path + "/pg-evidence"], in: w.dir.path)
+        #expect(copy.code == 0, "\(copy.err)")
+        #expect(copy.out.contains("2 exceptions") && copy.out.contains("1 users") && copy.out.contains("1 evidence files") && copy.out.contains("with the source's 1 findings"), "\(copy.out)")
+        let target = try await PostgresRegisterStore(url: try PostgresURL(db))
+        defer { target.close() }
+        #expect(try await target.auditEvents(subject: nil) == (try await source.auditEvents(subject: nil)))
+        #expect(try await target.exceptions(ExceptionFilter()) == (try await source.exceptions(ExceptionFilter())))
+        #expect(try await target.exception(id: 2)?.untrusted != nil)
+        #expect(try await target.latestEvaluation(workspace: "shop") == (try await source.latestEvaluation(workspace: "shop")))
+        #expect(try await target.users() == (try source.users()))
+        let (user, _) = try #require(try await target.token(id: String(token.split(separator: "_")[1])))
+        #expect(user.name == "sam")
+        let sha = try #require(try await target.exception(id: 1)?.evidence.first?.sha256)
+        #expect(FileManager.default.contents(atPath: w.dir.path + "/pg-evidence/" + sha) == Data("User has signed a BYODT Agreement".utf8))
+        // The copy goes on where the source stopped: the next exception is EX-3, the chain continues.
+        let register = Register(store: target, configuration: try ConfigLoader.load(path: repoRoot + "/waiver.yaml", required: true),
+                                policies: try PolicyLoader.load(directory: repoRoot + "/policies"))
+        let next = try await register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "r"), actor: "dev", now: t0).displayId
+        #expect(next == "EX-3")
+        #expect(try await RegisterVerification.verify(target).firstBad == nil)
+        // Into a register that is not empty: refused, nothing changed.
+        let again = try waiver(["admin", "copy-register", "--from", "sqlite:" + w.register, "--to", db], in: w.dir.path)
+        #expect(again.code == 2 && again.err.contains("not empty"), "\(again.err)")
     }
 }
