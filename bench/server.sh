@@ -2,19 +2,22 @@
 # Server benchmarks (by hand): wrk on loopback against a release `waiver serve`.
 #  1. GET /api/v1/exceptions/{id} (target: >= 2,000 req/s, p99 < 20 ms)
 #  2. POST /api/v1/evaluations with a 100-resource plan (target: >= 300 req/s)
+# On SQLite by default; BENCH_DATABASE=postgres://USER@HOST:PORT/DB (a new, empty database) runs the
+# same load against PostgreSQL.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${BENCH_DIR:-${TMPDIR:-/tmp}/waiver-bench}/server
 DURATION=${BENCH_DURATION:-15s}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
-command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 if [ -z "${WAIVER_BIN:-}" ]; then
   swift build -c release --product waiver --package-path "$ROOT" >&2
   WAIVER_BIN="$(swift build -c release --show-bin-path --package-path "$ROOT")/waiver"
 fi
 rm -rf "$WORK"; mkdir -p "$WORK"; cd "$WORK"
 cp -r "$ROOT/policies" "$ROOT/waiver.yaml" .
-DB="sqlite:$WORK/register.sqlite"
+DB=${BENCH_DATABASE:-sqlite:$WORK/register.sqlite}
+echo "== register: ${DB%%\?*}"
 TOKEN=$("$WAIVER_BIN" admin add-user bench@example.com --group security --database "$DB" 2>/dev/null)
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 "$WAIVER_BIN" serve --port "$PORT" --database "$DB" --scheduler-interval 3600 >server.log 2>&1 &
@@ -54,4 +57,4 @@ echo "== GET /api/v1/exceptions/EX-7 ($CONNECTIONS connections, $DURATION)"
 load -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v1/exceptions/EX-7"
 echo "== POST /api/v1/evaluations, 100-resource plan ($(wc -c <envelope.json) bytes)"
 load -s post.lua "http://127.0.0.1:$PORT/api/v1/evaluations"
-"$WAIVER_BIN" audit verify --register "$WORK/register.sqlite"
+curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v1/audit/verify" | python3 -c 'import json,sys; v=json.load(sys.stdin); print("audit verify:", "intact" if v["intact"] else "BROKEN", v["events"], "events")'

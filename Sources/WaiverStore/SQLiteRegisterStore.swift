@@ -180,23 +180,20 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         return m
     }
 
-    // MARK: - Off the caller's thread
+    // MARK: - Transactions
 
-    /// Runs a write transaction on GRDB's writer queue and waits for it without blocking a thread of
-    /// the caller's executor (a write may wait up to the busy timeout for another process).
-    func writing<T: Sendable>(_ body: (Database) throws -> T) async throws -> T {
-        try await withoutActuallyEscaping(body) { body in
-            let box = Unchecked(body)
-            return try await pool.write { db in try box.value(db) }
-        }
+    /// A write transaction, run on the calling thread as every SQLite access of Waiver is. (GRDB's
+    /// async `write`/`read` were tried here: mixed with the synchronous reads the server makes for
+    /// tokens and sessions, a load of 16 connections on 2 cores left every cooperative thread
+    /// waiting for a reader connection that never came back. One mode, the synchronous one, is the
+    /// one the server benchmarks measure.)
+    func writing<T>(_ body: (Database) throws -> T) throws -> T {
+        try pool.write { db in try body(db) }
     }
 
-    /// Runs a read on one of GRDB's reader connections, the same way.
-    func reading<T: Sendable>(_ body: (Database) throws -> T) async throws -> T {
-        try await withoutActuallyEscaping(body) { body in
-            let box = Unchecked(body)
-            return try await pool.read { db in try box.value(db) }
-        }
+    /// A read on one of GRDB's reader connections (a snapshot), the same way.
+    func reading<T>(_ body: (Database) throws -> T) throws -> T {
+        try pool.read { db in try body(db) }
     }
 
     // MARK: - Encoding helpers
@@ -236,7 +233,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     }
 
     public func append(_ event: AuditDraft) async throws {
-        try await writing { db in _ = try appendEvent(db, event) }
+        try writing { db in _ = try appendEvent(db, event) }
     }
 
     /// An audit event from a row of `seq, time, actor, action, subject, payload, prevHash, hash`.
@@ -249,7 +246,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     }
 
     public func auditEvents(subject: String?, last: Int?) async throws -> [AuditEvent] {
-        try await reading { db in
+        try reading { db in
             // Four SQL texts at most, so each is compiled once per connection.
             var arguments: StatementArguments = subject.map { [$0] } ?? []
             if let last { arguments += [max(0, last)] }
@@ -259,7 +256,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     }
 
     public func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) async throws {
-        try await reading { db in try forEachAuditEvent(db, body) }
+        try reading { db in try forEachAuditEvent(db, body) }
     }
 
     func forEachAuditEvent(_ db: Database, _ body: (AuditEvent) throws -> Void) throws {
@@ -418,11 +415,11 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     // MARK: - Exceptions
 
     public func insert(_ requests: [WaiverCore.PreparedRequest]) async throws -> [ExceptionRecord] {
-        try await writing { db in try requests.map { try insert(db, $0) } }
+        try writing { db in try requests.map { try insert(db, $0) } }
     }
 
     public func insert(_ requests: [WaiverCore.PreparedRequest], thenRecord: ([ExceptionRecord]) throws -> CheckRecording) async throws -> (filed: [ExceptionRecord], evaluation: Int) {
-        try await writing { db in
+        try writing { db in
             let filed = try requests.map { try insert(db, $0) }
             let r = try thenRecord(filed)
             return (filed, try record(db, r.evaluation, event: r.event, pruneBefore: r.pruneBefore))
@@ -469,7 +466,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     }
 
     public func modify(id: Int, _ change: (inout ExceptionRecord) throws -> [AuditDraft]) async throws -> ExceptionRecord {
-        try await writing { db in
+        try writing { db in
             guard var record = try load(db, where: "id = ?", [id]).first else {
                 throw RegisterError.notFound("\(ExceptionRecord.display(id)) not found")
             }
@@ -493,7 +490,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     }
 
     public func exception(id: Int) async throws -> ExceptionRecord? {
-        try await reading { db in try load(db, where: "id = ?", [id]).first }
+        try reading { db in try load(db, where: "id = ?", [id]).first }
     }
 
     public func exceptions(_ f: ExceptionFilter) async throws -> [ExceptionRecord] {
@@ -513,11 +510,11 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         sql += " ORDER BY id"
         if let limit = f.limit { sql += " LIMIT ?"; args.append(max(0, limit)) }
         let arguments = StatementArguments(args)
-        return try await reading { db in try load(db, where: sql, arguments) }
+        return try reading { db in try load(db, where: sql, arguments) }
     }
 
     public func covering(workspace: String, pairs: [(policy: String, resource: String)]) async throws -> [ExceptionRecord] {
-        try await reading { db in
+        try reading { db in
             // Most checks run in workspaces with no live exception: one indexed probe answers them.
             let any = try Bool.fetchOne(db.cachedStatement(sql: """
                 SELECT EXISTS (SELECT 1 FROM exceptionResource r JOIN exception e ON e.id = r.exceptionId
@@ -627,7 +624,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     // MARK: - Evaluations
 
     public func record(_ evaluation: Evaluation, event: AuditDraft, pruneBefore: Date? = nil) async throws -> Int {
-        try await writing { db in try record(db, evaluation, event: event, pruneBefore: pruneBefore) }
+        try writing { db in try record(db, evaluation, event: event, pruneBefore: pruneBefore) }
     }
 
     func record(_ db: Database, _ evaluation: Evaluation, event: AuditDraft, pruneBefore: Date?) throws -> Int {
@@ -659,7 +656,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     }
 
     public func recordedRule(workspace: String, policy: String) async throws -> (category: String, severity: Severity)? {
-        try await reading { db in
+        try reading { db in
             let rows = try Row.fetchAll(db, sql: """
                 SELECT DISTINCT v.severity, v.category FROM evaluationViolation v JOIN evaluation e ON e.id = v.evaluationId
                 WHERE v.policy = ? AND e.workspace = ?
@@ -669,7 +666,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     }
 
     public func latestEvaluation(workspace: String) async throws -> Evaluation? {
-        try await reading { db in
+        try reading { db in
             guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM evaluation WHERE workspace = ? ORDER BY id DESC LIMIT 1", arguments: [workspace]) else {
                 return nil
             }
@@ -723,11 +720,4 @@ public enum StoreError {
         default: return "register database error (SQLite \(e.resultCode.rawValue)); nothing was written"
         }
     }
-}
-
-/// A value moved into a `@Sendable` closure that the caller awaits before it goes on: the closure
-/// never outlives the call, so nothing is shared across threads at once.
-struct Unchecked<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

@@ -31,16 +31,7 @@ struct Fixture {
                                               days: days, likelihood: likelihood, impact: impact, renews: renews), actor: actor, now: now)
     }
 
-    func refusal(_ body: () async throws -> Void) async -> String? {
-        do {
-            try await body()
-            return nil
-        } catch let e as RegisterError {
-            return e.description
-        } catch {
-            return "unexpected \(error)"
-        }
-    }
+    func refusal(_ body: () async throws -> Void) async -> String? { await WaiverTests.refusal(body) }
 
     func events() async throws -> [AuditEvent] { try await store.auditEvents(subject: nil) }
 }

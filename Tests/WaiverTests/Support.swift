@@ -92,3 +92,16 @@ func tamper(_ path: String, _ sql: String) throws {
         try db.execute(sql: sql)
     }
 }
+
+/// The message of the `RegisterError` a register operation throws, nil when it succeeds, or
+/// "unexpected …" for any other error.
+func refusal(_ body: () async throws -> Void) async -> String? {
+    do {
+        try await body()
+        return nil
+    } catch let e as RegisterError {
+        return e.description
+    } catch {
+        return "unexpected \(error)"
+    }
+}
