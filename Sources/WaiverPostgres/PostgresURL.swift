@@ -61,12 +61,7 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
             }
             password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
         }
-        self.user = user
-        self.password = password
-        self.host = host
-        self.port = port
-        self.database = database
-        self.tls = tls
+        self.init(user: user, password: password, host: host, port: port, database: database, tls: tls)
     }
 
     /// The URL without its password, for messages and logs.
