@@ -112,6 +112,10 @@ public struct WebhookService: Service {
         var byReceiver: [String: [WebhookDelivery]] = [:]
         for d in due { byReceiver[d.url, default: []].append(d) }
         let receivers = Array(byReceiver.values)
+        // The claim is this replica's for `webhookLease` seconds: past half of it, the rest of a
+        // receiver's list is left for the next claim (by this replica or another) rather than sent
+        // by two at once.
+        let claimed = ContinuousClock.now, lease = state.settings.webhookLease
         // Receivers in parallel; within one, windows of `perReceiver` requests at once.
         let outcomes: [(WebhookDelivery, String?)] = await withTaskGroup(of: [(WebhookDelivery, String?)].self) { group in
             for list in receivers {
@@ -119,6 +123,7 @@ public struct WebhookService: Service {
                     var results: [(WebhookDelivery, String?)] = []
                     var start = 0
                     while start < list.count {
+                        if Double((ContinuousClock.now - claimed).components.seconds) >= lease / 2 { break }
                         let window = list[start..<min(list.count, start + Self.perReceiver)]
                         let sent = await withTaskGroup(of: (WebhookDelivery, String?).self) { inner in
                             for d in window { inner.addTask { (d, await send(d, now: now)) } }

@@ -35,9 +35,9 @@ struct ReplicaTests {
                 return String(token)
             }
             let dev = try addUser("dev", "developers"), fin = try addUser("fin", "finance")
-            // The scheduler every second; a dead replica's claim on webhook deliveries lapses after 3 s.
+            // The scheduler every second; a dead replica's claim on webhook deliveries lapses after 6 s.
             // The clock runs (a claim's lease is measured on it): 3-day exceptions are inside the 7-day reminder at once.
-            let args = ["--scheduler-interval", "1", "--webhook-lease", "3"]
+            let args = ["--scheduler-interval", "1", "--webhook-lease", "6"]
             let a = LiveServer(w, database: db, args: args, log: "a.log"), b = LiveServer(w, database: db, args: args, log: "b.log")
             try a.start()
             try b.start()
@@ -88,7 +88,7 @@ struct ReplicaTests {
             // sends its 7-day reminder once. Wait for the passes, and for the outbox to drain.
             var reminders: [String: Int] = [:]
             var pending = -1
-            for _ in 0..<60 {
+            for _ in 0..<120 {
                 reminders = [:]
                 for e in try await store.auditEvents(subject: nil) where e.action == "exception.reminder" { reminders[e.subject, default: 0] += 1 }
                 pending = try await store.deliveryCounts(maxAttempts: 12).waiting
