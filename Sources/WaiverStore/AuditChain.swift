@@ -287,25 +287,31 @@ public enum RegisterVerification {
 }
 
 extension RegisterVerification {
-    /// What `audit verify` checks on any store: the chain against anchors and signed checkpoints,
-    /// every state against the log, and (with `evidenceDirectory`) every evidence file's SHA-256.
-    public static func verifyAudit(_ store: any RegisterStore, anchors: [AuditAnchor], evidenceDirectory: String?,
-                                   checkpoints check: CheckpointCheck?, stored: [Checkpoint]) async throws -> AuditVerification {
-        var anchors = anchors
-        var findings: [String] = []
-        var verified = 0
-        if let check {
-            let list = check.given ?? stored
-            if list.isEmpty {
-                findings.append("no signed checkpoint to verify against: the register holds none (pass one kept elsewhere with --checkpoint FILE)")
-            }
-            for c in list {
-                if let why = c.problem(with: check.publicKey) { findings.append("checkpoint at event \(c.seq): \(why)") } else {
-                    anchors.append(AuditAnchor(seq: Int(c.seq), hash: c.hash))
-                    verified += 1
-                }
+    /// The signed checkpoints that verify, as anchors; a finding for each that does not (and for
+    /// none at all); how many verified. `given` checkpoints (a file kept elsewhere) win over `stored`.
+    public static func checkpointAnchors(_ check: CheckpointCheck?, stored: @autoclosure () throws -> [Checkpoint]) rethrows
+        -> (anchors: [AuditAnchor], findings: [String], verified: Int) {
+        guard let check else { return ([], [], 0) }
+        var anchors: [AuditAnchor] = [], findings: [String] = [], verified = 0
+        let list = try check.given ?? stored()
+        if list.isEmpty {
+            findings.append("no signed checkpoint to verify against: the register holds none (pass one kept elsewhere with --checkpoint FILE)")
+        }
+        for c in list {
+            if let why = c.problem(with: check.publicKey) { findings.append("checkpoint at event \(c.seq): \(why)") } else {
+                anchors.append(AuditAnchor(seq: Int(c.seq), hash: c.hash))
+                verified += 1
             }
         }
+        return (anchors, findings, verified)
+    }
+
+    /// What `audit verify` checks on any store: the chain against anchors and signed checkpoints,
+    /// every state against the log, and (with `evidenceDirectory`) every evidence file's SHA-256.
+    public static func verifyAudit(_ store: any RegisterStore, anchors given: [AuditAnchor], evidenceDirectory: String?,
+                                   checkpoints check: CheckpointCheck?, stored: [Checkpoint]) async throws -> AuditVerification {
+        var (anchors, findings, verified) = checkpointAnchors(check, stored: stored)
+        anchors = given + anchors
         var result = try await verify(store, anchors: anchors)
         result.checkpoints = verified
         findings += result.findings

@@ -274,21 +274,9 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     /// evidence file still hashes to its recorded SHA-256.
     public func verifyAudit(anchors: [AuditAnchor] = [], evidenceDirectory: String? = nil,
                             checkpoints: CheckpointCheck? = nil) throws -> AuditVerification {
-        var anchors = anchors
-        var findings: [String] = []
-        var verifiedCheckpoints = 0
-        if let checkpoints {
-            let list = try checkpoints.given ?? self.checkpoints()
-            if list.isEmpty {
-                findings.append("no signed checkpoint to verify against: the register holds none (pass one kept elsewhere with --checkpoint FILE)")
-            }
-            for c in list {
-                if let why = c.problem(with: checkpoints.publicKey) { findings.append("checkpoint at event \(c.seq): \(why)") } else {
-                    anchors.append(AuditAnchor(seq: Int(c.seq), hash: c.hash))
-                    verifiedCheckpoints += 1
-                }
-            }
-        }
+        let (signed, checkpointFindings, verifiedCheckpoints) = try RegisterVerification.checkpointAnchors(checkpoints, stored: try self.checkpoints())
+        var findings = checkpointFindings
+        let anchors = anchors + signed
         var result = try verifyChain(anchors: anchors)
         result.checkpoints = verifiedCheckpoints
         findings += try verifyStates()
