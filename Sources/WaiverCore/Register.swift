@@ -73,6 +73,18 @@ public enum RequestLimits {
         }
         return w
     }
+
+    /// Text the register keeps, checked once for every store: PostgreSQL's `text` cannot hold U+0000
+    /// (SQLite's can), so a NUL is refused by name here rather than as a driver error in one store.
+    public static func storable(_ text: String, _ field: String) throws(RegisterError) {
+        if text.utf8.contains(0) { throw .invalid("\(field) contains a NUL character (U+0000), which the register does not store") }
+    }
+
+    /// A violating value as the register shows it: a NUL becomes the visible escape `\u0000` (the
+    /// check's digest, taken over the values as read, still binds the original).
+    public static func shown(_ text: String) -> String {
+        text.utf8.contains(0) ? text.replacingOccurrences(of: "\u{0}", with: "\\u0000") : text
+    }
 }
 
 /// The rules of the register, enforced on top of a `RegisterStore`: separation of duties, routing,
@@ -241,6 +253,7 @@ public struct Register: Sendable {
         let now = Register.second(now)
         let actor = actor.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !actor.isEmpty, actor.count <= 200 else { throw RegisterError.invalid("the actor must be a name of 1 to 200 characters") }
+        try RequestLimits.storable(actor, "the actor")
         // A renewal inherits what it does not say from the exception it renews.
         var r = request
         let previous: ExceptionRecord?
@@ -264,10 +277,12 @@ public struct Register: Sendable {
         let reason = r.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty else { throw RegisterError.invalid("a request needs a reason (--reason)") }
         guard reason.count <= RequestLimits.reason else { throw RegisterError.invalid("the reason is longer than 10,000 characters") }
+        try RequestLimits.storable(reason, "the reason")
         var resources: [String] = []
         for res in r.resources.map({ $0.trimmingCharacters(in: .whitespaces) }) where !resources.contains(res) {
             guard !res.isEmpty else { throw RegisterError.invalid("an empty resource address") }
             guard res.count <= RequestLimits.text else { throw RegisterError.invalid("a resource address is longer than 2,000 characters") }
+            try RequestLimits.storable(res, "a resource address")
             resources.append(res)
         }
         guard !resources.isEmpty else {
@@ -283,6 +298,7 @@ public struct Register: Sendable {
                 throw RegisterError.invalid("a \(kind.rawValue) exception names its owner (--owner): the owner, like the requester, may not approve it")
             }
             guard owner.count <= 200 else { throw RegisterError.invalid("the owner is longer than 200 characters") }
+            try RequestLimits.storable(owner, "the owner")
         case .resource, .person:
             if owner != nil { throw RegisterError.invalid("--owner is for device and account exceptions (a person exception is about its subject)") }
         }
@@ -290,6 +306,7 @@ public struct Register: Sendable {
         guard mitigations.count <= RequestLimits.mitigations, mitigations.allSatisfy({ $0.count <= RequestLimits.text }) else {
             throw RegisterError.invalid("at most 100 mitigations of at most 2,000 characters each")
         }
+        for m in mitigations { try RequestLimits.storable(m, "a mitigation") }
         let cap = maxDays(for: policy)
         let days = r.days ?? min(configuration.defaultDays, cap)
         guard days >= 1 else { throw RegisterError.invalid("--days must be at least 1: every exception expires") }
@@ -396,6 +413,7 @@ public struct Register: Sendable {
         let now = Register.second(now)
         let comment = comment?.trimmingCharacters(in: .whitespacesAndNewlines).nilIfEmpty
         if let comment, comment.count > RequestLimits.text { throw RegisterError.invalid("the comment is longer than 2,000 characters") }
+        if let comment { try RequestLimits.storable(comment, "the comment") }
         return try await store.modify(id: id) { e in
             if let refusal = e.status.refusal(to: .approved, id: e.displayId) { throw RegisterError.conflict(refusal) }
             try mayDecide(e, actor: actor, verb: "approve")
@@ -459,6 +477,7 @@ public struct Register: Sendable {
         let comment = comment.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !comment.isEmpty else { throw RegisterError.invalid("rejecting needs a comment (--comment) saying why") }
         guard comment.count <= RequestLimits.text else { throw RegisterError.invalid("the comment is longer than 2,000 characters") }
+        try RequestLimits.storable(comment, "the comment")
         return try await store.modify(id: id) { e in
             if let refusal = e.status.refusal(to: .rejected, id: e.displayId) { throw RegisterError.conflict(refusal) }
             try mayDecide(e, actor: actor, verb: "reject")
@@ -474,6 +493,7 @@ public struct Register: Sendable {
         let comment = comment.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !comment.isEmpty else { throw RegisterError.invalid("revoking needs a comment (--comment) saying why") }
         guard comment.count <= RequestLimits.text else { throw RegisterError.invalid("the comment is longer than 2,000 characters") }
+        try RequestLimits.storable(comment, "the comment")
         return try await store.modify(id: id) { e in
             if let refusal = e.status.refusal(to: .revoked, id: e.displayId) { throw RegisterError.conflict(refusal) }
             if !Identity.same(actor, e.requester), !isAdmin(actor), groupsOf(actor).isDisjoint(with: e.rule.groups) {
@@ -488,7 +508,8 @@ public struct Register: Sendable {
 
     /// Adds an evidence file (already stored by its SHA-256) to an exception that is not final.
     public func addEvidence(_ id: Int, file: EvidenceFile, actor: String) async throws -> ExceptionRecord {
-        try await store.modify(id: id) { e in
+        try RequestLimits.storable(file.name, "the evidence name")
+        return try await store.modify(id: id) { e in
             guard !e.status.isFinal else { throw RegisterError.conflict("\(e.displayId) is \(e.status.rawValue): evidence can no longer be added") }
             if !e.evidence.contains(where: { $0.sha256 == file.sha256 }) { e.evidence.append(file) }
             return [AuditDraft(actor: actor, action: "evidence.added", subject: e.displayId,
@@ -574,15 +595,22 @@ public struct Register: Sendable {
     /// Records a check so the register knows the workspace's latest state.
     public func recordCheck(_ report: CheckReport, violations: [RecordedViolation], actor: String, now: Date) async throws -> Int {
         _ = try RequestLimits.workspace(report.workspace)
-        let r = recording(report, violations: violations, actor: actor, now: now)
+        let r = try recording(report, violations: violations, actor: actor, now: now)
         return try await store.record(r.evaluation, event: r.event, pruneBefore: r.pruneBefore)
     }
 
-    func recording(_ report: CheckReport, violations: [RecordedViolation], actor: String, now: Date) -> CheckRecording {
+    /// What a check records; a NUL in an address or rule id is refused, in a violating value shown as `\u0000`.
+    func recording(_ report: CheckReport, violations: [RecordedViolation], actor: String, now: Date) throws(RegisterError) -> CheckRecording {
         let now = Register.second(now)
         let s = report.summary
+        var kept = violations
+        for i in kept.indices {
+            try RequestLimits.storable(kept[i].resource, "a resource address")
+            try RequestLimits.storable(kept[i].policy, "a policy or rule id")
+            kept[i].message = RequestLimits.shown(kept[i].message)
+        }
         let evaluation = Evaluation(workspace: report.workspace, at: now, actor: actor, verdict: report.verdict,
-                                    resourceCount: report.resourceCount, violations: violations)
+                                    resourceCount: report.resourceCount, violations: kept)
         let payload: Value = [
             "workspace": .string(report.workspace), "verdict": .string(report.verdict),
             "resources": .number(Double(s.resources)), "violations": .number(Double(s.violations)),
@@ -616,7 +644,7 @@ public struct Register: Sendable {
         var final = report
         let (filed, evaluation) = try await store.insert(prepared) { stored in
             Register.markPending(&final, filed: stored)
-            return recording(final, violations: violations(final), actor: actor, now: now)
+            return try recording(final, violations: violations(final), actor: actor, now: now)
         }
         return (final, filed, evaluation)
     }

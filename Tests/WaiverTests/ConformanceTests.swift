@@ -230,6 +230,40 @@ struct RegisterStoreConformanceTests {
         #expect(try await f.store.latestEvaluation(workspace: "none") == nil)
     }
 
+    /// PostgreSQL's text cannot hold U+0000 and SQLite's can: the register refuses it in every text it
+    /// keeps, naming the field, so no store accepts what another would fail on with a driver error.
+    @Test(arguments: StoreKind.allCases) func aNULCharacterIsRefusedByNameOnEveryStore(_ kind: StoreKind) async throws {
+        guard let f = try await StoreFixture.make(kind) else { return }
+        func ask(_ change: (inout ExceptionRequest) -> Void) async -> String? {
+            var r = ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["aws_instance.batch"], reason: "needed", likelihood: .low, impact: .low)
+            change(&r)
+            return await f.refusal { _ = try await f.register.request(r, actor: "dev", now: t0) }
+        }
+        #expect(await ask { $0.reason = "needed\u{0}" } == "the reason contains a NUL character (U+0000), which the register does not store")
+        #expect(await ask { $0.resources = ["aws_instance.a\u{0}b"] }?.hasPrefix("a resource address contains a NUL character") == true)
+        #expect(await ask { $0.mitigations = ["WAF\u{0}"] }?.hasPrefix("a mitigation contains a NUL character") == true)
+        #expect(await ask { $0.workspace = "sh\u{0}op" }?.hasPrefix("a workspace is a name") == true)
+        #expect(await f.refusal { _ = try await f.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["x"], reason: "r"), actor: "de\u{0}v", now: t0) }?
+            .hasPrefix("the actor contains a NUL character") == true)
+        let e = try await f.request()
+        #expect(await f.refusal { _ = try await f.register.approve(e.id, actor: "fin", comment: "ok\u{0}", days: nil, now: t0) }?.hasPrefix("the comment contains a NUL character") == true)
+        #expect(await f.refusal { _ = try await f.register.reject(e.id, actor: "fin", comment: "no\u{0}", now: t0) }?.hasPrefix("the comment contains a NUL character") == true)
+        #expect(await f.refusal { _ = try await f.register.revoke(e.id, actor: "dev", comment: "no\u{0}", now: t0) }?.hasPrefix("the comment contains a NUL character") == true)
+        let file = EvidenceFile(sha256: String(repeating: "a", count: 64), name: "scan\u{0}.pdf", size: 1, addedBy: "dev", at: t0)
+        #expect(await f.refusal { _ = try await f.register.addEvidence(e.id, file: file, actor: "dev") }?.hasPrefix("the evidence name contains a NUL character") == true)
+        // A plan's violating values are shown as reported, with a NUL written as the visible escape \u0000;
+        // an address with one is refused.
+        let report = CheckReport(workspace: "shop", unknownMode: .warn, findings: [], resourceCount: 1, policies: [], compliant: [])
+        let odd = RecordedViolation(policy: "COST-001", resource: "aws_instance.batch", status: .blocking, digest: "d", message: "user_data: \"a\u{0}b\"")
+        _ = try await f.register.recordCheck(report, violations: [odd], actor: "ci", now: t0)
+        #expect(try await f.store.latestEvaluation(workspace: "shop")?.violations.first?.message == "user_data: \"a\\u0000b\"")
+        let badAddress = RecordedViolation(policy: "COST-001", resource: "aws_instance.\u{0}", status: .blocking, digest: "d")
+        #expect(await f.refusal { _ = try await f.register.recordCheck(report, violations: [badAddress], actor: "ci", now: t0) }?
+            .hasPrefix("a resource address contains a NUL character") == true)
+        #expect(try await f.store.exceptions(ExceptionFilter()).count == 1)
+        #expect(try await f.store.exception(id: e.id) == e)
+    }
+
     @Test(arguments: StoreKind.allCases) func filingAndRecordingAreOneTransaction(_ kind: StoreKind) async throws {
         guard let f = try await StoreFixture.make(kind) else { return }
         let prepared = try await f.register.prepare(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["x"], reason: "r"), actor: "dev", now: t0)
