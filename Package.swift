@@ -65,6 +65,7 @@ let package = Package(
             name: "WaiverServer",
             dependencies: [
                 "WaiverCore", "WaiverFormats", "WaiverStore", "WaiverPostgres", "WaiverUseCases",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -192,8 +192,9 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
 
     /// Parses `EX-7` or `7`.
     public static func parseId(_ text: String) -> Int? {
-        let t = text.uppercased().hasPrefix("EX-") ? String(text.dropFirst(3)) : text
-        guard let n = Int(t), n > 0 else { return nil }
+        let t = text.uppercased().hasPrefix("EX-") ? text.utf8.dropFirst(3) : text.utf8[...]
+        // Digits only (no sign, no spaces): the id syntax the API documents, `^(EX-)?[0-9]{1,18}$`.
+        guard (1...18).contains(t.count), t.allSatisfy({ (0x30...0x39).contains($0) }), let n = Int(String(decoding: t, as: UTF8.self)), n > 0 else { return nil }
         return n
     }
 

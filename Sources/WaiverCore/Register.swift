@@ -273,6 +273,7 @@ public struct Register: Sendable {
         let workspace = try RequestLimits.workspace(r.workspace)
         let policyId = r.policy.trimmingCharacters(in: .whitespaces)
         guard !policyId.isEmpty else { throw RegisterError.invalid("a request needs a policy (--policy)") }
+        try RequestLimits.storable(policyId, "the policy")
         let policy = try await policy(policyId, workspace: workspace)
         let reason = r.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty else { throw RegisterError.invalid("a request needs a reason (--reason)") }
@@ -509,6 +510,7 @@ public struct Register: Sendable {
     /// Adds an evidence file (already stored by its SHA-256) to an exception that is not final.
     public func addEvidence(_ id: Int, file: EvidenceFile, actor: String) async throws -> ExceptionRecord {
         try RequestLimits.storable(file.name, "the evidence name")
+        guard file.size > 0 else { throw RegisterError.invalid("\(file.name): the evidence file is empty") }
         return try await store.modify(id: id) { e in
             guard !e.status.isFinal else { throw RegisterError.conflict("\(e.displayId) is \(e.status.rawValue): evidence can no longer be added") }
             if !e.evidence.contains(where: { $0.sha256 == file.sha256 }) { e.evidence.append(file) }

@@ -193,6 +193,12 @@ public struct ExceptionFilter: Sendable, Equatable {
         self.createdBefore = createdBefore
         self.limit = limit
     }
+
+    /// A filter on a text with a NUL character matches nothing: the register never stores one
+    /// (`RequestLimits.storable`), and PostgreSQL cannot even compare it.
+    public var matchesNothing: Bool {
+        [policy, workspace, requester].contains { $0?.utf8.contains(0) == true }
+    }
 }
 
 /// Where the register lives. Every multi-step write is one transaction; `modify` runs its closure

@@ -466,6 +466,7 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
     }
 
     public func exceptions(_ f: ExceptionFilter) async throws -> [ExceptionRecord] {
+        if f.matchesNothing { return [] }
         var binds = PostgresBindings()
         var conditions: [String] = []
         func bind(_ value: some PostgresDynamicTypeEncodable) -> String {
@@ -545,7 +546,8 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
     }
 
     public func auditEvents(subject: String?, last: Int?) async throws -> [AuditEvent] {
-        try await reading { conn in
+        if subject?.utf8.contains(0) == true { return [] }  // never stored (see ExceptionFilter.matchesNothing)
+        return try await reading { conn in
             let limit = Int64(max(0, last ?? Int(Int32.max)))
             let rows: [PostgresRandomAccessRow]
             if let subject {

@@ -28,11 +28,11 @@ struct API: Sendable {
             _ = try ctx.requireUser()
             let e = try await exception(ctx)
             let history = try await store.auditEvents(subject: e.displayId)
-            if req.uri.queryParameters.get("format") == "text" { return text(RegisterOutput.show(e, history: history, now: now)) }
+            if try format(req, ["json", "text"]) == "text" { return text(RegisterOutput.show(e, history: history, now: now)) }
             return jsonResponse(RegisterOutput.value(e, history: history, now: now))
         } }
         group.post("exceptions/:id/approve") { req, ctx in try await wrap(ctx) {
-            let user = try ctx.requireUser(), body = try await object(req)
+            let user = try ctx.requireUser(), body = try await object(req, fields: ["comment", "days", "risk"])
             let register = try await self.register
             let e = try await register.approve(try id(ctx), actor: user.name, comment: try optionalString(body, "comment"), days: try optionalInt(body, "days"),
                                                risk: try optionalString(body, "risk"), now: now)
@@ -44,11 +44,11 @@ struct API: Sendable {
             return jsonResponse(v)
         } }
         group.post("exceptions/:id/reject") { req, ctx in try await wrap(ctx) {
-            let user = try ctx.requireUser(), body = try await object(req)
+            let user = try ctx.requireUser(), body = try await object(req, fields: ["comment"])
             return jsonResponse(RegisterOutput.value(try await self.register.reject(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
         } }
         group.post("exceptions/:id/revoke") { req, ctx in try await wrap(ctx) {
-            let user = try ctx.requireUser(), body = try await object(req)
+            let user = try ctx.requireUser(), body = try await object(req, fields: ["comment"])
             return jsonResponse(RegisterOutput.value(try await self.register.revoke(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
         } }
         group.post("exceptions/:id/renew") { req, ctx in try await wrap(ctx) { try await requestException(req, ctx, renews: try id(ctx)) } }
@@ -118,7 +118,7 @@ struct API: Sendable {
             for w in Set(active.map(\.workspace)) { latest[w] = try await store.latestEvaluation(workspace: w) }
             let report = RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: from, to: to, now: now,
                                               reviewThreshold: state.settings.configuration.reviewThreshold)
-            switch req.uri.queryParameters.get("format") {
+            switch try format(req, ["json", "text", "markdown"]) {
             case "text": return text(RegisterOutput.reportText(report, markdown: false))
             case "markdown": return text(RegisterOutput.reportText(report, markdown: true), contentType: "text/markdown; charset=utf-8")
             default: return jsonResponse(RegisterOutput.reportValue(report))
@@ -126,7 +126,7 @@ struct API: Sendable {
         } }
         group.get("audit/events") { req, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
-            let limit = Int(req.uri.queryParameters.get("limit") ?? "") ?? 1000
+            let limit = try self.limit(req) ?? 1000
             let events = try await store.auditEvents(subject: req.uri.queryParameters.get("subject"), last: max(0, min(limit, 100_000)))
             return jsonResponse(.array(events.map { e in
                 (try? JSONReader.parse(Data(AuditChain.exportLine(e).utf8))) ?? .null
@@ -202,6 +202,7 @@ struct API: Sendable {
         var unknownText: String?, formatText: String?
         var commitAuthor: String?
         var request: Value?
+        var unknownKey: String?
         let parsed: Result<Void, JSONSyntaxError> = data.withUnsafeBytes { raw in
             var r = JSONReader(raw.bindMemory(to: UInt8.self))
             do throws(JSONSyntaxError) {
@@ -215,7 +216,9 @@ struct API: Sendable {
                     case "unknown": unknownText = try r.readValue(depth: 1).stringValue ?? "?"
                     case "format": formatText = try r.readValue(depth: 1).stringValue ?? "?"
                     case "request": request = try r.readValue(depth: 1)
-                    default: try r.skipValue(depth: 1)
+                    default:
+                        unknownKey = unknownKey ?? key
+                        try r.skipValue(depth: 1)
                     }
                 }
                 try r.expectEnd()
@@ -223,6 +226,7 @@ struct API: Sendable {
             } catch { return .failure(error) }
         }
         if case .failure(let e) = parsed { throw APIError(.badRequest, "bad_request", "the body is not valid JSON: \(e)") }
+        if let key = unknownKey { throw unknownField(key, ["workspace", "plan", "sarif", "unknown", "format", "commit_author", "request"]) }
         let workspace = try RequestLimits.workspace(workspaceText ?? "")
         let unknown = try unknownText.map { t in
             try UnknownMode(rawValue: t) ?? { throw APIError(.unprocessableContent, "invalid", "unknown must be warn or block, not \(t.debugDescription.clipped())") }()
@@ -232,10 +236,13 @@ struct API: Sendable {
         } ?? .json
         guard plan != nil || !sarif.isEmpty else { throw APIError(.unprocessableContent, "invalid", "send a plan or at least one SARIF report") }
         var spec: RequestSpec?
-        if let request, case .object = request {
+        if let request {
+            guard case .object(let o) = request else { throw APIError(.unprocessableContent, "invalid", "request must be an object (reason, days, likelihood, impact, mitigations)") }
+            let allowed = ["reason", "days", "likelihood", "impact", "mitigations"]
+            if let key = o.keys.first(where: { !allowed.contains($0) }) { throw unknownField("request." + key, allowed) }
             spec = RequestSpec(reason: try string(request, "reason"), days: try optionalInt(request, "days"),
                                likelihood: try factor(request, "likelihood"), impact: try factor(request, "impact"),
-                               mitigations: (request["mitigations"]?.arrayValue ?? []).compactMap(\.stringValue))
+                               mitigations: try strings(request, "mitigations"))
         }
         let resources = try plan.map { try $0.get().resources.map { ($0, file: "plan.json") } } ?? []
         let report = try CheckService.evaluate(
@@ -262,7 +269,7 @@ struct API: Sendable {
 
     func requestException(_ req: Request, _ ctx: WaiverContext, renews: Int?) async throws -> Response {
         let user = try ctx.requireUser()
-        let body = try await object(req)
+        let body = try await object(req, fields: ["policy", "workspace", "kind", "resources", "reason", "days", "likelihood", "impact", "mitigations", "renews", "owner"])
         var kind: SubjectKind?
         if let text = try optionalString(body, "kind") {
             guard let k = SubjectKind(rawValue: text) else { throw APIError(.unprocessableContent, "invalid", "kind must be resource, person, device or account") }
@@ -305,13 +312,10 @@ struct API: Sendable {
             filter.statuses = [.approved]
             filter.expiringBefore = current.addingTimeInterval(Double(d) + 1)
         }
-        if let l = q.get("limit") {
-            guard let n = Int(l), n >= 0 else { throw APIError(.badRequest, "bad_request", "limit must be a number") }
-            filter.limit = n
-        }
+        if let n = try limit(req) { filter.limit = n }
         var items = try await store.exceptions(filter)
         if filter.expiringBefore != nil { items = items.filter { $0.isActive(at: current) } }
-        switch q.get("format") {
+        switch try format(req, ["json", "text", "csv"]) {
         case "text": return text(RegisterOutput.listText(items, now: current))
         case "csv": return text(RegisterOutput.csv(items), contentType: "text/csv; charset=utf-8")
         default: return jsonResponse(.array(items.map { RegisterOutput.value($0, now: current) }))
@@ -341,15 +345,36 @@ struct API: Sendable {
         return Data(buffer.readableBytesView)
     }
 
-    func object(_ req: Request) async throws -> Value {
+    /// A JSON object body with only the documented `fields` (an unknown one is a 422 naming it, so a
+    /// misspelt `mitigation` is never silently dropped); an empty body is an empty object.
+    func object(_ req: Request, fields: [String]) async throws -> Value {
         let data = try await body(req)
         if data.isEmpty { return .object(Value.Object()) }
         let v: Value
         do { v = try JSONReader.parse(data, maxDepth: 64) } catch {
             throw APIError(.badRequest, "bad_request", "the body is not valid JSON: \(error)")
         }
-        guard case .object = v else { throw APIError(.badRequest, "bad_request", "the body must be a JSON object") }
+        guard case .object(let o) = v else { throw APIError(.badRequest, "bad_request", "the body must be a JSON object") }
+        if let key = o.keys.first(where: { !fields.contains($0) }) { throw unknownField(key, fields) }
         return v
+    }
+
+    func unknownField(_ key: String, _ fields: [String]) -> APIError {
+        APIError(.unprocessableContent, "invalid", "unknown field '\(key.clipped(60))' (this body takes \(fields.joined(separator: ", ")))")
+    }
+
+    /// `?format=`, one of `allowed` (the first is the default); anything else is a 400.
+    func format(_ req: Request, _ allowed: [String]) throws -> String {
+        guard let f = req.uri.queryParameters.get("format") else { return allowed[0] }
+        guard allowed.contains(f) else { throw APIError(.badRequest, "bad_request", "format must be one of \(allowed.joined(separator: ", ")), not '\(f.clipped(40))'") }
+        return f
+    }
+
+    /// `?limit=`, a whole number of at least 0; anything else is a 400.
+    func limit(_ req: Request) throws -> Int? {
+        guard let l = req.uri.queryParameters.get("limit") else { return nil }
+        guard let n = Int(l), n >= 0 else { throw APIError(.badRequest, "bad_request", "limit must be a whole number of at least 0, not '\(l.clipped(40))'") }
+        return n
     }
 
     func id(_ ctx: WaiverContext) throws -> Int {

@@ -37,6 +37,8 @@ public struct ServerSettings: Sendable {
     public var connectionLimits = ConnectionLimits()
     /// How long a replica's claim on a batch of webhook deliveries lasts (`WebhookService.claimDeliveries`).
     public var webhookLease: TimeInterval = WebhookService.lease
+    /// Failed sign-ins and token checks one client address may make in a minute before it is refused (429).
+    public var authFailureLimit = 20
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, databasePath: String, configuration: Configuration, policies: [Policy],
@@ -73,7 +75,7 @@ public final class ServerState: Sendable {
     /// The plan attributes the server's policies read: evaluations build only these.
     public let selection: AttributeSelection
     /// Failed sign-ins and token checks per client.
-    public let limiter = FailureLimiter()
+    public let limiter: FailureLimiter
     /// Open connections per client address.
     public let clients = ClientConnections()
 
@@ -85,6 +87,7 @@ public final class ServerState: Sendable {
     /// The server on a register already open (SQLite or PostgreSQL).
     public init(settings: ServerSettings, store: any ServerRegisterStore) {
         self.settings = settings
+        self.limiter = FailureLimiter(limit: settings.authFailureLimit)
         self.selection = AttributeSelection(policies: settings.policies)
         self.store = store
         self.register = Register(store: store, configuration: settings.configuration, policies: settings.policies,
@@ -136,6 +139,7 @@ public func buildRouter(state: ServerState) throws -> Router<WaiverContext> {
     router.add(middleware: LogRequestsMiddleware(.info))
     router.add(middleware: MetricsMiddleware(metrics: state.metrics))
     router.add(middleware: NoStoreMiddleware())
+    router.add(middleware: MethodNotAllowedMiddleware())
     router.get("/health") { _, _ in jsonResponse(["status": "ok"]) }
     router.get("/metrics") { _, _ in
         await state.metrics.refresh(store: state.store, maxAttempts: WebhookService.maxAttempts)

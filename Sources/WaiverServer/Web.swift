@@ -91,7 +91,11 @@ struct Web: Sendable {
         if state.limiter.blocked(ctx.client, now: current) {
             return try loginPage(req, notice: "Too many failed sign-ins from this address: wait a minute.", status: .tooManyRequests)
         }
-        let form = try await formBody(req)
+        let form: [String: String]
+        do { form = try await formBody(req) } catch {
+            let e = APIError.from(error, context: ctx)
+            return try loginPage(req, notice: e.message, status: e.status)
+        }
         guard let expected = cookie(req, Self.loginCookie), let sent = form["csrf"], APIToken.equal(expected, sent) else {
             return try loginPage(req, notice: "The sign-in form expired; please try again.", status: .forbidden)
         }

@@ -28,6 +28,8 @@ struct Serve: AsyncParsableCommand {
     var evidenceDir: String?
     @Option(name: .long, help: ArgumentHelp("Seconds a replica's claim on a batch of webhook deliveries lasts; a replica that dies while sending hands them over after it.", valueName: "n"))
     var webhookLease: Int = 300
+    @Option(name: .long, help: ArgumentHelp("Failed sign-ins and token checks a client address may make in a minute before it is refused (429).", valueName: "n"))
+    var authFailuresPerMinute: Int = 20
     @Option(name: .long, help: ArgumentHelp("How often the scheduler signs a checkpoint while the log grows (30m, 1h, 1d).", valueName: "duration"))
     var checkpointEvery: String = "1h"
 
@@ -35,6 +37,7 @@ struct Serve: AsyncParsableCommand {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
         guard maxBodyMib >= 1, maxBodyMib <= 4096 else { throw ValidationError("--max-body-mib must be 1 to 4096") }
         guard schedulerInterval >= 1 else { throw ValidationError("--scheduler-interval must be at least 1") }
+        guard (1...1_000_000).contains(authFailuresPerMinute) else { throw ValidationError("--auth-failures-per-minute must be 1 to 1000000") }
         guard (1...86_400).contains(webhookLease) else { throw ValidationError("--webhook-lease must be 1 to 86400 seconds") }
         guard let d = parseDuration(checkpointEvery), d >= 1 else { throw ValidationError("--checkpoint-every: '\(checkpointEvery)' is not a duration (30m, 1h, 1d)") }
     }
@@ -56,6 +59,7 @@ struct Serve: AsyncParsableCommand {
             schedulerInterval: .seconds(schedulerInterval), now: { fixedNow ?? Date() }, signingKey: key,
             checkpointInterval: TimeInterval(parseDuration(checkpointEvery) ?? 3600))
         settings.webhookLease = TimeInterval(webhookLease)
+        settings.authFailureLimit = authFailuresPerMinute
         let state = try await ServerState.open(settings: settings, postgres: postgres)
         warn(try await state.decisions().unmeetableRules())
         let app = try buildApplication(state: state)

@@ -243,6 +243,10 @@ struct RegisterStoreConformanceTests {
         #expect(await ask { $0.resources = ["aws_instance.a\u{0}b"] }?.hasPrefix("a resource address contains a NUL character") == true)
         #expect(await ask { $0.mitigations = ["WAF\u{0}"] }?.hasPrefix("a mitigation contains a NUL character") == true)
         #expect(await ask { $0.workspace = "sh\u{0}op" }?.hasPrefix("a workspace is a name") == true)
+        #expect(await ask { $0.policy = "COST\u{0}" }?.hasPrefix("the policy contains a NUL character") == true)
+        // A filter or a subject with one matches nothing (PostgreSQL cannot compare it).
+        #expect(try await f.store.exceptions(ExceptionFilter(workspace: "sh\u{0}op")).isEmpty)
+        #expect(try await f.store.auditEvents(subject: "EX-1\u{0}").isEmpty)
         #expect(await f.refusal { _ = try await f.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["x"], reason: "r"), actor: "de\u{0}v", now: t0) }?
             .hasPrefix("the actor contains a NUL character") == true)
         let e = try await f.request()

@@ -91,14 +91,46 @@ struct ServerAPITests {
         }
     }
 
+    /// What schemathesis found against the contract (Tests/Contract/api_contract.py), pinned here too.
+    @Test func theServerHoldsToItsContract() async throws {
+        let f = try await ServerFixture()
+        try await f.app().test(.router) { client in
+            // A method the document does not list on a documented path: 405 with the methods it does.
+            let (traceStatus, allow) = try await client.execute(uri: "/api/v1/exceptions", method: .trace, headers: f.headers("dev")) { ($0.status.code, $0.headers[.allow]) }
+            #expect(traceStatus == 405 && allow == "GET, POST")
+            #expect(try await client.execute(uri: "/exceptions/EX-1/decide", method: .get, headers: f.headers("dev")) { ($0.status.code, $0.headers[.allow]) } == (405, "POST"))
+            #expect(try await client.call(.get, "/api/v1/nothing-here", as: "dev", f).0 == 404)
+            // Query parameters outside their schema are a 400, never silently the default.
+            #expect(try await client.call(.get, "/api/v1/audit/events?limit=many", as: "dev", f).0 == 400)
+            #expect(try await client.call(.get, "/api/v1/exceptions?limit=-1", as: "dev", f).0 == 400)
+            #expect(try await client.call(.get, "/api/v1/exceptions?format=xml", as: "dev", f).0 == 400)
+            #expect(try await client.call(.get, "/api/v1/reports?format=pdf", as: "dev", f).0 == 400)
+            // An id is EX-N or N, digits only.
+            _ = try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: netRequest)
+            #expect(try await client.call(.get, "/api/v1/exceptions/EX-1", as: "dev", f).0 == 200)
+            #expect(try await client.call(.get, "/api/v1/exceptions/+1", as: "dev", f).0 == 400)
+            #expect(try await client.call(.get, "/api/v1/exceptions/EX-1?format=yaml", as: "dev", f).0 == 400)
+            // A body field the contract does not name is refused by name, in every body.
+            let (status, e) = try await client.call(.post, "/api/v1/exceptions/EX-1/approve", as: "sam", f, json: #"{"coment":"typo"}"#)
+            #expect(status == 422 && e["error"]?["message"]?.stringValue?.hasPrefix("unknown field 'coment'") == true)
+            let (evaluated, ev) = try await client.call(.post, "/api/v1/evaluations", as: "dev", f, json: #"{"workspace":"shop","plan":{"resource_changes":[]},"request":{"reason":"r","mitigation":["x"]}}"#)
+            #expect(evaluated == 422 && ev["error"]?["message"]?.stringValue?.hasPrefix("unknown field 'request.mitigation'") == true)
+            // Empty evidence is refused, and leaves no file behind.
+            #expect(try await client.call(.post, "/api/v1/exceptions/EX-1/evidence?name=a.txt", as: "dev", f, raw: ByteBuffer()).0 == 422)
+            #expect((try? FileManager.default.contentsOfDirectory(atPath: f.state.settings.evidenceDirectory))?.isEmpty ?? true)
+            #expect(try await f.state.store.exception(id: 1)?.status == .pending)
+        }
+    }
+
     @Test func approvalRulesOverHTTP() async throws {
         let f = try await ServerFixture()
         try await f.app().test(.router) { client in
             let (created, e) = try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: netRequest)
             #expect(created == 201 && e["id"] == "EX-1" && e["requester"] == "dev" && e["status"] == "pending")
-            // The actor is the token's user, whatever the body says.
-            let (_, spoof) = try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: #"{"policy":"NET-001","workspace":"shop","resources":["x"],"reason":"r","requester":"sam","actor":"sam"}"#)
-            #expect(spoof["requester"] == "dev")
+            // The actor is the token's user: a body naming another is refused (an undocumented field), nothing filed.
+            let (spoofed, spoof) = try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: #"{"policy":"NET-001","workspace":"shop","resources":["x"],"reason":"r","requester":"sam"}"#)
+            #expect(spoofed == 422 && spoof["error"]?["message"]?.stringValue?.hasPrefix("unknown field 'requester'") == true)
+            #expect(try await f.state.store.exceptions(ExceptionFilter()).count == 1)
             let (own, ownBody) = try await client.call(.post, "/api/v1/exceptions/EX-1/approve", as: "dev", f, json: "{}")
             #expect(own == 403 && ownBody["error"]?["code"] == "forbidden")
             #expect(try await client.call(.post, "/api/v1/exceptions/EX-1/approve", as: "fin", f, json: "{}").0 == 403)
