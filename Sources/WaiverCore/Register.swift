@@ -44,6 +44,10 @@ public struct ExpiryOutcome: Sendable, Equatable {
     public var exception: ExceptionRecord
     /// Resources still violating the policy in the workspace's latest recorded check.
     public var stillViolating: [String]
+    public init(exception: ExceptionRecord, stillViolating: [String]) {
+        self.exception = exception
+        self.stillViolating = stillViolating
+    }
 }
 
 /// A request validated, priced and routed, not yet stored.

@@ -5,6 +5,10 @@ public struct RegisterReport: Sendable, Equatable {
     public struct Count: Sendable, Equatable {
         public var key: String
         public var count: Int
+        public init(key: String, count: Int) {
+            self.key = key
+            self.count = count
+        }
     }
 
     public var from: Date?
@@ -24,6 +28,25 @@ public struct RegisterReport: Sendable, Equatable {
     public var reviewPolicies: [Count]
     /// Active exceptions whose violation no longer appears in the workspace's latest check.
     public var orphaned: [String]
+
+    public init(from: Date?, to: Date?, now: Date, total: Int, perPolicy: [Count], perWorkspace: [Count], perRequester: [Count],
+                renewals: Int, medianApprovedDays: Double?, activeNow: Int, expiringWithin7Days: [String], reviewThreshold: Int,
+                reviewPolicies: [Count], orphaned: [String]) {
+        self.from = from
+        self.to = to
+        self.now = now
+        self.total = total
+        self.perPolicy = perPolicy
+        self.perWorkspace = perWorkspace
+        self.perRequester = perRequester
+        self.renewals = renewals
+        self.medianApprovedDays = medianApprovedDays
+        self.activeNow = activeNow
+        self.expiringWithin7Days = expiringWithin7Days
+        self.reviewThreshold = reviewThreshold
+        self.reviewPolicies = reviewPolicies
+        self.orphaned = orphaned
+    }
 
     /// Builds the report from the exceptions created in the period, the active ones, and each
     /// workspace's latest recorded check.

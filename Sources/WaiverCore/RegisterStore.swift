@@ -230,6 +230,8 @@ public protocol RegisterStore: Sendable {
     func auditEvents(subject: String?, last: Int?) async throws -> [AuditEvent]
     /// Streams every audit event in order (for export and verification of large logs).
     func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) async throws
+    /// Whether an exception records the evidence file with this SHA-256 (only such files are served or kept).
+    func evidenceReferenced(sha256: String) async throws -> Bool
 }
 
 /// A check to record: the evaluation, its audit event, and the retention cutoff.

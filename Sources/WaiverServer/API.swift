@@ -25,59 +25,42 @@ struct API: Sendable {
         group.post("exceptions") { req, ctx in try await wrap(ctx) { try await requestException(req, ctx, renews: nil) } }
         group.get("exceptions") { req, ctx in try await wrap(ctx) { try await list(req, ctx) } }
         group.get("exceptions/:id") { req, ctx in try await wrap(ctx) {
-            _ = try ctx.requireUser()
-            let e = try await exception(ctx)
-            let history = try await store.auditEvents(subject: e.displayId)
-            if try format(req, ["json", "text"]) == "text" { return text(RegisterOutput.show(e, history: history, now: now)) }
-            return jsonResponse(RegisterOutput.value(e, history: history, now: now))
+            let service = try await self.service(ctx)
+            let asText = try format(req, ["json", "text"]) == "text"
+            let shown = try await service.show(try id(ctx))
+            if asText { return text(RegisterOutput.show(shown.record, history: shown.history, now: service.now)) }
+            return jsonResponse(RegisterOutput.value(shown.record, history: shown.history, now: service.now))
         } }
         group.post("exceptions/:id/approve") { req, ctx in try await wrap(ctx) {
-            let user = try ctx.requireUser(), body = try await object(req, fields: ["comment", "days", "risk"])
-            let register = try await self.register
-            let e = try await register.approve(try id(ctx), actor: user.name, comment: try optionalString(body, "comment"), days: try optionalInt(body, "days"),
-                                               risk: try optionalString(body, "risk"), now: now)
-            var v = RegisterOutput.value(e, now: now)
-            if case .object(var o) = v, let missing = register.missingApprovals(e), e.status == .pending {
+            let service = try await self.service(ctx), body = try await object(req, fields: ["comment", "days", "risk"])
+            let d = try await service.approve(try id(ctx), comment: try optionalString(body, "comment"), days: try optionalInt(body, "days"),
+                                              risk: try optionalString(body, "risk"))
+            var v = RegisterOutput.value(d.record, now: service.now)
+            if case .object(var o) = v, let missing = d.stillNeeds {
                 o.append("still_needs", .string(missing))
                 v = .object(o)
             }
             return jsonResponse(v)
         } }
         group.post("exceptions/:id/reject") { req, ctx in try await wrap(ctx) {
-            let user = try ctx.requireUser(), body = try await object(req, fields: ["comment"])
-            return jsonResponse(RegisterOutput.value(try await self.register.reject(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
+            let service = try await self.service(ctx), body = try await object(req, fields: ["comment"])
+            return jsonResponse(RegisterOutput.value(try await service.reject(try id(ctx), comment: try string(body, "comment")).record, now: service.now))
         } }
         group.post("exceptions/:id/revoke") { req, ctx in try await wrap(ctx) {
-            let user = try ctx.requireUser(), body = try await object(req, fields: ["comment"])
-            return jsonResponse(RegisterOutput.value(try await self.register.revoke(try id(ctx), actor: user.name, comment: try string(body, "comment"), now: now), now: now))
+            let service = try await self.service(ctx), body = try await object(req, fields: ["comment"])
+            return jsonResponse(RegisterOutput.value(try await service.revoke(try id(ctx), comment: try string(body, "comment")).record, now: service.now))
         } }
         group.post("exceptions/:id/renew") { req, ctx in try await wrap(ctx) { try await requestException(req, ctx, renews: try id(ctx)) } }
         group.post("exceptions/:id/evidence") { req, ctx in try await wrap(ctx) {
-            let user = try ctx.requireUser()
-            let name = req.uri.queryParameters.get("name") ?? "evidence"
-            guard !name.isEmpty, name.count <= 255, !name.contains("/") else { throw APIError(.badRequest, "bad_request", "?name= must be a file name") }
-            // Check first, then store: nothing reaches the disk for an exception that does not exist
-            // or can no longer take evidence.
+            let service = try await self.service(ctx)
             let n = try id(ctx)
+            // The exception is checked before the body is read or anything reaches the disk.
             guard let target = try await store.exception(id: n) else { throw APIError(.notFound, "not_found", "\(ExceptionRecord.display(n)) not found") }
             guard !target.status.isFinal else {
                 throw APIError(.conflict, "conflict", "\(target.displayId) is \(target.status.rawValue): evidence can no longer be added")
             }
-            let data = try await body(req)
-            let sha = AuditChain.sha256(data)
-            let folder = state.settings.evidenceDirectory
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let path = (folder as NSString).appendingPathComponent(sha)
-            let existed = FileManager.default.fileExists(atPath: path)
-            if !existed { try data.write(to: URL(fileURLWithPath: path), options: [.atomic]) }
-            let file = EvidenceFile(sha256: sha, name: name, size: data.count, addedBy: user.name, at: Register.second(now))
-            do {
-                return jsonResponse(RegisterOutput.value(try await self.register.addEvidence(n, file: file, actor: user.name), now: now), status: .created)
-            } catch {
-                // Refused after all (the exception was decided meanwhile): a file nobody references goes.
-                if !existed, await !(try store.evidenceReferenced(sha256: sha)) { try? FileManager.default.removeItem(atPath: path) }
-                throw error
-            }
+            let upload = EvidenceUpload(name: req.uri.queryParameters.get("name").map { String($0) } ?? "evidence", data: try await body(req))
+            return jsonResponse(RegisterOutput.value(try await service.addEvidence(n, upload), now: service.now), status: .created)
         } }
         group.get("evidence/:sha256") { _, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
@@ -105,20 +88,15 @@ struct API: Sendable {
             return jsonResponse(policyValue(p))
         } }
         group.get("reports") { req, ctx in try await wrap(ctx) {
-            _ = try ctx.requireUser()
+            let service = try await self.service(ctx)
             func date(_ key: String) throws -> Date? {
                 guard let t = req.uri.queryParameters.get(key) else { return nil }
                 guard let d = parseInstant(t) else { throw APIError(.badRequest, "bad_request", "\(key): '\(t)' is not a date") }
                 return d
             }
-            let from = try date("from"), to = try date("to")
-            let inPeriod = try await store.exceptions(ExceptionFilter(createdFrom: from, createdBefore: to))
-            let active = try await store.exceptions(ExceptionFilter(statuses: [.approved]))
-            var latest: [String: Evaluation] = [:]
-            for w in Set(active.map(\.workspace)) { latest[w] = try await store.latestEvaluation(workspace: w) }
-            let report = RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: from, to: to, now: now,
-                                              reviewThreshold: state.settings.configuration.reviewThreshold)
-            switch try format(req, ["json", "text", "markdown"]) {
+            let from = try date("from"), to = try date("to"), asked = try format(req, ["json", "text", "markdown"])
+            let report = try await service.report(from: from, to: to)
+            switch asked {
             case "text": return text(RegisterOutput.reportText(report, markdown: false))
             case "markdown": return text(RegisterOutput.reportText(report, markdown: true), contentType: "text/markdown; charset=utf-8")
             default: return jsonResponse(RegisterOutput.reportValue(report))
@@ -177,12 +155,8 @@ struct API: Sendable {
             return text(out, contentType: "application/jsonl; charset=utf-8")
         } }
         group.post("expire") { _, ctx in try await wrap(ctx) {
-            let user = try ctx.requireUser()
-            let outcomes = try await state.register.expire(now: now, actor: user.name)
-            return jsonResponse(.array(outcomes.map { o in
-                ["id": .string(o.exception.displayId), "status": .string(o.exception.status.rawValue), "policy": .string(o.exception.policy),
-                 "workspace": .string(o.exception.workspace), "still_violating": .array(o.stillViolating.map(Value.string))]
-            }))
+            let service = try await self.service(ctx)
+            return jsonResponse(.array(try await service.expire().map { RegisterContract.outcomeValue($0, now: service.now) }))
         } }
         group.get("admin/webhooks") { _, ctx in try await wrap(ctx) {
             let user = try ctx.requireUser()
@@ -267,8 +241,14 @@ struct API: Sendable {
         return jsonResponse(.object(o), status: .created)
     }
 
-    func requestException(_ req: Request, _ ctx: WaiverContext, renews: Int?) async throws -> Response {
+    /// The use cases for this request's user: the same implementation the CLI runs on a local register.
+    func service(_ ctx: WaiverContext) async throws -> LocalRegisterService {
         let user = try ctx.requireUser()
+        return LocalRegisterService(register: try await register, evidence: EvidenceFolder(path: state.settings.evidenceDirectory), actor: user.name, now: now)
+    }
+
+    func requestException(_ req: Request, _ ctx: WaiverContext, renews: Int?) async throws -> Response {
+        let service = try await self.service(ctx)
         let body = try await object(req, fields: ["policy", "workspace", "kind", "resources", "reason", "days", "likelihood", "impact", "mitigations", "renews", "owner"])
         var kind: SubjectKind?
         if let text = try optionalString(body, "kind") {
@@ -282,16 +262,14 @@ struct API: Sendable {
             }
             renewed = n
         }
-        // What a renewal inherits, and the program workspace, are the register's rules (`prepare`).
-        let prepared = try await self.register.prepare(
+        let filed = try await service.request(
             ExceptionRequest(policy: try optionalString(body, "policy") ?? "", workspace: try optionalString(body, "workspace") ?? "", subjectKind: kind,
                              resources: try strings(body, "resources"), reason: try string(body, "reason"), days: try optionalInt(body, "days"),
                              likelihood: try factor(body, "likelihood"), impact: try factor(body, "impact"), mitigations: try strings(body, "mitigations"),
                              renews: renewed, owner: try optionalString(body, "owner")),
-            actor: user.name, now: now)
-        let e = try await store.insert([prepared])[0]
-        var v = RegisterOutput.value(e, now: now)
-        if let warning = prepared.warning, case .object(var o) = v {
+            evidence: [])
+        var v = RegisterOutput.value(filed.record, now: service.now)
+        if let warning = filed.warning, case .object(var o) = v {
             o.append("warning", .string(warning))
             v = .object(o)
         }
@@ -299,26 +277,23 @@ struct API: Sendable {
     }
 
     func list(_ req: Request, _ ctx: WaiverContext) async throws -> Response {
-        _ = try ctx.requireUser()
+        let service = try await self.service(ctx)
         let q = req.uri.queryParameters
-        var filter = ExceptionFilter(policy: q.get("policy"), workspace: q.get("workspace"), requester: q.get("requester"))
+        var query = ListQuery(policy: q.get("policy"), workspace: q.get("workspace"), requester: q.get("requester"), limit: try limit(req))
         if let s = q.get("status") {
             guard let status = ExceptionStatus(rawValue: s) else { throw APIError(.badRequest, "bad_request", "unknown status '\(s)'") }
-            filter.statuses = [status]
+            query.status = status
         }
-        let current = now
         if let w = q.get("expiring_within") {
             guard let d = parseDuration(w) else { throw APIError(.badRequest, "bad_request", "expiring_within: '\(w)' is not a duration") }
-            filter.statuses = [.approved]
-            filter.expiringBefore = current.addingTimeInterval(Double(d) + 1)
+            query.expiringWithin = d
         }
-        if let n = try limit(req) { filter.limit = n }
-        var items = try await store.exceptions(filter)
-        if filter.expiringBefore != nil { items = items.filter { $0.isActive(at: current) } }
-        switch try format(req, ["json", "text", "csv"]) {
-        case "text": return text(RegisterOutput.listText(items, now: current))
+        let asked = try format(req, ["json", "text", "csv"])
+        let items = try await service.list(query)
+        switch asked {
+        case "text": return text(RegisterOutput.listText(items, now: service.now))
         case "csv": return text(RegisterOutput.csv(items), contentType: "text/csv; charset=utf-8")
-        default: return jsonResponse(.array(items.map { RegisterOutput.value($0, now: current) }))
+        default: return jsonResponse(.array(items.map { RegisterOutput.value($0, now: service.now) }))
         }
     }
 

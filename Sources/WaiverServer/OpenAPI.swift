@@ -614,13 +614,14 @@ paths:
                 type: array
                 items:
                   type: object
-                  required: [id, status, policy, workspace, still_violating]
+                  required: [id, status, policy, workspace, still_violating, exception]
                   properties:
                     id: { type: string }
                     status: { type: string, enum: [expired, closed] }
                     policy: { type: string }
                     workspace: { type: string }
                     still_violating: { type: array, items: { type: string } }
+                    exception: { $ref: "#/components/schemas/Exception" }
         "401": { $ref: "#/components/responses/Error" }
         "429": { $ref: "#/components/responses/Error" }
   /api/v1/admin/webhooks:

@@ -6,6 +6,7 @@ import NIOPosix
 import WaiverCore
 import WaiverFormats
 import WaiverStore
+import WaiverUseCases
 
 /// Server-rendered pages for approvers and auditors: sign-in with a token, then a session cookie
 /// (HttpOnly, SameSite=Strict, Secure behind TLS, expiring); every form carries a CSRF token;
@@ -66,9 +67,9 @@ struct Web: Sendable {
             headers[.contentType] = "application/octet-stream"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
         } }
-        pages.get("/register") { req, ctx in try await page(ctx) { _ in try await registerPage(req, ctx) } }
-        pages.get("/register.csv") { req, ctx in try await page(ctx) { _ in
-            var r = text(RegisterOutput.csv(try await filtered(req).items), contentType: "text/csv; charset=utf-8")
+        pages.get("/register") { req, ctx in try await page(ctx) { user in try await registerPage(req, ctx, user) } }
+        pages.get("/register.csv") { req, ctx in try await page(ctx) { user in
+            var r = text(RegisterOutput.csv(try await filtered(req, user).items), contentType: "text/csv; charset=utf-8")
             r.headers[.contentDisposition] = "attachment; filename=\"waiver-register.csv\""
             return r
         } }
@@ -206,19 +207,19 @@ struct Web: Sendable {
         }
         guard let n = ctx.parameters.get("id").flatMap(ExceptionRecord.parseId) else { throw APIError(.notFound, "not_found", "no such exception") }
         let comment = (form["comment"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-        let register = try await state.decisions()
+        let service = try await self.service(user)
         do {
-            let e: ExceptionRecord
+            let d: Decided
             switch form["action"] {
             case "approve":
                 let risk = (form["risk"] ?? "").trimmingCharacters(in: .whitespaces)
-                e = try await register.approve(n, actor: user.name, comment: comment.isEmpty ? nil : comment, days: nil, risk: risk.isEmpty ? nil : risk, now: now)
-            case "reject": e = try await register.reject(n, actor: user.name, comment: comment, now: now)
-            case "revoke": e = try await register.revoke(n, actor: user.name, comment: comment, now: now)
+                d = try await service.approve(n, comment: comment.isEmpty ? nil : comment, days: nil, risk: risk.isEmpty ? nil : risk)
+            case "reject": d = try await service.reject(n, comment: comment)
+            case "revoke": d = try await service.revoke(n, comment: comment)
             default: throw APIError(.badRequest, "bad_request", "unknown action")
             }
             let text: String
-            if e.status == .pending, let missing = register.missingApprovals(e) { text = "Your approval is recorded; it still needs \(missing)." } else { text = "\(e.displayId) is now \(e.status.rawValue)." }
+            if let missing = d.stillNeeds { text = "Your approval is recorded; it still needs \(missing)." } else { text = "\(d.record.displayId) is now \(d.record.status.rawValue)." }
             return try await exceptionPage(req, ctx, user, notice: ["kind": "ok", "text": text])
         } catch let error as RegisterError {
             // A refused action says which rule refused it.
@@ -232,30 +233,31 @@ struct Web: Sendable {
         var status: String, policy: String, workspace: String, expiringWithin: String
     }
 
-    func filtered(_ req: Request) async throws -> Filtered {
+    /// The use cases for the signed-in user: the same implementation as the API's and the CLI's.
+    func service(_ user: User) async throws -> LocalRegisterService {
+        LocalRegisterService(register: try await state.decisions(), evidence: EvidenceFolder(path: state.settings.evidenceDirectory), actor: user.name, now: now)
+    }
+
+    func filtered(_ req: Request, _ user: User) async throws -> Filtered {
         let q = req.uri.queryParameters
         let status = q.get("status") ?? "", policy = q.get("policy") ?? "", workspace = q.get("workspace") ?? "", within = q.get("expiring_within") ?? ""
-        var filter = ExceptionFilter(policy: policy.isEmpty ? nil : policy, workspace: workspace.isEmpty ? nil : workspace)
+        var query = ListQuery(policy: policy.isEmpty ? nil : policy, workspace: workspace.isEmpty ? nil : workspace)
         if !status.isEmpty {
             guard let s = ExceptionStatus(rawValue: status) else { throw APIError(.badRequest, "bad_request", "unknown status '\(status)'") }
-            filter.statuses = [s]
+            query.status = s
         }
-        let current = now
         if !within.isEmpty {
             guard let d = parseDuration(within) else { throw APIError(.badRequest, "bad_request", "'\(within)' is not a duration (7d, 12h)") }
-            filter.statuses = [.approved]
-            filter.expiringBefore = current.addingTimeInterval(Double(d) + 1)
+            query.expiringWithin = d
         }
-        var items = try await store.exceptions(filter)
-        if filter.expiringBefore != nil { items = items.filter { $0.isActive(at: current) } }
-        return Filtered(items: items, status: status, policy: policy, workspace: workspace, expiringWithin: within)
+        return Filtered(items: try await service(user).list(query), status: status, policy: policy, workspace: workspace, expiringWithin: within)
     }
 
     /// Rows per register page, unless `per_page` (1-500) says otherwise.
     static let registerPageSize = 100
 
-    func registerPage(_ req: Request, _ ctx: WaiverContext) async throws -> Response {
-        let f = try await filtered(req)
+    func registerPage(_ req: Request, _ ctx: WaiverContext, _ user: User) async throws -> Response {
+        let f = try await filtered(req, user)
         // Newest first, one page at a time: a register of thousands stays a page a browser can show.
         let q = req.uri.queryParameters
         let perPage = min(500, max(1, q.get("per_page").flatMap { Int($0) } ?? Self.registerPageSize))

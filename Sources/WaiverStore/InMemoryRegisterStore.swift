@@ -90,6 +90,10 @@ public final class InMemoryRegisterStore: RegisterStore, @unchecked Sendable {
         read { s in s.exceptions[id].map { Self.trusted(s, $0) } }
     }
 
+    public func evidenceReferenced(sha256: String) throws -> Bool {
+        read { s in s.exceptions.values.contains { $0.evidence.contains { $0.sha256 == sha256 } } }
+    }
+
     public func exceptions(_ f: ExceptionFilter) throws -> [ExceptionRecord] {
         read { s in
             var out = s.exceptions.values.filter { e in

@@ -43,7 +43,6 @@ public protocol ServerRegisterStore: RegisterStore {
     func prune(deliveredBefore: Date, sessionsIdleBefore: Date, now: Date) async throws -> (deliveries: Int, sessions: Int)
 
     func statusCounts() async throws -> [String: Int]
-    func evidenceReferenced(sha256: String) async throws -> Bool
 
     func checkpoint(with key: SigningKey, now: Date) async throws -> Checkpoint?
     func checkpoints() async throws -> [Checkpoint]

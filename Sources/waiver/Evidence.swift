@@ -3,32 +3,6 @@ import WaiverCore
 import WaiverFormats
 import WaiverStore
 
-/// Evidence files kept in the register's evidence folder under their SHA-256.
-enum EvidenceStore {
-    static let maxBytes = 100 << 20
-
-    static func put(path: String, into folder: String, by actor: String, at now: Date) throws -> EvidenceFile {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw UsageError("\(path): cannot read evidence file")
-        }
-        guard data.count <= maxBytes else { throw UsageError("\(path): evidence file over \(maxBytes >> 20) MiB") }
-        let sha = AuditChain.sha256(data)
-        do {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let target = (folder as NSString).appendingPathComponent(sha)
-            if !FileManager.default.fileExists(atPath: target) {
-                try data.write(to: URL(fileURLWithPath: target), options: [.atomic])
-            }
-        } catch {
-            throw UsageError("\(folder): cannot store evidence: \(error.localizedDescription)")
-        }
-        return EvidenceFile(sha256: sha, name: (path as NSString).lastPathComponent, size: data.count, addedBy: actor, at: Register.second(now))
-    }
-}
-
 /// Verifying an exported audit log offline.
 enum AuditExport {
     static func verify(path: String, anchors: [AuditAnchor] = []) throws -> AuditVerification {

@@ -3,6 +3,7 @@ import Foundation
 import WaiverCore
 import WaiverFormats
 import WaiverStore
+import WaiverUseCases
 
 struct Request: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,44 +36,17 @@ struct Request: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if let client = try registerOptions.client() {
-            var body = Value.Object([
-                ("resources", .array(resource.map(Value.string))), ("reason", .string(reason)), ("mitigations", .array(mitigation.map(Value.string))),
-            ])
-            if let policy { body.append("policy", .string(policy)) }
-            if let kind { body.append("kind", .string(kind.rawValue)) }
-            if let workspace { body.append("workspace", .string(workspace)) }
-            if let days { body.append("days", .number(Double(days))) }
-            if let likelihood { body.append("likelihood", .string(likelihood.rawValue)) }
-            if let impact { body.append("impact", .string(impact.rawValue)) }
-            if let renews { body.append("renews", .string(renews)) }
-            if let owner { body.append("owner", .string(owner)) }
-            var e = try await client.json(.POST, "/api/v1/exceptions", body: .object(body))
-            if let w = e["warning"]?.stringValue { warn([w]) }
-            let id = e["id"]?.stringValue ?? "?"
-            for path in evidence {
-                guard let data = FileManager.default.contents(atPath: path) else { throw UsageError("\(path): cannot read evidence file") }
-                e = try await client.call(.POST, "/api/v1/exceptions/\(id)/evidence", query: [("name", (path as NSString).lastPathComponent)],
-                                    body: data, contentType: "application/octet-stream").json()
-            }
-            if format == .json { try emit(JSONWriter.write(e), to: nil); return }
-            let groups = e["approvers"]?["groups"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? ""
-            print("\(id) requested: \(e["policy"]?.stringValue ?? "") in \(e["workspace"]?.stringValue ?? ""), \(Value.formatNumber(e["days"]?.numberValue ?? 0)) days, \(e["risk"]?.stringValue ?? "") risk; pending approval by \(Value.formatNumber(e["approvers"]?["min_approvals"]?.numberValue ?? 1)) of \(groups)")
-            return
-        }
-        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: true)
-        let now = try currentTime()
-        let files = try evidence.map { try EvidenceStore.put(path: $0, into: registerOptions.evidenceDirectory, by: ctx.actor, at: now) }
-        let prepared = try await ctx.register.prepare(
+        let service = try registerOptions.service(config: config, needPolicies: true)
+        let uploads = try evidence.map(readEvidence)
+        let filed = try await service.request(
             ExceptionRequest(policy: policy ?? "", workspace: workspace ?? "", subjectKind: kind, resources: resource, reason: reason,
                              days: days, likelihood: likelihood, impact: impact, mitigations: mitigation, renews: try renews.map(exceptionId),
                              owner: owner),
-            actor: ctx.actor, now: now)
-        var record = try await ctx.store.insert([prepared])[0]
-        if let w = prepared.warning { warn([w]) }
-        for f in files { record = try await ctx.register.addEvidence(record.id, file: f, actor: ctx.actor) }
+            evidence: uploads)
+        if let w = filed.warning { warn([w]) }
+        let record = filed.record
         if format == .json {
-            try emit(JSONWriter.write(RegisterOutput.value(record, now: now)), to: nil)
+            try emit(JSONWriter.write(RegisterOutput.value(record, now: service.now)), to: nil)
         } else {
             print("\(record.displayId) requested: \(record.policy) in \(record.workspace), \(record.requestedDays) days, \(record.riskLevel) risk; pending approval by \(record.rule.minApprovals) of \(record.rule.groups.joined(separator: ", "))")
         }
@@ -94,27 +68,14 @@ struct Approve: AsyncParsableCommand {
     var risk: String?
 
     func run() async throws {
-        if let client = try registerOptions.client() {
-            var body = Value.Object()
-            if let comment { body.append("comment", .string(comment)) }
-            if let days { body.append("days", .number(Double(days))) }
-            if let risk { body.append("risk", .string(risk)) }
-            let e = try await client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/approve", body: .object(body))
-            if risk != nil, let note = e["risk_note"]?.stringValue, e["risk_raised_by"] != nil { print("\(e["id"]?.stringValue ?? id): risk raised to \(note)") }
-            if e["status"] == "approved" {
-                print("\(e["id"]?.stringValue ?? id) approved: active until \(e["expires"]?.stringValue ?? "?")")
-            } else {
-                print("\(e["id"]?.stringValue ?? id): approval recorded; still needs \(e["still_needs"]?.stringValue ?? "more approvals")")
-            }
-            return
-        }
-        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-        let e = try await ctx.register.approve(try exceptionId(id), actor: ctx.actor, comment: comment, days: days, risk: risk, now: try currentTime())
-        if risk != nil, e.riskRaisedBy == ctx.actor { print("\(e.displayId): risk raised to \(RegisterOutput.riskText(e)); it needs \(e.rule.minApprovals) of \(e.rule.groups.joined(separator: ", "))") }
+        let service = try registerOptions.service(config: config, needPolicies: false)
+        let d = try await service.approve(try exceptionId(id), comment: comment, days: days, risk: risk)
+        let e = d.record
+        if risk != nil, e.riskRaisedBy == d.actor { print("\(e.displayId): risk raised to \(RegisterOutput.riskText(e)); it needs \(e.rule.minApprovals) of \(e.rule.groups.joined(separator: ", "))") }
         if e.status == .approved, let x = e.expiresAt {
-            print("\(e.displayId) approved by \(ctx.actor): active until \(iso(x))")
+            print("\(e.displayId) approved by \(d.actor): active until \(iso(x))")
         } else {
-            print("\(e.displayId): approval by \(ctx.actor) recorded; still needs \(ctx.register.missingApprovals(e) ?? "nothing")")
+            print("\(e.displayId): approval by \(d.actor) recorded; still needs \(d.stillNeeds ?? "nothing")")
         }
     }
 }
@@ -127,14 +88,8 @@ struct Reject: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Why it is rejected.", valueName: "text")) var comment: String
 
     func run() async throws {
-        if let client = try registerOptions.client() {
-            let e = try await client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/reject", body: ["comment": .string(comment)])
-            print("\(e["id"]?.stringValue ?? id) rejected")
-            return
-        }
-        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-        let e = try await ctx.register.reject(try exceptionId(id), actor: ctx.actor, comment: comment, now: try currentTime())
-        print("\(e.displayId) rejected by \(ctx.actor)")
+        let d = try await registerOptions.service(config: config, needPolicies: false).reject(try exceptionId(id), comment: comment)
+        print("\(d.record.displayId) rejected by \(d.actor)")
     }
 }
 
@@ -146,14 +101,8 @@ struct Revoke: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Why it is revoked.", valueName: "text")) var comment: String
 
     func run() async throws {
-        if let client = try registerOptions.client() {
-            let e = try await client.json(.POST, "/api/v1/exceptions/\(try exceptionId(id))/revoke", body: ["comment": .string(comment)])
-            print("\(e["id"]?.stringValue ?? id) revoked")
-            return
-        }
-        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-        let e = try await ctx.register.revoke(try exceptionId(id), actor: ctx.actor, comment: comment, now: try currentTime())
-        print("\(e.displayId) revoked by \(ctx.actor)")
+        let d = try await registerOptions.service(config: config, needPolicies: false).revoke(try exceptionId(id), comment: comment)
+        print("\(d.record.displayId) revoked by \(d.actor)")
     }
 }
 
@@ -170,30 +119,16 @@ struct List: AsyncParsableCommand {
     @Option(name: .long, help: "text, json or csv.") var format: ListFormat = .text
 
     func run() async throws {
-        if let client = try registerOptions.client() {
-            if let text = expiringWithin, parseDuration(text) == nil {
-                throw UsageError("--expiring-within: '\(text)' is not a duration (use 30m, 12h, 7d or 2w)")
-            }
-            let reply = try await client.call(.GET, "/api/v1/exceptions", query: [
-                ("status", status?.rawValue), ("policy", policy), ("workspace", workspace), ("expiring_within", expiringWithin),
-                ("format", format.rawValue),
-            ])
-            try emit(reply.text, to: nil)
-            return
-        }
-        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-        let now = try currentTime()
-        var filter = ExceptionFilter(statuses: status.map { [$0] }, policy: policy, workspace: workspace)
+        var within: Int?
         if let text = expiringWithin {
             guard let d = parseDuration(text) else { throw UsageError("--expiring-within: '\(text)' is not a duration (use 30m, 12h, 7d or 2w)") }
-            filter.statuses = [.approved]
-            filter.expiringBefore = now.addingTimeInterval(Double(d) + 1)
+            within = d
         }
-        var list = try await ctx.store.exceptions(filter)
-        if filter.expiringBefore != nil { list = list.filter { $0.isActive(at: now) } }
+        let service = try registerOptions.service(config: config, needPolicies: false)
+        let list = try await service.list(ListQuery(status: status, policy: policy, workspace: workspace, expiringWithin: within))
         switch format {
-        case .text: try emit(RegisterOutput.listText(list, now: now), to: nil)
-        case .json: try emit(JSONWriter.write(.array(list.map { RegisterOutput.value($0, now: now) })), to: nil)
+        case .text: try emit(RegisterOutput.listText(list, now: service.now), to: nil)
+        case .json: try emit(JSONWriter.write(.array(list.map { RegisterOutput.value($0, now: service.now) })), to: nil)
         case .csv: try emit(RegisterOutput.csv(list), to: nil)
         }
     }
@@ -207,18 +142,11 @@ struct Show: AsyncParsableCommand {
     @Option(name: .long, help: "text or json.") var format: OutputFormatChoice = .text
 
     func run() async throws {
-        if let client = try registerOptions.client() {
-            try await emit(try client.call(.GET, "/api/v1/exceptions/\(try exceptionId(id))", query: [("format", format.rawValue)]).text, to: nil)
-            return
-        }
-        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-        let n = try exceptionId(id)
-        guard let e = try await ctx.store.exception(id: n) else { throw RegisterError.notFound("\(ExceptionRecord.display(n)) not found") }
-        let history = try await ctx.store.auditEvents(subject: e.displayId)
-        let now = try currentTime()
+        let service = try registerOptions.service(config: config, needPolicies: false)
+        let shown = try await service.show(try exceptionId(id))
         switch format {
-        case .text: try emit(RegisterOutput.show(e, history: history, now: now), to: nil)
-        case .json: try emit(JSONWriter.write(RegisterOutput.value(e, history: history, now: now)), to: nil)
+        case .text: try emit(RegisterOutput.show(shown.record, history: shown.history, now: service.now), to: nil)
+        case .json: try emit(JSONWriter.write(RegisterOutput.value(shown.record, history: shown.history, now: service.now)), to: nil)
         }
     }
 }
@@ -234,15 +162,6 @@ struct Report: AsyncParsableCommand {
     @Option(name: .long, help: "text, json or markdown.") var format: ReportFormat = .text
 
     func run() async throws {
-        if let client = try registerOptions.client() {
-            for (flag, value) in [("--from", from), ("--to", to)] {
-                if let value, parseInstant(value) == nil { throw UsageError("\(flag): '\(value)' is not a date (2026-10-01 or 2026-10-01T00:00:00Z)") }
-            }
-            try await emit(try client.call(.GET, "/api/v1/reports", query: [("from", from), ("to", to), ("format", format.rawValue)]).text, to: nil)
-            return
-        }
-        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-        let now = try currentTime()
         func date(_ text: String?, _ flag: String) throws -> Date? {
             guard let text else { return nil }
             guard let d = parseInstant(text) else { throw UsageError("\(flag): '\(text)' is not a date (2026-10-01 or 2026-10-01T00:00:00Z)") }
@@ -250,12 +169,7 @@ struct Report: AsyncParsableCommand {
         }
         let start = try date(from, "--from"), end = try date(to, "--to")
         if let start, let end, end <= start { throw UsageError("--to must be after --from") }
-        let inPeriod = try await ctx.store.exceptions(ExceptionFilter(createdFrom: start, createdBefore: end))
-        let active = try await ctx.store.exceptions(ExceptionFilter(statuses: [.approved]))
-        var latest: [String: Evaluation] = [:]
-        for w in Set(active.map(\.workspace)) { latest[w] = try await ctx.store.latestEvaluation(workspace: w) }
-        let report = RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: start, to: end, now: now,
-                                          reviewThreshold: ctx.configuration.reviewThreshold)
+        let report = try await registerOptions.service(config: config, needPolicies: false).report(from: start, to: end)
         switch format {
         case .text: try emit(RegisterOutput.reportText(report, markdown: false), to: nil)
         case .markdown: try emit(RegisterOutput.reportText(report, markdown: true), to: nil)
@@ -271,22 +185,7 @@ struct Expire: AsyncParsableCommand {
     @OptionGroup var registerOptions: RegisterOptions
 
     func run() async throws {
-        if let client = try registerOptions.client() {
-            let outcomes = try await client.json(.POST, "/api/v1/expire").arrayValue ?? []
-            for o in outcomes {
-                let id = o["id"]?.stringValue ?? "?"
-                if o["status"] == "closed" {
-                    print("\(id) closed: \(o["policy"]?.stringValue ?? "") is compliant on its resources in \(o["workspace"]?.stringValue ?? "")")
-                } else {
-                    let still = o["still_violating"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? ""
-                    print("\(id) expired: \(o["policy"]?.stringValue ?? "") still violated by \(still); the pipeline blocks again")
-                }
-            }
-            print("\(outcomes.count) exception\(outcomes.count == 1 ? "" : "s") re-checked")
-            return
-        }
-        let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-        let outcomes = try await ctx.register.expire(now: try currentTime(), actor: ctx.actor)
+        let outcomes = try await registerOptions.service(config: config, needPolicies: false).expire()
         for o in outcomes {
             if o.exception.status == .closed {
                 print("\(o.exception.displayId) closed: \(o.exception.policy) is compliant on its resources in \(o.exception.workspace)")

@@ -3,6 +3,7 @@ import Foundation
 import WaiverCore
 import WaiverFormats
 import WaiverStore
+import WaiverUseCases
 
 /// Options of every command that uses the register.
 struct RegisterOptions: ParsableArguments {
@@ -71,6 +72,26 @@ struct RegisterContext {
         self.actor = options.actorName
         warn(register.unmeetableRules())
     }
+}
+
+extension RegisterOptions {
+    /// The register's use cases: over HTTP with `--server` (or `$WAIVER_SERVER`), else on the local
+    /// register with the CLI's actor. Every register command calls one and renders its answer.
+    func service(config: ConfigOptions, needPolicies: Bool) throws -> any RegisterService {
+        let now = try currentTime()
+        if let client = try client() { return RemoteRegisterService(client: client, now: now) }
+        let ctx = try RegisterContext(config: config, register: self, needPolicies: needPolicies)
+        return LocalRegisterService(register: ctx.register, evidence: EvidenceFolder(path: evidenceDirectory), actor: ctx.actor, now: now)
+    }
+}
+
+/// Reads a file given as evidence (`--evidence FILE`): its name and bytes.
+func readEvidence(_ path: String) throws -> EvidenceUpload {
+    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+    guard size <= LocalRegisterService.maxEvidenceBytes else { throw UsageError("\(path): evidence file over \(LocalRegisterService.maxEvidenceBytes >> 20) MiB") }
+    let data: Data
+    do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch { throw UsageError("\(path): cannot read evidence file") }
+    return EvidenceUpload(name: (path as NSString).lastPathComponent, data: data)
 }
 
 /// Says each warning on stderr, one line each.

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import WaiverCore
 import WaiverFormats
+import WaiverUseCases
 
 /// The shared register behind `waiver serve`, reached with `--server URL` and `$WAIVER_TOKEN`.
 struct ServerClient: Sendable {
@@ -76,5 +77,97 @@ extension RegisterOptions {
             throw UsageError("--server needs an API token in $WAIVER_TOKEN (from `waiver admin add-user` on the server host)")
         }
         return ServerClient(base: url, token: token)
+    }
+}
+
+/// The register's use cases over HTTP (`--server`): each call is the API route for it, and each
+/// answer is read back into the register's types (`RegisterContract`), so a command renders the
+/// same lines whether its register is local or shared.
+struct RemoteRegisterService: RegisterService {
+    let client: ServerClient
+    let now: Date
+
+    func decode<T>(_ body: () throws(RegisterContract.Mismatch) -> T) throws -> T {
+        do { return try body() } catch { throw UsageError(error.description) }
+    }
+
+    func record(_ v: Value) throws -> ExceptionRecord { try decode { () throws(RegisterContract.Mismatch) in try RegisterContract.record(v) } }
+
+    func request(_ r: ExceptionRequest, evidence: [EvidenceUpload]) async throws -> Filed {
+        var body = Value.Object([
+            ("resources", .array(r.resources.map(Value.string))), ("reason", .string(r.reason)), ("mitigations", .array(r.mitigations.map(Value.string))),
+        ])
+        if !r.policy.isEmpty { body.append("policy", .string(r.policy)) }
+        if let kind = r.subjectKind { body.append("kind", .string(kind.rawValue)) }
+        if !r.workspace.isEmpty { body.append("workspace", .string(r.workspace)) }
+        if let days = r.days { body.append("days", .number(Double(days))) }
+        if let l = r.likelihood { body.append("likelihood", .string(l.rawValue)) }
+        if let i = r.impact { body.append("impact", .string(i.rawValue)) }
+        if let renews = r.renews { body.append("renews", .string(ExceptionRecord.display(renews))) }
+        if let owner = r.owner { body.append("owner", .string(owner)) }
+        let answer = try await client.json(.POST, "/api/v1/exceptions", body: .object(body))
+        var e = try record(answer)
+        for u in evidence { e = try await addEvidence(e.id, u) }
+        return Filed(record: e, warning: answer["warning"]?.stringValue)
+    }
+
+    func approve(_ id: Int, comment: String?, days: Int?, risk: String?) async throws -> Decided {
+        var body = Value.Object()
+        if let comment { body.append("comment", .string(comment)) }
+        if let days { body.append("days", .number(Double(days))) }
+        if let risk { body.append("risk", .string(risk)) }
+        let answer = try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/approve", body: .object(body))
+        let e = try record(answer)
+        return Decided(record: e, actor: e.approvals.last?.approver ?? "?", stillNeeds: answer["still_needs"]?.stringValue)
+    }
+
+    /// The token's user: the actor of every change (a rejection or revocation records no approver to read it from).
+    func me() async throws -> String {
+        guard let name = try await client.json(.GET, "/api/v1/me")["name"]?.stringValue else {
+            throw UsageError("the server's answer does not match the API: /me has no name")
+        }
+        return name
+    }
+
+    func reject(_ id: Int, comment: String) async throws -> Decided {
+        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/reject", body: ["comment": .string(comment)]))
+        return Decided(record: e, actor: try await me())
+    }
+
+    func revoke(_ id: Int, comment: String) async throws -> Decided {
+        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/revoke", body: ["comment": .string(comment)]))
+        return Decided(record: e, actor: try await me())
+    }
+
+    func addEvidence(_ id: Int, _ upload: EvidenceUpload) async throws -> ExceptionRecord {
+        try record(try await client.call(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/evidence", query: [("name", upload.name)],
+                                         body: upload.data, contentType: "application/octet-stream").json())
+    }
+
+    func list(_ q: ListQuery) async throws -> [ExceptionRecord] {
+        let answer = try await client.json(.GET, "/api/v1/exceptions", query: [
+            ("status", q.status?.rawValue), ("policy", q.policy), ("workspace", q.workspace), ("requester", q.requester),
+            ("expiring_within", q.expiringWithin.map { "\($0)s" }), ("limit", q.limit.map(String.init)),
+        ])
+        guard let items = answer.arrayValue else { throw UsageError("the server's answer does not match the API: the list is not a list") }
+        return try items.map(record)
+    }
+
+    func show(_ id: Int) async throws -> Shown {
+        let answer = try await client.json(.GET, "/api/v1/exceptions/\(ExceptionRecord.display(id))")
+        let e = try record(answer)
+        return Shown(record: e, history: try decode { () throws(RegisterContract.Mismatch) in try RegisterContract.history(answer, subject: e.displayId) })
+    }
+
+    func report(from: Date?, to: Date?) async throws -> RegisterReport {
+        let answer = try await client.json(.GET, "/api/v1/reports", query: [("from", from.map(iso)), ("to", to.map(iso))])
+        return try decode { () throws(RegisterContract.Mismatch) in try RegisterContract.report(answer) }
+    }
+
+    func expire() async throws -> [ExpiryOutcome] {
+        guard let items = try await client.json(.POST, "/api/v1/expire").arrayValue else {
+            throw UsageError("the server's answer does not match the API: the outcomes are not a list")
+        }
+        return try items.map { v in try decode { () throws(RegisterContract.Mismatch) in try RegisterContract.outcome(v) } }
     }
 }

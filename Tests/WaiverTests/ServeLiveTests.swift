@@ -109,7 +109,7 @@ struct ServeLiveTests {
         // High risk: two distinct approvers.
         #expect(try server.run(["approve", net, "--comment", "ok"], token: sam).out.contains("still needs 1 more approval"))
         let approved = try server.run(["approve", net], token: pat)
-        #expect(approved.code == 0 && approved.out.contains("approved: active until"), "\(approved.err)")
+        #expect(approved.code == 0 && approved.out.contains("approved by pat: active until"), "\(approved.err)")
         #expect(try server.run(["show", net], token: fin).out.contains("approved by: sam"))
         #expect(try server.run(["report", "--format", "json"], token: fin).out.contains("\"exceptions\": 5"))
         let verified = try server.run(["audit", "verify"], token: fin).out
@@ -131,6 +131,54 @@ struct ServeLiveTests {
         let revoked = try server.run(["list"], token: dev)
         #expect(revoked.code == 2 && revoked.err.contains("HTTP 401"))
         #expect(server.stop() == 0)
+    }
+}
+
+@Suite("One set of use cases: a local register and --server answer alike", .serialized)
+struct LocalAndRemoteTests {
+    /// The same commands on a local register and through a server, at the same instant: the same
+    /// exit codes and the same output (audit sequence numbers aside: the server's log also holds its users).
+    @Test func aLocalRegisterAndTheServerAnswerAlike() async throws {
+        let now = "2026-11-22T10:00:00Z"
+        let local = try Workspace(), shared = try Workspace()
+        var tokens: [String: String] = [:]
+        // The server's users and groups are the local waiver.yaml's (Workspace).
+        for (name, group) in [("dev", "developers"), ("sam", "security"), ("pat", "security"), ("fin", "finance"), ("ciso", "ciso")] {
+            tokens[name] = try shared.addUser(name, [group])
+        }
+        let server = LiveServer(shared, env: ["WAIVER_NOW": now])
+        try server.start()
+        defer { _ = server.stop() }
+        func normalized(_ text: String) -> String {
+            text.replacingOccurrences(of: #"#[0-9]+ "#, with: "#_ ", options: .regularExpression)
+                .replacingOccurrences(of: #""seq": [0-9]+"#, with: #""seq": _"#, options: .regularExpression)
+        }
+        func both(_ args: [String], as actor: String, _ step: String) throws {
+            let l = try local.run(args, as: actor, at: now)
+            let r = try waiver(args + ["--server", server.url], in: shared.dir.path,
+                               env: ["WAIVER_TOKEN": tokens[actor] ?? "", "WAIVER_NOW": now, "WAIVER_REGISTER": shared.dir.path + "/unused.sqlite"])
+            #expect(l.code == r.code, "\(step): exit \(l.code) locally, \(r.code) through the server: \(l.err) | \(r.err)")
+            #expect(normalized(l.out) == normalized(r.out), "\(step) differs:\n--- local\n\(l.out)\n--- server\n\(r.out)")
+        }
+        try both(["request", "--policy", "NET-001", "--workspace", "shop", "--resource", "aws_security_group.web", "--reason", "vendor access",
+                  "--days", "7", "--likelihood", "high", "--impact", "high", "--mitigation", "source IPs pinned"], as: "dev", "request (high risk)")
+        try both(["request", "--policy", "COST-001", "--workspace", "shop", "--resource", "aws_instance.batch", "--reason", "batch memory"], as: "dev", "request")
+        try both(["approve", "EX-1", "--comment", "ok for the window"], as: "sam", "first approval")
+        try both(["approve", "EX-1"], as: "dev", "own approval (refused)")
+        try both(["approve", "EX-1", "--days", "5"], as: "pat", "second approval")
+        try both(["approve", "EX-1"], as: "ciso", "the CISO's approval (critical risk)")
+        try both(["reject", "EX-2", "--comment", "resize instead"], as: "fin", "reject")
+        // A renewal says only its reason: policy, workspace and resources come from the renewed one, on both.
+        try both(["request", "--renews", "EX-1", "--reason", "the vendor needs another week"], as: "dev", "renewal")
+        try both(["list"], as: "fin", "list")
+        try both(["list", "--format", "json"], as: "fin", "list json")
+        try both(["list", "--expiring-within", "7d", "--format", "csv"], as: "fin", "list expiring")
+        try both(["show", "EX-1"], as: "fin", "show")
+        try both(["show", "EX-3", "--format", "json"], as: "fin", "show json")
+        try both(["report", "--format", "json"], as: "fin", "report")
+        try both(["revoke", "EX-1", "--comment", "vendor done early"], as: "sam", "revoke")
+        try both(["expire"], as: "sam", "expire")
+        try both(["show", "EX-9"], as: "sam", "show missing")
     }
 }
 

@@ -1,0 +1,212 @@
+import Foundation
+import WaiverCore
+import WaiverFormats
+import WaiverStore
+
+/// What a person can do with a register, wherever it lives: one protocol, a local implementation
+/// over the register's rules and a store (the CLI on a file, the server's API and pages), and a
+/// remote one over HTTP (`waiver --server`). The actor is bound into the implementation: the CLI's
+/// user locally, the token's user on the server; no call takes a name from the caller.
+public protocol RegisterService: Sendable {
+    func request(_ request: ExceptionRequest, evidence: [EvidenceUpload]) async throws -> Filed
+    func approve(_ id: Int, comment: String?, days: Int?, risk: String?) async throws -> Decided
+    func reject(_ id: Int, comment: String) async throws -> Decided
+    func revoke(_ id: Int, comment: String) async throws -> Decided
+    func addEvidence(_ id: Int, _ upload: EvidenceUpload) async throws -> ExceptionRecord
+    func list(_ query: ListQuery) async throws -> [ExceptionRecord]
+    func show(_ id: Int) async throws -> Shown
+    func report(from: Date?, to: Date?) async throws -> RegisterReport
+    func expire() async throws -> [ExpiryOutcome]
+    /// The instant the answers were computed at (for "active", "days left").
+    var now: Date { get }
+}
+
+/// A file given as evidence: its name as shown, and its bytes (kept under their SHA-256).
+public struct EvidenceUpload: Sendable {
+    public var name: String
+    public var data: Data
+    public init(name: String, data: Data) {
+        self.name = name
+        self.data = data
+    }
+}
+
+/// A filed request, with the warning that no one can approve it as the groups stand.
+public struct Filed: Sendable, Equatable {
+    public var record: ExceptionRecord
+    public var warning: String?
+    public init(record: ExceptionRecord, warning: String?) {
+        self.record = record
+        self.warning = warning
+    }
+}
+
+/// A decision: the exception after it, who decided, and (for an approval not yet enough) what it still needs.
+public struct Decided: Sendable, Equatable {
+    public var record: ExceptionRecord
+    public var actor: String
+    public var stillNeeds: String?
+    public init(record: ExceptionRecord, actor: String, stillNeeds: String? = nil) {
+        self.record = record
+        self.actor = actor
+        self.stillNeeds = stillNeeds
+    }
+}
+
+/// One exception with its history.
+public struct Shown: Sendable, Equatable {
+    public var record: ExceptionRecord
+    public var history: [AuditEvent]
+    public init(record: ExceptionRecord, history: [AuditEvent]) {
+        self.record = record
+        self.history = history
+    }
+}
+
+/// Which exceptions to list. `expiringWithin` (seconds) keeps only active exceptions expiring within it.
+public struct ListQuery: Sendable, Equatable {
+    public var status: ExceptionStatus?
+    public var policy: String?
+    public var workspace: String?
+    public var requester: String?
+    public var expiringWithin: Int?
+    public var limit: Int?
+    public init(status: ExceptionStatus? = nil, policy: String? = nil, workspace: String? = nil, requester: String? = nil,
+                expiringWithin: Int? = nil, limit: Int? = nil) {
+        self.status = status
+        self.policy = policy
+        self.workspace = workspace
+        self.requester = requester
+        self.expiringWithin = expiringWithin
+        self.limit = limit
+    }
+}
+
+/// Evidence files kept in one folder under their SHA-256 (replicas share it).
+public struct EvidenceFolder: Sendable {
+    public let path: String
+    public init(path: String) { self.path = path }
+
+    func file(_ sha: String) -> String { (path as NSString).appendingPathComponent(sha) }
+
+    /// Stores the bytes under their SHA-256; whether the file is new.
+    func put(_ data: Data) throws -> (sha256: String, new: Bool) {
+        let sha = AuditChain.sha256(data)
+        let target = file(sha)
+        if FileManager.default.fileExists(atPath: target) { return (sha, false) }
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try data.write(to: URL(fileURLWithPath: target), options: [.atomic])
+        } catch {
+            throw EvidenceFolderError(message: "\(path): cannot store evidence: \(error.localizedDescription)")
+        }
+        return (sha, true)
+    }
+
+    func remove(_ sha: String) { try? FileManager.default.removeItem(atPath: file(sha)) }
+}
+
+public struct EvidenceFolderError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// The register's use cases on a store, with the rules of `Register`: the CLI on a local register,
+/// the server's API and pages (one per request, bound to its user).
+public struct LocalRegisterService: RegisterService {
+    public let register: Register
+    public let evidence: EvidenceFolder
+    public let actor: String
+    public let now: Date
+    var store: any RegisterStore { register.store }
+
+    public init(register: Register, evidence: EvidenceFolder, actor: String, now: Date) {
+        self.register = register
+        self.evidence = evidence
+        self.actor = actor
+        self.now = now
+    }
+
+    /// Files the request (the rules of `Register.prepare`, renewal inheritance included), then adds its evidence.
+    public func request(_ request: ExceptionRequest, evidence uploads: [EvidenceUpload]) async throws -> Filed {
+        for u in uploads { try Self.checkName(u.name) }
+        let prepared = try await register.prepare(request, actor: actor, now: now)
+        var e = try await store.insert([prepared])[0]
+        for u in uploads { e = try await addEvidence(e.id, u) }
+        return Filed(record: e, warning: prepared.warning)
+    }
+
+    public func approve(_ id: Int, comment: String?, days: Int?, risk: String?) async throws -> Decided {
+        let e = try await register.approve(id, actor: actor, comment: comment, days: days, risk: risk, now: now)
+        return Decided(record: e, actor: actor, stillNeeds: e.status == .pending ? register.missingApprovals(e) : nil)
+    }
+
+    public func reject(_ id: Int, comment: String) async throws -> Decided {
+        Decided(record: try await register.reject(id, actor: actor, comment: comment, now: now), actor: actor)
+    }
+
+    public func revoke(_ id: Int, comment: String) async throws -> Decided {
+        Decided(record: try await register.revoke(id, actor: actor, comment: comment, now: now), actor: actor)
+    }
+
+    /// The largest evidence file (the server also bounds it by its body limit).
+    public static let maxEvidenceBytes = 100 << 20
+
+    static func checkName(_ name: String) throws(RegisterError) {
+        guard !name.isEmpty, name.count <= 255, !name.contains("/") else {
+            throw .invalid("an evidence name is a file name of 1 to 255 characters without '/' (got \(name.debugDescription.clipped(80)))")
+        }
+    }
+
+    /// Adds an evidence file: the exception is checked first, so nothing reaches the disk for one
+    /// that does not exist or can no longer take evidence; a file refused after all is removed
+    /// again unless another exception records it.
+    public func addEvidence(_ id: Int, _ upload: EvidenceUpload) async throws -> ExceptionRecord {
+        try Self.checkName(upload.name)
+        guard upload.data.count <= Self.maxEvidenceBytes else {
+            throw RegisterError.invalid("\(upload.name): evidence file over \(Self.maxEvidenceBytes >> 20) MiB")
+        }
+        guard let target = try await store.exception(id: id) else { throw RegisterError.notFound("\(ExceptionRecord.display(id)) not found") }
+        guard !target.status.isFinal else {
+            throw RegisterError.conflict("\(target.displayId) is \(target.status.rawValue): evidence can no longer be added")
+        }
+        guard !upload.data.isEmpty else { throw RegisterError.invalid("\(upload.name): the evidence file is empty") }
+        let (sha, new) = try evidence.put(upload.data)
+        let file = EvidenceFile(sha256: sha, name: upload.name, size: upload.data.count, addedBy: actor, at: Register.second(now))
+        do {
+            return try await register.addEvidence(id, file: file, actor: actor)
+        } catch {
+            if new, let referenced = try? await store.evidenceReferenced(sha256: sha), !referenced { evidence.remove(sha) }
+            throw error
+        }
+    }
+
+    public func list(_ q: ListQuery) async throws -> [ExceptionRecord] {
+        var filter = ExceptionFilter(statuses: q.status.map { [$0] }, policy: q.policy, workspace: q.workspace, requester: q.requester, limit: q.limit)
+        if let within = q.expiringWithin {
+            filter.statuses = [.approved]
+            filter.expiringBefore = now.addingTimeInterval(Double(within) + 1)
+        }
+        let items = try await store.exceptions(filter)
+        return filter.expiringBefore == nil ? items : items.filter { $0.isActive(at: now) }
+    }
+
+    public func show(_ id: Int) async throws -> Shown {
+        guard let e = try await store.exception(id: id) else { throw RegisterError.notFound("\(ExceptionRecord.display(id)) not found") }
+        return Shown(record: e, history: try await store.auditEvents(subject: e.displayId))
+    }
+
+    public func report(from: Date?, to: Date?) async throws -> RegisterReport {
+        if let from, let to, to <= from { throw RegisterError.invalid("the report's period ends (to) before it starts (from)") }
+        let inPeriod = try await store.exceptions(ExceptionFilter(createdFrom: from, createdBefore: to))
+        let active = try await store.exceptions(ExceptionFilter(statuses: [.approved]))
+        var latest: [String: Evaluation] = [:]
+        for w in Set(active.map(\.workspace)) { latest[w] = try await store.latestEvaluation(workspace: w) }
+        return RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: from, to: to, now: now,
+                                    reviewThreshold: register.configuration.reviewThreshold)
+    }
+
+    public func expire() async throws -> [ExpiryOutcome] {
+        try await register.expire(now: now, actor: actor)
+    }
+}
