@@ -63,15 +63,11 @@ struct API: Sendable {
             return jsonResponse(RegisterOutput.value(try await service.addEvidence(n, upload), now: service.now), status: .created)
         } }
         group.get("evidence/:sha256") { _, ctx in try await wrap(ctx) {
-            _ = try ctx.requireUser()
-            guard let sha = ctx.parameters.get("sha256"), sha.count == 64, sha.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
-                throw APIError(.badRequest, "bad_request", "evidence is addressed by its SHA-256 (64 lower-case hex digits)")
-            }
-            // Only evidence of an exception is served: a stray file in the folder is not.
-            let path = (state.settings.evidenceDirectory as NSString).appendingPathComponent(sha)
-            guard try await store.evidenceReferenced(sha256: sha), let data = FileManager.default.contents(atPath: path) else {
-                throw APIError(.notFound, "not_found", "no evidence \(sha)")
-            }
+            let service = try await self.service(ctx)
+            guard let sha = ctx.parameters.get("sha256") else { throw APIError(.badRequest, "bad_request", "no SHA-256") }
+            let data: Data?
+            do { data = try await service.evidence(sha256: sha) } catch RegisterError.invalid(let m) { throw APIError(.badRequest, "bad_request", m) }
+            guard let data else { throw APIError(.notFound, "not_found", "no evidence \(sha)") }
             var headers = HTTPFields()
             headers[.contentType] = "application/octet-stream"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
@@ -149,10 +145,7 @@ struct API: Sendable {
             return jsonResponse(c.value, status: .created)
         } }
         group.get("audit/export") { _, ctx in try await wrap(ctx) {
-            _ = try ctx.requireUser()
-            var out = ""
-            try await store.forEachAuditEvent { out += AuditChain.exportLine($0) + "\n" }
-            return text(out, contentType: "application/jsonl; charset=utf-8")
+            text(try await self.service(ctx).exportAudit(), contentType: "application/jsonl; charset=utf-8")
         } }
         group.post("expire") { _, ctx in try await wrap(ctx) {
             let service = try await self.service(ctx)

@@ -58,11 +58,10 @@ struct Web: Sendable {
         pages.get("/inbox") { _, ctx in try await page(ctx) { user in try await inbox(user, ctx) } }
         pages.get("/exceptions/:id") { req, ctx in try await page(ctx) { user in try await exceptionPage(req, ctx, user, notice: nil) } }
         pages.post("/exceptions/:id/decide") { req, ctx in try await page(ctx) { user in try await decide(req, ctx, user) } }
-        pages.get("/evidence/:sha256") { _, ctx in try await page(ctx) { _ in
-            guard let sha = ctx.parameters.get("sha256"), sha.count == 64, sha.allSatisfy({ $0.isHexDigit && !$0.isUppercase }),
-                  try await store.evidenceReferenced(sha256: sha),
-                  let data = FileManager.default.contents(atPath: (state.settings.evidenceDirectory as NSString).appendingPathComponent(sha))
-            else { return try render("audit", ["title": "Not found"], ctx, status: .notFound) }
+        pages.get("/evidence/:sha256") { _, ctx in try await page(ctx) { user in
+            guard let sha = ctx.parameters.get("sha256"), let data = try? await service(user).evidence(sha256: sha) ?? nil else {
+                return try render("audit", ["title": "Not found"], ctx, status: .notFound)
+            }
             var headers = HTTPFields()
             headers[.contentType] = "application/octet-stream"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
@@ -76,10 +75,8 @@ struct Web: Sendable {
         pages.get("/policies/:id") { _, ctx in try await page(ctx) { _ in try await policyPage(ctx) } }
         pages.get("/review") { _, ctx in try await page(ctx) { _ in try await reviewPage(ctx) } }
         pages.get("/audit") { _, ctx in try await page(ctx) { _ in try await auditPage(ctx) } }
-        pages.get("/audit/export.jsonl") { _, ctx in try await page(ctx) { _ in
-            var out = ""
-            try await store.forEachAuditEvent { out += AuditChain.exportLine($0) + "\n" }
-            var r = text(out, contentType: "application/jsonl; charset=utf-8")
+        pages.get("/audit/export.jsonl") { _, ctx in try await page(ctx) { user in
+            var r = text(try await service(user).exportAudit(), contentType: "application/jsonl; charset=utf-8")
             r.headers[.contentDisposition] = "attachment; filename=\"waiver-audit.jsonl\""
             return r
         } }

@@ -17,6 +17,10 @@ public protocol RegisterService: Sendable {
     func show(_ id: Int) async throws -> Shown
     func report(from: Date?, to: Date?) async throws -> RegisterReport
     func expire() async throws -> [ExpiryOutcome]
+    /// An evidence file's bytes, only when an exception records it (a stray file in the folder is not served); nil otherwise.
+    func evidence(sha256: String) async throws -> Data?
+    /// The audit log as JSON Lines, one event a line with its hashes (`AuditChain.exportLine`).
+    func exportAudit() async throws -> String
     /// The instant the answers were computed at (for "active", "days left").
     var now: Date { get }
 }
@@ -208,5 +212,22 @@ public struct LocalRegisterService: RegisterService {
 
     public func expire() async throws -> [ExpiryOutcome] {
         try await register.expire(now: now, actor: actor)
+    }
+
+    public func evidence(sha256 sha: String) async throws -> Data? {
+        guard sha.utf8.count == 64, sha.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+            throw RegisterError.invalid("evidence is addressed by its SHA-256 (64 lower-case hex digits)")
+        }
+        guard try await store.evidenceReferenced(sha256: sha) else { return nil }
+        return FileManager.default.contents(atPath: evidence.file(sha))
+    }
+
+    public func exportAudit() async throws -> String {
+        var out: [UInt8] = []
+        try await store.forEachAuditEvent { e in
+            out.append(contentsOf: AuditChain.exportLine(e).utf8)
+            out.append(0x0A)
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -318,6 +318,7 @@ struct Audit: AsyncParsableCommand {
 
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Write the audit log as JSON Lines (one event a line, with hashes) for auditors.")
+        @OptionGroup var config: ConfigOptions
         @OptionGroup var registerOptions: RegisterOptions
         @Option(name: .long, help: "jsonl.") var format: String = "jsonl"
         @Option(name: .long, help: ArgumentHelp("Write to this file (atomically) instead of stdout.", valueName: "file")) var output: String?
@@ -327,17 +328,7 @@ struct Audit: AsyncParsableCommand {
         }
 
         func run() async throws {
-            if let client = try registerOptions.client() {
-                try await emit(try client.call(.GET, "/api/v1/audit/export").text, to: output)
-                return
-            }
-            let store = try registerOptions.openStore()
-            var out: [UInt8] = []
-            try await store.forEachAuditEvent { e in
-                out.append(contentsOf: AuditChain.exportLine(e).utf8)
-                out.append(0x0A)
-            }
-            try emit(String(decoding: out, as: UTF8.self), to: output)
+            try await emit(try registerOptions.service(config: config, needPolicies: false).exportAudit(), to: output)
         }
     }
 }

@@ -164,6 +164,14 @@ struct RemoteRegisterService: RegisterService {
         return try decode { () throws(RegisterContract.Mismatch) in try RegisterContract.report(answer) }
     }
 
+    func evidence(sha256: String) async throws -> Data? {
+        try await client.call(.GET, "/api/v1/evidence/\(sha256)").body
+    }
+
+    func exportAudit() async throws -> String {
+        try await client.call(.GET, "/api/v1/audit/export").text
+    }
+
     func expire() async throws -> [ExpiryOutcome] {
         guard let items = try await client.json(.POST, "/api/v1/expire").arrayValue else {
             throw UsageError("the server's answer does not match the API: the outcomes are not a list")
