@@ -542,6 +542,7 @@ paths:
             text/markdown: { schema: { type: string } }
         "400": { $ref: "#/components/responses/Error" }
         "401": { $ref: "#/components/responses/Error" }
+        "422": { description: "the period ends before it starts", content: { application/json: { schema: { $ref: "#/components/schemas/Error" } } } }
         "429": { $ref: "#/components/responses/Error" }
   /api/v1/audit/events:
     get:
