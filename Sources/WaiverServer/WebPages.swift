@@ -1,0 +1,242 @@
+import Foundation
+import Hummingbird
+import Mustache
+import NIOCore
+import NIOPosix
+import WaiverCore
+import WaiverFormats
+import WaiverStore
+import WaiverUseCases
+
+/// The pages: each builds its view from the use cases (`LocalRegisterService`) and renders a template.
+extension Web {
+    func inbox(_ user: User, _ ctx: WaiverContext) async throws -> Response {
+        let current = now
+        // The same rule the decision applies: never the requester, the commit author, the subject or owner.
+        let register = try await state.decisions()
+        let mine = try await store.exceptions(ExceptionFilter(statuses: [.pending])).filter { register.mayDecide($0, person: user.name) }
+            .sorted { $0.createdAt < $1.createdAt }
+        let items: [[String: Any]] = mine.map { e in
+            ["id": e.displayId, "policy": e.policy, "policyTitle": policy(e.policy)?.title ?? "", "workspace": e.workspace,
+             "risk": e.riskLevel, "requester": e.requester, "age": age(current.timeIntervalSince(e.createdAt))]
+        }
+        return try render("inbox", ["title": "Waiting for me", "items": items, "hasItems": !items.isEmpty], ctx)
+    }
+
+    func exceptionPage(_ req: Request, _ ctx: WaiverContext, _ user: User, notice: [String: Any]?, status: HTTPResponse.Status = .ok) async throws -> Response {
+        guard let n = ctx.parameters.get("id").flatMap(ExceptionRecord.parseId), let e = try await store.exception(id: n) else {
+            throw APIError(.notFound, "not_found", "no such exception")
+        }
+        let current = now
+        let p = policy(e.policy)
+        let latest = try await store.latestEvaluation(workspace: e.workspace)
+        let violations: [[String: Any]] = (latest?.violations ?? []).filter { $0.policy == e.policy && e.resources.contains($0.resource) }
+            .map { ["resource": $0.resource, "message": $0.message] }
+        let history: [[String: Any]] = try await store.auditEvents(subject: e.displayId).map { ev in
+            ["seq": ev.seq, "at": iso(ev.time), "actor": ev.actor, "action": ev.action, "details": RegisterOutput.details(ev.payload)]
+        }
+        let canDecide = !e.status.isFinal && e.untrusted == nil
+            && (user.admin || !Set(user.groups).isDisjoint(with: e.rule.groups) || Identity.same(user.name, e.requester))
+        let higherRisks = state.register.riskOrder.filter { state.register.rank($0) > state.register.rank(e.riskLevel) }
+        let context: [String: Any] = [
+            "title": e.displayId, "id": e.displayId, "status": e.status.rawValue, "active": e.isActive(at: current),
+            "expires": e.expiresAt.map(iso) as Any, "policy": e.policy, "policyTitle": p?.title ?? "", "policyDescription": p?.description ?? "",
+            "policyRemediation": p?.remediation ?? "", "workspace": e.workspace,
+            "subjectLabel": e.subjectKind == .resource ? "Resources" : e.subjectKind.rawValue.capitalized, "resources": e.resources,
+            "violations": violations, "requester": e.requester, "reason": e.reason, "risk": e.riskLevel,
+            "riskNote": RegisterOutput.riskText(e), "higherRisks": higherRisks.map { ["level": $0] }, "canRaise": !higherRisks.isEmpty,
+            "owner": e.owner as Any, "conflicted": e.conflicted.isEmpty ? false as Any : e.conflicted.joined(separator: ", "),
+            "untrusted": e.untrusted as Any,
+            "likelihood": e.likelihood.rawValue, "impact": e.impact.rawValue, "mitigations": e.mitigations, "days": e.requestedDays,
+            "minApprovals": e.rule.minApprovals, "groups": e.rule.groups.joined(separator: ", "),
+            "requiredGroups": e.rule.requiredGroups.isEmpty ? false as Any : e.rule.requiredGroups.joined(separator: " or "),
+            "approvals": e.approvals.map { ["approver": $0.approver, "at": iso($0.at), "comment": $0.comment as Any] },
+            "evidence": e.evidence.map { ["name": $0.name, "sha256": $0.sha256] }, "renews": e.renews.map(ExceptionRecord.display) as Any,
+            "canDecide": canDecide, "pending": e.status == .pending, "history": history, "notice": notice as Any,
+        ]
+        return try render("exception", context, ctx, status: status)
+    }
+
+    func decide(_ req: Request, _ ctx: WaiverContext, _ user: User) async throws -> Response {
+        let form = try await formBody(req)
+        guard let expected = ctx.csrf, let sent = form["csrf"], APIToken.equal(expected, sent) else {
+            throw APIError(.forbidden, "csrf", "this form is missing its CSRF token or it does not match your session")
+        }
+        guard let n = ctx.parameters.get("id").flatMap(ExceptionRecord.parseId) else { throw APIError(.notFound, "not_found", "no such exception") }
+        let comment = (form["comment"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let service = try await self.service(user)
+        do {
+            let d: Decided
+            switch form["action"] {
+            case "approve":
+                let risk = (form["risk"] ?? "").trimmingCharacters(in: .whitespaces)
+                d = try await service.approve(n, comment: comment.isEmpty ? nil : comment, days: nil, risk: risk.isEmpty ? nil : risk)
+            case "reject": d = try await service.reject(n, comment: comment)
+            case "revoke": d = try await service.revoke(n, comment: comment)
+            default: throw APIError(.badRequest, "bad_request", "unknown action")
+            }
+            let text: String
+            if let missing = d.stillNeeds { text = "Your approval is recorded; it still needs \(missing)." } else { text = "\(d.record.displayId) is now \(d.record.status.rawValue)." }
+            return try await exceptionPage(req, ctx, user, notice: ["kind": "ok", "text": text])
+        } catch let error as RegisterError {
+            // A refused action says which rule refused it.
+            let status = APIError.from(error, context: ctx).status
+            return try await exceptionPage(req, ctx, user, notice: ["kind": "error", "text": "Refused: \(error.description)"], status: status)
+        }
+    }
+
+    struct Filtered {
+        var items: [ExceptionRecord]
+        var status: String, policy: String, workspace: String, expiringWithin: String
+    }
+
+    /// The use cases for the signed-in user: the same implementation as the API's and the CLI's.
+    func service(_ user: User) async throws -> LocalRegisterService {
+        LocalRegisterService(register: try await state.decisions(), evidence: EvidenceFolder(path: state.settings.evidenceDirectory), actor: user.name, now: now)
+    }
+
+    func filtered(_ req: Request, _ user: User) async throws -> Filtered {
+        let q = req.uri.queryParameters
+        let status = q.get("status") ?? "", policy = q.get("policy") ?? "", workspace = q.get("workspace") ?? "", within = q.get("expiring_within") ?? ""
+        var query = ListQuery(policy: policy.isEmpty ? nil : policy, workspace: workspace.isEmpty ? nil : workspace)
+        if !status.isEmpty {
+            guard let s = ExceptionStatus(rawValue: status) else { throw APIError(.badRequest, "bad_request", "unknown status '\(status)'") }
+            query.status = s
+        }
+        if !within.isEmpty {
+            guard let d = parseDuration(within) else { throw APIError(.badRequest, "bad_request", "'\(within)' is not a duration (7d, 12h)") }
+            query.expiringWithin = d
+        }
+        return Filtered(items: try await service(user).list(query), status: status, policy: policy, workspace: workspace, expiringWithin: within)
+    }
+
+    /// Rows per register page, unless `per_page` (1-500) says otherwise.
+    static let registerPageSize = 100
+
+    func registerPage(_ req: Request, _ ctx: WaiverContext, _ user: User) async throws -> Response {
+        let f = try await filtered(req, user)
+        // Newest first, one page at a time: a register of thousands stays a page a browser can show.
+        let q = req.uri.queryParameters
+        let perPage = min(500, max(1, q.get("per_page").flatMap { Int($0) } ?? Self.registerPageSize))
+        let pages = max(1, (f.items.count + perPage - 1) / perPage)
+        let page = min(pages, max(1, q.get("page").flatMap { Int($0) } ?? 1))
+        let newestFirst = Array(f.items.reversed())
+        let first = (page - 1) * perPage, last = min(newestFirst.count, first + perPage)
+        let items: [[String: Any]] = newestFirst[first..<last].map { e in
+            ["id": e.displayId, "status": e.status.rawValue, "policy": e.policy, "workspace": e.workspace,
+             "resources": e.resources.joined(separator: ", "), "risk": e.riskLevel, "requester": e.requester, "expires": e.expiresAt.map(iso) ?? ""]
+        }
+        let query = [("status", f.status), ("policy", f.policy), ("workspace", f.workspace), ("expiring_within", f.expiringWithin)]
+            .filter { !$0.1.isEmpty }.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&")
+        func link(_ p: Int) -> String {
+            "/register?" + ([query, "page=\(p)", perPage == Self.registerPageSize ? "" : "per_page=\(perPage)"].filter { !$0.isEmpty }.joined(separator: "&"))
+        }
+        var values: [String: Any] = [
+            "title": "Register", "items": items, "count": f.items.count, "policy": f.policy, "workspace": f.workspace,
+            "expiringWithin": f.expiringWithin, "query": query,
+            "statuses": ExceptionStatus.allCases.map { ["value": $0.rawValue, "selected": $0.rawValue == f.status] },
+        ]
+        if pages > 1 {
+            var nav: [String: Any] = ["first": first + 1, "last": last, "page": page, "pages": pages]
+            if page > 1 { nav["previous"] = link(page - 1) }
+            if page < pages { nav["next"] = link(page + 1) }
+            values["paged"] = nav
+        }
+        return try render("register", values, ctx)
+    }
+
+    /// The last four calendar quarters (UTC), oldest first: (label, start, end).
+    func quarters(endingAt date: Date) -> [(String, Date, Date)] {
+        var cal = Calendar(identifier: .gregorian)
+        cal.timeZone = TimeZone(secondsFromGMT: 0) ?? cal.timeZone
+        let y = cal.component(.year, from: date), q = (cal.component(.month, from: date) - 1) / 3
+        return (0..<4).reversed().map { back in
+            let index = y * 4 + q - back
+            let (year, quarter) = (index / 4, index % 4)
+            let start = cal.date(from: DateComponents(year: year, month: quarter * 3 + 1, day: 1)) ?? date
+            let end = cal.date(from: DateComponents(year: year + (quarter == 3 ? 1 : 0), month: quarter == 3 ? 1 : quarter * 3 + 4, day: 1)) ?? date
+            return ("Q\(quarter + 1) \(year)", start, end)
+        }
+    }
+
+    func policyPage(_ ctx: WaiverContext) async throws -> Response {
+        guard let id = ctx.parameters.get("id"), let p = policy(id) else { throw APIError(.notFound, "not_found", "no such policy") }
+        let items = try await store.exceptions(ExceptionFilter(policy: p.id))
+        let qs = quarters(endingAt: now)
+        let counts = qs.map { q in items.filter { $0.createdAt >= q.1 && $0.createdAt < q.2 }.count }
+        let threshold = state.settings.configuration.reviewThreshold
+        let last = counts.last ?? 0
+        return try render("policy", [
+            "title": p.title, "id": p.id, "category": p.category, "severity": p.severity.rawValue,
+            "description": p.description, "remediation": p.remediation, "maxDays": state.register.maxDays(for: p),
+            "source": p.location?.description ?? "", "rule": Self.policyText(p) as Any, "chart": Self.barChart(labels: qs.map(\.0), values: counts),
+            "review": last >= threshold ? ["count": last, "threshold": threshold] as [String: Any] : false as Any,
+            "items": items.reversed().map { ["id": $0.displayId, "status": $0.status.rawValue, "workspace": $0.workspace, "requester": $0.requester, "created": iso($0.createdAt)] },
+        ], ctx)
+    }
+
+    /// The policy as written in its file: from its line to the next policy of the same list.
+    static func policyText(_ p: Policy) -> String? {
+        guard let loc = p.location, loc.line > 0, let text = try? String(contentsOfFile: loc.file, encoding: .utf8) else { return nil }
+        let lines = text.components(separatedBy: "\n")
+        guard loc.line <= lines.count else { return nil }
+        let first = lines[loc.line - 1]
+        let indent = first.prefix { $0 == " " }.count
+        var out = [first]
+        for line in lines[loc.line...] {
+            let lead = line.prefix { $0 == " " }.count
+            if !line.trimmingCharacters(in: .whitespaces).isEmpty, lead <= indent, line.dropFirst(lead).hasPrefix("-") || lead < indent { break }
+            out.append(line)
+            if out.count > 200 { break }
+        }
+        return out.joined(separator: "\n").trimmingCharacters(in: .newlines)
+    }
+
+    /// An SVG bar chart (numbers and fixed labels only, so it is safe to embed unescaped).
+    static func barChart(labels: [String], values: [Int]) -> String {
+        let width = 480, height = 200, top = 20, bottom = 30, left = 30
+        let maxValue = max(1, values.max() ?? 1)
+        let slot = (width - left) / max(1, values.count)
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(width) \(height)\" width=\"100%\" style=\"max-width:560px\" role=\"img\" aria-label=\"Exceptions per quarter\" id=\"chart\">"
+        svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width)\" y2=\"\(height - bottom)\" stroke=\"#c9ced8\"/>"
+        for (i, v) in values.enumerated() {
+            let h = (height - top - bottom) * v / maxValue
+            let x = left + i * slot + slot / 5
+            let w = slot * 3 / 5
+            svg += "<rect x=\"\(x)\" y=\"\(height - bottom - h)\" width=\"\(w)\" height=\"\(h)\" fill=\"#2f5bd3\" rx=\"3\"><title>\(v)</title></rect>"
+            svg += "<text x=\"\(x + w / 2)\" y=\"\(height - bottom - h - 5)\" text-anchor=\"middle\" font-size=\"12\" fill=\"#1d2330\">\(v)</text>"
+            let label = labels.indices.contains(i) ? labels[i].filter { $0.isLetter || $0.isNumber || $0 == " " } : ""
+            svg += "<text x=\"\(x + w / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\" font-size=\"12\" fill=\"#5b6475\">\(label)</text>"
+        }
+        return svg + "</svg>"
+    }
+
+    func reviewPage(_ ctx: WaiverContext) async throws -> Response {
+        let current = now
+        let q = quarters(endingAt: current).last ?? ("", current, current)
+        let inPeriod = try await store.exceptions(ExceptionFilter(createdFrom: q.1, createdBefore: q.2))
+        let active = try await store.exceptions(ExceptionFilter(statuses: [.approved]))
+        var latest: [String: Evaluation] = [:]
+        for w in Set(active.map(\.workspace)) { latest[w] = try await store.latestEvaluation(workspace: w) }
+        let r = RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: q.1, to: q.2, now: current,
+                                     reviewThreshold: state.settings.configuration.reviewThreshold)
+        return try render("review", [
+            "title": "Quarterly review", "period": q.0, "total": r.total, "renewals": r.renewals,
+            "median": r.medianApprovedDays.map { String(format: "%.1f days", $0) } ?? "n/a", "active": r.activeNow, "orphaned": r.orphaned,
+            "policies": r.perPolicy.map { ["key": $0.key, "count": $0.count, "flag": $0.count >= r.reviewThreshold] },
+        ], ctx)
+    }
+
+    func auditPage(_ ctx: WaiverContext) async throws -> Response {
+        let v = try await store.verifyAudit(evidenceDirectory: state.settings.evidenceDirectory)
+        let recent = try await store.auditEvents(subject: nil, last: 20).reversed().map { e in
+            ["seq": e.seq, "at": iso(e.time), "actor": e.actor, "action": e.action, "subject": e.subject] as [String: Any]
+        }
+        var values: [String: Any] = await ["title": "Audit", "intact": v.intact, "events": v.events, "firstBad": v.firstBad as Any,
+                                     "problem": v.problem as Any, "recent": Array(recent),
+                                     "findings": v.findings, "checkpoint": (try store.checkpoints().last?.json) as Any]
+        if let head = v.head { values["head"] = head.description }
+        return try render("audit", values, ctx)
+    }
+
+}
