@@ -4,48 +4,6 @@ import WaiverCore
 
 /// Users, tokens, reminders and the webhook outbox: what the shared register adds.
 extension SQLiteRegisterStore {
-    static func registerServerMigrations(_ m: inout DatabaseMigrator) {
-        m.registerMigration("v2: users, tokens, reminders and the webhook outbox") { db in
-            try db.create(table: "user") { t in
-                t.primaryKey("name", .text)
-                t.column("admin", .boolean).notNull().defaults(to: false)
-                t.column("createdAt", .integer).notNull()
-            }
-            try db.create(table: "userGroup") { t in
-                t.column("user", .text).notNull().references("user", onDelete: .cascade)
-                t.column("groupName", .text).notNull()
-                t.primaryKey(["user", "groupName"])
-            }
-            try db.create(table: "token") { t in
-                t.primaryKey("id", .text)
-                t.column("user", .text).notNull().references("user", onDelete: .cascade).indexed()
-                t.column("secretHash", .text).notNull()
-                t.column("createdAt", .integer).notNull()
-                t.column("revokedAt", .integer)
-            }
-            try db.create(table: "reminderSent") { t in
-                t.column("exceptionId", .integer).notNull().references("exception", onDelete: .cascade)
-                t.column("offsetSeconds", .integer).notNull()
-                t.column("sentAt", .integer).notNull()
-                t.primaryKey(["exceptionId", "offsetSeconds"])
-            }
-            try db.create(table: "webhookDelivery") { t in
-                t.autoIncrementedPrimaryKey("id")
-                t.column("eventSeq", .integer).notNull()
-                t.column("url", .text).notNull()
-                t.column("format", .text).notNull()
-                t.column("secretEnv", .text)
-                t.column("action", .text).notNull()
-                t.column("body", .text).notNull()
-                t.column("attempts", .integer).notNull().defaults(to: 0)
-                t.column("nextAttemptAt", .integer).notNull()
-                t.column("deliveredAt", .integer)
-                t.column("lastError", .text)
-            }
-            try db.create(index: "webhookDelivery_due", on: "webhookDelivery", columns: ["deliveredAt", "nextAttemptAt"])
-        }
-    }
-
     // MARK: - Users and tokens
 
     /// Adds (or updates) a user; logged.
