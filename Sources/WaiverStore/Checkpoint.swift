@@ -140,10 +140,7 @@ extension SQLiteRegisterStore {
     /// Every checkpoint the register holds, oldest first.
     public func checkpoints() throws -> [Checkpoint] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT seq, hash, time, keyId, signature FROM checkpoint ORDER BY seq").map {
-                Checkpoint(seq: try $0.read(at: 0, of: "a checkpoint"), hash: try $0.read(at: 1, of: "a checkpoint"), time: try $0.read(at: 2, of: "a checkpoint"),
-                           keyId: try $0.read(at: 3, of: "a checkpoint"), signature: try $0.read(at: 4, of: "a checkpoint"))
-            }
+            try CheckpointRow.fetchAll(db, sql: "SELECT seq, hash, time, keyId, signature FROM checkpoint ORDER BY seq").map(\.checkpoint)
         }
     }
 }

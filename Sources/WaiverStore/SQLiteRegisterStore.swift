@@ -108,22 +108,13 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         try writing { db in _ = try appendEvent(db, event) }
     }
 
-    /// An audit event from a row of `seq, time, actor, action, subject, payload, prevHash, hash`.
-    static func event(_ row: Row) throws -> AuditEvent {
-        let seq: Int64 = try row.read("seq", of: "an audit event")
-        let what = "audit event \(seq)"
-        return AuditEvent(seq: Int(seq), time: date(try row.read("time", of: what) as Int64), actor: try row.read("actor", of: what),
-                          action: try row.read("action", of: what), subject: try row.read("subject", of: what),
-                          payload: try row.read("payload", of: what), prevHash: try row.read("prevHash", of: what), hash: try row.read("hash", of: what))
-    }
-
     public func auditEvents(subject: String?, last: Int?) async throws -> [AuditEvent] {
         try reading { db in
             // Four SQL texts at most, so each is compiled once per connection.
             var arguments: StatementArguments = subject.map { [$0] } ?? []
             if let last { arguments += [max(0, last)] }
             let sql = "SELECT * FROM auditEvent \(subject == nil ? "" : "WHERE subject = ?") ORDER BY seq DESC\(last == nil ? "" : " LIMIT ?")"
-            return try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map(Self.event).reversed()
+            return try AuditEventRow.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map(\.event).reversed()
         }
     }
 
@@ -133,9 +124,9 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
 
     func forEachAuditEvent(_ db: Database, _ body: (AuditEvent) throws -> Void) throws {
         do {
-            let rows = try Row.fetchCursor(db, sql: "SELECT seq, time, actor, action, subject, payload, prevHash, hash FROM auditEvent ORDER BY rowid")
+            let rows = try AuditEventRow.fetchCursor(db, sql: "SELECT seq, time, actor, action, subject, payload, prevHash, hash FROM auditEvent ORDER BY rowid")
             while let row = try rows.next() {
-                try body(try Self.event(row))
+                try body(row.event)
             }
         }
     }
@@ -405,51 +396,31 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     /// `GET /api/v1/exceptions/{id}`). Clauses take their values as arguments, never as literals, so
     /// the statement cache stays small.
     func load(_ db: Database, where clause: String, _ arguments: StatementArguments, verify: Bool = true) throws -> [ExceptionRecord] {
-        func fetch(_ sql: String) throws -> [Row] {
-            try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
+        func fetch<R: FetchableRecord>(_: R.Type, _ sql: String) throws -> [R] {
+            try R.fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
         }
-        let rows = try fetch("SELECT * FROM exception WHERE \(clause)")
+        let rows = try fetch(ExceptionRow.self, "SELECT * FROM exception WHERE \(clause)")
         guard !rows.isEmpty else { return [] }
         var resources: [Int64: [String]] = [:]
         var approvals: [Int64: [Approval]] = [:]
         var evidence: [Int64: [EvidenceFile]] = [:]
         let owned = "exceptionId IN (SELECT id FROM exception WHERE \(clause))"
-        for row in try fetch("SELECT exceptionId, resource FROM exceptionResource WHERE \(owned) ORDER BY exceptionId, position") {
-            let id: Int64 = try row.read("exceptionId", of: "a resource row")
-            resources[id, default: []].append(try row.read("resource", of: "a resource of exception \(id)"))
+        for r in try fetch(ResourceRow.self, "SELECT exceptionId, resource FROM exceptionResource WHERE \(owned) ORDER BY exceptionId, position") {
+            resources[r.exceptionId, default: []].append(r.resource)
         }
-        for row in try fetch("SELECT exceptionId, approver, comment, at FROM approval WHERE \(owned) ORDER BY at, rowid") {
-            let id: Int64 = try row.read("exceptionId", of: "an approval row"), what = "an approval of exception \(id)"
-            approvals[id, default: []].append(Approval(approver: try row.read("approver", of: what), comment: try row.read("comment", of: what),
-                                                       at: Self.date(try row.read("at", of: what) as Int64)))
+        for r in try fetch(ApprovalRow.self, "SELECT exceptionId, approver, comment, at FROM approval WHERE \(owned) ORDER BY at, rowid") {
+            approvals[r.exceptionId, default: []].append(r.approval)
         }
-        for row in try fetch("SELECT exceptionId, sha256, name, size, addedBy, at FROM evidence WHERE \(owned) ORDER BY at, rowid") {
-            let id: Int64 = try row.read("exceptionId", of: "an evidence row"), what = "evidence of exception \(id)"
-            evidence[id, default: []].append(EvidenceFile(
-                sha256: try row.read("sha256", of: what), name: try row.read("name", of: what), size: Int(clamping: try row.read("size", of: what) as Int64),
-                addedBy: try row.read("addedBy", of: what), at: Self.date(try row.read("at", of: what) as Int64)))
+        for r in try fetch(EvidenceRow.self, "SELECT exceptionId, sha256, name, size, addedBy, at FROM evidence WHERE \(owned) ORDER BY at, rowid") {
+            evidence[r.exceptionId, default: []].append(r.file)
         }
-        var records = try rows.map { row in
-            let id: Int64 = try row.read("id", of: "an exception")
-            let what = "exception \(id)"
-            func parse<T: RawRepresentable>(_ column: String) throws -> T where T.RawValue == String {
-                try StoreRules.parse(try row.read(column, of: what), of: what, column: column)
-            }
-            func read<T: DatabaseValueConvertible>(_ column: String) throws -> T { try row.read(column, of: what) }
-            func list(_ column: String) throws -> [String] { try Self.list(row, column, of: what) }
-            func count(_ column: String) throws -> Int { try StoreRules.count(try read(column), of: what, column: column) }
-            return ExceptionRecord(
-                id: Int(id), policy: try read("policy"), category: try read("category"), workspace: try read("workspace"),
-                subjectKind: try parse("subjectKind"), resources: resources[id] ?? [], requester: try read("requester"),
-                conflicted: try list("conflicted"), reason: try read("reason"), requestedDays: try count("requestedDays"),
-                likelihood: try parse("likelihood"), impact: try parse("impact"), riskLevel: try read("riskLevel"),
-                mitigations: try list("mitigations"), evidence: evidence[id] ?? [], approvals: approvals[id] ?? [],
-                rule: ApprovalRule(groups: try list("approverGroups"), minApprovals: try count("minApprovals"),
-                                   requiredGroups: try list("requiredGroups")),
-                status: try parse("status"), createdAt: Self.date(try read("createdAt") as Int64),
-                decidedAt: Self.date(try read("decidedAt") as Int64?), expiresAt: Self.date(try read("expiresAt") as Int64?),
-                renews: (try read("renews") as Int64?).map { Int(clamping: $0) }, owner: try read("owner"), proposedRisk: try read("proposedRisk"),
-                riskRaisedBy: try read("riskRaisedBy"))
+        var records = rows.map { row in
+            var e = row.record
+            let id = Int64(e.id)
+            e.resources = resources[id] ?? []
+            e.approvals = approvals[id] ?? []
+            e.evidence = evidence[id] ?? []
+            return e
         }
         if verify {
             for i in records.indices { records[i].untrusted = try Self.trustProblem(db, records[i]) }
@@ -467,11 +438,10 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     /// The newest event about a subject that records its state (every event about an exception does,
     /// but reminders), with that state.
     static func latestStateEvent(_ db: Database, subject: String) throws -> (event: AuditEvent, state: Value?)? {
-        guard let row = try Row.fetchOne(db.cachedStatement(sql: """
+        guard let e = try AuditEventRow.fetchOne(db.cachedStatement(sql: """
             SELECT seq, time, actor, action, subject, payload, prevHash, hash FROM auditEvent
             WHERE subject = ? AND action <> ? ORDER BY seq DESC LIMIT 1
-            """), arguments: [subject, StoreRules.stateless]) else { return nil }
-        let e = try event(row)
+            """), arguments: [subject, StoreRules.stateless])?.event else { return nil }
         return (e, StoreRules.loggedState(e))
     }
 
@@ -536,19 +506,10 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
 
     /// A recorded check with its violations in the order recorded.
     static func evaluation(_ db: Database, id: Int64) throws -> Evaluation? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM evaluation WHERE id = ?", arguments: [id]) else { return nil }
-        let what = "recorded check \(id)"
-        let violations = try Row.fetchAll(db, sql: "SELECT policy, resource, status, digest, message, severity, category FROM evaluationViolation WHERE evaluationId = ? ORDER BY rowid", arguments: [id])
-            .map { v in
-                func read<T: DatabaseValueConvertible>(_ column: String) throws -> T { try v.read(column, of: "a violation of \(what)") }
-                return RecordedViolation(policy: try read("policy"), resource: try read("resource"),
-                                         status: try StoreRules.parse(try read("status"), of: "a violation of \(what)", column: "status"), digest: try read("digest"),
-                                         message: try read("message"), severity: try StoreRules.parse(try read("severity"), of: "a violation of \(what)", column: "severity"),
-                                         category: try read("category"))
-            }
-        return Evaluation(id: Int(id), workspace: try row.read("workspace", of: what), at: Self.date(try row.read("at", of: what) as Int64),
-                          actor: try row.read("actor", of: what), verdict: try row.read("verdict", of: what),
-                          resourceCount: Int(clamping: try row.read("resourceCount", of: what) as Int64), violations: violations)
+        guard var e = try EvaluationRow.fetchOne(db, sql: "SELECT * FROM evaluation WHERE id = ?", arguments: [id])?.evaluation else { return nil }
+        e.violations = try ViolationRow.fetchAll(db, sql: "SELECT policy, resource, status, digest, message, severity, category FROM evaluationViolation WHERE evaluationId = ? ORDER BY rowid", arguments: [id])
+            .map(\.violation)
+        return e
     }
 }
 

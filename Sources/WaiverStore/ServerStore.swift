@@ -168,22 +168,14 @@ extension SQLiteRegisterStore {
     /// Deliveries due at `now`, oldest first.
     public func dueDeliveries(now: Date, limit: Int, maxAttempts: Int) throws -> [WebhookDelivery] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: """
+            try DeliveryRow.fetchAll(db, sql: """
                 SELECT * FROM webhookDelivery WHERE deliveredAt IS NULL AND nextAttemptAt <= ? AND attempts < ? ORDER BY id LIMIT ?
-                """, arguments: [Self.seconds(now), maxAttempts, limit]).map(Self.delivery)
+                """, arguments: [Self.seconds(now), maxAttempts, limit]).map(\.delivery)
         }
     }
 
     public func deliveries(limit: Int = 100) throws -> [WebhookDelivery] {
-        try pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM webhookDelivery ORDER BY id DESC LIMIT ?", arguments: [limit]).map(Self.delivery) }
-    }
-
-    static func delivery(_ r: Row) throws -> WebhookDelivery {
-        let id: Int64 = try r.read("id", of: "a webhook delivery")
-        func read<T: DatabaseValueConvertible>(_ column: String) throws -> T { try r.read(column, of: "webhook delivery \(id)") }
-        return WebhookDelivery(id: Int(id), url: try read("url"), format: try read("format"), secretEnv: try read("secretEnv"), action: try read("action"),
-                               body: try read("body"), attempts: Int(clamping: try read("attempts") as Int64), nextAttemptAt: date(try read("nextAttemptAt") as Int64),
-                               deliveredAt: date(try read("deliveredAt") as Int64?), lastError: try read("lastError"))
+        try pool.read { db in try DeliveryRow.fetchAll(db, sql: "SELECT * FROM webhookDelivery ORDER BY id DESC LIMIT ?", arguments: [limit]).map(\.delivery) }
     }
 
     /// Deletes webhook rows delivered before `before` and web sessions past their lifetime or idle
