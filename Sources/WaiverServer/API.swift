@@ -107,7 +107,7 @@ struct API: Sendable {
             }))
         } }
         group.get("audit/verify") { req, ctx in try await wrap(ctx) {
-            _ = try ctx.requireUser()
+            let service = try await self.service(ctx)
             var anchors: [AuditAnchor] = []
             for text in req.uri.queryParameters.getAll("anchor") {
                 guard let a = AuditAnchor(String(text)) else {
@@ -115,16 +115,14 @@ struct API: Sendable {
                 }
                 anchors.append(a)
             }
-            var checkpoints: CheckpointCheck?
+            var key: PublicSigningKey?
             if let text = req.uri.queryParameters.get("public_key") {
-                guard let key = PublicSigningKey(text: text) else {
+                guard let k = PublicSigningKey(text: text) else {
                     throw APIError(.badRequest, "bad_request", "public_key: not an Ed25519 public key (ed25519:BASE64)")
                 }
-                checkpoints = CheckpointCheck(publicKey: key)
+                key = k
             }
-            let store = self.store, evidence = state.settings.evidenceDirectory, check = checkpoints, given = anchors
-            let v = try await store.verifyAudit(anchors: given, evidenceDirectory: evidence, checkpoints: check)
-            return jsonResponse(AuditOutput.value(v))
+            return jsonResponse(AuditOutput.value(try await service.verifyAudit(anchors: anchors, publicKey: key, given: nil)))
         } }
         group.get("audit/checkpoints") { _, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()
@@ -134,15 +132,7 @@ struct API: Sendable {
             return jsonResponse(.object(o))
         } }
         group.post("audit/checkpoints") { _, ctx in try await wrap(ctx) {
-            _ = try ctx.requireUser()
-            guard let key = state.settings.signingKey else {
-                throw APIError(.conflict, "no_key", "this server has no signing key (start it with --signing-key FILE or $WAIVER_SIGNING_KEY)")
-            }
-            let store = self.store, when = now
-            guard let c = try await store.checkpoint(with: key, now: when) else {
-                throw APIError(.conflict, "empty_log", "the audit log is empty: there is nothing to sign")
-            }
-            return jsonResponse(c.value, status: .created)
+            jsonResponse(try await self.service(ctx).checkpoint().value, status: .created)
         } }
         group.get("audit/export") { _, ctx in try await wrap(ctx) {
             text(try await self.service(ctx).exportAudit(), contentType: "application/jsonl; charset=utf-8")
@@ -237,7 +227,8 @@ struct API: Sendable {
     /// The use cases for this request's user: the same implementation the CLI runs on a local register.
     func service(_ ctx: WaiverContext) async throws -> LocalRegisterService {
         let user = try ctx.requireUser()
-        return LocalRegisterService(register: try await register, evidence: EvidenceFolder(path: state.settings.evidenceDirectory), actor: user.name, now: now)
+        return LocalRegisterService(register: try await register, evidence: EvidenceFolder(path: state.settings.evidenceDirectory), actor: user.name, now: now,
+                                    audit: store, signingKey: state.settings.signingKey)
     }
 
     func requestException(_ req: Request, _ ctx: WaiverContext, renews: Int?) async throws -> Response {

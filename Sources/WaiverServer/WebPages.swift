@@ -92,7 +92,8 @@ extension Web {
 
     /// The use cases for the signed-in user: the same implementation as the API's and the CLI's.
     func service(_ user: User) async throws -> LocalRegisterService {
-        LocalRegisterService(register: try await state.decisions(), evidence: EvidenceFolder(path: state.settings.evidenceDirectory), actor: user.name, now: now)
+        LocalRegisterService(register: try await state.decisions(), evidence: EvidenceFolder(path: state.settings.evidenceDirectory), actor: user.name, now: now,
+                             audit: store, signingKey: state.settings.signingKey)
     }
 
     func filtered(_ req: Request, _ user: User) async throws -> Filtered {
@@ -227,8 +228,8 @@ extension Web {
         ], ctx)
     }
 
-    func auditPage(_ ctx: WaiverContext) async throws -> Response {
-        let v = try await store.verifyAudit(evidenceDirectory: state.settings.evidenceDirectory)
+    func auditPage(_ ctx: WaiverContext, _ user: User) async throws -> Response {
+        let v = try await service(user).verifyAudit(anchors: [], publicKey: nil, given: nil)
         let recent = try await store.auditEvents(subject: nil, last: 20).reversed().map { e in
             ["seq": e.seq, "at": iso(e.time), "actor": e.actor, "action": e.action, "subject": e.subject] as [String: Any]
         }

@@ -21,6 +21,12 @@ public protocol RegisterService: Sendable {
     func evidence(sha256: String) async throws -> Data?
     /// The audit log as JSON Lines, one event a line with its hashes (`AuditChain.exportLine`).
     func exportAudit() async throws -> String
+    /// Verifies the register as evidence: the chain, anchors kept elsewhere, signed checkpoints (with
+    /// `publicKey`: the register's own, or `given` ones kept elsewhere), stored states against the
+    /// log, evidence bytes.
+    func verifyAudit(anchors: [AuditAnchor], publicKey: PublicSigningKey?, given: [Checkpoint]?) async throws -> AuditVerification
+    /// Signs the log's head now: locally with the key given to the service, on a server with its own.
+    func checkpoint() async throws -> Checkpoint
     /// The instant the answers were computed at (for "active", "days left").
     var now: Date { get }
 }
@@ -122,13 +128,20 @@ public struct LocalRegisterService: RegisterService {
     public let evidence: EvidenceFolder
     public let actor: String
     public let now: Date
+    /// The store's verification and checkpoint side (SQLite and PostgreSQL have one; the in-memory store does not).
+    public let audit: (any ServerRegisterStore)?
+    /// The key that signs checkpoints, when this register has one.
+    public let signingKey: SigningKey?
     var store: any RegisterStore { register.store }
 
-    public init(register: Register, evidence: EvidenceFolder, actor: String, now: Date) {
+    public init(register: Register, evidence: EvidenceFolder, actor: String, now: Date,
+                audit: (any ServerRegisterStore)? = nil, signingKey: SigningKey? = nil) {
         self.register = register
         self.evidence = evidence
         self.actor = actor
         self.now = now
+        self.audit = audit ?? register.store as? any ServerRegisterStore
+        self.signingKey = signingKey
     }
 
     /// Files the request (the rules of `Register.prepare`, renewal inheritance included), then adds its evidence.
@@ -220,6 +233,26 @@ public struct LocalRegisterService: RegisterService {
         }
         guard try await store.evidenceReferenced(sha256: sha) else { return nil }
         return FileManager.default.contents(atPath: evidence.file(sha))
+    }
+
+    func auditStore() throws -> any ServerRegisterStore {
+        guard let audit else { throw RegisterError.invalid("this register keeps no verifiable log (an in-memory register)") }
+        return audit
+    }
+
+    public func verifyAudit(anchors: [AuditAnchor], publicKey: PublicSigningKey?, given: [Checkpoint]?) async throws -> AuditVerification {
+        try await auditStore().verifyAudit(anchors: anchors, evidenceDirectory: evidence.path,
+                                           checkpoints: publicKey.map { CheckpointCheck(publicKey: $0, given: given) })
+    }
+
+    public func checkpoint() async throws -> Checkpoint {
+        guard let signingKey else {
+            throw RegisterError.conflict("no signing key: a local register signs with --signing-key FILE or $WAIVER_SIGNING_KEY, a server with the one it was started with")
+        }
+        guard let c = try await auditStore().checkpoint(with: signingKey, now: now) else {
+            throw RegisterError.conflict("the audit log is empty: there is nothing to sign")
+        }
+        return c
     }
 
     public func exportAudit() async throws -> String {

@@ -212,6 +212,7 @@ struct Audit: AsyncParsableCommand {
                 checkpoints (the register's own, or those in --checkpoint FILE), which nobody without the \
                 signing key can forge.
                 """)
+        @OptionGroup var config: ConfigOptions
         @OptionGroup var registerOptions: RegisterOptions
         @Option(name: .long, help: ArgumentHelp("Verify an exported JSON Lines file instead of the register.", valueName: "file")) var file: String?
         @Option(name: .long, help: ArgumentHelp("An anchor kept from an earlier verify (repeatable).", valueName: "seq:hash")) var anchor: [String] = []
@@ -248,18 +249,8 @@ struct Audit: AsyncParsableCommand {
                 r.findings = findings
                 r.checkpoints = verified
                 result = r
-            } else if let client = try registerOptions.client() {
-                var query: [(String, String?)] = anchors.map { ("anchor", $0.description) }
-                if let key { query.append(("public_key", key.text)) }
-                if given != nil { throw UsageError("--checkpoint with --server: verify the server's export instead (audit export, then --file)") }
-                guard let v = await AuditOutput.verification(try client.call(.GET, "/api/v1/audit/verify", query: query).json()) else {
-                    throw UsageError("the server's answer to audit/verify is not a verification")
-                }
-                result = v
             } else {
-                let store = try registerOptions.openStore()
-                result = try store.verifyAudit(anchors: anchors, evidenceDirectory: registerOptions.evidenceDirectory,
-                                               checkpoints: key.map { CheckpointCheck(publicKey: $0, given: given) })
+                result = try await registerOptions.service(config: config, needPolicies: false).verifyAudit(anchors: anchors, publicKey: key, given: given)
             }
             for line in AuditOutput.lines(result, anchors: anchor.count) { print(line) }
             if !result.intact { throw Exit(code: 1) }
@@ -271,6 +262,7 @@ struct Audit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Sign the audit log's head with the Ed25519 key kept outside the register; print the checkpoint (JSON).",
             discussion: "Locally the key comes from --signing-key FILE or $WAIVER_SIGNING_KEY; with --server the server signs with its own key.")
+        @OptionGroup var config: ConfigOptions
         @OptionGroup var registerOptions: RegisterOptions
         @Option(name: .long, help: ArgumentHelp("The private key file (from `waiver audit keygen`); default $WAIVER_SIGNING_KEY.", valueName: "file"))
         var signingKey: String?
@@ -278,16 +270,8 @@ struct Audit: AsyncParsableCommand {
         var output: String?
 
         func run() async throws {
-            let json: String
-            if let client = try registerOptions.client() {
-                json = await JSONWriter.write(try client.json(.POST, "/api/v1/audit/checkpoints"), pretty: false)
-            } else {
-                let key = try loadSigningKey(signingKey)
-                guard let c = try registerOptions.openStore().checkpoint(with: key, now: try currentTime()) else {
-                    throw UsageError("the audit log is empty: there is nothing to sign")
-                }
-                json = c.json
-            }
+            let key = try registerOptions.client() == nil ? try loadSigningKey(signingKey) : nil
+            let json = try await registerOptions.service(config: config, needPolicies: false, signingKey: key).checkpoint().json
             print(json)
             if let output {
                 guard let handle = FileHandle(forWritingAtPath: output) ?? {

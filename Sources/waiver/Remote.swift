@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import WaiverCore
 import WaiverFormats
+import WaiverStore
 import WaiverUseCases
 
 /// The shared register behind `waiver serve`, reached with `--server URL` and `$WAIVER_TOKEN`.
@@ -170,6 +171,22 @@ struct RemoteRegisterService: RegisterService {
 
     func exportAudit() async throws -> String {
         try await client.call(.GET, "/api/v1/audit/export").text
+    }
+
+    func verifyAudit(anchors: [AuditAnchor], publicKey: PublicSigningKey?, given: [WaiverStore.Checkpoint]?) async throws -> AuditVerification {
+        if given != nil { throw UsageError("--checkpoint with --server: verify the server's export instead (audit export, then --file)") }
+        var query: [(String, String?)] = anchors.map { ("anchor", $0.description) }
+        if let publicKey { query.append(("public_key", publicKey.text)) }
+        guard let v = AuditOutput.verification(try await client.call(.GET, "/api/v1/audit/verify", query: query).json()) else {
+            throw UsageError("the server's answer does not match the API: audit/verify is not a verification")
+        }
+        return v
+    }
+
+    func checkpoint() async throws -> WaiverStore.Checkpoint {
+        do { return try WaiverStore.Checkpoint(json: try await client.json(.POST, "/api/v1/audit/checkpoints")) } catch let e as ExportLineError {
+            throw UsageError("the server's answer does not match the API: not a checkpoint (\(e))")
+        }
     }
 
     func expire() async throws -> [ExpiryOutcome] {
