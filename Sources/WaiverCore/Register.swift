@@ -78,6 +78,16 @@ public enum RequestLimits {
         return w
     }
 
+    /// The name a client gives a document it sends (`plan_file`, `sarif_files`): how the report names
+    /// the file, so a check through a server names it as a local check does. 1 to 1000 characters on
+    /// one line, without control characters.
+    public static func fileName(_ raw: String, field: String) throws(RegisterError) -> String {
+        guard !raw.isEmpty, raw.count <= 1_000, !raw.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.isNoncharacterCodePoint || CharacterSet.newlines.contains($0) }) else {
+            throw .invalid("\(field) is a file name of 1 to 1000 characters on one line, without control characters (got \(raw.debugDescription.clipped(120)))")
+        }
+        return raw
+    }
+
     /// Text the register keeps, checked once for every store: PostgreSQL's `text` cannot hold U+0000
     /// (SQLite's can), so a NUL is refused by name here rather than as a driver error in one store.
     public static func storable(_ text: String, _ field: String) throws(RegisterError) {

@@ -139,4 +139,40 @@ public enum RegisterContract {
     public static func outcome(_ v: Value) throws(Mismatch) -> ExpiryOutcome {
         ExpiryOutcome(exception: try record(try Reader(v: v, at: "").value("exception")), stillViolating: try Reader(v: v, at: "").strings("still_violating"))
     }
+
+    /// What a client needs of a check's answer (`POST /evaluations`, schema CheckResult): the
+    /// verdict, the counts, the requests filed and each finding's policy, resource, status and
+    /// exception.
+    public struct CheckAnswer: Sendable, Equatable {
+        public struct Result: Sendable, Equatable {
+            public var policy: String
+            public var resource: String
+            public var status: ResultStatus
+            public var exception: String?
+        }
+        public var passed: Bool
+        public var summary: Summary
+        public var results: [Result]
+        public var requested: [String]
+        public var requestWarnings: [String]
+        public var rendered: String?
+    }
+
+    public static func checkAnswer(_ v: Value) throws(Mismatch) -> CheckAnswer {
+        let r = Reader(v: v, at: "")
+        let s = try r.object("summary")
+        let verdict = try r.string("verdict")
+        guard verdict == "pass" || verdict == "blocked" else { throw Mismatch(field: "verdict", what: "has an unknown value '\(verdict.clipped(40))'") }
+        return CheckAnswer(
+            passed: verdict == "pass",
+            summary: Summary(resources: try s.int("resources"), violations: try s.int("violations"), blocking: try s.int("blocking"),
+                             excepted: try s.int("excepted"), pending: try s.int("pending"), unknown: try s.int("unknown")),
+            results: try r.objects("results").map { (f: Reader) throws(Mismatch) in
+                CheckAnswer.Result(policy: try f.string("policy"), resource: try f.string("resource"), status: try f.raw("status", ResultStatus.self),
+                                   exception: try f.optionalString("exception"))
+            },
+            requested: try r.strings("requested"),
+            requestWarnings: v["request_warnings"] == nil ? [] : try r.strings("request_warnings"),
+            rendered: try r.optionalString("rendered"))
+    }
 }

@@ -32,9 +32,8 @@ struct API: Sendable {
             return jsonResponse(RegisterOutput.value(shown.record, history: shown.history, now: service.now))
         } }
         group.post("exceptions/:id/approve") { req, ctx in try await wrap(ctx) {
-            let service = try await self.service(ctx), body = try await object(req, fields: ["comment", "days", "risk"])
-            let d = try await service.approve(try id(ctx), comment: try optionalString(body, "comment"), days: try optionalInt(body, "days"),
-                                              risk: try optionalString(body, "risk"))
+            let service = try await self.service(ctx), a = try APIBodies.approval(try await object(req))
+            let d = try await service.approve(try id(ctx), comment: a.comment, days: a.days, risk: a.risk)
             var v = RegisterOutput.value(d.record, now: service.now)
             if case .object(var o) = v, let missing = d.stillNeeds {
                 o.append("still_needs", .string(missing))
@@ -43,12 +42,12 @@ struct API: Sendable {
             return jsonResponse(v)
         } }
         group.post("exceptions/:id/reject") { req, ctx in try await wrap(ctx) {
-            let service = try await self.service(ctx), body = try await object(req, fields: ["comment"])
-            return jsonResponse(RegisterOutput.value(try await service.reject(try id(ctx), comment: try string(body, "comment")).record, now: service.now))
+            let service = try await self.service(ctx), comment = try APIBodies.comment(try await object(req))
+            return jsonResponse(RegisterOutput.value(try await service.reject(try id(ctx), comment: comment).record, now: service.now))
         } }
         group.post("exceptions/:id/revoke") { req, ctx in try await wrap(ctx) {
-            let service = try await self.service(ctx), body = try await object(req, fields: ["comment"])
-            return jsonResponse(RegisterOutput.value(try await service.revoke(try id(ctx), comment: try string(body, "comment")).record, now: service.now))
+            let service = try await self.service(ctx), comment = try APIBodies.comment(try await object(req))
+            return jsonResponse(RegisterOutput.value(try await service.revoke(try id(ctx), comment: comment).record, now: service.now))
         } }
         group.post("exceptions/:id/renew") { req, ctx in try await wrap(ctx) { try await requestException(req, ctx, renews: try id(ctx)) } }
         group.post("exceptions/:id/evidence") { req, ctx in try await wrap(ctx) {
@@ -158,7 +157,7 @@ struct API: Sendable {
         var sarif: [Range<Int>] = []
         var unknownText: String?, formatText: String?
         var commitAuthor: String?
-        var request: Value?
+        var request: Value?, planFile: Value?, sarifFiles: Value?
         var unknownKey: String?
         let parsed: Result<Void, JSONSyntaxError> = data.withUnsafeBytes { raw in
             var r = JSONReader(raw.bindMemory(to: UInt8.self))
@@ -173,6 +172,8 @@ struct API: Sendable {
                     case "unknown": unknownText = try r.readValue(depth: 1).stringValue ?? "?"
                     case "format": formatText = try r.readValue(depth: 1).stringValue ?? "?"
                     case "request": request = try r.readValue(depth: 1)
+                    case "plan_file": planFile = try r.readValue(depth: 1)
+                    case "sarif_files": sarifFiles = try r.readValue(depth: 1)
                     default:
                         unknownKey = unknownKey ?? key
                         try r.skipValue(depth: 1)
@@ -183,28 +184,16 @@ struct API: Sendable {
             } catch { return .failure(error) }
         }
         if case .failure(let e) = parsed { throw APIError(.badRequest, "bad_request", "the body is not valid JSON: \(e)") }
-        if let key = unknownKey { throw unknownField(key, ["workspace", "plan", "sarif", "unknown", "format", "commit_author", "request"]) }
+        if let key = unknownKey { throw APIBodies.unknownField(key, APIBodies.evaluationFields) }
         let workspace = try RequestLimits.workspace(workspaceText ?? "")
-        let unknown = try unknownText.map { t in
-            try UnknownMode(rawValue: t) ?? { throw APIError(.unprocessableContent, "invalid", "unknown must be warn or block, not \(t.debugDescription.clipped())") }()
-        } ?? .warn
-        let format = try formatText.map { t in
-            try OutputFormat(rawValue: t) ?? { throw APIError(.unprocessableContent, "invalid", "format must be one of \(OutputFormat.allCases.map(\.rawValue).joined(separator: ", ")), not \(t.debugDescription.clipped())") }()
-        } ?? .json
+        let unknown = try APIBodies.unknownMode(unknownText), format = try APIBodies.format(formatText)
         guard plan != nil || !sarif.isEmpty else { throw APIError(.unprocessableContent, "invalid", "send a plan or at least one SARIF report") }
-        var spec: RequestSpec?
-        if let request {
-            guard case .object(let o) = request else { throw APIError(.unprocessableContent, "invalid", "request must be an object (reason, days, likelihood, impact, mitigations)") }
-            let allowed = ["reason", "days", "likelihood", "impact", "mitigations"]
-            if let key = o.keys.first(where: { !allowed.contains($0) }) { throw unknownField("request." + key, allowed) }
-            spec = RequestSpec(reason: try string(request, "reason"), days: try optionalInt(request, "days"),
-                               likelihood: try factor(request, "likelihood"), impact: try factor(request, "impact"),
-                               mitigations: try strings(request, "mitigations"))
-        }
-        let resources = try plan.map { try $0.get().resources.map { ($0, file: "plan.json") } } ?? []
+        let spec = try request.map(APIBodies.checkRequest)
+        let names = try APIBodies.documentNames(planFile: planFile, sarifFiles: sarifFiles, sarifCount: sarif.count)
+        let resources = try plan.map { try $0.get().resources.map { ($0, file: names.plan) } } ?? []
         let report = try CheckService.evaluate(
             policies: state.settings.policies, configuration: state.settings.configuration, resources: resources,
-            sarif: sarif.enumerated().map { ("report-\($0.offset + 1).sarif", data.subdata(in: $0.element)) },
+            sarif: zip(names.sarif, sarif).map { ($0, data.subdata(in: $1)) },
             workspace: workspace, unknown: unknown, keepCompliant: format == .junit)
         let when = now
         let register = try await self.register
@@ -214,12 +203,8 @@ struct API: Sendable {
         // The check, its requests and their audit events commit together, or not at all.
         let (final, filed, evaluation) = try await CheckService.checkIn(report, register: scopedRegister, actor: actor, commitAuthor: author,
                                                                        request: requestSpec, now: when)
-        guard case .object(var o) = JSONOutput.value(final) else { return jsonResponse(.null) }
-        o.append("evaluation", .number(Double(evaluation)))
-        o.append("requested", .array(filed.map { .string($0.displayId) }))
-        let warnings = filed.compactMap { e in register.impossibility(of: e.rule, excluding: [e.requester] + e.conflicted + e.subjectPeople)
-            .map { "\(e.displayId): exceptions to \(e.policy) at \(e.riskLevel) risk \($0): it would stay pending forever" } }
-        if !warnings.isEmpty { o.append("request_warnings", .array(warnings.map(Value.string))) }
+        let answer = CheckService.resultValue(final, evaluation: evaluation, filed: filed, warnings: CheckService.requestWarnings(filed, register: register))
+        guard case .object(var o) = answer else { return jsonResponse(.null) }
         if format != .json { o.append("rendered", .string(format.render(final))) }
         return jsonResponse(.object(o), status: .created)
     }
@@ -233,24 +218,7 @@ struct API: Sendable {
 
     func requestException(_ req: Request, _ ctx: WaiverContext, renews: Int?) async throws -> Response {
         let service = try await self.service(ctx)
-        let body = try await object(req, fields: ["policy", "workspace", "kind", "resources", "reason", "days", "likelihood", "impact", "mitigations", "renews", "owner"])
-        var kind: SubjectKind?
-        if let text = try optionalString(body, "kind") {
-            guard let k = SubjectKind(rawValue: text) else { throw APIError(.unprocessableContent, "invalid", "kind must be resource, person, device or account") }
-            kind = k
-        }
-        var renewed = renews
-        if renewed == nil, let text = try optionalString(body, "renews") {
-            guard let n = ExceptionRecord.parseId(text) else {
-                throw APIError(.unprocessableContent, "invalid", "renews: '\(text.clipped(40))' is not an exception id (EX-7 or 7)")
-            }
-            renewed = n
-        }
-        let filed = try await service.request(
-            ExceptionRequest(policy: try optionalString(body, "policy") ?? "", workspace: try optionalString(body, "workspace") ?? "", subjectKind: kind,
-                             resources: try strings(body, "resources"), reason: try string(body, "reason"), days: try optionalInt(body, "days"),
-                             likelihood: try factor(body, "likelihood"), impact: try factor(body, "impact"), mitigations: try strings(body, "mitigations"),
-                             renews: renewed, owner: try optionalString(body, "owner")),
+        let filed = try await service.request(APIBodies.exceptionRequest(try await object(req), renews: renews),
             evidence: [])
         var v = RegisterOutput.value(filed.record, now: service.now)
         if let warning = filed.warning, case .object(var o) = v {
@@ -304,22 +272,16 @@ struct API: Sendable {
         return Data(buffer.readableBytesView)
     }
 
-    /// A JSON object body with only the documented `fields` (an unknown one is a 422 naming it, so a
-    /// misspelt `mitigation` is never silently dropped); an empty body is an empty object.
-    func object(_ req: Request, fields: [String]) async throws -> Value {
+    /// A JSON body (its fields are read by `APIBodies`); an empty body is an empty object.
+    func object(_ req: Request) async throws -> Value {
         let data = try await body(req)
         if data.isEmpty { return .object(Value.Object()) }
         let v: Value
         do { v = try JSONReader.parse(data, maxDepth: 64) } catch {
             throw APIError(.badRequest, "bad_request", "the body is not valid JSON: \(error)")
         }
-        guard case .object(let o) = v else { throw APIError(.badRequest, "bad_request", "the body must be a JSON object") }
-        if let key = o.keys.first(where: { !fields.contains($0) }) { throw unknownField(key, fields) }
+        guard case .object = v else { throw APIError(.badRequest, "bad_request", "the body must be a JSON object") }
         return v
-    }
-
-    func unknownField(_ key: String, _ fields: [String]) -> APIError {
-        APIError(.unprocessableContent, "invalid", "unknown field '\(key.clipped(60))' (this body takes \(fields.joined(separator: ", ")))")
     }
 
     /// `?format=`, one of `allowed` (the first is the default); anything else is a 400.
@@ -347,46 +309,6 @@ struct API: Sendable {
         let n = try id(ctx)
         guard let e = try await store.exception(id: n) else { throw APIError(.notFound, "not_found", "\(ExceptionRecord.display(n)) not found") }
         return e
-    }
-
-    func optionalString(_ v: Value, _ key: String) throws -> String? {
-        switch v[key] {
-        case nil, .null?: return nil
-        case .string(let s)?: return s
-        default: throw APIError(.unprocessableContent, "invalid", "\(key) must be a string")
-        }
-    }
-
-    func string(_ v: Value, _ key: String) throws -> String {
-        guard let s = try optionalString(v, key), !s.trimmingCharacters(in: .whitespaces).isEmpty else {
-            throw APIError(.unprocessableContent, "invalid", "\(key) is required")
-        }
-        return s
-    }
-
-    func optionalInt(_ v: Value, _ key: String) throws -> Int? {
-        switch v[key] {
-        case nil, .null?: return nil
-        case .number(let n)? where n == n.rounded() && abs(n) < 1e9: return Int(n)
-        default: throw APIError(.unprocessableContent, "invalid", "\(key) must be a whole number")
-        }
-    }
-
-    func strings(_ v: Value, _ key: String) throws -> [String] {
-        switch v[key] {
-        case nil, .null?: return []
-        case .array(let a)?:
-            let s = a.compactMap(\.stringValue)
-            guard s.count == a.count else { throw APIError(.unprocessableContent, "invalid", "\(key) must be a list of strings") }
-            return s
-        default: throw APIError(.unprocessableContent, "invalid", "\(key) must be a list of strings")
-        }
-    }
-
-    func factor(_ v: Value, _ key: String) throws -> RiskFactor? {
-        guard let s = try optionalString(v, key) else { return nil }
-        guard let f = RiskFactor(rawValue: s) else { throw APIError(.unprocessableContent, "invalid", "\(key) must be low, medium or high") }
-        return f
     }
 
     func policyValue(_ p: Policy) -> Value {

@@ -355,6 +355,8 @@ paths:
                 unknown: { type: string, enum: [warn, block] }
                 format: { type: string, enum: [json, text, sarif, junit, markdown] }
                 commit_author: { type: string, maxLength: 200, description: may not approve the requests filed for this change }
+                plan_file: { type: string, minLength: 1, maxLength: 1000, description: "how the report names the plan (default plan.json)" }
+                sarif_files: { type: array, items: { type: string, minLength: 1, maxLength: 1000 }, description: "how the report names each SARIF report, one per report (default report-N.sarif)" }
                 request:
                   type: object
                   additionalProperties: false

@@ -4,7 +4,7 @@ import WaiverFormats
 import WaiverStore
 
 /// What a check asks for besides its inputs: requests to file for blocking violations.
-public struct RequestSpec: Sendable {
+public struct RequestSpec: Sendable, Equatable {
     public var reason: String
     public var days: Int?
     public var likelihood: RiskFactor?
@@ -71,5 +71,158 @@ public enum CheckService {
     /// Records the check in the register.
     public static func record(_ report: CheckReport, register: Register, actor: String, now: Date) async throws -> Int {
         try await register.recordCheck(report, violations: violations(report), actor: actor, now: now)
+    }
+}
+
+extension CheckService {
+    /// The warnings for filed requests no one could ever approve as the groups stand.
+    public static func requestWarnings(_ filed: [ExceptionRecord], register: Register) -> [String] {
+        filed.compactMap { e in register.impossibility(of: e.rule, excluding: [e.requester] + e.conflicted + e.subjectPeople)
+            .map { "\(e.displayId): exceptions to \(e.policy) at \(e.riskLevel) risk \($0): it would stay pending forever" } }
+    }
+
+    /// A check's JSON answer, the same from a local register and from the server: the result model
+    /// of `--format json`, the recorded evaluation, the requests filed, and their warnings.
+    public static func resultValue(_ report: CheckReport, evaluation: Int, filed: [ExceptionRecord], warnings: [String]) -> Value {
+        guard case .object(var o) = JSONOutput.value(report) else { return .null }
+        o.append("evaluation", .number(Double(evaluation)))
+        o.append("requested", .array(filed.map { .string($0.displayId) }))
+        if !warnings.isEmpty { o.append("request_warnings", .array(warnings.map(Value.string))) }
+        return .object(o)
+    }
+}
+
+/// What `waiver check` asks, wherever it runs: the documents, the workspace, how to render, and the
+/// requests to file.
+public struct CheckInput: Sendable {
+    public var plan: String?
+    public var sarif: [String]
+    public var workspace: String
+    public var unknown: UnknownMode
+    public var format: OutputFormat
+    public var commitAuthor: String?
+    public var request: RequestSpec?
+    public init(plan: String?, sarif: [String], workspace: String, unknown: UnknownMode, format: OutputFormat, commitAuthor: String?, request: RequestSpec?) {
+        self.plan = plan
+        self.sarif = sarif
+        self.workspace = workspace
+        self.unknown = unknown
+        self.format = format
+        self.commitAuthor = commitAuthor
+        self.request = request
+    }
+}
+
+/// A request a check filed: its id, policy and resources.
+public struct FiledRequest: Sendable, Equatable {
+    public var id: String
+    public var policy: String
+    public var resources: [String]
+    public init(id: String, policy: String, resources: [String]) {
+        self.id = id
+        self.policy = policy
+        self.resources = resources
+    }
+}
+
+/// A check's answer: the rendering asked for, the verdict and counts, what it filed, and the
+/// exceptions its pending findings wait on.
+public struct CheckOutcome: Sendable {
+    public var rendered: String
+    public var passed: Bool
+    public var summary: Summary
+    public var filed: [FiledRequest]
+    public var warnings: [String]
+    public var pending: [String]
+    public init(rendered: String, passed: Bool, summary: Summary, filed: [FiledRequest], warnings: [String], pending: [String]) {
+        self.rendered = rendered
+        self.passed = passed
+        self.summary = summary
+        self.filed = filed
+        self.warnings = warnings
+        self.pending = pending
+    }
+}
+
+/// `waiver check`: locally (the CLI's policies and register) or on a server (its policies, the
+/// shared register). The CLI calls one, waits on `stillPending`, and renders the outcome alike.
+public protocol CheckUseCase: Sendable {
+    /// Evaluates, applies the register, files the requests asked for and records the check, in one transaction.
+    func check(_ input: CheckInput) async throws -> CheckOutcome
+    /// Which of these exception ids are still pending.
+    func stillPending(_ ids: Set<String>) async throws -> Set<String>
+}
+
+/// Reports how long each phase of a local check took (`WAIVER_TIMINGS=1`).
+public final class PhaseTimer: @unchecked Sendable {
+    let lock = NSLock()
+    let clock = ContinuousClock()
+    var mark: ContinuousClock.Instant
+    let report: @Sendable (String) -> Void
+    public init(report: @escaping @Sendable (String) -> Void) {
+        self.report = report
+        mark = clock.now
+    }
+    public func phase(_ name: String) {
+        let line: String = lock.withLock {
+            let now = clock.now
+            defer { mark = now }
+            return "\(name): \(now - mark)"
+        }
+        report(line)
+    }
+}
+
+/// The check on the CLI's policies and a local register.
+public struct LocalCheck: CheckUseCase {
+    public let configuration: Configuration
+    public let policies: [Policy]
+    public let store: any RegisterStore
+    public let actor: String
+    public let now: @Sendable () throws -> Date
+    public let timer: PhaseTimer?
+
+    public init(configuration: Configuration, policies: [Policy], store: any RegisterStore, actor: String,
+                now: @escaping @Sendable () throws -> Date, timer: PhaseTimer?) {
+        self.configuration = configuration
+        self.policies = policies
+        self.store = store
+        self.actor = actor
+        self.now = now
+        self.timer = timer
+    }
+
+    public func check(_ input: CheckInput) async throws -> CheckOutcome {
+        // Only the attributes the policies read are built from the plan.
+        let selection = AttributeSelection(policies: policies)
+        let resources = try input.plan.map { p in try PlanReader.read(path: p, selection: selection).resources.map { ($0, file: p) } } ?? []
+        let sarifInputs = try input.sarif.map { (name: $0, data: try InputFile.read($0)) }
+        timer?.phase("read")
+        let evaluated = try CheckService.evaluate(
+            policies: policies, configuration: configuration, resources: resources, sarif: sarifInputs, workspace: try RequestLimits.workspace(input.workspace),
+            unknown: input.unknown, keepCompliant: input.format == .junit)
+        timer?.phase("evaluate")
+        let register = Register(store: store, configuration: configuration, policies: evaluated.policies)
+        // The requests (all or none) and the recorded check commit in one transaction.
+        let (final, filed, evaluation) = try await CheckService.checkIn(evaluated, register: register, actor: actor, commitAuthor: input.commitAuthor,
+                                                                       request: input.request, now: try now())
+        timer?.phase("register")
+        let warnings = CheckService.requestWarnings(filed, register: register)
+        let rendered = input.format == .json
+            ? JSONWriter.write(CheckService.resultValue(final, evaluation: evaluation, filed: filed, warnings: warnings))
+            : input.format.render(final)
+        timer?.phase("render")
+        return CheckOutcome(rendered: rendered, passed: final.passed, summary: final.summary,
+                            filed: filed.map { FiledRequest(id: $0.displayId, policy: $0.policy, resources: $0.resources) }, warnings: warnings,
+                            pending: final.findings.filter { $0.status == .pending }.compactMap(\.exception))
+    }
+
+    public func stillPending(_ ids: Set<String>) async throws -> Set<String> {
+        var out: Set<String> = []
+        for id in ids {
+            guard let n = ExceptionRecord.parseId(id) else { continue }
+            if try await store.exception(id: n)?.status == .pending { out.insert(id) }
+        }
+        return out
     }
 }

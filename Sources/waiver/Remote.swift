@@ -95,29 +95,15 @@ struct RemoteRegisterService: RegisterService {
     func record(_ v: Value) throws -> ExceptionRecord { try decode { () throws(RegisterContract.Mismatch) in try RegisterContract.record(v) } }
 
     func request(_ r: ExceptionRequest, evidence: [EvidenceUpload]) async throws -> Filed {
-        var body = Value.Object([
-            ("resources", .array(r.resources.map(Value.string))), ("reason", .string(r.reason)), ("mitigations", .array(r.mitigations.map(Value.string))),
-        ])
-        if !r.policy.isEmpty { body.append("policy", .string(r.policy)) }
-        if let kind = r.subjectKind { body.append("kind", .string(kind.rawValue)) }
-        if !r.workspace.isEmpty { body.append("workspace", .string(r.workspace)) }
-        if let days = r.days { body.append("days", .number(Double(days))) }
-        if let l = r.likelihood { body.append("likelihood", .string(l.rawValue)) }
-        if let i = r.impact { body.append("impact", .string(i.rawValue)) }
-        if let renews = r.renews { body.append("renews", .string(ExceptionRecord.display(renews))) }
-        if let owner = r.owner { body.append("owner", .string(owner)) }
-        let answer = try await client.json(.POST, "/api/v1/exceptions", body: .object(body))
+        let answer = try await client.json(.POST, "/api/v1/exceptions", body: APIBodies.exceptionRequest(r))
         var e = try record(answer)
         for u in evidence { e = try await addEvidence(e.id, u) }
         return Filed(record: e, warning: answer["warning"]?.stringValue)
     }
 
     func approve(_ id: Int, comment: String?, days: Int?, risk: String?) async throws -> Decided {
-        var body = Value.Object()
-        if let comment { body.append("comment", .string(comment)) }
-        if let days { body.append("days", .number(Double(days))) }
-        if let risk { body.append("risk", .string(risk)) }
-        let answer = try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/approve", body: .object(body))
+        let answer = try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/approve",
+                                           body: APIBodies.approval(.init(comment: comment, days: days, risk: risk)))
         let e = try record(answer)
         return Decided(record: e, actor: e.approvals.last?.approver ?? "?", stillNeeds: answer["still_needs"]?.stringValue)
     }
@@ -131,12 +117,12 @@ struct RemoteRegisterService: RegisterService {
     }
 
     func reject(_ id: Int, comment: String) async throws -> Decided {
-        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/reject", body: ["comment": .string(comment)]))
+        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/reject", body: APIBodies.comment(comment)))
         return Decided(record: e, actor: try await me())
     }
 
     func revoke(_ id: Int, comment: String) async throws -> Decided {
-        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/revoke", body: ["comment": .string(comment)]))
+        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/revoke", body: APIBodies.comment(comment)))
         return Decided(record: e, actor: try await me())
     }
 
@@ -194,5 +180,55 @@ struct RemoteRegisterService: RegisterService {
             throw UsageError("the server's answer does not match the API: the outcomes are not a list")
         }
         return try items.map { v in try decode { () throws(RegisterContract.Mismatch) in try RegisterContract.outcome(v) } }
+    }
+}
+
+/// `check --server`: the server evaluates with its own policies against the shared register and
+/// renders the format asked for; the documents go as they are (normalized to UTF-8) in a JSON envelope.
+struct RemoteCheck: CheckUseCase {
+    let client: ServerClient
+
+    func decode<T>(_ body: () throws(RegisterContract.Mismatch) -> T) throws -> T {
+        do { return try body() } catch { throw UsageError(error.description) }
+    }
+
+    func envelope(_ input: CheckInput) throws -> Data {
+        let planBytes = try input.plan.map { try PlanReader.normalized(try InputFile.read($0), file: $0) }
+        let sarifBytes = try input.sarif.map { try InputFile.utf8(try InputFile.read($0), file: $0) }
+        let meta = APIBodies.evaluationSettings(input)
+        var out = Array(JSONWriter.write(.object(meta), pretty: false).utf8.dropLast())  // without the closing brace
+        if let planBytes {
+            out.append(contentsOf: ",\"plan\":".utf8)
+            out.append(contentsOf: planBytes)
+        }
+        if !sarifBytes.isEmpty {
+            out.append(contentsOf: ",\"sarif\":[".utf8)
+            for (i, bytes) in sarifBytes.enumerated() {
+                if i > 0 { out.append(0x2C) }
+                out.append(contentsOf: bytes)
+            }
+            out.append(0x5D)
+        }
+        out.append(0x7D)
+        return Data(out)
+    }
+
+    func check(_ input: CheckInput) async throws -> CheckOutcome {
+        let reply = try await client.call(.POST, "/api/v1/evaluations", body: try envelope(input)).json()
+        let answer = try decode { () throws(RegisterContract.Mismatch) in try RegisterContract.checkAnswer(reply) }
+        let filed = answer.requested.map { id in
+            let covered = answer.results.filter { $0.exception == id }
+            return FiledRequest(id: id, policy: covered.first?.policy ?? "?", resources: covered.map(\.resource))
+        }
+        // The server renders other formats; JSON is its answer itself (with no `rendered`).
+        let rendered = input.format == .json ? JSONWriter.write(reply) : answer.rendered ?? ""
+        return CheckOutcome(rendered: rendered, passed: answer.passed, summary: answer.summary, filed: filed, warnings: answer.requestWarnings,
+                            pending: answer.results.filter { $0.status == .pending }.compactMap(\.exception))
+    }
+
+    func stillPending(_ ids: Set<String>) async throws -> Set<String> {
+        var out: Set<String> = []
+        for id in ids where try await client.json(.GET, "/api/v1/exceptions/\(id)")["status"] == "pending" { out.insert(id) }
+        return out
     }
 }

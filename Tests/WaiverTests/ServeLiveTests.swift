@@ -143,7 +143,8 @@ struct LocalAndRemoteTests {
         let local = try Workspace(), shared = try Workspace()
         var tokens: [String: String] = [:]
         // The server's users and groups are the local waiver.yaml's (Workspace).
-        for (name, group) in [("dev", "developers"), ("sam", "security"), ("pat", "security"), ("fin", "finance"), ("ciso", "ciso")] {
+        for (name, group) in [("dev", "developers"), ("sam", "security"), ("pat", "security"), ("fin", "finance"), ("cfo", "finance"),
+                              ("em", "engineering-managers"), ("lee", "engineering-managers"), ("ciso", "ciso")] {
             tokens[name] = try shared.addUser(name, [group])
         }
         let server = LiveServer(shared, env: ["WAIVER_NOW": now])
@@ -153,12 +154,13 @@ struct LocalAndRemoteTests {
             text.replacingOccurrences(of: #"#[0-9]+ "#, with: "#_ ", options: .regularExpression)
                 .replacingOccurrences(of: #""seq": [0-9]+"#, with: #""seq": _"#, options: .regularExpression)
         }
-        func both(_ args: [String], as actor: String, _ step: String) throws {
+        func both(_ args: [String], as actor: String, _ step: String, sameErrors: Bool = false) throws {
             let l = try local.run(args, as: actor, at: now)
             let r = try waiver(args + ["--server", server.url], in: shared.dir.path,
                                env: ["WAIVER_TOKEN": tokens[actor] ?? "", "WAIVER_NOW": now, "WAIVER_REGISTER": shared.dir.path + "/unused.sqlite"])
             #expect(l.code == r.code, "\(step): exit \(l.code) locally, \(r.code) through the server: \(l.err) | \(r.err)")
             #expect(normalized(l.out) == normalized(r.out), "\(step) differs:\n--- local\n\(l.out)\n--- server\n\(r.out)")
+            if sameErrors { #expect(l.err == r.err, "\(step): standard error differs:\n--- local\n\(l.err)\n--- server\n\(r.err)") }
         }
         try both(["request", "--policy", "NET-001", "--workspace", "shop", "--resource", "aws_security_group.web", "--reason", "vendor access",
                   "--days", "7", "--likelihood", "high", "--impact", "high", "--mitigation", "source IPs pinned"], as: "dev", "request (high risk)")
@@ -179,6 +181,14 @@ struct LocalAndRemoteTests {
         try both(["revoke", "EX-1", "--comment", "vendor done early"], as: "sam", "revoke")
         try both(["expire"], as: "sam", "expire")
         try both(["show", "EX-9"], as: "sam", "show missing")
+        // check is a use case too: the same report, the same requests filed and said, the same JSON.
+        let plan = repoRoot + "/Examples/plans/web-app.json"
+        try both(["check", "--plan", plan, "--workspace", "web"], as: "dev", "check", sameErrors: true)
+        try both(["check", "--plan", plan, "--workspace", "web", "--request", "--reason", "launch week", "--commit-author", "pat",
+                  "--format", "json"], as: "dev", "check filing requests, json", sameErrors: true)
+        try both(["check", "--plan", plan, "--workspace", "web", "--format", "markdown"], as: "dev", "check, markdown")
+        try both(["list", "--status", "pending"], as: "fin", "the requests the check filed")
+        try both(["approve", "EX-5"], as: "pat", "the commit author's approval (refused)")
     }
 }
 
