@@ -48,6 +48,8 @@ public struct Configuration: Sendable, Equatable {
     public var keepEvaluations: Int = 90 * 86_400
     /// How long delivered webhook rows are kept, in seconds (undelivered ones stay until they are).
     public var keepDeliveries: Int = 7 * 86_400
+    /// Who may sign in how: trusted pipeline issuers and their rules (`identity`).
+    public var identity = IdentitySettings()
 
     public init() {}
 
@@ -57,6 +59,7 @@ public struct Configuration: Sendable, Equatable {
             && a.riskLevels == b.riskLevels && a.escalation == b.escalation && a.notify == b.notify
             && a.sarif.map { "\($0.0.pattern)=\($0.1)" } == b.sarif.map { "\($0.0.pattern)=\($0.1)" }
             && a.reviewThreshold == b.reviewThreshold && a.keepEvaluations == b.keepEvaluations && a.keepDeliveries == b.keepDeliveries
+            && a.identity == b.identity
     }
 }
 

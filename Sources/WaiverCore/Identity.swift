@@ -85,3 +85,120 @@ extension String {
     /// The longest error line Waiver writes: every message is cut there, whatever it echoes.
     public static let maxMessage = 600
 }
+
+/// A pipeline run as its CI system's signed OIDC token states it (GitHub Actions, GitLab CI, HCP
+/// Terraform). Every field comes from verified claims, never from what the client sends.
+public struct PipelineIdentity: Sendable, Equatable, Codable {
+    public var issuer: String
+    public var subject: String
+    /// `owner/repo` (GitHub), `group/project` (GitLab), `organization/workspace` (HCP Terraform).
+    public var repository: String
+    /// `refs/heads/main` or `refs/tags/v1` (GitLab's `ref` + `ref_type` are put in this form); nil when the token names none.
+    public var ref: String?
+    public var workflow: String?
+    public var environment: String?
+    /// The person who triggered the run (GitHub `triggering_actor`/`actor`, GitLab `user_login`).
+    public var actor: String?
+    public var actorEmail: String?
+    /// The run's id in its CI system, for the audit record.
+    public var run: String?
+
+    public init(issuer: String, subject: String, repository: String, ref: String? = nil, workflow: String? = nil,
+                environment: String? = nil, actor: String? = nil, actorEmail: String? = nil, run: String? = nil) {
+        self.issuer = issuer
+        self.subject = subject
+        self.repository = repository
+        self.ref = ref
+        self.workflow = workflow
+        self.environment = environment
+        self.actor = actor
+        self.actorEmail = actorEmail
+        self.run = run
+    }
+
+    /// The name the register records as the actor: `pipeline:owner/repo@refs/heads/main`.
+    public var name: String { "pipeline:\(repository)" + (ref.map { "@\($0)" } ?? "") }
+
+    /// The people behind the run, who may not approve what it requests.
+    public var people: [String] { [actor, actorEmail].compactMap { $0?.nilIfEmpty } }
+
+    /// The verified claims as the audit log keeps them.
+    public var value: Value {
+        var o = Value.Object([("issuer", .string(issuer)), ("subject", .string(subject)), ("repository", .string(repository))])
+        for (k, v) in [("ref", ref), ("workflow", workflow), ("environment", environment), ("actor", actor), ("actor_email", actorEmail), ("run", run)] {
+            if let v { o.append(k, .string(v)) }
+        }
+        return .object(o)
+    }
+}
+
+/// Who a check or a request comes from, beyond the actor's name: the verified pipeline, if any, and a
+/// commit author the client declared (recorded as unverified). Both are conflicted on what it requests.
+public struct Provenance: Sendable, Equatable {
+    public var pipeline: PipelineIdentity?
+    public var declaredCommitAuthor: String?
+    public init(pipeline: PipelineIdentity? = nil, declaredCommitAuthor: String? = nil) {
+        self.pipeline = pipeline
+        self.declaredCommitAuthor = declaredCommitAuthor
+    }
+
+    /// The people who may not approve what is requested under this provenance.
+    public var conflicted: [String] { (pipeline?.people ?? []) + [declaredCommitAuthor].compactMap { $0?.nilIfEmpty } }
+
+    /// What the audit event records of it (nil when there is nothing to record).
+    public var value: Value? {
+        var o = Value.Object([])
+        if let p = pipeline { o.append("pipeline", p.value) }
+        if let a = declaredCommitAuthor?.nilIfEmpty {
+            o.append("commit_author", .object(Value.Object([("name", .string(a)), ("verified", .bool(false))])))
+        }
+        return o.isEmpty ? nil : .object(o)
+    }
+}
+
+/// `identity.pipelines` in waiver.yaml: which repositories and refs, signed by which issuer, may
+/// evaluate and request for which workspaces. A pipeline no rule admits is refused (403).
+public struct PipelineTrustRule: Sendable, Equatable {
+    public var issuer: String
+    public var repository: Glob
+    /// nil: any ref.
+    public var ref: Glob?
+    public var workspaces: [Glob]
+    public init(issuer: String, repository: Glob, ref: Glob? = nil, workspaces: [Glob]) {
+        self.issuer = issuer
+        self.repository = repository
+        self.ref = ref
+        self.workspaces = workspaces
+    }
+
+    public func admits(_ p: PipelineIdentity) -> Bool {
+        guard p.issuer == issuer, repository.matches(p.repository) else { return false }
+        guard let ref else { return true }
+        return p.ref.map(ref.matches) ?? false
+    }
+
+    /// The workspaces the rules admitting `p` allow, in rule order (empty: no rule admits it).
+    public static func workspaces(for p: PipelineIdentity, in rules: [PipelineTrustRule]) -> [Glob] {
+        rules.filter { $0.admits(p) }.flatMap(\.workspaces)
+    }
+
+    /// Whether `p` may evaluate or request for `workspace`; the refusal names what would admit it.
+    public static func check(_ p: PipelineIdentity, workspace: String, rules: [PipelineTrustRule]) throws(RegisterError) {
+        let allowed = workspaces(for: p, in: rules)
+        guard allowed.contains(where: { $0.matches(workspace) }) else {
+            let why = allowed.isEmpty ? "no identity.pipelines rule admits \(p.repository)\(p.ref.map { " at \($0)" } ?? "") from \(p.issuer)"
+                : "its identity.pipelines rules allow \(allowed.map(\.pattern).joined(separator: ", "))"
+            throw .refused("\(p.name) may not act on workspace \(workspace.debugDescription.clipped()): \(why)")
+        }
+    }
+}
+
+/// `identity` in waiver.yaml: the pipelines the server trusts and, for people, single sign-on.
+public struct IdentitySettings: Sendable, Equatable {
+    /// The audience pipelines' tokens must carry (`aud`).
+    public var audience: String = "waiver"
+    public var pipelines: [PipelineTrustRule] = []
+    public init() {}
+    /// The issuers whose tokens the server verifies at all (each fetched only because it is named here).
+    public var pipelineIssuers: [String] { Array(Set(pipelines.map(\.issuer))).sorted() }
+}

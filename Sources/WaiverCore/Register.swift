@@ -20,10 +20,13 @@ public struct ExceptionRequest: Sendable, Equatable {
     public var conflicted: [String]
     /// The named owner of a device or account (required for those kinds; conflicted like the requester).
     public var owner: String?
+    /// The pipeline and declared commit author behind it (recorded in its audit event); its people
+    /// are expected in `conflicted` too.
+    public var provenance: Provenance?
 
     public init(policy: String, workspace: String, subjectKind: SubjectKind? = nil, resources: [String], reason: String,
                 days: Int? = nil, likelihood: RiskFactor? = nil, impact: RiskFactor? = nil, mitigations: [String] = [],
-                renews: Int? = nil, conflicted: [String] = [], owner: String? = nil) {
+                renews: Int? = nil, conflicted: [String] = [], owner: String? = nil, provenance: Provenance? = nil) {
         self.policy = policy
         self.workspace = workspace
         self.subjectKind = subjectKind
@@ -36,6 +39,7 @@ public struct ExceptionRequest: Sendable, Equatable {
         self.renews = renews
         self.conflicted = conflicted
         self.owner = owner
+        self.provenance = provenance
     }
 }
 
@@ -285,6 +289,7 @@ public struct Register: Sendable {
         let kind = r.subjectKind ?? .resource
         if kind != .resource, r.workspace.trimmingCharacters(in: .whitespaces).isEmpty { r.workspace = "program" }
         let workspace = try RequestLimits.workspace(r.workspace)
+        if let p = r.provenance?.pipeline { try PipelineTrustRule.check(p, workspace: workspace, rules: configuration.identity.pipelines) }
         let policyId = r.policy.trimmingCharacters(in: .whitespaces)
         guard !policyId.isEmpty else { throw RegisterError.invalid("a request needs a policy (--policy)") }
         try RequestLimits.storable(policyId, "the policy")
@@ -341,7 +346,7 @@ public struct Register: Sendable {
             let p = Identity.canonical(person)
             if !p.isEmpty, p != Identity.canonical(actor), !conflicted.contains(p) { conflicted.append(p) }
         }
-        for person in r.conflicted {
+        for person in r.conflicted + (r.provenance?.conflicted ?? []) {
             guard person.count <= 200 else { throw RegisterError.invalid("a conflicted person's name is longer than 200 characters") }
             conflict(person)
         }
@@ -376,6 +381,7 @@ public struct Register: Sendable {
         if let owner { payload.append("owner", .string(owner)) }
         if !conflicted.isEmpty { payload.append("conflicted", .array(conflicted.map(Value.string))) }
         if let old = r.renews { payload.append("renews", .string(ExceptionRecord.display(old))) }
+        if let p = r.provenance?.value { payload.append("provenance", p) }
         let warning = impossibility(of: rule, excluding: [actor] + conflicted + record.subjectPeople).map {
             "exceptions to \(policy.id) at \(level) risk \($0): this request would stay pending forever"
         }
@@ -609,14 +615,16 @@ public struct Register: Sendable {
     }
 
     /// Records a check so the register knows the workspace's latest state.
-    public func recordCheck(_ report: CheckReport, violations: [RecordedViolation], actor: String, now: Date) async throws -> Int {
+    public func recordCheck(_ report: CheckReport, violations: [RecordedViolation], actor: String, provenance: Provenance = Provenance(),
+                            now: Date) async throws -> Int {
         _ = try RequestLimits.workspace(report.workspace)
-        let r = try recording(report, violations: violations, actor: actor, now: now)
+        if let p = provenance.pipeline { try PipelineTrustRule.check(p, workspace: report.workspace, rules: configuration.identity.pipelines) }
+        let r = try recording(report, violations: violations, actor: actor, provenance: provenance, now: now)
         return try await store.record(r.evaluation, event: r.event, pruneBefore: r.pruneBefore)
     }
 
     /// What a check records; a NUL in an address or rule id is refused, in a violating value shown as `\u0000`.
-    func recording(_ report: CheckReport, violations: [RecordedViolation], actor: String, now: Date) throws(RegisterError) -> CheckRecording {
+    func recording(_ report: CheckReport, violations: [RecordedViolation], actor: String, provenance: Provenance, now: Date) throws(RegisterError) -> CheckRecording {
         let now = Register.second(now)
         let s = report.summary
         var kept = violations
@@ -627,32 +635,37 @@ public struct Register: Sendable {
         }
         let evaluation = Evaluation(workspace: report.workspace, at: now, actor: actor, verdict: report.verdict,
                                     resourceCount: report.resourceCount, violations: kept)
-        let payload: Value = [
-            "workspace": .string(report.workspace), "verdict": .string(report.verdict),
-            "resources": .number(Double(s.resources)), "violations": .number(Double(s.violations)),
-            "blocking": .number(Double(s.blocking)), "excepted": .number(Double(s.excepted)),
-            "pending": .number(Double(s.pending)), "unknown": .number(Double(s.unknown)),
-        ]
+        var payload = Value.Object([
+            ("workspace", .string(report.workspace)), ("verdict", .string(report.verdict)),
+            ("resources", .number(Double(s.resources))), ("violations", .number(Double(s.violations))),
+            ("blocking", .number(Double(s.blocking))), ("excepted", .number(Double(s.excepted))),
+            ("pending", .number(Double(s.pending))), ("unknown", .number(Double(s.unknown))),
+        ])
+        if let p = provenance.value { payload.append("provenance", p) }
         return CheckRecording(evaluation: evaluation,
-                              event: AuditDraft(actor: actor, action: "check.recorded", subject: "workspace:\(report.workspace)", payload: payload, time: now),
+                              event: AuditDraft(actor: actor, action: "check.recorded", subject: "workspace:\(report.workspace)", payload: .object(payload), time: now),
                               pruneBefore: now.addingTimeInterval(-Double(configuration.keepEvaluations)))
     }
 
-    /// The requests `check --request` files: one per blocking violation, with the commit author conflicted.
+    /// The requests `check --request` files: one per blocking violation, with the people of its
+    /// provenance (the pipeline's triggering actor, a declared commit author) conflicted.
     public func requests(for report: CheckReport, reason: String, days: Int?, likelihood: RiskFactor?, impact: RiskFactor?,
-                         mitigations: [String], commitAuthor: String?) -> [ExceptionRequest] {
+                         mitigations: [String], provenance: Provenance) -> [ExceptionRequest] {
         report.findings.filter { $0.status == .blocking }.map { f in
             ExceptionRequest(policy: f.policy, workspace: report.workspace, resources: [f.resource], reason: reason, days: days,
-                             likelihood: likelihood, impact: impact, mitigations: mitigations, conflicted: commitAuthor.map { [$0] } ?? [])
+                             likelihood: likelihood, impact: impact, mitigations: mitigations,
+                             provenance: provenance.value == nil ? nil : provenance)
         }
     }
 
     /// A check's register step, in one transaction: the report marked with what the register covers,
     /// the requests filed (all or none, each validated before anything is written), and the check
     /// recorded with its final statuses. `violations` turns the final report into what is recorded.
-    public func checkIn(_ evaluated: CheckReport, requests: (CheckReport) -> [ExceptionRequest], actor: String, now: Date,
+    public func checkIn(_ evaluated: CheckReport, requests: (CheckReport) -> [ExceptionRequest], actor: String,
+                        provenance: Provenance = Provenance(), now: Date,
                         violations: (CheckReport) -> [RecordedViolation]) async throws -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int) {
         _ = try RequestLimits.workspace(evaluated.workspace)
+        if let p = provenance.pipeline { try PipelineTrustRule.check(p, workspace: evaluated.workspace, rules: configuration.identity.pipelines) }
         var report = evaluated
         try await applyExceptions(to: &report, now: now)
         var prepared: [PreparedRequest] = []
@@ -660,7 +673,7 @@ public struct Register: Sendable {
         var final = report
         let (filed, evaluation) = try await store.insert(prepared) { stored in
             Register.markPending(&final, filed: stored)
-            return try recording(final, violations: violations(final), actor: actor, now: now)
+            return try recording(final, violations: violations(final), actor: actor, provenance: provenance, now: now)
         }
         return (final, filed, evaluation)
     }

@@ -5,7 +5,7 @@ import Yams
 /// Reads `waiver.yaml` (configuration.md). Every key has a default; an unknown key, a group that is
 /// referenced but not defined, or a duration past the cap is an error naming the key and line.
 public enum ConfigLoader {
-    static let topKeys = ["policies", "exceptions", "groups", "routing", "risk", "notify", "sarif", "reports", "retention"]
+    static let topKeys = ["policies", "exceptions", "groups", "routing", "risk", "notify", "sarif", "reports", "retention", "identity"]
 
     /// Loads the file at `path`; when `required` is false and the file does not exist, defaults apply.
     public static func load(path: String, required: Bool) throws(InputErrors) -> Configuration {
@@ -131,6 +131,8 @@ public enum ConfigLoader {
                         yaml.error(v, "retention.\(k)", "'\(text)' is not a duration of a day or more (use 30d, 13w or 365d)")
                     }
                 }
+            case "identity":
+                parseIdentity(&yaml, value, into: &config)
             default: break
             }
         }
@@ -142,6 +144,64 @@ public enum ConfigLoader {
         }
         if !yaml.errors.isEmpty { throw InputErrors(yaml.errors) }
         return config
+    }
+
+    /// `identity`: the audience pipelines' tokens carry and the rules that trust them.
+    static func parseIdentity(_ yaml: inout YAMLFile, _ value: Node, into config: inout Configuration) {
+        guard let pairs = yaml.mapping(value, "identity", what: "identity", known: ["audience", "pipelines"]) else { return }
+        for (k, _, v) in pairs {
+            switch k {
+            case "audience":
+                if let a = yaml.string(v, "identity.audience", k) {
+                    if a.isEmpty || a.count > 200 { yaml.error(v, "identity.audience", "an audience is 1 to 200 characters") } else { config.identity.audience = a }
+                }
+            case "pipelines":
+                guard case .sequence(let rules) = v else {
+                    yaml.error(v, "identity.pipelines", "'identity.pipelines' must be a list of {issuer, repository, ref, workspaces}")
+                    continue
+                }
+                for rule in rules {
+                    let what = "identity.pipelines"
+                    guard let fields = yaml.mapping(rule, what, what: "a pipeline rule", known: ["issuer", "repository", "ref", "workspaces"]) else { continue }
+                    var issuer: String?, repository: String?, ref: String?, workspaces: [String]?
+                    var issuerNode = rule
+                    for (f, _, fv) in fields {
+                        switch f {
+                        case "issuer":
+                            issuer = yaml.string(fv, "\(what).issuer", f)
+                            issuerNode = fv
+                        case "repository": repository = yaml.string(fv, "\(what).repository", f)
+                        case "ref": ref = yaml.string(fv, "\(what).ref", f)
+                        case "workspaces": workspaces = yaml.strings(fv, "\(what).workspaces", f)
+                        default: break
+                        }
+                    }
+                    guard let issuer, let repository, let workspaces, !workspaces.isEmpty else {
+                        yaml.error(rule, what, "a pipeline rule needs issuer, repository and workspaces (ref is optional)")
+                        continue
+                    }
+                    if let why = issuerProblem(issuer) {
+                        yaml.error(issuerNode, "\(what).issuer", why)
+                        continue
+                    }
+                    config.identity.pipelines.append(PipelineTrustRule(issuer: issuer, repository: Glob(repository), ref: ref.map(Glob.init),
+                                                                      workspaces: workspaces.map(Glob.init)))
+                }
+            default: break
+            }
+        }
+    }
+
+    /// Why an issuer URL cannot be trusted (nil when it can): https, or http only on a loopback host
+    /// (a test issuer), with no query or fragment, since the server fetches its discovery document.
+    public static func issuerProblem(_ issuer: String) -> String? {
+        guard let url = URLComponents(string: issuer), let scheme = url.scheme, let host = url.host, !host.isEmpty,
+              url.query == nil, url.fragment == nil else {
+            return "'\(issuer.clipped())' is not an issuer URL (https://host[/path])"
+        }
+        if scheme == "https" { return nil }
+        if scheme == "http", ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) { return nil }
+        return "'\(issuer.clipped())' must be https (http only on a loopback host)"
     }
 
     static func parseRisk(_ yaml: inout YAMLFile, _ value: Node, into config: inout Configuration, referenced: inout [(String, Node)]) {

@@ -199,9 +199,10 @@ struct API: Sendable {
         let register = try await self.register
         let scopedRegister = Register(store: store, configuration: state.settings.configuration, policies: report.policies,
                                       groupsOf: register.groupsOf, membersOf: register.membersOf, isAdmin: register.isAdmin)
-        let actor = user.name, author = commitAuthor, requestSpec = spec
+        let actor = user.name, requestSpec = spec
+        let provenance = Provenance(pipeline: ctx.pipeline, declaredCommitAuthor: commitAuthor)
         // The check, its requests and their audit events commit together, or not at all.
-        let (final, filed, evaluation) = try await CheckService.checkIn(report, register: scopedRegister, actor: actor, commitAuthor: author,
+        let (final, filed, evaluation) = try await CheckService.checkIn(report, register: scopedRegister, actor: actor, provenance: provenance,
                                                                        request: requestSpec, now: when)
         let answer = CheckService.resultValue(final, evaluation: evaluation, filed: filed, warnings: CheckService.requestWarnings(filed, register: register))
         guard case .object(var o) = answer else { return jsonResponse(.null) }
@@ -213,7 +214,7 @@ struct API: Sendable {
     func service(_ ctx: WaiverContext) async throws -> LocalRegisterService {
         let user = try ctx.requireUser()
         return LocalRegisterService(register: try await register, evidence: EvidenceFolder(path: state.settings.evidenceDirectory), actor: user.name, now: now,
-                                    audit: store, signingKey: state.settings.signingKey)
+                                    audit: store, signingKey: state.settings.signingKey, pipeline: ctx.pipeline)
     }
 
     func requestException(_ req: Request, _ ctx: WaiverContext, renews: Int?) async throws -> Response {

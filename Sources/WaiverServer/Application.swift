@@ -39,6 +39,8 @@ public struct ServerSettings: Sendable {
     public var webhookLease: TimeInterval = WebhookService.lease
     /// Failed sign-ins and token checks one client address may make in a minute before it is refused (429).
     public var authFailureLimit = 20
+    /// How the server fetches OIDC discovery documents and keys.
+    public var fetch: Fetch = OIDCFetch.http
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, databasePath: String, configuration: Configuration, policies: [Policy],
@@ -78,6 +80,8 @@ public final class ServerState: Sendable {
     public let limiter: FailureLimiter
     /// Open connections per client address.
     public let clients = ClientConnections()
+    /// Verifies pipelines' OIDC tokens against `identity.pipelines`.
+    public let pipelines: PipelineVerifier
 
     /// The server on the SQLite register at `settings.databasePath`.
     public convenience init(settings: ServerSettings) throws {
@@ -93,6 +97,7 @@ public final class ServerState: Sendable {
         self.register = Register(store: store, configuration: settings.configuration, policies: settings.policies,
                                  groupsOf: { _ in [] }, membersOf: { _ in [] }, isAdmin: { _ in false })
         self.metrics = ServerMetrics()
+        self.pipelines = PipelineVerifier(settings: settings.configuration.identity, keys: IssuerKeys(fetch: settings.fetch))
     }
 
     /// The server on the register `settings` names: SQLite, or PostgreSQL when `postgres` is given.

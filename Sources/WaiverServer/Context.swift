@@ -8,6 +8,8 @@ import WaiverStore
 public struct WaiverContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var user: User?
+    /// The pipeline, when the caller authenticated with its CI system's OIDC token.
+    public var pipeline: PipelineIdentity?
     /// The web session's CSRF token (web pages only).
     public var csrf: String?
     /// The client's address, for rate limiting failed sign-ins and token checks.
@@ -16,6 +18,7 @@ public struct WaiverContext: RequestContext {
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         user = nil
+        pipeline = nil
         csrf = nil
         client = source.channel.remoteAddress?.ipAddress ?? "local"
     }
@@ -55,7 +58,9 @@ public enum APIToken {
     }
 }
 
-/// Authenticates every API request with `Authorization: Bearer`; the user is the token's, never a name the client sends.
+/// Authenticates every API request with `Authorization: Bearer`: a Waiver token (the user is the
+/// token's) or a pipeline's OIDC token (the pipeline is what its verified claims say); never a name
+/// the client sends.
 struct TokenMiddleware: RouterMiddleware {
     typealias Context = WaiverContext
     let state: ServerState
@@ -63,6 +68,23 @@ struct TokenMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let now = state.settings.now()
         if state.limiter.blocked(context.client, now: now) { throw APIError.tooManyFailures }
+        if let bearer = request.headers.bearer, SignedToken.looksLikeJWT(bearer.token) {
+            let pipeline: PipelineIdentity
+            do {
+                pipeline = try await state.pipelines.identify(bearer.token, now: now)
+            } catch let e as TokenRejection {
+                state.limiter.fail(context.client, now: now)
+                context.logger.info("pipeline token refused: \(e.message)")
+                throw APIError(.unauthorized, "unauthorized", "pipeline token refused: \(e.message)")
+            } catch let e as RegisterError {
+                context.logger.info("pipeline refused: \(e)")
+                throw APIError(.forbidden, "forbidden", e.description)
+            }
+            var context = context
+            context.user = User(name: pipeline.name, groups: [], admin: false)
+            context.pipeline = pipeline
+            return try await next(request, context)
+        }
         guard let bearer = request.headers.bearer, let (id, secret) = APIToken.parse(bearer.token),
               let (user, hash) = try await state.store.token(id: id), APIToken.equal(hash, AuditChain.sha256(Data(secret.utf8)))
         else {

@@ -46,7 +46,7 @@ security:
   - bearer: []
 components:
   securitySchemes:
-    bearer: { type: http, scheme: bearer }
+    bearer: { type: http, scheme: bearer, description: "a Waiver API token (wvr_…), or a pipeline's OIDC token from an issuer identity.pipelines trusts (GitHub Actions, GitLab CI, HCP Terraform)" }
     session: { type: apiKey, in: cookie, name: waiver_session }
   schemas:
     Error:

@@ -33,31 +33,19 @@ public enum CheckService {
     }
 
     /// The requests a check files for its blocking violations.
-    static func requests(_ report: CheckReport, register: Register, commitAuthor: String?, request: RequestSpec?) -> [ExceptionRequest] {
+    static func requests(_ report: CheckReport, register: Register, provenance: Provenance, request: RequestSpec?) -> [ExceptionRequest] {
         guard let request else { return [] }
         return register.requests(for: report, reason: request.reason, days: request.days, likelihood: request.likelihood,
-                                 impact: request.impact, mitigations: request.mitigations, commitAuthor: commitAuthor)
-    }
-
-    /// Marks what the register covers and files requests for what still blocks, all or none; the
-    /// check is not recorded (for `check --wait`, which records once the wait is over).
-    public static func applyRegister(
-        _ evaluated: CheckReport, register: Register, actor: String, commitAuthor: String?, request: RequestSpec?, now: Date
-    ) async throws -> (report: CheckReport, filed: [ExceptionRecord]) {
-        var report = evaluated
-        try await register.applyExceptions(to: &report, now: now)
-        let filed = try await register.requestAll(requests(report, register: register, commitAuthor: commitAuthor, request: request), actor: actor, now: now)
-        Register.markPending(&report, filed: filed)
-        return (report, filed)
+                                 impact: request.impact, mitigations: request.mitigations, provenance: provenance)
     }
 
     /// The whole register step of a check in one transaction: what the register covers, the requests
     /// for what still blocks (all or none), and the recorded check with its final statuses.
     public static func checkIn(
-        _ evaluated: CheckReport, register: Register, actor: String, commitAuthor: String?, request: RequestSpec?, now: Date
+        _ evaluated: CheckReport, register: Register, actor: String, provenance: Provenance, request: RequestSpec?, now: Date
     ) async throws -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int) {
-        try await register.checkIn(evaluated, requests: { requests($0, register: register, commitAuthor: commitAuthor, request: request) },
-                             actor: actor, now: now, violations: violations)
+        try await register.checkIn(evaluated, requests: { requests($0, register: register, provenance: provenance, request: request) },
+                             actor: actor, provenance: provenance, now: now, violations: violations)
     }
 
     /// What a check records of each finding: a digest of the values that broke it, the masked message, severity and category.
@@ -69,8 +57,8 @@ public enum CheckService {
     }
 
     /// Records the check in the register.
-    public static func record(_ report: CheckReport, register: Register, actor: String, now: Date) async throws -> Int {
-        try await register.recordCheck(report, violations: violations(report), actor: actor, now: now)
+    public static func record(_ report: CheckReport, register: Register, actor: String, provenance: Provenance = Provenance(), now: Date) async throws -> Int {
+        try await register.recordCheck(report, violations: violations(report), actor: actor, provenance: provenance, now: now)
     }
 }
 
@@ -204,7 +192,8 @@ public struct LocalCheck: CheckUseCase {
         timer?.phase("evaluate")
         let register = Register(store: store, configuration: configuration, policies: evaluated.policies)
         // The requests (all or none) and the recorded check commit in one transaction.
-        let (final, filed, evaluation) = try await CheckService.checkIn(evaluated, register: register, actor: actor, commitAuthor: input.commitAuthor,
+        let (final, filed, evaluation) = try await CheckService.checkIn(evaluated, register: register, actor: actor,
+                                                                       provenance: Provenance(declaredCommitAuthor: input.commitAuthor),
                                                                        request: input.request, now: try now())
         timer?.phase("register")
         let warnings = CheckService.requestWarnings(filed, register: register)

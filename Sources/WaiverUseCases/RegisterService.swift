@@ -132,10 +132,14 @@ public struct LocalRegisterService: RegisterService {
     public let audit: (any ServerRegisterStore)?
     /// The key that signs checkpoints, when this register has one.
     public let signingKey: SigningKey?
+    /// The pipeline acting, when the caller proved one with its CI system's token: what it requests is
+    /// bound to its trust rules' workspaces, and the people who triggered it may not approve it.
+    public let pipeline: PipelineIdentity?
     var store: any RegisterStore { register.store }
 
     public init(register: Register, evidence: EvidenceFolder, actor: String, now: Date,
-                audit: (any ServerRegisterStore)? = nil, signingKey: SigningKey? = nil) {
+                audit: (any ServerRegisterStore)? = nil, signingKey: SigningKey? = nil, pipeline: PipelineIdentity? = nil) {
+        self.pipeline = pipeline
         self.register = register
         self.evidence = evidence
         self.actor = actor
@@ -147,6 +151,8 @@ public struct LocalRegisterService: RegisterService {
     /// Files the request (the rules of `Register.prepare`, renewal inheritance included), then adds its evidence.
     public func request(_ request: ExceptionRequest, evidence uploads: [EvidenceUpload]) async throws -> Filed {
         for u in uploads { try Self.checkName(u.name) }
+        var request = request
+        if let pipeline { request.provenance = Provenance(pipeline: pipeline, declaredCommitAuthor: request.provenance?.declaredCommitAuthor) }
         let prepared = try await register.prepare(request, actor: actor, now: now)
         var e = try await store.insert([prepared])[0]
         for u in uploads { e = try await addEvidence(e.id, u) }

@@ -82,7 +82,7 @@ struct Check: AsyncParsableCommand {
         let spec = request ? RequestSpec(reason: reason ?? "", days: days, likelihood: likelihood, impact: impact, mitigations: mitigation) : nil
         let input = CheckInput(plan: plan, sarif: sarif, workspace: workspace, unknown: unknown, format: format, commitAuthor: commitAuthor, request: spec)
         let runner: any CheckUseCase
-        if let client = try registerOptions.client() {
+        if let client = try await registerOptions.client() {
             runner = RemoteCheck(client: client)
         } else {
             let (configuration, base) = try options.loadConfiguration()

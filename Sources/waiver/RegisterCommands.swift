@@ -36,7 +36,7 @@ struct Request: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let service = try registerOptions.service(config: config, needPolicies: true)
+        let service = try await registerOptions.service(config: config, needPolicies: true)
         let uploads = try evidence.map(readEvidence)
         let filed = try await service.request(
             ExceptionRequest(policy: policy ?? "", workspace: workspace ?? "", subjectKind: kind, resources: resource, reason: reason,
@@ -68,7 +68,7 @@ struct Approve: AsyncParsableCommand {
     var risk: String?
 
     func run() async throws {
-        let service = try registerOptions.service(config: config, needPolicies: false)
+        let service = try await registerOptions.service(config: config, needPolicies: false)
         let d = try await service.approve(try exceptionId(id), comment: comment, days: days, risk: risk)
         let e = d.record
         if risk != nil, e.riskRaisedBy == d.actor { print("\(e.displayId): risk raised to \(RegisterOutput.riskText(e)); it needs \(e.rule.minApprovals) of \(e.rule.groups.joined(separator: ", "))") }
@@ -124,7 +124,7 @@ struct List: AsyncParsableCommand {
             guard let d = parseDuration(text) else { throw UsageError("--expiring-within: '\(text)' is not a duration (use 30m, 12h, 7d or 2w)") }
             within = d
         }
-        let service = try registerOptions.service(config: config, needPolicies: false)
+        let service = try await registerOptions.service(config: config, needPolicies: false)
         let list = try await service.list(ListQuery(status: status, policy: policy, workspace: workspace, expiringWithin: within))
         switch format {
         case .text: try emit(RegisterOutput.listText(list, now: service.now), to: nil)
@@ -142,7 +142,7 @@ struct Show: AsyncParsableCommand {
     @Option(name: .long, help: "text or json.") var format: OutputFormatChoice = .text
 
     func run() async throws {
-        let service = try registerOptions.service(config: config, needPolicies: false)
+        let service = try await registerOptions.service(config: config, needPolicies: false)
         let shown = try await service.show(try exceptionId(id))
         switch format {
         case .text: try emit(RegisterOutput.show(shown.record, history: shown.history, now: service.now), to: nil)
@@ -270,7 +270,7 @@ struct Audit: AsyncParsableCommand {
         var output: String?
 
         func run() async throws {
-            let key = try registerOptions.client() == nil ? try loadSigningKey(signingKey) : nil
+            let key = registerOptions.serverURL == nil ? try loadSigningKey(signingKey) : nil
             let json = try await registerOptions.service(config: config, needPolicies: false, signingKey: key).checkpoint().json
             print(json)
             if let output {

@@ -77,9 +77,9 @@ struct RegisterContext {
 extension RegisterOptions {
     /// The register's use cases: over HTTP with `--server` (or `$WAIVER_SERVER`), else on the local
     /// register with the CLI's actor. Every register command calls one and renders its answer.
-    func service(config: ConfigOptions, needPolicies: Bool, signingKey: SigningKey? = nil) throws -> any RegisterService {
+    func service(config: ConfigOptions, needPolicies: Bool, signingKey: SigningKey? = nil) async throws -> any RegisterService {
         let now = try currentTime()
-        if let client = try client() { return RemoteRegisterService(client: client, now: now) }
+        if let client = try await client() { return RemoteRegisterService(client: client, now: now) }
         let ctx = try RegisterContext(config: config, register: self, needPolicies: needPolicies)
         return LocalRegisterService(register: ctx.register, evidence: EvidenceFolder(path: evidenceDirectory), actor: ctx.actor, now: now,
                                     audit: ctx.store, signingKey: signingKey)

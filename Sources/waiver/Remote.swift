@@ -70,14 +70,55 @@ extension CharacterSet {
 }
 
 extension RegisterOptions {
-    /// The server client when `--server` (or `$WAIVER_SERVER`) is set.
-    func client() throws -> ServerClient? {
+    /// The server client when `--server` (or `$WAIVER_SERVER`) is set, with the credential
+    /// `PipelineCredential.find` picks.
+    /// `--server` or `$WAIVER_SERVER`, when set.
+    var serverURL: String? {
         guard let url = server ?? ProcessInfo.processInfo.environment["WAIVER_SERVER"], !url.isEmpty else { return nil }
+        return url
+    }
+
+    func client() async throws -> ServerClient? {
+        guard let url = serverURL else { return nil }
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else { throw UsageError("--server: '\(url)' is not an http(s) URL") }
-        guard let token = ProcessInfo.processInfo.environment["WAIVER_TOKEN"], !token.isEmpty else {
-            throw UsageError("--server needs an API token in $WAIVER_TOKEN (from `waiver admin add-user` on the server host)")
+        return ServerClient(base: url, token: try await PipelineCredential.find(ProcessInfo.processInfo.environment))
+    }
+}
+
+/// The credential `--server` sends, in this order: a Waiver token (`$WAIVER_TOKEN`); an OIDC token
+/// the job already holds (`$WAIVER_ID_TOKEN`, e.g. a GitLab CI `id_tokens` entry); GitHub Actions'
+/// token, requested for the audience `$WAIVER_AUDIENCE` (default `waiver`) when the job has
+/// `permissions: id-token: write`; HCP Terraform's workload identity token
+/// (`$TFC_WORKLOAD_IDENTITY_TOKEN`). The server verifies OIDC tokens against `identity.pipelines`.
+enum PipelineCredential {
+    static func find(_ env: [String: String]) async throws -> String {
+        func value(_ k: String) -> String? { env[k].flatMap { $0.isEmpty ? nil : $0 } }
+        if let t = value("WAIVER_TOKEN") { return t }
+        if let t = value("WAIVER_ID_TOKEN") { return t }
+        if let url = value("ACTIONS_ID_TOKEN_REQUEST_URL"), let bearer = value("ACTIONS_ID_TOKEN_REQUEST_TOKEN") {
+            return try await github(url: url, bearer: bearer, audience: value("WAIVER_AUDIENCE") ?? "waiver")
         }
-        return ServerClient(base: url, token: token)
+        if let t = value("TFC_WORKLOAD_IDENTITY_TOKEN") { return t }
+        throw UsageError("--server needs a credential: an API token in $WAIVER_TOKEN (from `waiver admin add-user` on the server host), or a CI job's OIDC token ($WAIVER_ID_TOKEN; GitHub Actions with `id-token: write`; HCP Terraform workload identity)")
+    }
+
+    /// GitHub Actions' OIDC token for `audience`: GET `$ACTIONS_ID_TOKEN_REQUEST_URL&audience=…` with
+    /// the request token; the answer is `{"value": "<jwt>"}`.
+    static func github(url: String, bearer: String, audience: String) async throws -> String {
+        let sep = url.contains("?") ? "&" : "?"
+        let target = url + sep + "audience=" + (audience.addingPercentEncoding(withAllowedCharacters: .urlQueryValueAllowed) ?? audience)
+        var request = HTTPClientRequest(url: target)
+        request.headers.add(name: "Authorization", value: "bearer \(bearer)")
+        request.headers.add(name: "Accept", value: "application/json")
+        let response: HTTPClientResponse
+        do { response = try await HTTPClient.shared.execute(request, timeout: .seconds(30)) } catch {
+            throw UsageError("ACTIONS_ID_TOKEN_REQUEST_URL: cannot reach GitHub's token service (\(error))")
+        }
+        let body = try await response.body.collect(upTo: 1 << 20)
+        guard response.status == .ok, let v = try? JSONReader.parse(Data(body.readableBytesView)), let token = v["value"]?.stringValue, !token.isEmpty else {
+            throw UsageError("ACTIONS_ID_TOKEN_REQUEST_URL: GitHub's token service gave no token (HTTP \(response.status.code)); does the job have `permissions: id-token: write`?")
+        }
+        return token
     }
 }
 

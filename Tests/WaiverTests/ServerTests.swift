@@ -28,9 +28,11 @@ struct ServerFixture {
     let state: ServerState
     var tokens: [String: String] = [:]
 
-    init(maxBodyBytes: Int = 8 << 20, notify: [WaiverCore.Configuration.Webhook] = [], env: [String: String] = [:]) async throws {
+    init(maxBodyBytes: Int = 8 << 20, notify: [WaiverCore.Configuration.Webhook] = [], env: [String: String] = [:],
+         identity: IdentitySettings? = nil) async throws {
         var config = try ConfigLoader.load(path: repoRoot + "/waiver.yaml", required: true)
         config.notify = notify
+        if let identity { config.identity = identity }
         let clock = self.clock
         let settings = ServerSettings(
             host: "127.0.0.1", port: 0, databasePath: dir.path + "/register.sqlite", configuration: config,

@@ -164,11 +164,11 @@ struct TrustTests {
         // Recording the check fails (the disk refuses the evaluation row): no request may stay filed.
         try tamper(f.store.path, "CREATE TRIGGER noEvaluations BEFORE INSERT ON evaluation BEGIN SELECT RAISE(ABORT, 'disk says no'); END;")
         await #expect(throws: (any Error).self) {
-            _ = try await CheckService.checkIn(report, register: register, actor: "ci", commitAuthor: "pat", request: RequestSpec(reason: "vendor"), now: t0)
+            _ = try await CheckService.checkIn(report, register: register, actor: "ci", provenance: Provenance(declaredCommitAuthor: "pat"), request: RequestSpec(reason: "vendor"), now: t0)
         }
         #expect(try await f.store.exceptions(ExceptionFilter()).isEmpty)
         try tamper(f.store.path, "DROP TRIGGER noEvaluations")
-        let (final, filed, evaluation) = try await CheckService.checkIn(report, register: register, actor: "ci", commitAuthor: "pat",
+        let (final, filed, evaluation) = try await CheckService.checkIn(report, register: register, actor: "ci", provenance: Provenance(declaredCommitAuthor: "pat"),
                                                                   request: RequestSpec(reason: "vendor"), now: t0)
         #expect(!filed.isEmpty && evaluation > 0)
         #expect(final.summary.pending == filed.count && final.summary.blocking == 0)

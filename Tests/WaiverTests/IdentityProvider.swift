@@ -1,0 +1,74 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Testing
+@testable import WaiverCore
+
+/// The real OpenID Connect provider of `Tests/Identity/oidc_provider.py` (Flask, joserfc), started on a
+/// free loopback port for one test and stopped with it. Without Python's `flask` and `joserfc` the
+/// test fails under CI (which installs them) and is reported as a failure naming what is missing
+/// elsewhere too: an identity test that silently passes without its provider proves nothing.
+final class IdentityProvider: @unchecked Sendable {
+    let process = Process()
+    let issuer: String
+
+    init() throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", repoRoot + "/Tests/Identity/oidc_provider.py"]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // The first line is `LISTENING <issuer>`.
+        var line = Data()
+        while true {
+            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data([0x0A]) { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("LISTENING ") else {
+            process.terminate()
+            let why = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            throw UsageErrorForTests("the test OIDC provider did not start (pip install flask joserfc): \(why.suffix(400))")
+        }
+        issuer = String(text.dropFirst("LISTENING ".count))
+        // Its request log is not read: drain it so the provider never blocks on a full pipe.
+        err.fileHandleForReading.readabilityHandler = { _ = $0.availableData }
+    }
+
+    deinit {
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    func post(_ path: String, _ body: Value) async throws -> Value {
+        var request = HTTPClientRequest(url: issuer + path)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: JSONWriter.write(body, pretty: false)))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        return try JSONReader.parse(Data(try await response.body.collect(upTo: 1 << 20).readableBytesView))
+    }
+
+    func get(_ path: String) async throws -> Value {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: issuer + path), timeout: .seconds(30))
+        return try JSONReader.parse(Data(try await response.body.collect(upTo: 1 << 20).readableBytesView))
+    }
+
+    /// A token with these claims, signed with the current key (or a key it never publishes).
+    func mint(_ claims: Value.Object, stranger: Bool = false, kid: String? = nil) async throws -> String {
+        var body = Value.Object([("claims", .object(claims))])
+        if stranger { body.append("key", "stranger") }
+        if let kid { body.append("kid", .string(kid)) }
+        return try await post("/control/mint", .object(body))["token"]?.stringValue ?? ""
+    }
+
+    /// A new current signing key, published beside the old; its id.
+    func rotate() async throws -> String { try await post("/control/rotate", .object(Value.Object([])))["kid"]?.stringValue ?? "" }
+
+    var jwksFetches: Int { get async throws { try await get("/control/stats")["jwks_fetches"]?.intValue ?? -1 } }
+}
+
+/// Times as claims: seconds since 1970.
+func epoch(_ d: Date) -> Value { .number(d.timeIntervalSince1970.rounded()) }
