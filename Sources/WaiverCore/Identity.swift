@@ -198,7 +198,39 @@ public struct IdentitySettings: Sendable, Equatable {
     /// The audience pipelines' tokens must carry (`aud`).
     public var audience: String = "waiver"
     public var pipelines: [PipelineTrustRule] = []
+    /// Single sign-on for people on the pages.
+    public var oidc: OIDCSettings?
     public init() {}
     /// The issuers whose tokens the server verifies at all (each fetched only because it is named here).
     public var pipelineIssuers: [String] { Array(Set(pipelines.map(\.issuer))).sorted() }
+}
+
+/// `identity.oidc` in waiver.yaml: single sign-on for people through an OpenID Connect provider
+/// (authorization code flow with PKCE).
+public struct OIDCSettings: Sendable, Equatable {
+    public var issuer: String
+    public var clientId: String
+    /// The environment variable holding the client secret (none: a public client, PKCE only).
+    public var clientSecretEnv: String?
+    /// The provider's name on the sign-in button.
+    public var name: String = "single sign-on"
+    /// The claim that names the user (a verified e-mail by default).
+    public var userClaim: String = "email"
+    /// The claim listing the user's groups at the provider.
+    public var groupsClaim: String = "groups"
+    /// Provider group -> Waiver groups. Empty: the provider's group names are Waiver's.
+    public var groupMap: [String: [String]] = [:]
+    public var scopes: [String] = ["openid", "email", "profile"]
+
+    public init(issuer: String, clientId: String) {
+        self.issuer = issuer
+        self.clientId = clientId
+    }
+
+    /// The Waiver groups of someone the provider puts in `provided`: mapped through `groupMap`
+    /// (a group it does not map gives none), or as they are when there is no map. Sorted, distinct.
+    public func groups(from provided: [String]) -> [String] {
+        let out = groupMap.isEmpty ? provided : provided.flatMap { groupMap[$0] ?? [] }
+        return Array(Set(out.filter { !$0.isEmpty && $0.count <= RequestLimits.name })).sorted()
+    }
 }

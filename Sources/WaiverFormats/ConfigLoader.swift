@@ -148,7 +148,7 @@ public enum ConfigLoader {
 
     /// `identity`: the audience pipelines' tokens carry and the rules that trust them.
     static func parseIdentity(_ yaml: inout YAMLFile, _ value: Node, into config: inout Configuration) {
-        guard let pairs = yaml.mapping(value, "identity", what: "identity", known: ["audience", "pipelines"]) else { return }
+        guard let pairs = yaml.mapping(value, "identity", what: "identity", known: ["audience", "pipelines", "oidc"]) else { return }
         for (k, _, v) in pairs {
             switch k {
             case "audience":
@@ -187,9 +187,63 @@ public enum ConfigLoader {
                     config.identity.pipelines.append(PipelineTrustRule(issuer: issuer, repository: Glob(repository), ref: ref.map(Glob.init),
                                                                       workspaces: workspaces.map(Glob.init)))
                 }
+            case "oidc":
+                config.identity.oidc = parseOIDC(&yaml, v)
             default: break
             }
         }
+    }
+
+    static let oidcKeys = ["issuer", "client_id", "client_secret_env", "name", "user_claim", "groups_claim", "group_map", "scopes"]
+
+    /// `identity.oidc`: the provider people sign in with.
+    static func parseOIDC(_ yaml: inout YAMLFile, _ value: Node) -> OIDCSettings? {
+        let what = "identity.oidc"
+        guard let fields = yaml.mapping(value, what, what: what, known: oidcKeys) else { return nil }
+        var issuer: String?, client: String?, issuerNode = value
+        var rest: [(String, Node)] = []
+        for (k, _, v) in fields {
+            switch k {
+            case "issuer":
+                issuer = yaml.string(v, "\(what).issuer", k)
+                issuerNode = v
+            case "client_id": client = yaml.string(v, "\(what).client_id", k)
+            default: rest.append((k, v))
+            }
+        }
+        guard let issuer, let client, !client.isEmpty else {
+            yaml.error(value, what, "single sign-on needs issuer and client_id")
+            return nil
+        }
+        if let why = issuerProblem(issuer) {
+            yaml.error(issuerNode, "\(what).issuer", why)
+            return nil
+        }
+        var o = OIDCSettings(issuer: issuer, clientId: client)
+        for (k, v) in rest {
+            let name = "\(what).\(k)"
+            switch k {
+            case "client_secret_env": o.clientSecretEnv = yaml.string(v, name, k)
+            case "name": if let n = yaml.string(v, name, k) { o.name = n }
+            case "user_claim": if let c = yaml.string(v, name, k) { o.userClaim = c }
+            case "groups_claim": if let c = yaml.string(v, name, k) { o.groupsClaim = c }
+            case "scopes":
+                if let list = yaml.strings(v, name, k) {
+                    if !list.contains("openid") { yaml.error(v, name, "the scopes must include openid") } else { o.scopes = list }
+                }
+            case "group_map":
+                guard let pairs = yaml.mapping(v, name, what: name, known: []) else { continue }
+                for (group, _, gv) in pairs {
+                    if case .scalar = gv, let one = yaml.string(gv, "\(name).\(group)", group) {
+                        o.groupMap[group] = [one]
+                    } else if let many = yaml.strings(gv, "\(name).\(group)", group) {
+                        o.groupMap[group] = many
+                    }
+                }
+            default: break
+            }
+        }
+        return o
     }
 
     /// Why an issuer URL cannot be trusted (nil when it can): https, or http only on a loopback host

@@ -122,8 +122,9 @@ extension PostgresRegisterStore: ServerRegisterStore {
         let seconds = StoreRules.seconds(now)
         let found: SessionHit? = try await reading { conn in
             guard let r = try await Self.rows(conn, """
-                SELECT s.user_name, s.csrf, s.last_seen_at FROM web_session s JOIN token t ON t.id = s.token_id AND t.user_name = s.user_name
-                WHERE s.id_hash = \(idHash) AND s.expires_at > \(seconds) AND s.last_seen_at > \(seconds - Int64(idle)) AND t.revoked_at IS NULL
+                SELECT s.user_name, s.csrf, s.last_seen_at FROM web_session s LEFT JOIN token t ON t.id = s.token_id AND t.user_name = s.user_name
+                WHERE s.id_hash = \(idHash) AND s.expires_at > \(seconds) AND s.last_seen_at > \(seconds - Int64(idle))
+                  AND (s.token_id = \(ssoSession) OR (t.id IS NOT NULL AND t.revoked_at IS NULL))
                 """, logger).first, let u = try await user(conn, try Self.column(r, "user_name", "a session")) else { return nil }
             return SessionHit(user: u, csrf: try Self.column(r, "csrf", "a session"), lastSeen: try Self.column(r, "last_seen_at", "a session"))
         }

@@ -41,6 +41,12 @@ public struct ServerSettings: Sendable {
     public var authFailureLimit = 20
     /// How the server fetches OIDC discovery documents and keys.
     public var fetch: Fetch = OIDCFetch.http
+    /// The URL people reach the server at (`--public-url`): links and single sign-on's redirect.
+    public var publicURL: String?
+    /// The client secret of single sign-on, read once from `identity.oidc.client_secret_env`.
+    public var oidcClientSecret: String? {
+        configuration.identity.oidc?.clientSecretEnv.flatMap { environment($0) }.flatMap { $0.isEmpty ? nil : $0 }
+    }
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, databasePath: String, configuration: Configuration, policies: [Policy],
@@ -80,8 +86,10 @@ public final class ServerState: Sendable {
     public let limiter: FailureLimiter
     /// Open connections per client address.
     public let clients = ClientConnections()
-    /// Verifies pipelines' OIDC tokens against `identity.pipelines`.
+    /// Verifies pipelines' OIDC tokens against `identity.pipelines` (its key cache serves single sign-on too).
     public let pipelines: PipelineVerifier
+    /// ID-token nonces already used to sign in.
+    let ssoNonces = NonceLedger()
 
     /// The server on the SQLite register at `settings.databasePath`.
     public convenience init(settings: ServerSettings) throws {

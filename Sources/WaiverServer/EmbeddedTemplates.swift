@@ -178,6 +178,8 @@ ol.history { padding-left:20px; } ol.history li { margin-bottom:4px; }
 {{> header}}
 <h1>Sign in</h1>
 <div class="card" style="max-width:480px">
+  {{#sso}}<p><a class="button primary" id="sso" href="/login/oidc">Sign in with {{name}}</a></p>
+  <p class="muted">Or, for service accounts:</p>{{/sso}}
   <p class="muted">Sign in with your API token (from <code>waiver admin add-user</code> or <code>add-token</code>).</p>
   <form method="post" action="/login" class="decide">
     <input type="hidden" name="csrf" value="{{csrf}}">
@@ -260,6 +262,13 @@ ol.history { padding-left:20px; } ol.history li { margin-bottom:4px; }
   <thead><tr><th>Policy</th><th>Exceptions</th><th></th></tr></thead>
   <tbody>{{#policies}}<tr><td data-label="Policy"><a href="/policies/{{key}}">{{key}}</a></td><td data-label="Exceptions">{{count}}</td><td>{{#flag}}<span class="flag">review this policy</span>{{/flag}}</td></tr>{{/policies}}</tbody>
 </table>
+{{> footer}}
+"""# + "\n",
+        "signed-in": #"""
+{{> header}}
+<meta http-equiv="refresh" content="0;url=/inbox">
+<h1>Signed in</h1>
+<div class="card"><p id="message">Signed in as <strong id="user">{{user}}</strong>. <a href="/inbox" id="continue">Continue to the inbox</a>.</p></div>
 {{> footer}}
 """# + "\n",
     ]

@@ -248,6 +248,25 @@ paths:
       requestBody: { content: { application/x-www-form-urlencoded: { schema: { type: object, properties: { token: { type: string }, csrf: { type: string } } } } } }
       responses: { "303": { description: to the inbox }, "400": { $ref: "#/components/responses/Page" }, "401": { $ref: "#/components/responses/Page" },
                    "403": { $ref: "#/components/responses/Page" }, "413": { $ref: "#/components/responses/Page" }, "429": { $ref: "#/components/responses/Page" } }
+  /login/oidc:
+    get:
+      summary: "Web: single sign-on: to the OpenID provider (authorization code with PKCE, state and nonce)"
+      tags: [web]
+      security: []
+      responses: { "303": { description: to the provider's authorization endpoint }, "404": { $ref: "#/components/responses/Page" },
+                   "502": { $ref: "#/components/responses/Page" } }
+  /login/oidc/callback:
+    get:
+      summary: "Web: single sign-on: back from the provider; redeems the code, verifies the ID token, opens a session"
+      tags: [web]
+      security: []
+      parameters:
+        - { name: code, in: query, schema: { type: string } }
+        - { name: state, in: query, schema: { type: string } }
+        - { name: error, in: query, schema: { type: string } }
+      responses: { "200": { $ref: "#/components/responses/Page" }, "400": { $ref: "#/components/responses/Page" }, "401": { $ref: "#/components/responses/Page" },
+                   "403": { $ref: "#/components/responses/Page" }, "404": { $ref: "#/components/responses/Page" }, "429": { $ref: "#/components/responses/Page" },
+                   "502": { $ref: "#/components/responses/Page" } }
   /logout:
     post:
       summary: "Web: sign out (form: csrf)"

@@ -47,6 +47,8 @@ struct Web: Sendable {
         router.get("/") { _, _ in redirect("/inbox") }
         router.get("/login") { req, _ in try loginPage(req, notice: nil) }
         router.post("/login") { req, ctx in try await login(req, ctx) }
+        router.get("/login/oidc") { req, ctx in try await ssoStart(req, ctx) }
+        router.get("/login/oidc/callback") { req, ctx in try await ssoCallback(req, ctx) }
         let pages = router.group().add(middleware: SessionMiddleware(store: state.store, now: state.settings.now))
         pages.post("/logout") { req, ctx in try await page(ctx) { _ in
             try await requireCSRF(req, ctx)

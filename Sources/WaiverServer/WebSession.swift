@@ -42,7 +42,9 @@ extension Web {
 
     func loginPage(_ req: Request, notice: String?, status: HTTPResponse.Status = .ok) throws -> Response {
         let csrf = APIToken.generate().token
-        var r = try renderPlain("login", ["title": "Sign in", "csrf": csrf, "notice": notice.map { ["kind": "error", "text": $0] } as Any], status: status)
+        let sso = state.settings.configuration.identity.oidc.map { ["name": $0.name] }
+        var r = try renderPlain("login", ["title": "Sign in", "csrf": csrf, "notice": notice.map { ["kind": "error", "text": $0] } as Any,
+                                          "sso": sso as Any], status: status)
         r.headers[.setCookie] = cookieHeader(Self.loginCookie, csrf, maxAge: 900, req: req)
         return r
     }

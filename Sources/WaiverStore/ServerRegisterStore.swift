@@ -20,6 +20,8 @@ public protocol ServerRegisterStore: RegisterStore {
     func token(id: String) async throws -> (user: User, secretHash: String)?
     func tokens() async throws -> [TokenRecord]
 
+    /// `tokenId` is the token signed in with, or `ssoSession` for a single sign-on session (which
+    /// lives its lifetime and idle time, and ends with its user or `end-sessions`).
     func createSession(idHash: String, user: String, tokenId: String, csrf: String, expiresAt: Date, now: Date) async throws
     func session(idHash: String, now: Date, idle: TimeInterval) async throws -> (user: User, csrf: String)?
     func endSession(idHash: String) async throws
@@ -95,3 +97,6 @@ extension ServerRegisterStore {
         try await verifyAudit(anchors: anchors, evidenceDirectory: evidenceDirectory, checkpoints: nil)
     }
 }
+
+/// The token id a single sign-on session is stored with: no token is `sso` (tokens are 12 hex digits).
+public let ssoSession = "sso"

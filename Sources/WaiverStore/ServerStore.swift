@@ -123,15 +123,16 @@ extension SQLiteRegisterStore {
     }
 
     /// The user and CSRF token of a live session: not past its lifetime, used within `idle` seconds,
-    /// and signed in with a token that is still live. The user and their groups are read afresh, so
+    /// and signed in with a token that is still live, or through single sign-on (`ssoSession`). The user and their groups are read afresh, so
     /// a revoked token, a removed user or a removed group counts on the next request. Use moves the
     /// idle deadline on (written at most once a minute, not on every request).
     public func session(idHash: String, now: Date, idle: TimeInterval) throws -> (user: User, csrf: String)? {
         let seconds = Self.seconds(now)
         let found: (User, String, Int64)? = try pool.read { db in
             guard let row = try Row.fetchOne(db.cachedStatement(sql: """
-                    SELECT s.user, s.csrf, s.lastSeenAt FROM session s JOIN token t ON t.id = s.tokenId AND t.user = s.user
-                    WHERE s.idHash = ? AND s.expiresAt > ? AND s.lastSeenAt > ? AND t.revokedAt IS NULL
+                    SELECT s.user, s.csrf, s.lastSeenAt FROM session s LEFT JOIN token t ON t.id = s.tokenId AND t.user = s.user
+                    WHERE s.idHash = ? AND s.expiresAt > ? AND s.lastSeenAt > ?
+                      AND (s.tokenId = '\(ssoSession)' OR (t.id IS NOT NULL AND t.revokedAt IS NULL))
                     """), arguments: [idHash, seconds, seconds - Int64(idle)]),
                   let user = try Self.user(db, try row.read(at: 0, of: "a session")) else { return nil }
             return (user, try row.read(at: 1, of: "a session"), try row.read(at: 2, of: "a session"))

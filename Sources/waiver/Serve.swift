@@ -32,6 +32,8 @@ struct Serve: AsyncParsableCommand {
     var authFailuresPerMinute: Int = 20
     @Option(name: .long, help: ArgumentHelp("How often the scheduler signs a checkpoint while the log grows (30m, 1h, 1d).", valueName: "duration"))
     var checkpointEvery: String = "1h"
+    @Option(name: .long, help: ArgumentHelp("The URL people and pipelines reach this server at (behind a load balancer, say): links in notifications and check output, and single sign-on's redirect (default http://HOST:PORT).", valueName: "url"))
+    var publicUrl: String?
 
     func validate() throws {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
@@ -40,6 +42,11 @@ struct Serve: AsyncParsableCommand {
         guard (1...1_000_000).contains(authFailuresPerMinute) else { throw ValidationError("--auth-failures-per-minute must be 1 to 1000000") }
         guard (1...86_400).contains(webhookLease) else { throw ValidationError("--webhook-lease must be 1 to 86400 seconds") }
         guard let d = parseDuration(checkpointEvery), d >= 1 else { throw ValidationError("--checkpoint-every: '\(checkpointEvery)' is not a duration (30m, 1h, 1d)") }
+        if let u = publicUrl {
+            guard let c = URLComponents(string: u), ["http", "https"].contains(c.scheme ?? ""), c.host?.isEmpty == false, c.query == nil, c.fragment == nil else {
+                throw ValidationError("--public-url: '\(u.clipped())' is not an http(s) URL without query or fragment")
+            }
+        }
     }
 
     func run() async throws {
@@ -60,6 +67,7 @@ struct Serve: AsyncParsableCommand {
             checkpointInterval: TimeInterval(parseDuration(checkpointEvery) ?? 3600))
         settings.webhookLease = TimeInterval(webhookLease)
         settings.authFailureLimit = authFailuresPerMinute
+        settings.publicURL = (publicUrl ?? "http://\(host):\(port)").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         let state = try await ServerState.open(settings: settings, postgres: postgres)
         warn(try await state.decisions().unmeetableRules())
         let app = try buildApplication(state: state)

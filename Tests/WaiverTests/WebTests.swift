@@ -21,7 +21,7 @@ final class Browser: @unchecked Sendable {
 
     func keep(_ r: TestResponse) {
         for c in r.headers[values: .setCookie] {
-            let first = c.split(separator: ";")[0].split(separator: "=", maxSplits: 1)
+            let first = c.split(separator: ";")[0].split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard first.count == 2 else { continue }
             if first[1].isEmpty { cookies.removeValue(forKey: String(first[0])) } else { cookies[String(first[0])] = String(first[1]) }
         }
