@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Real-browser test: headless Chromium (Debian's chromium + chromium-driver) driven by Selenium
-signs in to a live `waiver serve`, opens the inbox, approves a request and sees it approved.
+signs in to a live `waiver serve`, opens the inbox, approves a request and sees it approved; then
+signs in again through single sign-on with the test OpenID provider (Tests/Identity/oidc_provider.py).
 
 usage: approve_flow.py [--binary .build/debug/waiver] [--screenshots docs/screenshots]
 Prints "N passed, M failed" and exits 1 on any failure.
 """
-import argparse, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -42,6 +43,17 @@ def main():
     work = tempfile.mkdtemp(prefix="waiver-browser-")
     shutil.copytree(os.path.join(ROOT, "policies"), os.path.join(work, "policies"))
     shutil.copy(os.path.join(ROOT, "waiver.yaml"), work)
+    # Single sign-on through the test OpenID provider, beside token sign-in.
+    provider = subprocess.Popen([sys.executable, os.path.join(ROOT, "Tests/Identity/oidc_provider.py")],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = provider.stdout.readline().strip()
+    if not line.startswith("LISTENING "):
+        print("FAIL - the test OpenID provider did not start (pip install flask joserfc authlib)")
+        sys.exit(1)
+    issuer = line.split(" ", 1)[1]
+    with open(os.path.join(work, "waiver.yaml"), "a") as f:
+        f.write("\nidentity:\n  oidc:\n    issuer: %s\n    client_id: waiver\n    client_secret_env: OIDC_SECRET\n"
+                "    name: Test IdP\n    group_map: { sec-team: security }\n" % issuer)
     db = "sqlite:" + os.path.join(work, "register.sqlite")
     tokens = {}
     for name, group in [("dev@example.com", "developers"), ("sam@example.com", "security"), ("em@example.com", "engineering-managers")]:
@@ -49,6 +61,7 @@ def main():
     port = free_port()
     url = "http://127.0.0.1:%d" % port
     server = subprocess.Popen([a.binary, "serve", "--port", str(port), "--database", db], cwd=work,
+                              env=dict(os.environ, OIDC_SECRET="waiver-secret"),
                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w"))
     passed, failed = 0, 0
     driver = None
@@ -139,8 +152,24 @@ def main():
         width = driver.execute_script("return document.documentElement.scrollWidth")
         check("usable at a phone's width (no horizontal scrolling)", width <= 400)
         shot("phone-exception")
+        # Single sign-on: a new browser session signs in through the provider and lands in the inbox.
+        driver.set_window_size(1280, 900)
+        driver.delete_all_cookies()
+        req = urllib.request.Request(issuer + "/control/oidc", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"user": {"sub": "u-ada", "email": "ada@example.com", "email_verified": True,
+                                                               "groups": ["sec-team"]}}).encode())
+        urllib.request.urlopen(req, timeout=10)
+        driver.get(url + "/login")
+        check("the sign-in page offers the provider", "Sign in with Test IdP" in driver.find_element(By.ID, "sso").text)
+        driver.find_element(By.ID, "sso").click()
+        WebDriverWait(driver, 20).until(lambda d: d.current_url.endswith("/inbox"))
+        check("single sign-on ends in the inbox, signed in", "ada@example.com" in driver.page_source)
+        check("ada, in security at the provider, sees what security may approve",
+              len(driver.find_elements(By.CSS_SELECTOR, "a.exception-link")) >= 1)
+        shot("sso-inbox")
     except Exception as e:
         failed += 1
+        import traceback; traceback.print_exc()
         print("FAIL - unexpected: %r" % (e,))
         if driver:
             print(driver.current_url, driver.find_element(By.TAG_NAME, "main").text[:500])
@@ -149,6 +178,7 @@ def main():
             driver.quit()
         server.terminate()
         server.wait(timeout=10)
+        provider.terminate()
         shutil.rmtree(work, ignore_errors=True)
     print("browser: %d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)

@@ -30,7 +30,7 @@ final class IdentityProvider: @unchecked Sendable {
         guard text.hasPrefix("LISTENING ") else {
             process.terminate()
             let why = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            throw UsageErrorForTests("the test OIDC provider did not start (pip install flask joserfc): \(why.suffix(400))")
+            throw UsageErrorForTests("the test OIDC provider did not start (pip install flask joserfc authlib): \(why.suffix(400))")
         }
         issuer = String(text.dropFirst("LISTENING ".count))
         // Its request log is not read: drain it so the provider never blocks on a full pipe.
