@@ -161,14 +161,15 @@ extension Web {
               !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
             return try refuse("the ID token has no usable \(oidc.userClaim) claim")
         }
-        var provided: [String] = []
+        // Groups from the claim when the token carries it (even empty); a provider that sends no
+        // groups claim leaves the groups kept in Waiver (`waiver admin add-user --group`) as they are.
+        let existing = try await store.user(named: name)
+        var groups = existing?.groups ?? []
         switch raw[oidc.groupsClaim] {
-        case .array(let items)?: provided = items.compactMap(\.stringValue)
-        case .string(let one)?: provided = [one]
+        case .array(let items)?: groups = oidc.groups(from: items.compactMap(\.stringValue))
+        case .string(let one)?: groups = oidc.groups(from: [one])
         default: break
         }
-        let groups = oidc.groups(from: provided)
-        let existing = try await store.user(named: name)
         if existing == nil || existing?.groups != groups {
             try await store.putUser(User(name: name, groups: groups, admin: existing?.admin ?? false), actor: "sso:\(oidc.issuer)", now: current)
         }

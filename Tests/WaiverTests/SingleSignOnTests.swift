@@ -6,6 +6,7 @@ import HummingbirdTesting
 import NIOCore
 import Testing
 @testable import WaiverCore
+@testable import WaiverFormats
 @testable import WaiverServer
 @testable import WaiverStore
 
@@ -31,13 +32,11 @@ struct SingleSignOnTests {
     }
 
     /// Who signs in next at the provider, and what its next ID tokens do wrong on purpose.
-    func next(_ provider: IdentityProvider, email: String = "ada@example.com", groups: [String] = ["sec-team"], verified: Bool = true,
+    func next(_ provider: IdentityProvider, email: String = "ada@example.com", groups: [String]? = ["sec-team"], verified: Bool = true,
               tweak: Value.Object = Value.Object([])) async throws {
-        _ = try await provider.post("/control/oidc", .object(Value.Object([
-            ("user", .object(Value.Object([("sub", .string("sub-" + email)), ("email", .string(email)), ("email_verified", .bool(verified)),
-                                           ("groups", .array(groups.map(Value.string)))]))),
-            ("tweak", .object(tweak)),
-        ])))
+        var user = Value.Object([("sub", .string("sub-" + email)), ("email", .string(email)), ("email_verified", .bool(verified))])
+        if let groups { user.append("groups", .array(groups.map(Value.string))) }
+        _ = try await provider.post("/control/oidc", .object(Value.Object([("user", .object(user)), ("tweak", .object(tweak))])))
     }
 
     /// One sign-in through the provider: our redirect to it, its redirect back with a code, our callback.
@@ -83,6 +82,10 @@ struct SingleSignOnTests {
             #expect(try await f.state.store.user(named: "ada@example.com")?.groups == ["finance"])
             let saved = try await f.state.store.auditEvents(subject: "user:ada@example.com").filter { $0.action == "user.saved" }
             #expect(saved.count == 2 && saved.allSatisfy { $0.actor == "sso:\(provider.issuer)" })
+            // A token without the groups claim leaves the groups Waiver has.
+            try await next(provider, groups: nil)
+            #expect(try await signIn(c, Browser()).0 == 200)
+            #expect(try await f.state.store.user(named: "ada@example.com")?.groups == ["finance"])
             // Ending her sessions ends the single sign-on session too.
             _ = try await f.state.store.endSessions(user: "ada@example.com", actor: "root", now: f.clock.now)
             #expect(try await browser.get(c, "/inbox").0 == 303)
@@ -154,5 +157,31 @@ struct SingleSignOnTests {
             let (status, page) = try await signIn(c, Browser())
             #expect(status == 401 && page.contains("the provider refused the code"), "\(page)")
         }
+    }
+
+    @Test func theProviderIsReadFromWaiverYamlAndItsMistakesNamed() throws {
+        let c = try ConfigLoader.parse(Data("""
+            identity:
+              oidc:
+                issuer: https://sso.example.com/realms/acme
+                client_id: waiver
+                group_map: { /sec: security, /eng: [engineering-managers, developers] }
+            """.utf8), file: "waiver.yaml")
+        let oidc = try #require(c.identity.oidc)
+        #expect(oidc.userClaim == "email" && oidc.groupsClaim == "groups" && oidc.scopes == ["openid", "email", "profile"])
+        #expect(oidc.groups(from: ["/eng", "/sec", "/other"]) == ["developers", "engineering-managers", "security"])
+        do {
+            _ = try ConfigLoader.parse(Data("""
+                identity:
+                  oidc:
+                    issuer: http://sso.example.com
+                    client_id: waiver
+                    scopes: [email]
+                """.utf8), file: "waiver.yaml")
+            Issue.record("a plain-http provider was accepted")
+        } catch {
+            #expect(error.description.contains("waiver.yaml:3") && error.description.contains("must be https"), "\(error)")
+        }
+        #expect(throws: InputErrors.self) { try ConfigLoader.parse(Data("identity:\n  oidc:\n    issuer: https://x.example.com\n".utf8), file: "w.yaml") }
     }
 }
