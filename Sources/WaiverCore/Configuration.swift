@@ -22,6 +22,32 @@ public struct Configuration: Sendable, Equatable {
         }
     }
 
+    /// `notify.email`: the SMTP server approvers and requesters are told through.
+    public struct Email: Sendable, Equatable {
+        public enum Security: String, Sendable, Equatable { case starttls, implicit, none }
+        public var host: String
+        public var port: Int
+        public var security: Security = .starttls
+        public var username: String?
+        public var passwordEnv: String?
+        public var from: String
+        /// PEM file of the certificate authorities to trust for the server (default: the system's).
+        public var caFile: String?
+        /// User name -> address, for users whose name is not an address.
+        public var addresses: [String: String] = [:]
+        public init(host: String, port: Int, from: String) {
+            self.host = host
+            self.port = port
+            self.from = from
+        }
+
+        /// The address a user is told at: their name when it is one, else `addresses`.
+        public func address(of user: String) -> String? {
+            if let a = addresses[user] { return a }
+            return user.contains("@") ? user : nil
+        }
+    }
+
     /// The hard limit no configuration or policy may raise an exception's duration past.
     public static let absoluteMaxDays = 90
 
@@ -39,6 +65,12 @@ public struct Configuration: Sendable, Equatable {
         "critical": Escalation(approvers: ["ciso"], minApprovals: 2),
     ]
     public var notify: [Webhook] = []
+    public var email: Email?
+    /// A request still pending this long after it was made is sent again to its approvers (seconds).
+    public var nudgeAfter: Int?
+    /// ... and this long after, to the groups `escalateTo` names for its approver groups.
+    public var escalateAfter: Int?
+    public var escalateTo: [String: [String]] = [:]
     /// SARIF rule id globs -> category, in file order.
     public var sarif: [(Glob, String)] = []
     /// Policies with at least this many exceptions in a report's period are flagged for review.
@@ -59,7 +91,8 @@ public struct Configuration: Sendable, Equatable {
             && a.riskLevels == b.riskLevels && a.escalation == b.escalation && a.notify == b.notify
             && a.sarif.map { "\($0.0.pattern)=\($0.1)" } == b.sarif.map { "\($0.0.pattern)=\($0.1)" }
             && a.reviewThreshold == b.reviewThreshold && a.keepEvaluations == b.keepEvaluations && a.keepDeliveries == b.keepDeliveries
-            && a.identity == b.identity
+            && a.identity == b.identity && a.email == b.email && a.nudgeAfter == b.nudgeAfter
+            && a.escalateAfter == b.escalateAfter && a.escalateTo == b.escalateTo
     }
 }
 

@@ -79,35 +79,36 @@ public enum ConfigLoader {
             case "risk":
                 parseRisk(&yaml, value, into: &config, referenced: &referencedGroups)
             case "notify":
-                guard case .sequence(let hooks) = value else {
-                    yaml.error(value, key, "'notify' must be a list of webhooks")
+                if case .sequence = value {
+                    config.notify = parseWebhooks(&yaml, value, "notify")
                     continue
                 }
-                for hook in hooks {
-                    guard let pairs = yaml.mapping(hook, "notify", what: "a webhook", known: ["url", "secret_env", "format"]) else { continue }
-                    var url: String?, secret: String?, format = "json"
-                    for (k, _, v) in pairs {
-                        switch k {
-                        case "url": url = yaml.string(v, "notify.url", k)
-                        case "secret_env": secret = yaml.string(v, "notify.secret_env", k)
-                        case "format":
-                            if let f = yaml.string(v, "notify.format", k) {
-                                if ["json", "slack"].contains(f) { format = f } else {
-                                    yaml.error(v, "notify.format", "unknown format '\(f)' (use json or slack)")
-                                }
+                guard let pairs = yaml.mapping(value, key, what: "notify", known: ["webhooks", "email", "nudge_after", "escalate_after", "escalate_to"]) else { continue }
+                for (k, _, v) in pairs {
+                    let name = "notify.\(k)"
+                    switch k {
+                    case "webhooks": config.notify = parseWebhooks(&yaml, v, name)
+                    case "email": config.email = parseEmail(&yaml, v)
+                    case "nudge_after", "escalate_after":
+                        guard let text = yaml.string(v, name, k) else { continue }
+                        guard let d = parseDuration(text), d >= 60 else {
+                            yaml.error(v, name, "'\(text)' is not a duration of a minute or more (use 12h, 1d or 3d)")
+                            continue
+                        }
+                        if k == "nudge_after" { config.nudgeAfter = d } else { config.escalateAfter = d }
+                    case "escalate_to":
+                        guard let groups = yaml.mapping(v, name, what: name, known: []) else { continue }
+                        for (group, _, gv) in groups {
+                            if let to = yaml.strings(gv, "\(name).\(group)", group) {
+                                config.escalateTo[group] = to
+                                referencedGroups += to.map { ($0, gv) }
                             }
-                        default: break
                         }
+                    default: break
                     }
-                    if let url {
-                        if URL(string: url)?.scheme.map({ ["http", "https"].contains($0) }) != true {
-                            yaml.error(hook, "notify.url", "'\(url)' is not an http(s) URL")
-                        } else {
-                            config.notify.append(.init(url: url, secretEnv: secret, format: format))
-                        }
-                    } else {
-                        yaml.error(hook, "notify", "a webhook needs a url")
-                    }
+                }
+                if let n = config.nudgeAfter, let e = config.escalateAfter, e <= n {
+                    yaml.error(value, "notify.escalate_after", "escalate_after must be later than nudge_after")
                 }
             case "sarif":
                 guard let pairs = yaml.mapping(value, key, what: "sarif", known: []) else { continue }
@@ -144,6 +145,92 @@ public enum ConfigLoader {
         }
         if !yaml.errors.isEmpty { throw InputErrors(yaml.errors) }
         return config
+    }
+
+    /// A list of webhooks (`notify:` as a list, or `notify.webhooks`).
+    static func parseWebhooks(_ yaml: inout YAMLFile, _ value: Node, _ key: String) -> [Configuration.Webhook] {
+        guard case .sequence(let hooks) = value else {
+            yaml.error(value, key, "'\(key)' must be a list of webhooks")
+            return []
+        }
+        var out: [Configuration.Webhook] = []
+        for hook in hooks {
+            guard let pairs = yaml.mapping(hook, "notify", what: "a webhook", known: ["url", "secret_env", "format"]) else { continue }
+            var url: String?, secret: String?, format = "json"
+            for (k, _, v) in pairs {
+                switch k {
+                case "url": url = yaml.string(v, "notify.url", k)
+                case "secret_env": secret = yaml.string(v, "notify.secret_env", k)
+                case "format":
+                    if let f = yaml.string(v, "notify.format", k) {
+                        if ["json", "slack"].contains(f) { format = f } else {
+                            yaml.error(v, "notify.format", "unknown format '\(f)' (use json or slack)")
+                        }
+                    }
+                default: break
+                }
+            }
+            if let url {
+                if URL(string: url)?.scheme.map({ ["http", "https"].contains($0) }) != true {
+                    yaml.error(hook, "notify.url", "'\(url)' is not an http(s) URL")
+                } else {
+                    out.append(.init(url: url, secretEnv: secret, format: format))
+                }
+            } else {
+                yaml.error(hook, "notify", "a webhook needs a url")
+            }
+        }
+        return out
+    }
+
+    /// `notify.email`: the SMTP server.
+    static func parseEmail(_ yaml: inout YAMLFile, _ value: Node) -> Configuration.Email? {
+        let what = "notify.email"
+        guard let fields = yaml.mapping(value, what, what: what, known: ["host", "port", "tls", "username", "password_env", "from", "ca_file", "addresses"]) else { return nil }
+        var host: String?, from: String?, port: Int?, tls = Configuration.Email.Security.starttls
+        var rest: [(String, Node)] = []
+        for (k, _, v) in fields {
+            let name = "\(what).\(k)"
+            switch k {
+            case "host": host = yaml.string(v, name, k)
+            case "from": from = yaml.string(v, name, k)
+            case "port": port = yaml.int(v, name, name, range: 1...65535)
+            case "tls":
+                if let t = yaml.string(v, name, k) {
+                    if let s = Configuration.Email.Security(rawValue: t) { tls = s } else { yaml.error(v, name, "'\(t)' is not starttls, implicit or none") }
+                }
+            default: rest.append((k, v))
+            }
+        }
+        guard let host, !host.isEmpty, let from, from.contains("@") else {
+            yaml.error(value, what, "e-mail needs host and from (an address)")
+            return nil
+        }
+        if tls == .none, !["127.0.0.1", "localhost", "::1"].contains(host) {
+            yaml.error(value, "\(what).tls", "tls: none is only for a server on this host; use starttls or implicit")
+            return nil
+        }
+        var e = Configuration.Email(host: host, port: port ?? (tls == .implicit ? 465 : 587), from: from)
+        e.security = tls
+        for (k, v) in rest {
+            let name = "\(what).\(k)"
+            switch k {
+            case "username": e.username = yaml.string(v, name, k)
+            case "password_env": e.passwordEnv = yaml.string(v, name, k)
+            case "ca_file": e.caFile = yaml.string(v, name, k)
+            case "addresses":
+                guard let pairs = yaml.mapping(v, name, what: name, known: []) else { continue }
+                for (user, _, av) in pairs {
+                    if let a = yaml.string(av, "\(name).\(user)", user) {
+                        if a.contains("@"), !a.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "<" || $0 == ">" }) { e.addresses[user] = a } else {
+                            yaml.error(av, "\(name).\(user)", "'\(a.clipped())' is not an e-mail address")
+                        }
+                    }
+                }
+            default: break
+            }
+        }
+        return e
     }
 
     /// `identity`: the audience pipelines' tokens carry and the rules that trust them.

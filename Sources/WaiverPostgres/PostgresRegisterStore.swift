@@ -17,6 +17,8 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
     let client: PostgresClient
     let runner: Task<Void, Never>
     let webhooks: [WaiverCore.Configuration.Webhook]
+    /// The SMTP server people are told through (`MailRules`), queued in the same outbox.
+    let email: WaiverCore.Configuration.Email?
     let logger: Logger
 
     /// The advisory lock every write transaction holds: the audit chain's.
@@ -26,10 +28,11 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
 
     /// Connects, and brings the schema up to date. Fails at once (within `connectTimeout`) when the
     /// server cannot be reached, rather than retrying in the background.
-    public init(url: PostgresURL, webhooks: [WaiverCore.Configuration.Webhook] = [], maxConnections: Int = 8,
-                connectTimeout: Duration = .seconds(10), logger: Logger = Logger(label: "waiver.postgres")) async throws {
+    public init(url: PostgresURL, webhooks: [WaiverCore.Configuration.Webhook] = [], email: WaiverCore.Configuration.Email? = nil,
+                maxConnections: Int = 8, connectTimeout: Duration = .seconds(10), logger: Logger = Logger(label: "waiver.postgres")) async throws {
         self.url = url
         self.webhooks = webhooks
+        self.email = email
         self.logger = logger
         let tls: PostgresClient.Configuration.TLS
         switch url.tls {
@@ -318,6 +321,22 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
                 try await conn.query("""
                     INSERT INTO webhook_delivery (event_seq, url, format, secret_env, action, body, next_attempt_at)
                     VALUES (\(seq), \(hook.url), \(hook.format), \(hook.secretEnv), \(draft.action), \(WebhookBody.render(event, format: hook.format)), \(time))
+                    """, logger: logger)
+            }
+        }
+        // And to the people `MailRules` names, by e-mail, in the same outbox.
+        if let email, StoreRules.notifies(draft.action) {
+            var members: [String: [String]] = [:]
+            for g in Set(MailRules.groups(action: draft.action, payload: draft.payload, state: state)) {
+                members[g] = try await Self.rows(conn, "SELECT user_name FROM user_group WHERE group_name = \(g) ORDER BY user_name", logger)
+                    .map { try Self.column($0, "user_name", "a group member") }
+            }
+            let to = MailRules.recipients(action: draft.action, payload: draft.payload, state: state) { members[$0] ?? [] }
+            let body = to.isEmpty ? "" : WebhookBody.render(event, format: "json")
+            for address in to.compactMap(email.address(of:)) {
+                try await conn.query("""
+                    INSERT INTO webhook_delivery (event_seq, url, format, secret_env, action, body, next_attempt_at)
+                    VALUES (\(seq), \("mailto:" + address), 'email', NULL, \(draft.action), \(body), \(time))
                     """, logger: logger)
             }
         }

@@ -93,7 +93,8 @@ public final class ServerState: Sendable {
 
     /// The server on the SQLite register at `settings.databasePath`.
     public convenience init(settings: ServerSettings) throws {
-        self.init(settings: settings, store: try SQLiteRegisterStore(path: settings.databasePath, webhooks: settings.configuration.notify))
+        self.init(settings: settings, store: try SQLiteRegisterStore(path: settings.databasePath, webhooks: settings.configuration.notify,
+                                                                             email: settings.configuration.email))
     }
 
     /// The server on a register already open (SQLite or PostgreSQL).
@@ -111,7 +112,8 @@ public final class ServerState: Sendable {
     /// The server on the register `settings` names: SQLite, or PostgreSQL when `postgres` is given.
     public static func open(settings: ServerSettings, postgres: PostgresURL?) async throws -> ServerState {
         guard let postgres else { return try ServerState(settings: settings) }
-        return ServerState(settings: settings, store: try await PostgresRegisterStore(url: postgres, webhooks: settings.configuration.notify))
+        return ServerState(settings: settings, store: try await PostgresRegisterStore(url: postgres, webhooks: settings.configuration.notify,
+                                                                                             email: settings.configuration.email))
     }
 
     /// The rules with the register's users and groups as of now: what every decision runs with.

@@ -43,6 +43,7 @@ public struct SchedulerService: Service {
                 state.metrics.remindersSent.increment()
             }
         }
+        sent += try await nudge(now: now)
         let expired = try await state.register.expire(now: now, actor: "scheduler")
         // A signed checkpoint of the head, every `checkpointInterval` while the log grows.
         if let key = state.settings.signingKey {
@@ -64,6 +65,40 @@ public struct SchedulerService: Service {
     }
 }
 
+
+extension SchedulerService {
+    /// Requests still pending after `notify.nudge_after` are sent again to their approvers, and after
+    /// `notify.escalate_after` to the groups `notify.escalate_to` names for their approver groups:
+    /// each once, recorded like reminders (the offsets -1 and -2 of the reminders table), as
+    /// `exception.nudged` and `exception.escalated` events, which the outbox turns into e-mail.
+    func nudge(now: Date) async throws -> Int {
+        let config = state.settings.configuration
+        guard config.nudgeAfter != nil || config.escalateAfter != nil else { return 0 }
+        var sent = 0
+        for e in try await state.store.exceptions(ExceptionFilter(statuses: [.pending])) {
+            let common: [(String, Value)] = [
+                ("requester", .string(e.requester)), ("requested", .string(iso(e.createdAt))),
+                ("approvers", .array(e.rule.groups.map(Value.string))), ("conflicted", .array(e.conflicted.map(Value.string))),
+                ("approved_by", .array(e.approvals.map { .string($0.approver) })),
+            ]
+            if let after = config.nudgeAfter, now >= e.createdAt.addingTimeInterval(Double(after)) {
+                let event = AuditDraft(actor: "scheduler", action: "exception.nudged", subject: e.displayId,
+                                       payload: .object(Value.Object(common + [("after", .string(formatDuration(after)))])), time: now)
+                if try await state.store.markReminder(exceptionId: e.id, offset: -1, event: event) { sent += 1 }
+            }
+            if let after = config.escalateAfter, now >= e.createdAt.addingTimeInterval(Double(after)) {
+                var to: [String] = []
+                for g in e.rule.groups { for t in config.escalateTo[g] ?? [] where !to.contains(t) { to.append(t) } }
+                guard !to.isEmpty else { continue }
+                let event = AuditDraft(actor: "scheduler", action: "exception.escalated", subject: e.displayId,
+                                       payload: .object(Value.Object(common + [("to", .array(to.map(Value.string))), ("after", .string(formatDuration(after)))])),
+                                       time: now)
+                if try await state.store.markReminder(exceptionId: e.id, offset: -2, event: event) { sent += 1 }
+            }
+        }
+        return sent
+    }
+}
 
 /// Delivers queued webhook events with an HMAC-SHA256 signature, retrying with exponential backoff.
 /// It runs apart from requests, so a slow or failing receiver never slows the API.
@@ -159,8 +194,9 @@ public struct WebhookService: Service {
         return (due.count, delivered)
     }
 
-    /// One delivery: nil when the receiver answered 2xx, else why not.
+    /// One delivery: nil when the receiver answered 2xx (or the SMTP server took the message), else why not.
     func send(_ d: WebhookDelivery, now: Date) async -> String? {
+        if d.format == "email" { return await mail(d, now: now) }
         do {
             var request = HTTPClientRequest(url: d.url)
             request.method = .POST
@@ -178,6 +214,24 @@ public struct WebhookService: Service {
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
             _ = try? await response.body.collect(upTo: 64 << 10)
             guard (200..<300).contains(response.status.code) else { throw WebhookFailure(message: "HTTP \(response.status.code)") }
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+}
+
+extension WebhookService {
+    /// An e-mail in the outbox (`mailto:` rows, queued by the store as `MailRules` says): rendered
+    /// from its event with the link to the exception, and sent through `notify.email`.
+    func mail(_ d: WebhookDelivery, now: Date) async -> String? {
+        guard let email = state.settings.configuration.email else { return "notify.email is not configured on this server" }
+        let to = String(d.url.dropFirst("mailto:".count))
+        let (subject, text) = MailMessage.render(eventJSON: d.body, publicURL: state.settings.publicURL)
+        let message = MailMessage.compose(from: email.from, to: to, subject: subject, text: text, date: now, id: "delivery-\(d.id)")
+        let client = SMTPClient(settings: email, password: email.passwordEnv.flatMap { state.settings.environment($0) })
+        do {
+            try await client.send(to: to, message: message)
             return nil
         } catch {
             return "\(error)"

@@ -11,11 +11,15 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     let pool: DatabasePool
     /// Webhooks every audit event is queued for, in the same transaction as the event.
     let webhooks: [WaiverCore.Configuration.Webhook]
+    /// The SMTP server people are told through (`MailRules`), queued in the same outbox.
+    let email: WaiverCore.Configuration.Email?
 
     /// Opens (creating when needed) the register at `path` and brings its schema up to date.
-    public init(path: String, webhooks: [WaiverCore.Configuration.Webhook] = [], busyTimeout: TimeInterval = 30) throws {
+    public init(path: String, webhooks: [WaiverCore.Configuration.Webhook] = [], email: WaiverCore.Configuration.Email? = nil,
+                busyTimeout: TimeInterval = 30) throws {
         self.path = path
         self.webhooks = webhooks
+        self.email = email
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
         var config = GRDB.Configuration()
@@ -99,6 +103,18 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 try db.execute(sql: """
                     INSERT INTO webhookDelivery (eventSeq, url, format, secretEnv, action, body, nextAttemptAt) VALUES (?, ?, ?, ?, ?, ?, ?)
                     """, arguments: [seq, hook.url, hook.format, hook.secretEnv, draft.action, WebhookBody.render(event, format: hook.format), time])
+            }
+        }
+        // And to the people `MailRules` names, by e-mail, in the same outbox.
+        if let email, StoreRules.notifies(draft.action) {
+            let to = try MailRules.recipients(action: draft.action, payload: draft.payload, state: state) { group in
+                try String.fetchAll(db.cachedStatement(sql: "SELECT user FROM userGroup WHERE groupName = ? ORDER BY user"), arguments: [group])
+            }
+            let body = to.isEmpty ? "" : WebhookBody.render(event, format: "json")
+            for address in to.compactMap(email.address(of:)) {
+                try db.execute(sql: """
+                    INSERT INTO webhookDelivery (eventSeq, url, format, secretEnv, action, body, nextAttemptAt) VALUES (?, ?, 'email', NULL, ?, ?, ?)
+                    """, arguments: [seq, "mailto:" + address, draft.action, body, time])
             }
         }
         return seq

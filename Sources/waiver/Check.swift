@@ -94,7 +94,7 @@ struct Check: AsyncParsableCommand {
             let crossErrors = ConfigLoader.validate(policies, against: configuration)
             if !crossErrors.isEmpty { throw InputErrors(crossErrors) }
             timer?.phase("configuration and policies")
-            runner = LocalCheck(configuration: configuration, policies: policies, store: try registerOptions.openStore(webhooks: configuration.notify),
+            runner = LocalCheck(configuration: configuration, policies: policies, store: try registerOptions.openStore(webhooks: configuration.notify, email: configuration.email),
                                 actor: registerOptions.actorName, now: { try currentTime() }, timer: timer)
         }
         var outcome = try await runner.check(input)

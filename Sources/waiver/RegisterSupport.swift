@@ -30,9 +30,9 @@ struct RegisterOptions: ParsableArguments {
 
     /// Opens the register; with the configuration's webhooks, local writes queue their deliveries in
     /// the outbox as the server's do (a served register's file written by `waiver expire`, say).
-    func openStore(webhooks: [Configuration.Webhook] = []) throws -> SQLiteRegisterStore {
+    func openStore(webhooks: [Configuration.Webhook] = [], email: Configuration.Email? = nil) throws -> SQLiteRegisterStore {
         do {
-            return try SQLiteRegisterStore(path: register, webhooks: webhooks)
+            return try SQLiteRegisterStore(path: register, webhooks: webhooks, email: email)
         } catch {
             throw UsageError("\(register): cannot open the register: \(error)")
         }
@@ -67,7 +67,7 @@ struct RegisterContext {
         for p in extraPolicies where !policies.contains(where: { $0.id == p.id }) { policies.append(p) }
         self.configuration = configuration
         self.policies = policies
-        self.store = try options.openStore(webhooks: configuration.notify)
+        self.store = try options.openStore(webhooks: configuration.notify, email: configuration.email)
         self.register = Register(store: store, configuration: configuration, policies: policies)
         self.actor = options.actorName
         warn(register.unmeetableRules())

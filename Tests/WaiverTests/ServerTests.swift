@@ -29,15 +29,18 @@ struct ServerFixture {
     var tokens: [String: String] = [:]
 
     init(maxBodyBytes: Int = 8 << 20, notify: [WaiverCore.Configuration.Webhook] = [], env: [String: String] = [:],
-         identity: IdentitySettings? = nil) async throws {
+         identity: IdentitySettings? = nil, configure: (inout WaiverCore.Configuration) -> Void = { _ in },
+         publicURL: String? = nil) async throws {
         var config = try ConfigLoader.load(path: repoRoot + "/waiver.yaml", required: true)
         config.notify = notify
         if let identity { config.identity = identity }
+        configure(&config)
         let clock = self.clock
-        let settings = ServerSettings(
+        var settings = ServerSettings(
             host: "127.0.0.1", port: 0, databasePath: dir.path + "/register.sqlite", configuration: config,
             policies: try PolicyLoader.load(directory: repoRoot + "/policies"), maxBodyBytes: maxBodyBytes,
             now: { clock.now }, environment: { env[$0] })
+        settings.publicURL = publicURL
         state = try ServerState(settings: settings)
         for (name, groups, admin) in [("dev", ["developers"], false), ("sam", ["security"], false), ("pat", ["security"], false),
                                       ("fin", ["finance"], false), ("root", ["security"], true)] {

@@ -1,0 +1,169 @@
+import Foundation
+import Testing
+@testable import WaiverCore
+@testable import WaiverServer
+@testable import WaiverStore
+
+/// The real SMTP server of `Tests/Identity/smtp_server.py` (aiosmtpd): STARTTLS required, AUTH, a
+/// certificate of its own for `localhost`; what it accepts, one JSON line per message.
+final class MailServer: @unchecked Sendable {
+    let process = Process()
+    let dir = TempDir()
+    let port: Int
+
+    init(refuseFirst: Int = 0) throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", repoRoot + "/Tests/Identity/smtp_server.py", dir.path] + (refuseFirst > 0 ? ["--refuse-first", String(refuseFirst)] : [])
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        var line = Data()
+        while true {
+            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data([0x0A]) { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("LISTENING "), let p = Int(text.dropFirst("LISTENING ".count)) else {
+            process.terminate()
+            throw UsageErrorForTests("the test SMTP server did not start (pip install aiosmtpd): \(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).suffix(400))")
+        }
+        port = p
+        err.fileHandleForReading.readabilityHandler = { _ = $0.availableData }
+    }
+
+    deinit { process.terminate() }
+
+    /// `notify.email` for this server: STARTTLS, its certificate trusted, AUTH as waiver.
+    var settings: Configuration.Email {
+        var e = Configuration.Email(host: "localhost", port: port, from: "Waiver <waiver@example.com>")
+        e.username = "waiver"
+        e.passwordEnv = "SMTP_PASSWORD"
+        e.caFile = dir.path + "/ca.pem"
+        e.addresses = ["dev": "dev@example.com", "sam": "sam@example.com", "pat": "pat@example.com", "root": "root@example.com", "cyd": "cyd@example.com"]
+        return e
+    }
+
+    struct Message: Equatable {
+        let to: [String]
+        let subject: String
+        let text: String
+        let tls: Bool
+    }
+
+    var messages: [Message] {
+        (dir.read("messages.jsonl") ?? "").split(separator: "\n").compactMap { line in
+            guard let v = try? JSONReader.parse(Data(line.utf8)) else { return nil }
+            return Message(to: v["to"]?.arrayValue?.compactMap(\.stringValue) ?? [], subject: v["subject"]?.stringValue ?? "",
+                           text: v["text"]?.stringValue ?? "", tls: v["tls"]?.boolValue ?? false)
+        }
+    }
+}
+
+@Suite("E-mail: approvers and requesters are told where they work", .serialized)
+struct EmailTests {
+    func fixture(_ mail: MailServer) async throws -> ServerFixture {
+        let f = try await ServerFixture(env: ["SMTP_PASSWORD": "smtp-secret"], configure: { c in
+            c.email = mail.settings
+            c.nudgeAfter = 86_400
+            c.escalateAfter = 3 * 86_400
+            c.escalateTo = ["security": ["ciso"]]
+        }, publicURL: "https://waiver.example.com")
+        try await f.state.store.putUser(User(name: "cyd", groups: ["ciso"], admin: false), actor: "setup", now: t0)
+        return f
+    }
+
+    func recipients(_ m: [MailServer.Message], _ subjectPrefix: String) -> [String] {
+        m.filter { $0.subject.hasPrefix(subjectPrefix) }.flatMap(\.to).sorted()
+    }
+
+    @Test func requestsDecisionsRemindersNudgesAndEscalationsReachTheRightPeopleOnce() async throws {
+        let mail = try MailServer()
+        let f = try await fixture(mail)
+        let webhooks = WebhookService(state: f.state, logger: .init(label: "test"))
+        let scheduler = SchedulerService(state: f.state, logger: .init(label: "test"))
+        try await f.app().test(.router) { c in
+            let (status, body) = try await c.call(.post, "/api/v1/exceptions", as: "dev", f, json: netRequest)
+            #expect(status == 201, "\(body)")
+        }
+        #expect(try await webhooks.deliverDue(now: t0) == 3)
+        var m = mail.messages
+        // The approvers (security: sam, pat, root), never the requester.
+        #expect(recipients(m, "[Waiver] EX-1 needs your approval") == ["pat@example.com", "root@example.com", "sam@example.com"])
+        let request = try #require(m.first)
+        #expect(request.subject == "[Waiver] EX-1 needs your approval: NET-001 in shop (medium risk)")
+        #expect(request.text.contains("dev asks for an exception to NET-001 in workspace shop, for 7 days."))
+        #expect(request.text.contains("Resources: sg.web") && request.text.contains("Risk: medium (likelihood low, impact high)"))
+        #expect(request.text.contains("Reason: vendor access") && request.text.contains("https://waiver.example.com/exceptions/EX-1"))
+        #expect(m.allSatisfy { $0.tls }, "sent after STARTTLS")
+        // The requester hears of the decision.
+        _ = try await f.state.decisions().approve(1, actor: "sam", comment: "ok until Friday", days: nil, now: t0)
+        #expect(try await webhooks.deliverDue(now: t0) == 1)
+        m = mail.messages
+        #expect(recipients(m, "[Waiver] EX-1 approved by sam") == ["dev@example.com"])
+        #expect(m.last?.text.contains("Comment: ok until Friday") == true)
+
+        // A second request stays pending: a day later its approvers are nudged, once, across a restart.
+        let second = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.db"], reason: "vendor",
+                                                                         days: 7, likelihood: .low, impact: .high), actor: "dev", now: t0)
+        #expect(second.id == 2)
+        _ = try await webhooks.deliverDue(now: t0)
+        let day = t0.addingTimeInterval(86_400 + 1)
+        _ = try await scheduler.tick(now: day)
+        _ = try await scheduler.tick(now: day.addingTimeInterval(60))
+        let restarted = SchedulerService(state: try ServerState(settings: f.state.settings), logger: .init(label: "test"))
+        _ = try await restarted.tick(now: day.addingTimeInterval(120))
+        _ = try await webhooks.deliverDue(now: day.addingTimeInterval(120))
+        m = mail.messages
+        #expect(recipients(m, "[Waiver] EX-2 still waits for your approval") == ["pat@example.com", "root@example.com", "sam@example.com"])
+        // EX-1 expires in 6 days: the requester's reminder (the 7-day one, once).
+        #expect(recipients(m, "[Waiver] EX-1 expires in 7d") == ["dev@example.com"])
+        // Three days on, still pending: escalated to the CISO group, once.
+        let later = t0.addingTimeInterval(3 * 86_400 + 1)
+        _ = try await restarted.tick(now: later)
+        _ = try await restarted.tick(now: later.addingTimeInterval(60))
+        _ = try await webhooks.deliverDue(now: later.addingTimeInterval(60))
+        m = mail.messages
+        #expect(recipients(m, "[Waiver] EX-2 escalated to you") == ["cyd@example.com"])
+        #expect(recipients(m, "[Waiver] EX-2 still waits") == ["pat@example.com", "root@example.com", "sam@example.com"], "no second nudge")
+        let events = try await f.state.store.auditEvents(subject: "EX-2").map(\.action)
+        #expect(events.filter { $0 == "exception.nudged" }.count == 1 && events.filter { $0 == "exception.escalated" }.count == 1)
+    }
+
+    @Test func aRefusedMessageIsRetriedThroughTheOutbox() async throws {
+        let mail = try MailServer(refuseFirst: 1)
+        let f = try await fixture(mail)
+        let webhooks = WebhookService(state: f.state, logger: .init(label: "test"))
+        _ = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.web"], reason: "vendor",
+                                                                days: 7, likelihood: .low, impact: .high), actor: "dev", now: t0)
+        #expect(try await webhooks.deliverDue(now: t0) == 2, "the server refused one of three (451)")
+        #expect(try await webhooks.deliverDue(now: t0.addingTimeInterval(1)) == 0, "not before its backoff")
+        #expect(try await webhooks.deliverDue(now: t0.addingTimeInterval(3)) == 1)
+        #expect(recipients(mail.messages, "[Waiver] EX-1 needs your approval") == ["pat@example.com", "root@example.com", "sam@example.com"])
+        let all = try await f.state.store.deliveries()
+        let failed = all.filter { $0.url.hasPrefix("mailto:") && $0.attempts == 2 }
+        #expect(failed.count == 1 && failed.first?.deliveredAt != nil, "one message took a second attempt, and went: \(all)")
+    }
+
+    @Test func aWrongPasswordOrAnUntrustedCertificateIsAFailedDeliveryNamingWhy() async throws {
+        let mail = try MailServer()
+        var settings = mail.settings
+        settings.caFile = nil  // the system's trust store does not know the test server's certificate
+        let untrusted = SMTPClient(settings: settings, password: "smtp-secret", timeout: .seconds(10))
+        do {
+            try await untrusted.send(to: "sam@example.com", message: "Subject: x\r\n\r\ny\r\n")
+            Issue.record("an untrusted certificate was accepted")
+        } catch {
+            #expect(error is SMTPError && "\(error)".contains("the connection failed") && "\(error)".lowercased().contains("certificate"), "\(error)")
+        }
+        let wrongPassword = SMTPClient(settings: mail.settings, password: "guess", timeout: .seconds(10))
+        do {
+            try await wrongPassword.send(to: "sam@example.com", message: "Subject: x\r\n\r\ny\r\n")
+            Issue.record("a wrong password was accepted")
+        } catch {
+            #expect("\(error)".hasPrefix("AUTH: 535"), "\(error)")
+        }
+        #expect(mail.messages.isEmpty)
+    }
+}
