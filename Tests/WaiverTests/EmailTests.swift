@@ -3,6 +3,8 @@ import Testing
 @testable import WaiverCore
 @testable import WaiverServer
 @testable import WaiverStore
+@testable import WaiverPostgres
+@testable import WaiverFormats
 
 /// The real SMTP server of `Tests/Identity/smtp_server.py` (aiosmtpd): STARTTLS required, AUTH, a
 /// certificate of its own for `localhost`; what it accepts, one JSON line per message.
@@ -165,5 +167,63 @@ struct EmailTests {
             #expect("\(error)".hasPrefix("AUTH: 535"), "\(error)")
         }
         #expect(mail.messages.isEmpty)
+    }
+
+    /// Both stores queue the same mail for the same event (the rule is `MailRules`, in the core).
+    @Test(arguments: [StoreKind.sqlite, .postgres])
+    func everyStoreQueuesTheMailInTheEventsTransaction(_ kind: StoreKind) async throws {
+        var email = Configuration.Email(host: "localhost", port: 25, from: "waiver@example.com")
+        email.addresses = ["sam": "sam@example.com"]
+        let dir = TempDir()
+        let store: any ServerRegisterStore
+        switch kind {
+        case .postgres:
+            guard let url = try freshPostgresDatabase() else { return }
+            store = try await PostgresRegisterStore(url: try PostgresURL(url), email: email)
+        default:
+            store = try SQLiteRegisterStore(path: dir.path + "/r.sqlite", email: email)
+        }
+        try await store.putUser(User(name: "sam", groups: ["security"], admin: false), actor: "setup", now: t0)
+        try await store.putUser(User(name: "pat@example.com", groups: ["security"], admin: false), actor: "setup", now: t0)
+        try await store.putUser(User(name: "noaddress", groups: ["security"], admin: false), actor: "setup", now: t0)
+        let config = try ConfigLoader.load(path: repoRoot + "/waiver.yaml", required: true)
+        let register = Register(store: store, configuration: config, policies: try PolicyLoader.load(directory: repoRoot + "/policies"))
+        let e = try await register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.web"], reason: "vendor",
+                                                             days: 7, likelihood: .low, impact: .high), actor: "pat@example.com", now: t0)
+        // The approvers with an address, never the requester (pat) and not one without an address.
+        #expect(try await store.deliveries().filter { $0.format == "email" }.map(\.url).sorted() == ["mailto:sam@example.com"], "\(kind)")
+        _ = try await store.people().bind(register).approve(e.id, actor: "sam", comment: nil, days: nil, now: t0)
+        #expect(try await store.deliveries().filter { $0.format == "email" && $0.action == "exception.approved" }.map(\.url) == ["mailto:pat@example.com"], "\(kind)")
+    }
+
+    @Test func notifyTakesAMappingWithWebhooksEmailNudgesAndEscalation() throws {
+        let c = try ConfigLoader.parse(Data("""
+            groups: { security: [sam], ciso: [cyd] }
+            notify:
+              webhooks: [{ url: https://hooks.example.com/w }]
+              email: { host: smtp.example.com, from: "Waiver <waiver@example.com>", username: waiver, password_env: SMTP_PASSWORD }
+              nudge_after: 24h
+              escalate_after: 3d
+              escalate_to: { security: [ciso] }
+            """.utf8), file: "waiver.yaml")
+        #expect(c.notify.map(\.url) == ["https://hooks.example.com/w"])
+        #expect(c.email?.port == 587 && c.email?.security == .starttls && c.email?.username == "waiver")
+        #expect(c.nudgeAfter == 86_400 && c.escalateAfter == 3 * 86_400 && c.escalateTo == ["security": ["ciso"]])
+        do {
+            _ = try ConfigLoader.parse(Data("""
+                groups: { security: [sam] }
+                notify:
+                  email: { host: smtp.example.com, from: waiver@example.com, tls: none }
+                  nudge_after: 3d
+                  escalate_after: 1d
+                  escalate_to: { security: [cisoo] }
+                """.utf8), file: "waiver.yaml")
+            Issue.record("a bad notify section was accepted")
+        } catch {
+            let text = error.description
+            #expect(text.contains("tls: none is only for a server on this host"), "\(text)")
+            #expect(text.contains("escalate_after must be later than nudge_after"), "\(text)")
+            #expect(text.contains("group 'cisoo' is referenced but not defined"), "\(text)")
+        }
     }
 }
