@@ -39,6 +39,8 @@ public struct Finding: Sendable, Equatable {
     public var remediation: String
     public var origin: FindingOrigin
     public var evidence: [Evidence]
+    /// The page of its exception (`serve --public-url` + `/exceptions/EX-N`), when the check ran on a server.
+    public var link: String?
 
     public init(
         policy: String, title: String, severity: Severity, category: String, resource: String,

@@ -77,6 +77,7 @@ public enum JSONOutput {
         o.append("resource", .string(f.resource))
         o.append("status", .string(f.status.rawValue))
         if let e = f.exception { o.append("exception", .string(e)) }
+        if let l = f.link { o.append("link", .string(l)) }
         if let d = f.expires { o.append("expires", .string(iso8601(d))) }
         o.append("message", .string(f.message))
         if !f.remediation.isEmpty { o.append("remediation", .string(f.remediation)) }
@@ -109,7 +110,7 @@ public enum TextOutput {
             for f in group {
                 out += "  \(f.status.label.padding(toLength: 9, withPad: " ", startingAt: 0)) \(f.policy)  \(f.title)\n"
                 out += "            resource: \(f.resource)\n"
-                if let note = f.exceptionNote { out += "            exception: \(note)\n" }
+                if let note = f.exceptionNote { out += "            exception: \(note)\(f.link.map { " — \($0)" } ?? "")\n" }
                 if !f.message.isEmpty { out += "            why: \(f.message)\n" }
                 if !f.remediation.isEmpty, f.status != .excepted { out += "            fix: \(oneLine(f.remediation))\n" }
             }
@@ -146,7 +147,12 @@ public enum MarkdownOutput {
         }
         for f in rows.prefix(maxRows) {
             var status = "\(icons[f.status] ?? "") \(f.status.rawValue)"
-            if let note = f.exceptionNote { status += " (\(cell(note)))" }
+            if let note = f.exceptionNote {
+                // On a server the exception's id links to its page.
+                var shown = cell(note)
+                if let link = f.link, let id = f.exception { shown = shown.replacingOccurrences(of: id, with: "[\(id)](\(link))") }
+                status += " (\(shown))"
+            }
             out += "| \(status) | \(f.severity.rawValue) | **\(cell(f.policy))** \(cell(f.title)) | `\(code(f.resource))` | \(cell(f.message)) |\n"
         }
         if rows.count > maxRows { out += "\n…and \(rows.count - maxRows) more (see the full report in the job log).\n" }
@@ -227,7 +233,7 @@ public enum SarifOutput {
             r.append("level", .string(level(f.severity)))
             var text = "\(f.title): \(f.resource)"
             if !f.message.isEmpty { text += " — \(f.message)" }
-            if let note = f.exceptionNote { text += " [\(note)]" }
+            if let note = f.exceptionNote { text += " [\(note)\(f.link.map { " — \($0)" } ?? "")]" }
             r.append("message", ["text": .string(text)])
             var physical = Value.Object()
             var line = 1

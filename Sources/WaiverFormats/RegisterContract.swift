@@ -149,6 +149,7 @@ public enum RegisterContract {
             public var resource: String
             public var status: ResultStatus
             public var exception: String?
+            public var link: String?
         }
         public var passed: Bool
         public var summary: Summary
@@ -169,7 +170,7 @@ public enum RegisterContract {
                              excepted: try s.int("excepted"), pending: try s.int("pending"), unknown: try s.int("unknown")),
             results: try r.objects("results").map { (f: Reader) throws(Mismatch) in
                 CheckAnswer.Result(policy: try f.string("policy"), resource: try f.string("resource"), status: try f.raw("status", ResultStatus.self),
-                                   exception: try f.optionalString("exception"))
+                                   exception: try f.optionalString("exception"), link: try f.optionalString("link"))
             },
             requested: try r.strings("requested"),
             requestWarnings: v["request_warnings"] == nil ? [] : try r.strings("request_warnings"),

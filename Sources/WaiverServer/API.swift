@@ -204,9 +204,13 @@ struct API: Sendable {
         // The check, its requests and their audit events commit together, or not at all.
         let (final, filed, evaluation) = try await CheckService.checkIn(report, register: scopedRegister, actor: actor, provenance: provenance,
                                                                        request: requestSpec, now: when)
-        let answer = CheckService.resultValue(final, evaluation: evaluation, filed: filed, warnings: CheckService.requestWarnings(filed, register: register))
+        var linked = final
+        if let base = state.settings.publicURL {
+            for i in linked.findings.indices { linked.findings[i].link = linked.findings[i].exception.map { "\(base)/exceptions/\($0)" } }
+        }
+        let answer = CheckService.resultValue(linked, evaluation: evaluation, filed: filed, warnings: CheckService.requestWarnings(filed, register: register))
         guard case .object(var o) = answer else { return jsonResponse(.null) }
-        if format != .json { o.append("rendered", .string(format.render(final))) }
+        if format != .json { o.append("rendered", .string(format.render(linked))) }
         return jsonResponse(.object(o), status: .created)
     }
 

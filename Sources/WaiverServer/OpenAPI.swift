@@ -135,6 +135,7 @@ components:
         resource: { type: string }
         status: { type: string, enum: [blocking, excepted, pending, unknown] }
         exception: { type: string }
+        link: { type: string, description: "the exception's page, when the server has a --public-url" }
         expires: { type: string, format: date-time }
         message: { type: string }
         remediation: { type: string }

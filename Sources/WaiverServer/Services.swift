@@ -208,9 +208,11 @@ public struct WebhookService: Service {
                 guard let secret = state.settings.environment(env), !secret.isEmpty else {
                     throw WebhookFailure(message: "the signing secret $\(env) is not set on the server")
                 }
-                request.headers.add(name: "X-Waiver-Signature", value: Self.signature(body: d.body, secret: secret, timestamp: Int64(now.timeIntervalSince1970)))
+                request.headers.add(name: "X-Waiver-Signature", value: Self.signature(body: WebhookBody.linked(d.body, format: d.format, base: state.settings.publicURL),
+                                                                                      secret: secret, timestamp: Int64(now.timeIntervalSince1970)))
             }
-            request.body = .bytes(ByteBuffer(string: d.body))
+            let body = WebhookBody.linked(d.body, format: d.format, base: state.settings.publicURL)
+            request.body = .bytes(ByteBuffer(string: body))
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
             _ = try? await response.body.collect(upTo: 64 << 10)
             guard (200..<300).contains(response.status.code) else { throw WebhookFailure(message: "HTTP \(response.status.code)") }

@@ -27,4 +27,18 @@ public enum WebhookBody {
     }
 
     static func parsePayload(_ text: String) throws -> Value { try JSONReader.parse(Data(text.utf8)) }
+
+    /// The body as sent: with the page of the exception it names (`link` in JSON, a link in Slack's
+    /// text) when the server has a public URL. Bodies are queued by the store, which has no URL.
+    public static func linked(_ body: String, format: String, base: String?) -> String {
+        guard let base, case .object(var o)? = try? parsePayload(body) else { return body }
+        if format == "slack" {
+            guard let text = o["text"]?.stringValue, let id = text.split(separator: "*").first(where: { ExceptionRecord.parseId(String($0)) != nil }) else { return body }
+            o["text"] = .string(text + " <\(base)/exceptions/\(id)|\(id)>")
+        } else {
+            guard let subject = o["subject"]?.stringValue, ExceptionRecord.parseId(subject) != nil, subject.hasPrefix("EX-") else { return body }
+            o.append("link", .string("\(base)/exceptions/\(subject)"))
+        }
+        return JSONWriter.write(.object(o), pretty: false)
+    }
 }

@@ -106,10 +106,13 @@ public struct FiledRequest: Sendable, Equatable {
     public var id: String
     public var policy: String
     public var resources: [String]
-    public init(id: String, policy: String, resources: [String]) {
+    /// Its page, when the check ran on a server with a public URL.
+    public var link: String?
+    public init(id: String, policy: String, resources: [String], link: String? = nil) {
         self.id = id
         self.policy = policy
         self.resources = resources
+        self.link = link
     }
 }
 

@@ -99,7 +99,7 @@ struct Check: AsyncParsableCommand {
         }
         var outcome = try await runner.check(input)
         for f in outcome.filed {
-            FileHandle.standardError.write(Data("waiver: \(f.id) requested for \(f.policy) on \(f.resources.joined(separator: ", "))\n".utf8))
+            FileHandle.standardError.write(Data("waiver: \(f.id) requested for \(f.policy) on \(f.resources.joined(separator: ", "))\(f.link.map { ": \($0)" } ?? "")\n".utf8))
         }
         warn(outcome.warnings)
         if let wait, let seconds = parseDuration(wait), !outcome.pending.isEmpty {

@@ -259,7 +259,7 @@ struct RemoteCheck: CheckUseCase {
         let answer = try decode { () throws(RegisterContract.Mismatch) in try RegisterContract.checkAnswer(reply) }
         let filed = answer.requested.map { id in
             let covered = answer.results.filter { $0.exception == id }
-            return FiledRequest(id: id, policy: covered.first?.policy ?? "?", resources: covered.map(\.resource))
+            return FiledRequest(id: id, policy: covered.first?.policy ?? "?", resources: covered.map(\.resource), link: covered.first?.link)
         }
         // The server renders other formats; JSON is its answer itself (with no `rendered`).
         let rendered = input.format == .json ? JSONWriter.write(reply) : answer.rendered ?? ""

@@ -32,7 +32,7 @@ struct Serve: AsyncParsableCommand {
     var authFailuresPerMinute: Int = 20
     @Option(name: .long, help: ArgumentHelp("How often the scheduler signs a checkpoint while the log grows (30m, 1h, 1d).", valueName: "duration"))
     var checkpointEvery: String = "1h"
-    @Option(name: .long, help: ArgumentHelp("The URL people and pipelines reach this server at (behind a load balancer, say): links in notifications and check output, and single sign-on's redirect (default http://HOST:PORT).", valueName: "url"))
+    @Option(name: .long, help: ArgumentHelp("The URL people and pipelines reach this server at (behind a load balancer, say): links in notifications, webhooks and check output (none without it), and single sign-on's redirect (default http://HOST:PORT).", valueName: "url"))
     var publicUrl: String?
 
     func validate() throws {
@@ -67,7 +67,7 @@ struct Serve: AsyncParsableCommand {
             checkpointInterval: TimeInterval(parseDuration(checkpointEvery) ?? 3600))
         settings.webhookLease = TimeInterval(webhookLease)
         settings.authFailureLimit = authFailuresPerMinute
-        settings.publicURL = (publicUrl ?? "http://\(host):\(port)").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        settings.publicURL = publicUrl.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         let state = try await ServerState.open(settings: settings, postgres: postgres)
         warn(try await state.decisions().unmeetableRules())
         let app = try buildApplication(state: state)

@@ -226,4 +226,25 @@ struct EmailTests {
             #expect(text.contains("group 'cisoo' is referenced but not defined"), "\(text)")
         }
     }
+
+    @Test func checkOutputAndWebhookBodiesLinkTheExceptionsTheyName() async throws {
+        let f = try await ServerFixture(publicURL: "https://waiver.example.com")
+        let plan = try String(contentsOfFile: repoRoot + "/Examples/plans/web-app.json", encoding: .utf8)
+        try await f.app().test(.router) { c in
+            let (status, result) = try await c.call(.post, "/api/v1/evaluations", as: "dev", f,
+                                                    json: #"{"workspace":"shop","format":"markdown","request":{"reason":"launch"},"plan":"# + plan + "}")
+            #expect(status == 201)
+            let net = try #require(result["results"]?.arrayValue?.first { $0["policy"] == "NET-001" })
+            let id = try #require(net["exception"]?.stringValue)
+            #expect(net["link"]?.stringValue == "https://waiver.example.com/exceptions/\(id)")
+            #expect(result["rendered"]?.stringValue?.contains("[\(id)](https://waiver.example.com/exceptions/\(id))") == true)
+        }
+        let json = #"{"event":"exception.approved","subject":"EX-3","actor":"sam","details":{}}"#
+        #expect(WebhookBody.linked(json, format: "json", base: "https://w.example.com").contains(#""link":"https://w.example.com/exceptions/EX-3""#))
+        #expect(WebhookBody.linked(json, format: "json", base: nil) == json)
+        let slack = #"{"text":"*EX-3* approved by sam"}"#
+        #expect(WebhookBody.linked(slack, format: "slack", base: "https://w.example.com") == #"{"text":"*EX-3* approved by sam <https://w.example.com/exceptions/EX-3|EX-3>"}"#)
+        let checkpoint = #"{"event":"audit.checkpoint","time":"x"}"#
+        #expect(WebhookBody.linked(checkpoint, format: "json", base: "https://w.example.com") == checkpoint)
+    }
 }

@@ -204,7 +204,7 @@ struct WorkloadIdentityTests {
                   ref: refs/heads/main
                   workspaces: [shop]
             """ + "\n")
-        let server = LiveServer(w)
+        let server = LiveServer(w, args: ["--public-url", "https://waiver.example.com/"])
         try server.start()
         // What GitHub's token service signs for this job (it sets aud, iat, nbf and exp itself).
         _ = try await provider.post("/control/github", ["claims": [
@@ -216,6 +216,9 @@ struct WorkloadIdentityTests {
                    "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "github-request-token", "WAIVER_REGISTER": w.dir.path + "/unused.sqlite"]
         let check = try waiver(["check", "--plan", webApp, "--workspace", "shop", "--request", "--reason", "launch", "--server", server.url], in: w.dir.path, env: env)
         #expect(check.code == 1 && check.out.contains("5 pending"), "\(check.err)")
+        // Each request it filed is named with its page (serve --public-url).
+        #expect(check.err.contains("requested for NET-001 on module.network.aws_security_group.bastion: https://waiver.example.com/exceptions/EX-"), "\(check.err)")
+        #expect(check.out.contains("— https://waiver.example.com/exceptions/EX-"), "\(check.out)")
         let list = try server.run(["list", "--status", "pending", "--format", "json"], token: sam)
         #expect(list.out.contains("\"requester\": \"pipeline:acme/payments@refs/heads/main\""), "\(list.out)")
         // Another workspace: refused by the trust rules, one line, exit 2.
