@@ -89,7 +89,8 @@ struct EmailTests {
             let (status, body) = try await c.call(.post, "/api/v1/exceptions", as: "dev", f, json: netRequest)
             #expect(status == 201, "\(body)")
         }
-        #expect(try await webhooks.deliverDue(now: t0) == 3)
+        // The application's own outbox service may have sent them while it ran; whatever is left goes now.
+        _ = try await webhooks.deliverDue(now: t0)
         var m = mail.messages
         // The approvers (security: sam, pat, root), never the requester.
         #expect(recipients(m, "[Waiver] EX-1 needs your approval") == ["pat@example.com", "root@example.com", "sam@example.com"])
