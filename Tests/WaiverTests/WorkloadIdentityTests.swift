@@ -118,6 +118,23 @@ struct WorkloadIdentityTests {
         }
     }
 
+    @Test func anHCPTerraformRunIsItsOrganizationAndWorkspace() async throws {
+        let provider = try IdentityProvider()
+        var identity = IdentitySettings()
+        identity.pipelines = [PipelineTrustRule(issuer: provider.issuer, repository: Glob("acme/networking-*"), workspaces: [Glob("networking")])]
+        let f = try await ServerFixture(identity: identity)
+        let token = try await provider.mint(Value.Object([
+            ("sub", "organization:acme:project:core:workspace:networking-prod:run_phase:plan"), ("aud", "waiver"),
+            ("terraform_organization_name", "acme"), ("terraform_workspace_name", "networking-prod"), ("terraform_run_phase", "plan"),
+            ("terraform_run_id", "run-42"), ("iat", epoch(t0)), ("nbf", epoch(t0)), ("exp", epoch(t0.addingTimeInterval(300))),
+        ]))
+        try await f.app().test(.router) { client in
+            let (me, who) = try await call(client, .get, "/api/v1/me", token: token)
+            #expect(me == 200 && who["name"] == "pipeline:acme/networking-prod", "\(who)")
+            #expect(try await call(client, .post, "/api/v1/evaluations", token: token, json: #"{"workspace":"networking","plan":{"format_version":"1.2","resource_changes":[]}}"#).0 == 201)
+        }
+    }
+
     @Test func aRepositoryOrRefOutsideTheTrustRulesIsForbidden() async throws {
         let provider = try IdentityProvider()
         let f = try await fixture(provider)
