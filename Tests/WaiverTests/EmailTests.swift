@@ -14,25 +14,10 @@ final class MailServer: @unchecked Sendable {
     let port: Int
 
     init(refuseFirst: Int = 0) throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repoRoot + "/Tests/Identity/smtp_server.py", dir.path] + (refuseFirst > 0 ? ["--refuse-first", String(refuseFirst)] : [])
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        var line = Data()
-        while true {
-            let byte = out.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data([0x0A]) { break }
-            line.append(byte)
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard text.hasPrefix("LISTENING "), let p = Int(text.dropFirst("LISTENING ".count)) else {
-            process.terminate()
-            throw UsageErrorForTests("the test SMTP server did not start (pip install aiosmtpd): \(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).suffix(400))")
-        }
+        let listening = try startPeer(process, script: "smtp_server.py", arguments: [dir.path] + (refuseFirst > 0 ? ["--refuse-first", String(refuseFirst)] : []),
+                                      needs: "aiosmtpd")
+        guard let p = Int(listening) else { throw UsageErrorForTests("smtp_server.py: no port in '\(listening)'") }
         port = p
-        err.fileHandleForReading.readabilityHandler = { _ = $0.availableData }
     }
 
     deinit { process.terminate() }

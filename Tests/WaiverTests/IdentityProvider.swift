@@ -13,28 +13,7 @@ final class IdentityProvider: @unchecked Sendable {
     let issuer: String
 
     init() throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repoRoot + "/Tests/Identity/oidc_provider.py"]
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // The first line is `LISTENING <issuer>`.
-        var line = Data()
-        while true {
-            let byte = out.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data([0x0A]) { break }
-            line.append(byte)
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard text.hasPrefix("LISTENING ") else {
-            process.terminate()
-            let why = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            throw UsageErrorForTests("the test OIDC provider did not start (pip install flask joserfc authlib): \(why.suffix(400))")
-        }
-        issuer = String(text.dropFirst("LISTENING ".count))
-        // Its request log is not read: drain it so the provider never blocks on a full pipe.
-        err.fileHandleForReading.readabilityHandler = { _ = $0.availableData }
+        issuer = try startPeer(process, script: "oidc_provider.py", arguments: [], needs: "flask joserfc authlib")
     }
 
     deinit {
@@ -68,6 +47,31 @@ final class IdentityProvider: @unchecked Sendable {
     func rotate() async throws -> String { try await post("/control/rotate", .object(Value.Object([])))["kid"]?.stringValue ?? "" }
 
     var jwksFetches: Int { get async throws { try await get("/control/stats")["jwks_fetches"]?.intValue ?? -1 } }
+}
+
+/// Starts one of the test peers of `Tests/Identity` and returns what follows `LISTENING ` on its first
+/// line (its URL or port). Its log is drained, so it never blocks on a full pipe.
+func startPeer(_ process: Process, script: String, arguments: [String], needs: String) throws -> String {
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", repoRoot + "/Tests/Identity/" + script] + arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    var line = Data()
+    while true {
+        let byte = out.fileHandleForReading.readData(ofLength: 1)
+        if byte.isEmpty || byte == Data([0x0A]) { break }
+        line.append(byte)
+    }
+    let text = String(decoding: line, as: UTF8.self)
+    guard text.hasPrefix("LISTENING ") else {
+        process.terminate()
+        let why = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        throw UsageErrorForTests("\(script) did not start (pip install \(needs)): \(why.suffix(400))")
+    }
+    err.fileHandleForReading.readabilityHandler = { _ = $0.availableData }
+    return String(text.dropFirst("LISTENING ".count))
 }
 
 /// Times as claims: seconds since 1970.
