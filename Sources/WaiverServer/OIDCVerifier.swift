@@ -89,7 +89,7 @@ public actor IssuerKeys {
         guard let named = doc["issuer"]?.stringValue, named == issuer else {
             throw TokenRejection("the discovery document of \(issuer) names another issuer")
         }
-        guard let jwks = doc["jwks_uri"]?.stringValue, ConfigLoader.issuerProblem(jwks) == nil else {
+        guard let jwks = Web.endpoint(doc["jwks_uri"]?.stringValue) else {
             throw TokenRejection("the discovery document of \(issuer) has no https jwks_uri")
         }
         let discovery = OIDCDiscovery(issuer: issuer, jwksURI: jwks, authorizationEndpoint: doc["authorization_endpoint"]?.stringValue,

@@ -6,9 +6,10 @@ trust), STARTTLS required before anything else, AUTH PLAIN/LOGIN with waiver / s
 over TLS). Every message it accepts is appended to DIR/messages.jsonl as
 {"from", "to": [...], "subject", "text", "tls": bool}, its body decoded.
 
-  python3 smtp_server.py DIR [--refuse-first N]
+  python3 smtp_server.py DIR [--refuse-first N] [--implicit]
 
 --refuse-first N answers the first N messages with 451 (try again later), as a busy server does.
+--implicit speaks TLS from the first byte (port 465 style) instead of STARTTLS.
 Prints `LISTENING <port>` once it serves.
 """
 import datetime
@@ -64,11 +65,14 @@ class Handler:
             msg = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
             body = msg.get_body(preferencelist=("plain",))
             record = {"from": envelope.mail_from, "to": envelope.rcpt_tos, "subject": str(msg["subject"]),
-                      "text": body.get_content() if body else "", "tls": session.ssl is not None,
+                      "text": body.get_content() if body else "", "tls": session.ssl is not None or IMPLICIT,
                       "message_id": str(msg["message-id"])}
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
         return "250 OK"
+
+
+IMPLICIT = "--implicit" in sys.argv
 
 
 def authenticate(server, session, envelope, mechanism, auth_data):
@@ -88,8 +92,12 @@ def main():
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
-    controller = Controller(Handler(directory, refuse), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
-                            authenticator=authenticate, auth_required=True, auth_require_tls=True)
+    if "--implicit" in sys.argv:
+        controller = Controller(Handler(directory, refuse), hostname="127.0.0.1", port=port, ssl_context=context,
+                                authenticator=authenticate, auth_required=True, auth_require_tls=False)
+    else:
+        controller = Controller(Handler(directory, refuse), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
+                                authenticator=authenticate, auth_required=True, auth_require_tls=True)
     controller.start()
     print("LISTENING %d" % port, flush=True)
     try:

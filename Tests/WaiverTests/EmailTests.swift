@@ -13,8 +13,12 @@ final class MailServer: @unchecked Sendable {
     let dir = TempDir()
     let port: Int
 
-    init(refuseFirst: Int = 0) throws {
-        let listening = try startPeer(process, script: "smtp_server.py", arguments: [dir.path] + (refuseFirst > 0 ? ["--refuse-first", String(refuseFirst)] : []),
+    let implicit: Bool
+
+    init(refuseFirst: Int = 0, implicit: Bool = false) throws {
+        self.implicit = implicit
+        let listening = try startPeer(process, script: "smtp_server.py",
+                                      arguments: [dir.path] + (refuseFirst > 0 ? ["--refuse-first", String(refuseFirst)] : []) + (implicit ? ["--implicit"] : []),
                                       needs: "aiosmtpd")
         guard let p = Int(listening) else { throw UsageErrorForTests("smtp_server.py: no port in '\(listening)'") }
         port = p
@@ -28,6 +32,7 @@ final class MailServer: @unchecked Sendable {
         e.username = "waiver"
         e.passwordEnv = "SMTP_PASSWORD"
         e.caFile = dir.path + "/ca.pem"
+        if implicit { e.security = .implicit }
         e.addresses = ["dev": "dev@example.com", "sam": "sam@example.com", "pat": "pat@example.com", "root": "root@example.com", "cyd": "cyd@example.com"]
         return e
     }
@@ -232,5 +237,17 @@ struct EmailTests {
         #expect(WebhookBody.linked(slack, format: "slack", base: "https://w.example.com") == #"{"text":"*EX-3* approved by sam <https://w.example.com/exceptions/EX-3|EX-3>"}"#)
         let checkpoint = #"{"event":"audit.checkpoint","time":"x"}"#
         #expect(WebhookBody.linked(checkpoint, format: "json", base: "https://w.example.com") == checkpoint)
+    }
+
+    @Test func implicitTLSFromTheFirstByte() async throws {
+        let mail = try MailServer(implicit: true)
+        let client = SMTPClient(settings: mail.settings, password: "smtp-secret", timeout: .seconds(20))
+        let message = MailMessage.compose(from: "Waiver <waiver@example.com>", to: "sam@example.com", subject: "[Waiver] EX-1 approved by sam · ✓",
+                                          text: "line one\n.starts with a dot\n" + String(repeating: "long ", count: 400), date: t0, id: "1")
+        try await client.send(to: "sam@example.com", message: message)
+        let got = try #require(mail.messages.first)
+        #expect(got.to == ["sam@example.com"] && got.subject == "[Waiver] EX-1 approved by sam · ✓")
+        // A leading dot survives the SMTP transparency rule, and a 2,000-character line arrives whole.
+        #expect(got.text.contains("\n.starts with a dot") && got.text.contains(String(repeating: "long ", count: 400)))
     }
 }
