@@ -197,12 +197,12 @@ public final class ServerMetrics: Sendable {
     func refresh(store: any ServerRegisterStore, maxAttempts: Int) async {
         let counts = (try? await store.statusCounts()) ?? [:]
         for status in ExceptionStatus.allCases {
-            registry.makeGauge(descriptor: .init(namespace: "waiver", metricName: "exceptions", unitName: "count", helpText: "Exceptions in the register by status."),
+            registry.makeGauge(descriptor: .init(namespace: "waiver", metricName: "exceptions", helpText: "Exceptions in the register by status."),
                                labels: [("status", status.rawValue)]).set(Double(counts[status.rawValue] ?? 0))
         }
         if let d = try? await store.deliveryCounts(maxAttempts: maxAttempts) {
             for (state, n) in [("delivered", d.delivered), ("waiting", d.waiting), ("failed", d.failed)] {
-                registry.makeGauge(descriptor: .init(namespace: "waiver", metricName: "webhook_outbox", unitName: "count", helpText: "Webhook deliveries in the outbox by state."),
+                registry.makeGauge(descriptor: .init(namespace: "waiver", metricName: "webhook_outbox", helpText: "Webhook deliveries in the outbox by state."),
                                    labels: [("state", state)]).set(Double(n))
             }
         }
