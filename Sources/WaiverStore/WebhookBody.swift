@@ -6,10 +6,11 @@ public enum WebhookBody {
     public static func render(_ e: AuditEvent, format: String) -> String {
         let payload = (try? parsePayload(e.payload)) ?? .string(e.payload)
         if format == "slack" {
-            var text = "*\(e.subject)* \(e.action.replacingOccurrences(of: "exception.", with: "")) by \(e.actor)"
-            if let c = payload["comment"]?.stringValue { text += ": \(c)" }
-            if let x = payload["expires"]?.stringValue { text += " (expires \(x))" }
-            if let p = payload["policy"]?.stringValue { text += " — \(p)" }
+            let esc = slackEscaped
+            var text = "*\(esc(e.subject))* \(esc(e.action.replacingOccurrences(of: "exception.", with: ""))) by \(esc(e.actor))"
+            if let c = payload["comment"]?.stringValue { text += ": \(esc(c))" }
+            if let x = payload["expires"]?.stringValue { text += " (expires \(esc(x)))" }
+            if let p = payload["policy"]?.stringValue { text += " — \(esc(p))" }
             return JSONWriter.write(["text": .string(text)], pretty: false)
         }
         return JSONWriter.write([
@@ -27,6 +28,12 @@ public enum WebhookBody {
     }
 
     static func parsePayload(_ text: String) throws -> Value { try JSONReader.parse(Data(text.utf8)) }
+
+    /// Text as Slack must receive it: `&`, `<` and `>` as entities, so nothing a person wrote becomes
+    /// a link, a mention or `<!channel>`.
+    public static func slackEscaped(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
 
     /// The body as sent: with the page of the exception it names (`link` in JSON, a link in Slack's
     /// text) when the server has a public URL. Bodies are queued by the store, which has no URL.

@@ -250,4 +250,16 @@ struct EmailTests {
         // A leading dot survives the SMTP transparency rule, and a 2,000-character line arrives whole.
         #expect(got.text.contains("\n.starts with a dot") && got.text.contains(String(repeating: "long ", count: 400)))
     }
+
+    /// Slack reads `<…>` as links and mentions (`<!channel>` pings everyone) and `&` as an entity:
+    /// everything a person wrote is escaped as Slack requires; only Waiver's own link is markup.
+    @Test func slackMessagesEscapeWhatPeopleWrote() throws {
+        let event = AuditEvent(seq: 7, time: t0, actor: "mallory <@U1>", action: "exception.rejected", subject: "EX-3",
+                               payload: #"{"comment":"<!channel> see <https://evil.example|here> & more","policy":"NET-001"}"#, prevHash: "", hash: "h")
+        let body = WebhookBody.render(event, format: "slack")
+        let text = try #require(try JSONReader.parse(Data(body.utf8))["text"]?.stringValue)
+        #expect(text == "*EX-3* rejected by mallory &lt;@U1&gt;: &lt;!channel&gt; see &lt;https://evil.example|here&gt; &amp; more — NET-001", "\(text)")
+        let linked = try #require(try JSONReader.parse(Data(WebhookBody.linked(body, format: "slack", base: "https://w.example.com").utf8))["text"]?.stringValue)
+        #expect(linked.hasSuffix(" <https://w.example.com/exceptions/EX-3|EX-3>"))
+    }
 }
