@@ -285,17 +285,27 @@ public enum JUnitOutput {
             let list = (cases[policy] ?? []).sorted { $0.resource < $1.resource }
             var body = ""
             var f = 0, s = 0
+            // Names unique within the class: a second result on one resource is "resource (2)".
+            var seen: [String: Int] = [:]
             for (resource, finding) in list {
-                body += "    <testcase classname=\"\(xml(policy))\" name=\"\(xml(resource))\""
+                let n = (seen[resource] ?? 0) + 1
+                seen[resource] = n
+                let name = n == 1 ? resource : "\(resource) (\(n))"
+                body += "    <testcase classname=\"\(xml(policy))\" name=\"\(xml(name))\""
                 guard let finding else { body += "/>\n"; continue }
                 body += ">\n"
                 let detail = [finding.message, finding.remediation.isEmpty ? "" : "Fix: \(finding.remediation)"]
                     .filter { !$0.isEmpty }.joined(separator: "\n")
+                // A failure exactly when the gate blocks on it (`CheckReport.blocks`): an unknown
+                // outcome under --unknown=block fails, as the verdict does.
                 switch finding.status {
-                case .blocking, .pending:
+                case _ where report.blocks(finding):
                     f += 1
-                    let what = finding.status == .pending ? (finding.exceptionNote ?? "exception pending") : finding.title
+                    let what = finding.status == .pending ? (finding.exceptionNote ?? "exception pending")
+                        : finding.status == .unknown ? "outcome known only after apply (--unknown=block)" : finding.title
                     body += "      <failure type=\"\(finding.status.rawValue)\" message=\"\(xml(what))\">\(xml(detail))</failure>\n"
+                case .blocking, .pending:
+                    break
                 case .excepted, .unknown:
                     s += 1
                     let why = finding.status == .unknown ? "outcome known only after apply" : (finding.exceptionNote ?? "excepted")
@@ -310,7 +320,8 @@ public enum JUnitOutput {
             suites += body + "  </testsuite>\n"
         }
         return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-            + "<testsuites name=\"waiver check (\(xml(report.workspace)))\" tests=\"\(total)\" failures=\"\(failures)\" errors=\"0\" skipped=\"\(skipped)\">\n"
+            // `skipped` is on each <testsuite> only: junit-10.xsd allows no more than these on <testsuites>.
+            + "<testsuites name=\"waiver check (\(xml(report.workspace)))\" tests=\"\(total)\" failures=\"\(failures)\" errors=\"0\">\n"
             + suites + "</testsuites>\n"
     }
 

@@ -101,6 +101,32 @@ struct OutputTests {
         #expect(try doc.nodes(forXPath: "//testcase/skipped").count == 2)
     }
 
+    /// What the strictest common reader accepts (the Jenkins xUnit plugin's junit-10.xsd): `<testsuites>`
+    /// carries only name, time, tests, failures and errors; a blocking unknown is a failure, as the gate
+    /// says; and test-case names are unique within their class (GitLab keeps only the first of duplicates).
+    @Test func junitSatisfiesItsStrictestReader() async throws {
+        let base = try goldenReport()
+        var report = CheckReport(workspace: base.workspace, unknownMode: .block, findings: base.findings, resourceCount: base.resourceCount,
+                                 policies: base.policies, compliant: base.compliant)
+        // The same policy and resource twice (two scanner results on one location).
+        let twice = try #require(report.findings.first)
+        report = CheckReport(workspace: report.workspace, unknownMode: .block, findings: report.findings + [twice], resourceCount: report.resourceCount,
+                             policies: report.policies, compliant: report.compliant)
+        let doc = try XMLDocument(data: Data(OutputFormat.junit.render(report).utf8))
+        let root = try #require(doc.rootElement())
+        #expect(Set((root.attributes ?? []).compactMap(\.name)).isSubset(of: ["name", "time", "tests", "failures", "errors"]))
+        let unknown = report.findings.filter { $0.status == .unknown }.count
+        #expect(unknown > 0)
+        let failures = report.findings.filter(report.blocks).count
+        #expect(root.attribute(forName: "failures")?.stringValue == String(failures))
+        #expect(try doc.nodes(forXPath: "//testcase/failure").count == failures)
+        var seen = Set<String>()
+        for case let c as XMLElement in try doc.nodes(forXPath: "//testcase") {
+            let key = (c.attribute(forName: "classname")?.stringValue ?? "") + "\u{0}" + (c.attribute(forName: "name")?.stringValue ?? "")
+            #expect(seen.insert(key).inserted, "a duplicate test case: \(key)")
+        }
+    }
+
     @Test func sarifIsValidAndCarriesRulesAndSuppressions() async throws {
         let v = try JSONReader.parse(Data(OutputFormat.sarif.render(try goldenReport()).utf8))
         #expect(v["version"] == "2.1.0")
