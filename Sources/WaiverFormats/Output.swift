@@ -145,33 +145,61 @@ public enum MarkdownOutput {
         let rows = report.findings.sorted {
             ($1.severity.rank, $0.policy, $0.resource) < ($0.severity.rank, $1.policy, $1.resource)
         }
+        // GitHub refuses a comment over 65,536 characters: rows go in while they fit (leaving room
+        // for the line that says how many did not, and for the fixes), at most `maxRows`.
+        var shownRows = 0
         for f in rows.prefix(maxRows) {
             var status = "\(icons[f.status] ?? "") \(f.status.rawValue)"
             if let note = f.exceptionNote {
                 // On a server the exception's id links to its page.
                 var shown = cell(note)
-                if let link = f.link, let id = f.exception { shown = shown.replacingOccurrences(of: id, with: "[\(id)](\(link))") }
+                if let link = f.link, let id = f.exception { shown = shown.replacingOccurrences(of: cell(id), with: "[\(id)](\(link))") }
                 status += " (\(shown))"
             }
-            out += "| \(status) | \(f.severity.rawValue) | **\(cell(f.policy))** \(cell(f.title)) | `\(code(f.resource))` | \(cell(f.message)) |\n"
+            let row = "| \(status) | \(f.severity.rawValue) | **\(cell(f.policy))** \(cell(f.title)) | `\(code(f.resource))` | \(cell(f.message)) |\n"
+            guard out.utf8.count + row.utf8.count + reserve <= maxBytes else { break }
+            out += row
+            shownRows += 1
         }
-        if rows.count > maxRows { out += "\n…and \(rows.count - maxRows) more (see the full report in the job log).\n" }
+        if rows.count > shownRows { out += "\n…and \(rows.count - shownRows) more not shown (see the full report in the job log).\n" }
         let fixes = Dictionary(grouping: report.findings.filter { $0.status != .excepted && !$0.remediation.isEmpty }, by: \.policy)
         if !fixes.isEmpty {
-            out += "\n<details><summary>How to fix</summary>\n\n"
+            var section = "\n<details><summary>How to fix</summary>\n\n"
             for id in fixes.keys.sorted() {
                 guard let f = fixes[id]?.first else { continue }
-                out += "- **\(cell(id))** \(cell(f.title)): \(cell(f.remediation))\n"
+                let line = "- **\(cell(id))** \(cell(f.title)): \(cell(f.remediation))\n"
+                guard out.utf8.count + section.utf8.count + line.utf8.count + 64 <= maxBytes else {
+                    section += "- …more fixes in the full report\n"
+                    break
+                }
+                section += line
             }
-            out += "\n</details>\n"
+            out += section + "\n</details>\n"
         }
         return out
     }
 
-    /// Text safe inside a table cell: no pipes, newlines or HTML.
+    /// GitHub's limit on a comment, and what the rows leave for the "more not shown" line and the fixes.
+    static let maxBytes = 65_536
+    static let reserve = 4_096
+
+    /// Text safe inside a table cell: no pipes, newlines or HTML, and inert: Markdown punctuation is
+    /// escaped (no link, image or emphasis from a plan value), and a word joiner (U+2060) breaks
+    /// what GitHub would turn into an @mention or an autolink (`@`, `://`, `www.`).
     static func cell(_ s: String) -> String {
-        TextOutput.oneLine(s).replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "|", with: "\\|")
+        var t = ""
+        for ch in TextOutput.oneLine(s) {
+            switch ch {
+            case "\\", "`", "*", "_", "[", "]", "(", ")", "!", "~", "#": t.append("\\"); t.append(ch)
+            case "&": t += "&amp;"
+            case "<": t += "&lt;"
+            case ">": t += "&gt;"
+            case "|": t += "\\|"
+            case "@": t += "@\u{2060}"
+            default: t.append(ch)
+            }
+        }
+        return t.replacingOccurrences(of: "://", with: ":\u{2060}//").replacingOccurrences(of: "www.", with: "www\u{2060}.")
     }
 
     static func code(_ s: String) -> String {

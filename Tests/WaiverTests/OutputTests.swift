@@ -156,6 +156,25 @@ struct OutputTests {
         #expect(!md.contains("<Worker>"))
     }
 
+    /// A pull-request comment must fit GitHub's 65,536-character limit and must not let plan values
+    /// act: no live link, image or @mention from what a plan or scanner says.
+    @Test func markdownFitsAPullRequestCommentAndPlanValuesCannotAct() async throws {
+        let hostile = "@octocat see https://evil.example/x and www.evil.example ![i](https://evil.example/i.png) [click](javascript:alert(1)) "
+        let findings = (0..<2_000).map { i in
+            Finding(policy: "P-\(i % 7)", title: "t", severity: .high, category: "security", resource: "r\(i)", status: .blocking,
+                    message: hostile + String(repeating: "x", count: 300), remediation: "see @team at https://wiki.example/fix", origin: .plan(file: "p"))
+        }
+        let report = CheckReport(workspace: "w", unknownMode: .warn, findings: findings, resourceCount: 2_000, policies: [], compliant: [])
+        let md = OutputFormat.markdown.render(report)
+        #expect(md.utf8.count <= 65_536, "\(md.utf8.count) bytes")
+        #expect(md.contains("more not shown"))
+        let rows = md.split(separator: "\n").filter { $0.hasPrefix("| ❌") }.count
+        #expect(rows > 0 && md.contains("\(2_000 - rows) more not shown"), "\(rows) rows")
+        for live in ["@octocat", "@team", "https://", "www.evil", "![", "](", "]("] {
+            #expect(!md.contains(live), "\(live) is live in the comment")
+        }
+    }
+
     @Test func passingReport() {
         let report = CheckEngine(policies: []).check(resources: [], external: [], workspace: "w")
         #expect(report.passed)
