@@ -39,6 +39,14 @@ public enum InputFile {
 
     /// Reads a file's bytes, memory-mapped when possible.
     public static func read(_ path: String, maxBytes: Int = InputFile.maxBytes) throws(InputError) -> Data {
+        // `-` is standard input; a pipe, a FIFO or /dev/stdin (process substitution gives /dev/fd/N)
+        // is read as a stream, with the same bound, since it has no size to check first.
+        if path == "-" { return try stream(FileHandle.standardInput, name: "stdin", maxBytes: maxBytes) }
+        var st = stat()
+        if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFIFO || (st.st_mode & S_IFMT) == S_IFCHR {
+            guard let h = FileHandle(forReadingAtPath: path) else { throw InputError(file: path, message: "cannot open for reading") }
+            return try stream(h, name: path, maxBytes: maxBytes)
+        }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw InputError(file: path, message: "no such file")
@@ -53,6 +61,20 @@ public enum InputFile {
         } catch {
             throw InputError(file: path, message: "cannot read: \(error.localizedDescription)")
         }
+    }
+
+    /// Reads a stream to its end, refusing more than `maxBytes` and an empty one.
+    static func stream(_ h: FileHandle, name: String, maxBytes: Int) throws(InputError) -> Data {
+        var out = Data()
+        while true {
+            let chunk: Data?
+            do { chunk = try h.read(upToCount: 1 << 20) } catch { throw InputError(file: name, message: "cannot read: \(error.localizedDescription)") }
+            guard let chunk, !chunk.isEmpty else { break }
+            out.append(chunk)
+            if out.count > maxBytes { throw InputError(file: name, message: "more than \(maxBytes) bytes, over the limit") }
+        }
+        if out.isEmpty { throw InputError(file: name, message: "nothing was read (an empty input)") }
+        return out
     }
 
     /// Normalizes text to UTF-8 without a byte-order mark: UTF-8 with BOM, UTF-16 LE/BE with BOM

@@ -25,7 +25,7 @@ struct Run {
 }
 
 /// Runs the binary with arguments in a directory and collects exit code, stdout and stderr.
-func waiver(_ args: [String], in cwd: String = repoRoot, env: [String: String] = [:]) throws -> Run {
+func waiver(_ args: [String], in cwd: String = repoRoot, env: [String: String] = [:], stdin: Data? = nil) throws -> Run {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: waiverBinary)
     p.arguments = args
@@ -44,8 +44,19 @@ func waiver(_ args: [String], in cwd: String = repoRoot, env: [String: String] =
     }
     p.standardOutput = outHandle
     p.standardError = errHandle
-    p.standardInput = FileHandle.nullDevice
+    // Standard input through a pipe (not a file), as `terraform show -json plan.out | waiver check --plan -` gives it.
+    let input = Pipe()
+    p.standardInput = stdin == nil ? FileHandle.nullDevice : input
     try p.run()
+    if let stdin {
+        // A child that exits without reading must not take the test runner down with SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
+        let writer = input.fileHandleForWriting
+        DispatchQueue.global().async {
+            try? writer.write(contentsOf: stdin)
+            try? writer.close()
+        }
+    }
     p.waitUntilExit()
     try outHandle.close()
     try errHandle.close()
@@ -56,6 +67,18 @@ func waiver(_ args: [String], in cwd: String = repoRoot, env: [String: String] =
 
 @Suite("The waiver binary, end to end", .serialized)
 struct CLITests {
+    /// `--plan -` and `/dev/stdin` read standard input, a pipe, as `terraform show -json plan.out |` gives it.
+    @Test func aPlanOnStandardInput() async throws {
+        let plan = try Data(contentsOf: URL(fileURLWithPath: repoRoot + "/Examples/plans/web-app.json"))
+        let fromFile = try waiver(["check", "--plan", "Examples/plans/web-app.json", "--workspace", "w"])
+        for name in ["-", "/dev/stdin"] {
+            let r = try waiver(["check", "--plan", name, "--workspace", "w"], stdin: plan)
+            #expect(r.code == 1 && r.out.hasSuffix(fromFile.out.split(separator: "\n").last.map { String($0) + "\n" } ?? "?"), "\(name): \(r.err)")
+        }
+        let empty = try waiver(["check", "--plan", "-", "--workspace", "w"], stdin: Data())
+        #expect(empty.code == 2 && empty.err.contains("stdin"), "\(empty.err)")
+    }
+
     @Test func checksTheExamplePlanAndBlocks() async throws {
         let r = try waiver(["check", "--plan", "Examples/plans/web-app.json"])
         #expect(r.code == 1)
