@@ -229,6 +229,10 @@ public enum SarifOutput {
         }
     }
 
+    static func htmlEscaped(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+
     public static func fingerprint(_ f: Finding) -> String {
         let digest = SHA256.hash(data: Data("\(f.policy)\u{0}\(f.resource)".utf8))
         return digest.map { String(format: "%02x", $0) }.joined()
@@ -243,9 +247,11 @@ public enum SarifOutput {
             rule.append("id", .string(p.id))
             rule.append("name", .string(p.id.replacingOccurrences(of: "-", with: "_")))
             rule.append("shortDescription", ["text": .string(p.title)])
-            rule.append("fullDescription", ["text": .string(p.description.isEmpty ? p.title : TextOutput.oneLine(p.description))])
+            // GitHub shows at most 1,024 characters of a description.
+            rule.append("fullDescription", ["text": .string((p.description.isEmpty ? p.title : TextOutput.oneLine(p.description)).clipped(1_024))])
             let help = p.remediation.isEmpty ? p.title : p.remediation
-            rule.append("help", ["text": .string(help), "markdown": .string("**\(p.title)**\n\n\(help)")])
+            // The Markdown help is rendered: `<team>` would be read as an HTML tag and vanish.
+            rule.append("help", ["text": .string(help), "markdown": .string("**\(htmlEscaped(p.title))**\n\n\(htmlEscaped(help))")])
             rule.append("defaultConfiguration", ["level": .string(level(p.severity))])
             rule.append("properties", [
                 "tags": [.string(p.category)], "security-severity": .string(securitySeverity(p.severity)),
@@ -272,7 +278,9 @@ public enum SarifOutput {
                 "physicalLocation": .object(physical),
                 "logicalLocations": [["fullyQualifiedName": .string(f.resource), "kind": "resource"]],
             ]])
-            r.append("partialFingerprints", ["waiverFinding/v1": .string(fingerprint(f))])
+            // GitHub groups alerts by primaryLocationLineHash, computing its own from the line when it
+            // is absent: every plan result is on line 1, so distinct violations would fold together.
+            r.append("partialFingerprints", ["waiverFinding/v1": .string(fingerprint(f)), "primaryLocationLineHash": .string(fingerprint(f) + ":1")])
             if f.status == .excepted, let id = f.exception {
                 r.append("suppressions", [[
                     "kind": "external", "status": "accepted",

@@ -127,6 +127,25 @@ struct OutputTests {
         }
     }
 
+    /// What GitHub code scanning reads: it groups alerts by `partialFingerprints.primaryLocationLineHash`
+    /// (computing its own from the line when absent: every plan result is on line 1 of the plan, so
+    /// distinct violations folded into a few alerts); rule help is Markdown, where `<team>` would vanish
+    /// as an HTML tag; descriptions are cut at 1,024 characters.
+    @Test func sarifIsWhatGitHubCodeScanningReads() async throws {
+        var report = try goldenReport()
+        report.policies[0].description = String(repeating: "long ", count: 400)
+        let v = try JSONReader.parse(Data(OutputFormat.sarif.render(report).utf8))
+        let run = try #require(v["runs"]?.arrayValue?.first)
+        let results = run["results"]?.arrayValue ?? []
+        let hashes = results.compactMap { $0["partialFingerprints"]?["primaryLocationLineHash"]?.stringValue }
+        #expect(hashes.count == results.count && Set(hashes).count == results.count, "one stable hash per finding")
+        let rules = run["tool"]?["driver"]?["rules"]?.arrayValue ?? []
+        #expect(rules.allSatisfy { ($0["fullDescription"]?["text"]?.stringValue?.count ?? 0) <= 1_024 })
+        let naming = try #require(rules.first { $0["id"] == "NAME-001" })
+        let help = naming["help"]?["markdown"]?.stringValue ?? ""
+        #expect(help.contains("&lt;team&gt;") && !help.contains("<team>"), "\(help)")
+    }
+
     @Test func sarifIsValidAndCarriesRulesAndSuppressions() async throws {
         let v = try JSONReader.parse(Data(OutputFormat.sarif.render(try goldenReport()).utf8))
         #expect(v["version"] == "2.1.0")
