@@ -70,7 +70,7 @@ struct EmailTests {
         m.filter { $0.subject.hasPrefix(subjectPrefix) }.flatMap(\.to).sorted()
     }
 
-    @Test func requestsDecisionsRemindersNudgesAndEscalationsReachTheRightPeopleOnce() async throws {
+    @Test(needsPeers(["aiosmtpd"])) func requestsDecisionsRemindersNudgesAndEscalationsReachTheRightPeopleOnce() async throws {
         let mail = try MailServer()
         let f = try await fixture(mail)
         let webhooks = WebhookService(state: f.state, logger: .init(label: "test"))
@@ -124,7 +124,7 @@ struct EmailTests {
         #expect(events.filter { $0 == "exception.nudged" }.count == 1 && events.filter { $0 == "exception.escalated" }.count == 1)
     }
 
-    @Test func aRefusedMessageIsRetriedThroughTheOutbox() async throws {
+    @Test(needsPeers(["aiosmtpd"])) func aRefusedMessageIsRetriedThroughTheOutbox() async throws {
         let mail = try MailServer(refuseFirst: 1)
         let f = try await fixture(mail)
         let webhooks = WebhookService(state: f.state, logger: .init(label: "test"))
@@ -139,7 +139,7 @@ struct EmailTests {
         #expect(failed.count == 1 && failed.first?.deliveredAt != nil, "one message took a second attempt, and went: \(all)")
     }
 
-    @Test func aWrongPasswordOrAnUntrustedCertificateIsAFailedDeliveryNamingWhy() async throws {
+    @Test(needsPeers(["aiosmtpd"])) func aWrongPasswordOrAnUntrustedCertificateIsAFailedDeliveryNamingWhy() async throws {
         let mail = try MailServer()
         var settings = mail.settings
         settings.caFile = nil  // the system's trust store does not know the test server's certificate
@@ -239,7 +239,7 @@ struct EmailTests {
         #expect(WebhookBody.linked(checkpoint, format: "json", base: "https://w.example.com") == checkpoint)
     }
 
-    @Test func implicitTLSFromTheFirstByte() async throws {
+    @Test(needsPeers(["aiosmtpd"])) func implicitTLSFromTheFirstByte() async throws {
         let mail = try MailServer(implicit: true)
         let client = SMTPClient(settings: mail.settings, password: "smtp-secret", timeout: .seconds(20))
         let message = MailMessage.compose(from: "Waiver <waiver@example.com>", to: "sam@example.com", subject: "[Waiver] EX-1 approved by sam · ✓",

@@ -49,6 +49,25 @@ final class IdentityProvider: @unchecked Sendable {
     var jwksFetches: Int { get async throws { try await get("/control/stats")["jwks_fetches"]?.intValue ?? -1 } }
 }
 
+/// Whether `python3` can import these modules (the libraries the test peers are built on).
+func pythonHas(_ modules: [String]) -> Bool {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["python3", "-c", "import " + modules.joined(separator: ", ")]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    guard (try? p.run()) != nil else { return false }
+    p.waitUntilExit()
+    return p.terminationStatus == 0
+}
+
+/// Tests that start a peer of `Tests/Identity` need its Python libraries: outside CI they are skipped,
+/// saying what to install, when those are missing; under `CI=true` (`.ci/run` installs them) they run,
+/// and fail if a peer cannot start.
+func needsPeers(_ modules: [String]) -> ConditionTrait {
+    .enabled(if: inCI || pythonHas(modules), "needs Python's \(modules.joined(separator: ", ")) (pip install \(modules.joined(separator: " ")))")
+}
+
 /// Starts one of the test peers of `Tests/Identity` and returns what follows `LISTENING ` on its first
 /// line (its URL or port). Its log is drained, so it never blocks on a full pipe.
 func startPeer(_ process: Process, script: String, arguments: [String], needs: String) throws -> String {

@@ -12,7 +12,7 @@ import Testing
 
 /// People sign in to the pages through a real OpenID provider on loopback (Authlib's authorization
 /// server in `Tests/Identity/oidc_provider.py`): authorization code with PKCE, state and nonce.
-@Suite("Single sign-on for people (OpenID Connect)", .serialized)
+@Suite("Single sign-on for people (OpenID Connect)", .serialized, needsPeers(["flask", "joserfc", "authlib"]))
 struct SingleSignOnTests {
     /// Follows no redirect: each hop of the flow is looked at.
     static let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))

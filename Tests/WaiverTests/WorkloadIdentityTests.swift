@@ -10,7 +10,7 @@ import Testing
 
 /// Pipelines authenticate with their CI system's OIDC token, verified against a real provider on
 /// loopback (its discovery document and JWK set); trust rules bind repositories and refs to workspaces.
-@Suite("Workload identity: pipelines sign in with their CI system's token", .serialized)
+@Suite("Workload identity: pipelines sign in with their CI system's token", .serialized, needsPeers(["flask", "joserfc", "authlib"]))
 struct WorkloadIdentityTests {
     /// The server trusting `provider` for acme/payments on main (workspace shop) and the GitLab
     /// project acme/infra on any branch (workspaces infra-*), with alice in security.
