@@ -16,7 +16,6 @@ let waiverBinary: String = {
     return repoRoot + "/.build/debug/waiver"
 }()
 
-let scratchRegister = TempDir()
 
 struct Run {
     let code: Int32
@@ -31,13 +30,13 @@ func waiver(_ args: [String], in cwd: String = repoRoot, env: [String: String] =
     p.arguments = args
     p.currentDirectoryURL = URL(fileURLWithPath: cwd)
     var environment = ProcessInfo.processInfo.environment
-    // Checks record into a register: keep it out of the checkout unless a test names one.
-    environment["WAIVER_REGISTER"] = scratchRegister.path + "/register-\(UUID().uuidString).sqlite"
+    // Output goes to files, so a large report cannot fill a pipe and stall the child; checks record
+    // into a register there too, out of the checkout unless a test names one. The folder goes with the call.
+    let scratch = TempDir()
+    environment["WAIVER_REGISTER"] = scratch.path + "/register.sqlite"
     environment.removeValue(forKey: "WAIVER_NOW")
     environment.merge(env) { _, new in new }
     p.environment = environment
-    // Output goes to files, so a large report cannot fill a pipe and stall the child.
-    let scratch = TempDir()
     let outPath = scratch.write("stdout", ""), errPath = scratch.write("stderr", "")
     guard let outHandle = FileHandle(forWritingAtPath: outPath), let errHandle = FileHandle(forWritingAtPath: errPath) else {
         throw CocoaError(.fileWriteUnknown)
