@@ -78,6 +78,27 @@ struct CLITests {
         #expect(empty.code == 2 && empty.err.contains("stdin"), "\(empty.err)")
     }
 
+    /// Shell completion (swift-argument-parser's), as the README tells users to install it: the bash
+    /// script registers a completion for `waiver` when sourced, and offers the subcommands.
+    @Test func shellCompletionScripts() async throws {
+        let bash = try waiver(["--generate-completion-script", "bash"])
+        #expect(bash.code == 0 && bash.out.contains("check") && bash.out.contains("approve"))
+        let dir = TempDir()
+        let script = dir.write("waiver.bash", bash.out)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", "source \(script) && complete -p waiver"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let said = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0 && said.contains("waiver"), "\(said)")
+        #expect(try waiver(["--generate-completion-script", "zsh"]).out.hasPrefix("#compdef waiver"))
+        #expect(try waiver(["--generate-completion-script", "fish"]).code == 0)
+    }
+
     @Test func checksTheExamplePlanAndBlocks() async throws {
         let r = try waiver(["check", "--plan", "Examples/plans/web-app.json"])
         #expect(r.code == 1)
