@@ -71,12 +71,20 @@ public enum RequestLimits {
     /// Names: workspaces, people, owners.
     public static let name = 200
 
+    /// Text that is a name: at most `max` characters on one line, without control characters or
+    /// noncharacters (what workspaces, file names and names from identity claims must be).
+    public static func oneLine(_ text: String, max: Int) -> Bool {
+        text.count <= max && !text.unicodeScalars.contains(where: {
+            $0.properties.generalCategory == .control || $0.properties.isNoncharacterCodePoint || CharacterSet.newlines.contains($0)
+        })
+    }
+
     /// A workspace name as every entry point takes it: trimmed, 1 to 200 characters, one line,
     /// no control characters.
     public static func workspace(_ raw: String) throws(RegisterError) -> String {
         let w = raw.trimmingCharacters(in: .whitespaces)
         guard !w.isEmpty else { throw .invalid("a workspace is required (--workspace)") }
-        guard w.count <= name, !w.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.isNoncharacterCodePoint || CharacterSet.newlines.contains($0) }) else {
+        guard oneLine(w, max: name) else {
             throw .invalid("a workspace is a name of 1 to 200 characters on one line, without control characters (got \(w.debugDescription.clipped(120)))")
         }
         return w
@@ -86,7 +94,7 @@ public enum RequestLimits {
     /// the file, so a check through a server names it as a local check does. 1 to 1000 characters on
     /// one line, without control characters.
     public static func fileName(_ raw: String, field: String) throws(RegisterError) -> String {
-        guard !raw.isEmpty, raw.count <= 1_000, !raw.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.isNoncharacterCodePoint || CharacterSet.newlines.contains($0) }) else {
+        guard !raw.isEmpty, oneLine(raw, max: 1_000) else {
             throw .invalid("\(field) is a file name of 1 to 1000 characters on one line, without control characters (got \(raw.debugDescription.clipped(120)))")
         }
         return raw

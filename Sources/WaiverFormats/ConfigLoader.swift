@@ -206,7 +206,7 @@ public enum ConfigLoader {
             yaml.error(value, what, "e-mail needs host and from (an address)")
             return nil
         }
-        if tls == .none, !["127.0.0.1", "localhost", "::1"].contains(host) {
+        if tls == .none, !isLoopback(host) {
             yaml.error(value, "\(what).tls", "tls: none is only for a server on this host; use starttls or implicit")
             return nil
         }
@@ -333,6 +333,9 @@ public enum ConfigLoader {
         return o
     }
 
+    /// A host name for this machine: where plain http (a test issuer) or an SMTP server without TLS may be.
+    public static func isLoopback(_ host: String) -> Bool { ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) }
+
     /// Why an issuer URL cannot be trusted (nil when it can): https, or http only on a loopback host
     /// (a test issuer), with no query or fragment, since the server fetches its discovery document.
     public static func issuerProblem(_ issuer: String) -> String? {
@@ -341,7 +344,7 @@ public enum ConfigLoader {
             return "'\(issuer.clipped())' is not an issuer URL (https://host[/path])"
         }
         if scheme == "https" { return nil }
-        if scheme == "http", ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) { return nil }
+        if scheme == "http", isLoopback(host) { return nil }
         return "'\(issuer.clipped())' must be https (http only on a loopback host)"
     }
 

@@ -229,8 +229,7 @@ struct PipelineClaims: JWTPayload, TimedClaims {
         }
         for (field, value) in [("repository", p.repository), ("ref", p.ref ?? ""), ("workflow", p.workflow ?? ""), ("environment", p.environment ?? ""),
                                ("actor", p.actor ?? ""), ("actor email", p.actorEmail ?? ""), ("run", p.run ?? ""), ("subject", p.subject)] {
-            guard value.count <= RequestLimits.name,
-                  !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.value == 0 }) else {
+            guard RequestLimits.oneLine(value, max: RequestLimits.name) else {
                 throw TokenRejection("the token's \(field) is longer than \(RequestLimits.name) characters or holds control characters")
             }
         }

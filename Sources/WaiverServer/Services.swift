@@ -204,14 +204,14 @@ public struct WebhookService: Service {
             request.headers.add(name: "User-Agent", value: "waiver-webhook")
             request.headers.add(name: "X-Waiver-Event", value: d.action)
             request.headers.add(name: "X-Waiver-Delivery", value: String(d.id))
+            // The body as sent (with the exception's link), built once: the signature covers exactly it.
+            let body = WebhookBody.linked(d.body, format: d.format, base: state.settings.publicURL)
             if let env = d.secretEnv {
                 guard let secret = state.settings.environment(env), !secret.isEmpty else {
                     throw WebhookFailure(message: "the signing secret $\(env) is not set on the server")
                 }
-                request.headers.add(name: "X-Waiver-Signature", value: Self.signature(body: WebhookBody.linked(d.body, format: d.format, base: state.settings.publicURL),
-                                                                                      secret: secret, timestamp: Int64(now.timeIntervalSince1970)))
+                request.headers.add(name: "X-Waiver-Signature", value: Self.signature(body: body, secret: secret, timestamp: Int64(now.timeIntervalSince1970)))
             }
-            let body = WebhookBody.linked(d.body, format: d.format, base: state.settings.publicURL)
             request.body = .bytes(ByteBuffer(string: body))
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
             _ = try? await response.body.collect(upTo: 64 << 10)

@@ -62,7 +62,7 @@ extension Web {
     static func endpoint(_ url: String?) -> String? {
         guard let url, let c = URLComponents(string: url), let host = c.host, c.fragment == nil else { return nil }
         if c.scheme == "https" { return url }
-        if c.scheme == "http", ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) { return url }
+        if c.scheme == "http", ConfigLoader.isLoopback(host) { return url }
         return nil
     }
 
@@ -157,8 +157,8 @@ extension Web {
             return try refuse("the ID token's claims cannot be read", .unauthorized)
         }
         if oidc.userClaim == "email", raw["email_verified"]?.boolValue == false { return try refuse("\(oidc.name) has not verified this e-mail address") }
-        guard let name = raw[oidc.userClaim]?.stringValue?.trimmingCharacters(in: .whitespaces), !name.isEmpty, name.count <= RequestLimits.name,
-              !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+        guard let name = raw[oidc.userClaim]?.stringValue?.trimmingCharacters(in: .whitespaces), !name.isEmpty,
+              RequestLimits.oneLine(name, max: RequestLimits.name) else {
             return try refuse("the ID token has no usable \(oidc.userClaim) claim")
         }
         // Groups from the claim when the token carries it (even empty); a provider that sends no
