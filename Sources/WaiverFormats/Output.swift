@@ -238,10 +238,29 @@ public enum SarifOutput {
         return digest.map { String(format: "%02x", $0) }.joined()
     }
 
+    /// GitHub code scanning refuses a run with more than 25,000 results or rules (and shows the
+    /// 5,000 most severe): past that the most severe are kept, blocking ones first, and the run says
+    /// how many were left out.
+    static let maxResults = 25_000
+    static let maxRules = 25_000
+
     public static func render(_ report: CheckReport) -> String {
+        var findings = report.findings
+        var leftOut = 0
+        if findings.count > maxResults {
+            findings.sort { (report.blocks($0) ? 1 : 0, $0.severity.rank) > (report.blocks($1) ? 1 : 0, $1.severity.rank) }
+            leftOut = findings.count - maxResults
+            findings.removeLast(leftOut)
+        }
+        let cited = Set(findings.map(\.policy))
+        var policies = report.policies
+        if policies.count > maxRules {
+            policies = policies.filter { cited.contains($0.id) }.prefix(maxRules).map { $0 }
+            findings.removeAll { f in !policies.contains { $0.id == f.policy } }
+        }
         var ruleIndex: [String: Int] = [:]
         var rules: [Value] = []
-        for p in report.policies {
+        for p in policies {
             ruleIndex[p.id] = rules.count
             var rule = Value.Object()
             rule.append("id", .string(p.id))
@@ -260,7 +279,7 @@ public enum SarifOutput {
             rules.append(.object(rule))
         }
         var results: [Value] = []
-        for f in report.findings {
+        for f in findings {
             var r = Value.Object()
             r.append("ruleId", .string(f.policy))
             if let i = ruleIndex[f.policy] { r.append("ruleIndex", .number(Double(i))) }
@@ -296,10 +315,15 @@ public enum SarifOutput {
             "name": "waiver", "version": .string(waiverVersion), "semanticVersion": .string(waiverVersion),
             "informationUri": "https://github.com/waiver-dev/waiver", "rules": .array(rules),
         ]
+        var run = Value.Object([("tool", ["driver": driver]), ("results", .array(results))])
+        if report.findings.count > findings.count {
+            let note = "\(report.findings.count - findings.count) of \(report.findings.count) results are not in this file (code scanning takes at most \(maxResults)); the full report is in the job log (--format text or json)"
+            run.append("invocations", [["executionSuccessful": true, "toolExecutionNotifications": [["level": "warning", "message": ["text": .string(note)]]]]])
+        }
         let doc: Value = [
             "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
             "version": "2.1.0",
-            "runs": [["tool": ["driver": driver], "results": .array(results)]],
+            "runs": [.object(run)],
         ]
         return JSONWriter.write(doc)
     }

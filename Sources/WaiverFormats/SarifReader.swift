@@ -24,6 +24,7 @@ public enum SarifReader {
         }
         guard let runs = root["runs"]?.arrayValue else { throw fail("no \"runs\" list") }
         var findings: [ExternalFinding] = []
+        var lineKeyed: [Int] = []
         for (runIndex, run) in runs.enumerated() {
             let at = "runs[\(runIndex)]"
             guard case .object = run else { throw fail("\(at) is not an object") }
@@ -67,7 +68,9 @@ public enum SarifReader {
                 let location = result["locations"]?.arrayValue?.first
                 var uri: String?
                 var line: Int?
+                var snippet: String?
                 if let physical = location?["physicalLocation"] {
+                    snippet = physical["region"]?["snippet"]?["text"]?.stringValue
                     let artifact = physical["artifactLocation"]
                     uri = artifact?["uri"]?.stringValue
                     if uri == nil, let ai = try whole(artifact?["index"], "locations[0].physicalLocation.artifactLocation.index"), ai >= 0, ai < artifacts.count {
@@ -76,13 +79,26 @@ public enum SarifReader {
                     line = try whole(physical["region"]?["startLine"], "locations[0].physicalLocation.region.startLine").flatMap { $0 >= 1 ? $0 : nil }
                 }
                 var resource: String?
+                var byLine = false
                 if let l = location?["logicalLocations"]?.arrayValue?.first {
                     resource = l["fullyQualifiedName"]?.stringValue ?? l["name"]?.stringValue
                     if resource == nil, let li = try whole(l["index"], "locations[0].logicalLocations[0].index"), li >= 0, li < logical.count {
                         resource = logical[li]["fullyQualifiedName"]?.stringValue ?? logical[li]["name"]?.stringValue
                     }
                 }
-                if resource == nil, let uri { resource = line.map { "\(uri):\($0)" } ?? uri }
+                // Identity without a logical location (see `FindingIdentity`): the scanner's
+                // fingerprints, else the rule and snippet, else the file and line.
+                if resource == nil, let uri {
+                    let prints = fingerprints(result)
+                    if !prints.isEmpty {
+                        resource = FindingIdentity.fingerprinted(uri, prints)
+                    } else if let snippet, snippet.contains(where: { !$0.isWhitespace }) {
+                        resource = FindingIdentity.snippet(uri, rule: ruleId, snippet)
+                    } else {
+                        resource = line.map { "\(uri):\($0)" } ?? uri
+                        byLine = true
+                    }
+                }
                 var suppression: String?
                 for s in result["suppressions"]?.arrayValue ?? [] {
                     let status = s["status"]?.stringValue ?? "accepted"
@@ -93,13 +109,31 @@ public enum SarifReader {
                 // A scanner's own suppression never lowers what approval costs: a suppressed result
                 // keeps the higher of its level and its rule's (Checkov writes `warning` on skipped `error` rules).
                 if suppression != nil, let ruleLevel, levelRank(ruleLevel) > levelRank(level) { level = ruleLevel }
+                if byLine { lineKeyed.append(findings.count) }
                 findings.append(ExternalFinding(
                     ruleId: ruleId, resource: resource ?? "(no location)", level: level, message: message,
                     file: file, tool: toolName, uri: uri, line: line, ruleTitle: ruleTitle(rule),
                     ruleHelp: ruleHelp(rule), suppression: suppression))
             }
         }
+        // Findings known only by file and line stay distinct when they differ: Trivy reports
+        // libcrypto and libssl for one CVE at one location, told apart by their messages.
+        var messages: [String: Set<String>] = [:]
+        for i in lineKeyed { messages["\(findings[i].ruleId)\u{0}\(findings[i].resource)", default: []].insert(findings[i].message) }
+        for i in lineKeyed where (messages["\(findings[i].ruleId)\u{0}\(findings[i].resource)"]?.count ?? 0) > 1 {
+            findings[i].resource += "#" + FindingIdentity.hex(findings[i].message, length: 8)
+        }
         return findings
+    }
+
+    /// A result's `fingerprints` and `partialFingerprints` (string values only).
+    static func fingerprints(_ result: Value) -> [(String, String)] {
+        var out: [(String, String)] = []
+        for key in ["fingerprints", "partialFingerprints"] {
+            guard case .object(let o)? = result[key] else { continue }
+            for (k, v) in o.pairs { if let s = v.stringValue { out.append(("\(key).\(k)", s)) } }
+        }
+        return out
     }
 
     /// SARIF levels in order: none < note < warning < error.

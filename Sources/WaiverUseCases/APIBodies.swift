@@ -100,8 +100,8 @@ public enum APIBodies {
         var meta = Value.Object([("workspace", .string(input.workspace)), ("format", .string(input.format.rawValue)), ("unknown", .string(input.unknown.rawValue))])
         if let author = input.commitAuthor { meta.append("commit_author", .string(author)) }
         if let spec = input.request { meta.append("request", checkRequest(spec)) }
-        if let plan = input.plan { meta.append("plan_file", .string(plan)) }
-        if !input.sarif.isEmpty { meta.append("sarif_files", .array(input.sarif.map(Value.string))) }
+        if let plan = input.planName { meta.append("plan_file", .string(plan)) }
+        if !input.sarif.isEmpty { meta.append("sarif_files", .array(input.sarifNames.map(Value.string))) }
         return meta
     }
 

@@ -90,7 +90,11 @@ public struct CheckInput: Sendable {
     public var format: OutputFormat
     public var commitAuthor: String?
     public var request: RequestSpec?
-    public init(plan: String?, sarif: [String], workspace: String, unknown: UnknownMode, format: OutputFormat, commitAuthor: String?, request: RequestSpec?) {
+    /// How reports name the files (relative to the repository root); nil names them as typed.
+    public var paths: ReportPaths?
+    public init(plan: String?, sarif: [String], workspace: String, unknown: UnknownMode, format: OutputFormat, commitAuthor: String?, request: RequestSpec?,
+                paths: ReportPaths? = nil) {
+        self.paths = paths
         self.plan = plan
         self.sarif = sarif
         self.workspace = workspace
@@ -98,6 +102,24 @@ public struct CheckInput: Sendable {
         self.format = format
         self.commitAuthor = commitAuthor
         self.request = request
+    }
+}
+
+extension CheckInput {
+    /// The plan's name in the report.
+    public var planName: String? { plan.map { paths?.name($0) ?? $0 } }
+    /// The SARIF reports' names in the report.
+    public var sarifNames: [String] { sarif.map { paths?.name($0) ?? $0 } }
+
+    /// The SARIF reports, read and prepared (locations relative to the root, snippets from the
+    /// checked-out files), with their names: the same for a local check and one sent to a server.
+    public func sarifDocuments() throws(InputError) -> [(name: String, data: Data)] {
+        var out: [(name: String, data: Data)] = []
+        for (typed, name) in zip(sarif, sarifNames) {
+            let data = try InputFile.utf8(try InputFile.read(typed), file: typed)
+            out.append((name, paths.map { SarifPreparation.prepare(data, paths: $0) } ?? data))
+        }
+        return out
     }
 }
 
@@ -186,12 +208,19 @@ public struct LocalCheck: CheckUseCase {
     public func check(_ input: CheckInput) async throws -> CheckOutcome {
         // Only the attributes the policies read are built from the plan.
         let selection = AttributeSelection(policies: policies)
-        let resources = try input.plan.map { p in try PlanReader.read(path: p, selection: selection).resources.map { ($0, file: p) } } ?? []
-        let sarifInputs = try input.sarif.map { (name: $0, data: try InputFile.read($0)) }
+        let resources = try input.plan.map { p in try PlanReader.read(path: p, selection: selection).resources.map { ($0, file: input.planName ?? p) } } ?? []
+        let sarifInputs = try input.sarifDocuments()
         timer?.phase("read")
-        let evaluated = try CheckService.evaluate(
-            policies: policies, configuration: configuration, resources: resources, sarif: sarifInputs, workspace: try RequestLimits.workspace(input.workspace),
-            unknown: input.unknown, keepCompliant: input.format == .junit)
+        let evaluated: CheckReport
+        do {
+            evaluated = try CheckService.evaluate(
+                policies: policies, configuration: configuration, resources: resources, sarif: sarifInputs, workspace: try RequestLimits.workspace(input.workspace),
+                unknown: input.unknown, keepCompliant: input.format == .junit)
+        } catch var e as InputError {
+            // A report the reader refuses is named as the user typed it, not as reports name it.
+            if let i = input.sarifNames.firstIndex(of: e.file) { e.file = input.sarif[i] }
+            throw e
+        }
         timer?.phase("evaluate")
         let register = Register(store: store, configuration: configuration, policies: evaluated.policies)
         // The requests (all or none) and the recorded check commit in one transaction.

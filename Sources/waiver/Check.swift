@@ -35,6 +35,9 @@ struct Check: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Write the report to this file instead of stdout (written atomically).", valueName: "file"))
     var output: String?
 
+    @Option(name: .long, help: ArgumentHelp("Reports name files relative to this folder, as code scanning needs (default: the git top level, else the current folder).", valueName: "dir"))
+    var sarifRoot: String?
+
     @Option(name: .long, help: ArgumentHelp("Outcomes known only after apply: warn (default) or block.", valueName: "mode"))
     var unknown: UnknownMode = .warn
 
@@ -80,7 +83,8 @@ struct Check: AsyncParsableCommand {
         let timer = ProcessInfo.processInfo.environment["WAIVER_TIMINGS"] == "1"
             ? PhaseTimer { FileHandle.standardError.write(Data("waiver: \($0)\n".utf8)) } : nil
         let spec = request ? RequestSpec(reason: reason ?? "", days: days, likelihood: likelihood, impact: impact, mitigations: mitigation) : nil
-        let input = CheckInput(plan: plan, sarif: sarif, workspace: workspace, unknown: unknown, format: format, commitAuthor: commitAuthor, request: spec)
+        let input = CheckInput(plan: plan, sarif: sarif, workspace: workspace, unknown: unknown, format: format, commitAuthor: commitAuthor, request: spec,
+                               paths: ReportPaths(root: sarifRoot))
         let runner: any CheckUseCase
         if let client = try await registerOptions.client() {
             runner = RemoteCheck(client: client)

@@ -235,7 +235,7 @@ struct RemoteCheck: CheckUseCase {
 
     func envelope(_ input: CheckInput) throws -> Data {
         let planBytes = try input.plan.map { try PlanReader.normalized(try InputFile.read($0), file: $0) }
-        let sarifBytes = try input.sarif.map { try InputFile.utf8(try InputFile.read($0), file: $0) }
+        let sarifBytes = try input.sarifDocuments().map(\.data)
         let meta = APIBodies.evaluationSettings(input)
         var out = Array(JSONWriter.write(.object(meta), pretty: false).utf8.dropLast())  // without the closing brace
         if let planBytes {
