@@ -125,6 +125,28 @@ public enum TextOutput {
         return out
     }
 
+    /// The text report with ANSI colours for a terminal: statuses, severity headings and the verdict.
+    /// It works on the rendered text, so a report a server rendered is coloured the same way.
+    public static func colored(_ text: String) -> String {
+        let reset = "\u{1B}[0m"
+        let statuses: [(String, String)] = [("BLOCKING", "\u{1B}[1;31m"), ("PENDING", "\u{1B}[33m"), ("EXCEPTED", "\u{1B}[32m"), ("UNKNOWN", "\u{1B}[35m")]
+        var out: [String] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            var l = String(line)
+            if let (word, code) = statuses.first(where: { l.hasPrefix("  \($0.0) ") }) {
+                l = "  " + code + word + reset + l.dropFirst(2 + word.count)
+            } else if l.hasPrefix("PASS:") {
+                l = "\u{1B}[1;32mPASS\(reset)" + l.dropFirst(4)
+            } else if l.hasPrefix("BLOCKED:") {
+                l = "\u{1B}[1;31mBLOCKED\(reset)" + l.dropFirst(7)
+            } else if Severity.allCases.contains(where: { l.hasPrefix($0.rawValue.uppercased() + " (") }) {
+                l = "\u{1B}[1m" + l + reset
+            }
+            out.append(l)
+        }
+        return out.joined(separator: "\n")
+    }
+
     static func oneLine(_ s: String) -> String {
         s.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
     }

@@ -157,6 +157,7 @@ public enum RegisterContract {
         public var requested: [String]
         public var requestWarnings: [String]
         public var rendered: String?
+        public var renderings: [String: String]
     }
 
     public static func checkAnswer(_ v: Value) throws(Mismatch) -> CheckAnswer {
@@ -174,6 +175,18 @@ public enum RegisterContract {
             },
             requested: try r.strings("requested"),
             requestWarnings: v["request_warnings"] == nil ? [] : try r.strings("request_warnings"),
-            rendered: try r.optionalString("rendered"))
+            rendered: try r.optionalString("rendered"),
+            renderings: try renderings(v["renderings"]))
+    }
+
+    static func renderings(_ v: Value?) throws(Mismatch) -> [String: String] {
+        guard let v else { return [:] }
+        guard case .object(let o) = v else { throw Mismatch(field: "renderings", what: "is not an object") }
+        var out: [String: String] = [:]
+        for (k, x) in o.pairs {
+            guard let s = x.stringValue else { throw Mismatch(field: "renderings.\(k)", what: "is not a string") }
+            out[k] = s
+        }
+        return out
     }
 }

@@ -241,3 +241,40 @@ public enum AuditOutput {
         return out
     }
 }
+
+extension ExceptionRecord {
+    /// Who a pending exception waits for: "1 more approval from finance or engineering-managers".
+    public var awaiting: String {
+        let given = Set(approvals.map { Identity.canonical($0.approver) }).count
+        let more = max(rule.minApprovals - given, 0)
+        var parts: [String] = []
+        if more > 0 { parts.append("\(more) more approval\(more == 1 ? "" : "s") from \(rule.groups.joined(separator: " or "))") }
+        if !rule.requiredGroups.isEmpty { parts.append("one approval from \(rule.requiredGroups.joined(separator: " or ")) (\(riskLevel) risk)") }
+        return parts.isEmpty ? "its approvals are being recorded" : parts.joined(separator: ", including ")
+    }
+}
+
+/// What `check --wait` says as decisions come.
+public enum WaitNews {
+    /// "EX-3 approved by fin until 2026-12-21T10:00:00Z", "EX-3 rejected by sam: too wide".
+    public static func decided(_ e: ExceptionRecord, history: [AuditEvent]) -> String {
+        let last = history.last { $0.action == "exception.\(e.status.rawValue)" }
+        let comment = last.flatMap { try? JSONReader.parse(Data($0.payload.utf8))["comment"]?.stringValue }.map(TextOutput.oneLine)
+        let by = last.map { " by \($0.actor)" } ?? ""
+        switch e.status {
+        case .approved:
+            let who = e.approvals.map(\.approver).joined(separator: ", ")
+            return "\(e.displayId) approved by \(who)" + (e.expiresAt.map { " until \(iso($0))" } ?? "")
+        case .rejected, .revoked:
+            return "\(e.displayId) \(e.status.rawValue)\(by)" + (comment.map { ": \($0)" } ?? "")
+        default:
+            return "\(e.displayId) is \(e.status.rawValue)"
+        }
+    }
+
+    /// Time left, to the second: "29m 43s", "2h 0m 5s".
+    public static func left(_ seconds: Int) -> String {
+        let h = seconds / 3600, m = seconds % 3600 / 60, s = seconds % 60
+        return h > 0 ? "\(h)h \(m)m \(s)s" : m > 0 ? "\(m)m \(s)s" : "\(s)s"
+    }
+}

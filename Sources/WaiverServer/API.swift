@@ -157,7 +157,7 @@ struct API: Sendable {
         var sarif: [Range<Int>] = []
         var unknownText: String?, formatText: String?
         var commitAuthor: String?
-        var request: Value?, planFile: Value?, sarifFiles: Value?
+        var request: Value?, planFile: Value?, sarifFiles: Value?, formatsValue: Value?
         var unknownKey: String?
         let parsed: Result<Void, JSONSyntaxError> = data.withUnsafeBytes { raw in
             var r = JSONReader(raw.bindMemory(to: UInt8.self))
@@ -172,6 +172,7 @@ struct API: Sendable {
                     case "unknown": unknownText = try r.readValue(depth: 1).stringValue ?? "?"
                     case "format": formatText = try r.readValue(depth: 1).stringValue ?? "?"
                     case "request": request = try r.readValue(depth: 1)
+                    case "formats": formatsValue = try r.readValue(depth: 1)
                     case "plan_file": planFile = try r.readValue(depth: 1)
                     case "sarif_files": sarifFiles = try r.readValue(depth: 1)
                     default:
@@ -187,6 +188,7 @@ struct API: Sendable {
         if let key = unknownKey { throw APIBodies.unknownField(key, APIBodies.evaluationFields) }
         let workspace = try RequestLimits.workspace(workspaceText ?? "")
         let unknown = try APIBodies.unknownMode(unknownText), format = try APIBodies.format(formatText)
+        let formats = try APIBodies.formats(formatsValue, first: format)
         guard plan != nil || !sarif.isEmpty else { throw APIError(.unprocessableContent, "invalid", "send a plan or at least one SARIF report") }
         let spec = try request.map(APIBodies.checkRequest)
         let names = try APIBodies.documentNames(planFile: planFile, sarifFiles: sarifFiles, sarifCount: sarif.count)
@@ -194,7 +196,7 @@ struct API: Sendable {
         let report = try CheckService.evaluate(
             policies: state.settings.policies, configuration: state.settings.configuration, resources: resources,
             sarif: zip(names.sarif, sarif).map { ($0, data.subdata(in: $1)) },
-            workspace: workspace, unknown: unknown, keepCompliant: format == .junit)
+            workspace: workspace, unknown: unknown, keepCompliant: formats.contains(.junit))
         let when = now
         let register = try await self.register
         let scopedRegister = Register(store: store, configuration: state.settings.configuration, policies: report.policies,
@@ -211,6 +213,11 @@ struct API: Sendable {
         let answer = CheckService.resultValue(linked, evaluation: evaluation, filed: filed, warnings: CheckService.requestWarnings(filed, register: register))
         guard case .object(var o) = answer else { return jsonResponse(.null) }
         if format != .json { o.append("rendered", .string(format.render(linked))) }
+        if formatsValue != nil {
+            var renderings = Value.Object()
+            for f in formats where f != .json && renderings[f.rawValue] == nil { renderings.append(f.rawValue, .string(f.render(linked))) }
+            o.append("renderings", .object(renderings))
+        }
         return jsonResponse(.object(o), status: .created)
     }
 

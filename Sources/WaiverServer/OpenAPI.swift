@@ -162,6 +162,15 @@ components:
         request_warnings: { type: array, items: { type: string } }
         warnings: { type: array, items: { type: string } }
         rendered: { type: string, description: present when a format other than json was asked for }
+        renderings:
+          type: object
+          description: "with `formats`: each format other than json asked for, rendered"
+          additionalProperties: false
+          properties:
+            text: { type: string }
+            sarif: { type: string }
+            junit: { type: string }
+            markdown: { type: string }
     ExceptionRequest:
       type: object
       additionalProperties: false
@@ -374,6 +383,7 @@ paths:
                 sarif: { type: array, items: { type: object } }
                 unknown: { type: string, enum: [warn, block] }
                 format: { type: string, enum: [json, text, sarif, junit, markdown] }
+                formats: { type: array, minItems: 1, maxItems: 10, items: { type: string, enum: [json, text, sarif, junit, markdown] }, description: "several reports from one check, each in `renderings`" }
                 commit_author: { type: string, maxLength: 200, description: may not approve the requests filed for this change }
                 plan_file: { type: string, minLength: 1, maxLength: 1000, description: "how the report names the plan (default plan.json)" }
                 sarif_files: { type: array, items: { type: string, minLength: 1, maxLength: 1000 }, description: "how the report names each SARIF report, one per report (default report-N.sarif)" }

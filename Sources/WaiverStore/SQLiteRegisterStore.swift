@@ -8,7 +8,7 @@ import WaiverCore
 /// sees the state it changes.
 public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     public let path: String
-    let pool: DatabasePool
+    let pool: any DatabaseWriter
     /// Webhooks every audit event is queued for, in the same transaction as the event.
     let webhooks: [WaiverCore.Configuration.Webhook]
     /// The SMTP server people are told through (`MailRules`), queued in the same outbox.
@@ -31,6 +31,33 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         try Self.migrator.migrate(pool)
         // Once, when a register from before logged states is upgraded (not on every open).
         if !applied.isEmpty, !applied.contains(Self.loggedStatesMigration) { try attestUnbackedStates() }
+    }
+
+    /// Opens an existing register for reading only (`check --no-record`, or a register this user
+    /// cannot write): nothing is created, migrated or written; a write fails.
+    public init(readingOnly path: String) throws {
+        self.path = path
+        webhooks = []
+        email = nil
+        var config = GRDB.Configuration()
+        config.readonly = true
+        config.foreignKeysEnabled = true
+        config.label = "waiver.register (read only)"
+        // A WAL database needs its shared-memory file written even to read; a user who cannot write
+        // the folder reads the file as immutable (SQLite's URI parameter) instead.
+        let folder = (path as NSString).deletingLastPathComponent
+        if FileManager.default.isWritableFile(atPath: folder.isEmpty ? "." : folder) {
+            pool = try DatabaseQueue(path: path, configuration: config)
+        } else {
+            let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+            let uri = "file:" + (absolute.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? absolute) + "?immutable=1"
+            pool = try DatabaseQueue(path: uri, configuration: config)
+        }
+        let applied = try pool.read { db in try Self.migrator.appliedIdentifiers(db) }
+        let known = Set(Self.migrator.migrations)
+        guard known.isSubset(of: applied) else {
+            throw RegisterError.invalid("\(path): the register's schema is older than this waiver; open it once with write access to upgrade it")
+        }
     }
 
     static let loggedStatesMigration = "v6: owners, risk re-rating, rules met by checks, sessions tied to tokens, signed checkpoints"

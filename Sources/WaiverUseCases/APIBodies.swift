@@ -90,7 +90,7 @@ public enum APIBodies {
     // MARK: - POST /evaluations
 
     /// The envelope's fields besides the documents (`plan`, `sarif`), which go as they are.
-    public static let evaluationFields = ["workspace", "plan", "sarif", "unknown", "format", "commit_author", "request", "plan_file", "sarif_files"]
+    public static let evaluationFields = ["workspace", "plan", "sarif", "unknown", "format", "formats", "commit_author", "request", "plan_file", "sarif_files"]
     public static let evaluationRequired = ["workspace"]
     public static let checkRequestFields = ["reason", "days", "likelihood", "impact", "mitigations"]
     public static let checkRequestRequired = ["reason"]
@@ -98,6 +98,7 @@ public enum APIBodies {
     /// The envelope without its documents: workspace, format, unknown, commit author and request.
     public static func evaluationSettings(_ input: CheckInput) -> Value.Object {
         var meta = Value.Object([("workspace", .string(input.workspace)), ("format", .string(input.format.rawValue)), ("unknown", .string(input.unknown.rawValue))])
+        if input.formats.count > 1 { meta.append("formats", .array(input.formats.map { .string($0.rawValue) })) }
         if let author = input.commitAuthor { meta.append("commit_author", .string(author)) }
         if let spec = input.request { meta.append("request", checkRequest(spec)) }
         if let plan = input.planName { meta.append("plan_file", .string(plan)) }
@@ -146,6 +147,18 @@ public enum APIBodies {
         guard let t = text else { return .warn }
         guard let m = UnknownMode(rawValue: t) else { throw RegisterError.invalid("unknown must be warn or block, not \(t.debugDescription.clipped())") }
         return m
+    }
+
+    /// `formats`: several reports from one check (each also in `renderings`); absent, only `format`.
+    public static func formats(_ v: Value?, first: OutputFormat) throws -> [OutputFormat] {
+        guard let v else { return [first] }
+        guard let list = v.arrayValue, !list.isEmpty, list.count <= OutputFormat.allCases.count * 2 else {
+            throw RegisterError.invalid("formats must be a list of 1 to \(OutputFormat.allCases.count * 2) formats")
+        }
+        return try list.map { (item: Value) throws -> OutputFormat in
+            guard let s = item.stringValue else { throw RegisterError.invalid("formats must hold strings") }
+            return try format(s)
+        }
     }
 
     public static func format(_ text: String?) throws -> OutputFormat {

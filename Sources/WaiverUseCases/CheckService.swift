@@ -71,9 +71,9 @@ extension CheckService {
 
     /// A check's JSON answer, the same from a local register and from the server: the result model
     /// of `--format json`, the recorded evaluation, the requests filed, and their warnings.
-    public static func resultValue(_ report: CheckReport, evaluation: Int, filed: [ExceptionRecord], warnings: [String]) -> Value {
+    public static func resultValue(_ report: CheckReport, evaluation: Int?, filed: [ExceptionRecord], warnings: [String]) -> Value {
         guard case .object(var o) = JSONOutput.value(report) else { return .null }
-        o.append("evaluation", .number(Double(evaluation)))
+        if let evaluation { o.append("evaluation", .number(Double(evaluation))) }
         o.append("requested", .array(filed.map { .string($0.displayId) }))
         if !warnings.isEmpty { o.append("request_warnings", .array(warnings.map(Value.string))) }
         return .object(o)
@@ -87,25 +87,31 @@ public struct CheckInput: Sendable {
     public var sarif: [String]
     public var workspace: String
     public var unknown: UnknownMode
-    public var format: OutputFormat
+    /// The reports to render, in order (at least one).
+    public var formats: [OutputFormat]
     public var commitAuthor: String?
     public var request: RequestSpec?
     /// How reports name the files (relative to the repository root); nil names them as typed.
     public var paths: ReportPaths?
-    public init(plan: String?, sarif: [String], workspace: String, unknown: UnknownMode, format: OutputFormat, commitAuthor: String?, request: RequestSpec?,
+    public init(plan: String?, sarif: [String], workspace: String, unknown: UnknownMode, formats: [OutputFormat], commitAuthor: String?, request: RequestSpec?,
                 paths: ReportPaths? = nil) {
         self.paths = paths
         self.plan = plan
         self.sarif = sarif
         self.workspace = workspace
         self.unknown = unknown
-        self.format = format
+        self.formats = formats.isEmpty ? [.text] : formats
         self.commitAuthor = commitAuthor
         self.request = request
     }
 }
 
 extension CheckInput {
+    /// The first report asked for.
+    public var format: OutputFormat { formats.first ?? .text }
+    /// JUnit lists every case evaluated, so the compliant ones are kept when it is asked for.
+    public var keepsCompliant: Bool { formats.contains(.junit) }
+
     /// The plan's name in the report.
     public var planName: String? { plan.map { paths?.name($0) ?? $0 } }
     /// The SARIF reports' names in the report.
@@ -138,17 +144,17 @@ public struct FiledRequest: Sendable, Equatable {
     }
 }
 
-/// A check's answer: the rendering asked for, the verdict and counts, what it filed, and the
+/// A check's answer: the renderings asked for, the verdict and counts, what it filed, and the
 /// exceptions its pending findings wait on.
 public struct CheckOutcome: Sendable {
-    public var rendered: String
+    public var renderings: [OutputFormat: String]
     public var passed: Bool
     public var summary: Summary
     public var filed: [FiledRequest]
     public var warnings: [String]
     public var pending: [String]
-    public init(rendered: String, passed: Bool, summary: Summary, filed: [FiledRequest], warnings: [String], pending: [String]) {
-        self.rendered = rendered
+    public init(renderings: [OutputFormat: String], passed: Bool, summary: Summary, filed: [FiledRequest], warnings: [String], pending: [String]) {
+        self.renderings = renderings
         self.passed = passed
         self.summary = summary
         self.filed = filed
@@ -162,8 +168,6 @@ public struct CheckOutcome: Sendable {
 public protocol CheckUseCase: Sendable {
     /// Evaluates, applies the register, files the requests asked for and records the check, in one transaction.
     func check(_ input: CheckInput) async throws -> CheckOutcome
-    /// Which of these exception ids are still pending.
-    func stillPending(_ ids: Set<String>) async throws -> Set<String>
 }
 
 /// Reports how long each phase of a local check took (`WAIVER_TIMINGS=1`).
@@ -194,9 +198,12 @@ public struct LocalCheck: CheckUseCase {
     public let actor: String
     public let now: @Sendable () throws -> Date
     public let timer: PhaseTimer?
+    /// Whether the check is recorded (and requests may be filed); without, the register is only read.
+    public let record: Bool
 
     public init(configuration: Configuration, policies: [Policy], store: any RegisterStore, actor: String,
-                now: @escaping @Sendable () throws -> Date, timer: PhaseTimer?) {
+                now: @escaping @Sendable () throws -> Date, timer: PhaseTimer?, record: Bool = true) {
+        self.record = record
         self.configuration = configuration
         self.policies = policies
         self.store = store
@@ -215,7 +222,7 @@ public struct LocalCheck: CheckUseCase {
         do {
             evaluated = try CheckService.evaluate(
                 policies: policies, configuration: configuration, resources: resources, sarif: sarifInputs, workspace: try RequestLimits.workspace(input.workspace),
-                unknown: input.unknown, keepCompliant: input.format == .junit)
+                unknown: input.unknown, keepCompliant: input.keepsCompliant)
         } catch var e as InputError {
             // A report the reader refuses is named as the user typed it, not as reports name it.
             if let i = input.sarifNames.firstIndex(of: e.file) { e.file = input.sarif[i] }
@@ -223,27 +230,30 @@ public struct LocalCheck: CheckUseCase {
         }
         timer?.phase("evaluate")
         let register = Register(store: store, configuration: configuration, policies: evaluated.policies)
-        // The requests (all or none) and the recorded check commit in one transaction.
-        let (final, filed, evaluation) = try await CheckService.checkIn(evaluated, register: register, actor: actor,
+        let final: CheckReport, filed: [ExceptionRecord], evaluation: Int?
+        if record {
+            // The requests (all or none) and the recorded check commit in one transaction.
+            (final, filed, evaluation) = try await CheckService.checkIn(evaluated, register: register, actor: actor,
                                                                        provenance: Provenance(declaredCommitAuthor: input.commitAuthor),
                                                                        request: input.request, now: try now())
+        } else {
+            guard input.request == nil else { throw RegisterError.invalid("filing requests needs a register that can be written (drop --no-record)") }
+            var report = evaluated
+            try await register.applyExceptions(to: &report, now: try now())
+            (final, filed, evaluation) = (report, [], nil)
+        }
         timer?.phase("register")
         let warnings = CheckService.requestWarnings(filed, register: register)
-        let rendered = input.format == .json
-            ? JSONWriter.write(CheckService.resultValue(final, evaluation: evaluation, filed: filed, warnings: warnings))
-            : input.format.render(final)
+        var renderings: [OutputFormat: String] = [:]
+        for format in input.formats {
+            renderings[format] = format == .json
+                ? JSONWriter.write(CheckService.resultValue(final, evaluation: evaluation, filed: filed, warnings: warnings))
+                : format.render(final)
+        }
         timer?.phase("render")
-        return CheckOutcome(rendered: rendered, passed: final.passed, summary: final.summary,
+        return CheckOutcome(renderings: renderings, passed: final.passed, summary: final.summary,
                             filed: filed.map { FiledRequest(id: $0.displayId, policy: $0.policy, resources: $0.resources) }, warnings: warnings,
                             pending: final.findings.filter { $0.status == .pending }.compactMap(\.exception))
     }
 
-    public func stillPending(_ ids: Set<String>) async throws -> Set<String> {
-        var out: Set<String> = []
-        for id in ids {
-            guard let n = ExceptionRecord.parseId(id) else { continue }
-            if try await store.exception(id: n)?.status == .pending { out.insert(id) }
-        }
-        return out
-    }
 }

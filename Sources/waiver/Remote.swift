@@ -261,15 +261,19 @@ struct RemoteCheck: CheckUseCase {
             let covered = answer.results.filter { $0.exception == id }
             return FiledRequest(id: id, policy: covered.first?.policy ?? "?", resources: covered.map(\.resource), link: covered.first?.link)
         }
-        // The server renders other formats; JSON is its answer itself (with no `rendered`).
-        let rendered = input.format == .json ? JSONWriter.write(reply) : answer.rendered ?? ""
-        return CheckOutcome(rendered: rendered, passed: answer.passed, summary: answer.summary, filed: filed, warnings: answer.requestWarnings,
+        // The server renders other formats; JSON is its answer itself (without the renderings).
+        var renderings: [OutputFormat: String] = [:]
+        for format in input.formats {
+            if format == .json {
+                guard case .object(var o) = reply else { continue }
+                o["rendered"] = nil
+                o["renderings"] = nil
+                renderings[format] = JSONWriter.write(.object(o))
+            } else {
+                renderings[format] = answer.renderings[format.rawValue] ?? (format == input.format ? answer.rendered : nil) ?? ""
+            }
+        }
+        return CheckOutcome(renderings: renderings, passed: answer.passed, summary: answer.summary, filed: filed, warnings: answer.requestWarnings,
                             pending: answer.results.filter { $0.status == .pending }.compactMap(\.exception))
-    }
-
-    func stillPending(_ ids: Set<String>) async throws -> Set<String> {
-        var out: Set<String> = []
-        for id in ids where try await client.json(.GET, "/api/v1/exceptions/\(id)")["status"] == "pending" { out.insert(id) }
-        return out
     }
 }

@@ -16,8 +16,8 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var config: ConfigOptions
     @Option(name: .long, help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(name: .long, help: "Port to listen on.") var port: Int = 8080
-    @Option(name: .long, help: ArgumentHelp("The register: sqlite:PATH (default sqlite:.waiver/register.sqlite) or postgres://USER@HOST[:PORT]/DB[?sslmode=require] (password in the URL, $PGPASSWORD or --database-password-file).", valueName: "url"))
-    var database: String = "sqlite:.waiver/register.sqlite"
+    @Option(name: [.long, .customLong("register")], help: ArgumentHelp("The register: sqlite:PATH or a file path (default $WAIVER_REGISTER, else .waiver/register.sqlite) or postgres://USER@HOST[:PORT]/DB[?sslmode=require] (password in the URL, $PGPASSWORD or --database-password-file). --register is the same option.", valueName: "url"))
+    var database: String = defaultDatabase
     @Option(name: .long, help: ArgumentHelp("File holding the PostgreSQL password (when neither the URL nor $PGPASSWORD has it).", valueName: "file"))
     var databasePasswordFile: String?
     @Option(name: .long, help: ArgumentHelp("Largest request body accepted, in MiB.", valueName: "n")) var maxBodyMib: Int = 64
@@ -76,6 +76,9 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
+/// The register `serve` and `admin` use without --database: $WAIVER_REGISTER like every other command, else the default file.
+let defaultDatabase = environment("WAIVER_REGISTER") ?? "sqlite:.waiver/register.sqlite"
+
 /// `sqlite:PATH` (or a bare path) to a file path; other databases are refused clearly.
 func databasePath(_ url: String) throws -> String {
     if url.hasPrefix("sqlite:") {
@@ -93,7 +96,8 @@ struct Admin: AsyncParsableCommand {
         subcommands: [AddUser.self, RemoveUser.self, AddToken.self, RevokeToken.self, EndSessions.self, Users.self, Webhooks.self, CopyRegister.self])
 
     struct Options: ParsableArguments {
-        @Option(name: .long, help: ArgumentHelp("The register: sqlite:PATH or postgres://USER@HOST[:PORT]/DB.", valueName: "url")) var database: String = "sqlite:.waiver/register.sqlite"
+        @Option(name: [.long, .customLong("register")], help: ArgumentHelp("The register: sqlite:PATH or a file path (default $WAIVER_REGISTER, else .waiver/register.sqlite) or postgres://USER@HOST[:PORT]/DB; --register is the same option.", valueName: "url"))
+        var database: String = defaultDatabase
         @Option(name: .long, help: ArgumentHelp("File holding the PostgreSQL password.", valueName: "file")) var databasePasswordFile: String?
         @Option(name: .long, help: ArgumentHelp("Who is acting, for the audit log (default: the login name).", valueName: "name")) var actor: String?
 

@@ -21,11 +21,11 @@ struct Waiver: AsyncParsableCommand {
 
 /// Options every command that reads configuration shares.
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Configuration file (default: ./waiver.yaml when present).", valueName: "file"))
-    var config: String?
+    @Option(name: .long, help: ArgumentHelp("Configuration file (default: $WAIVER_CONFIG, else ./waiver.yaml when present).", valueName: "file"))
+    var config: String? = environment("WAIVER_CONFIG")
 
-    @Option(name: .long, help: ArgumentHelp("Policy directory (overrides `policies:` in the configuration).", valueName: "dir"))
-    var policies: String?
+    @Option(name: .long, help: ArgumentHelp("Policy directory (default: $WAIVER_POLICIES, else `policies:` in the configuration).", valueName: "dir"))
+    var policies: String? = environment("WAIVER_POLICIES")
 
     /// Loads the configuration, and the directory its relative paths are resolved against.
     func loadConfiguration() throws -> (Configuration, baseDirectory: String) {
@@ -42,6 +42,11 @@ struct ConfigOptions: ParsableArguments {
         if p.hasPrefix("/") || base.isEmpty { return (p, config != nil) }
         return ((base as NSString).appendingPathComponent(p), true)
     }
+}
+
+/// An environment variable's value, nil when unset or empty.
+func environment(_ name: String) -> String? {
+    ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
 }
 
 /// Raised to end a command with an exit code after its output was written.
@@ -107,6 +112,9 @@ enum Main {
                 // --help and --version
                 print(Waiver.fullMessage(for: error))
                 code = 0
+            } else if let hint = unknownCommand() {
+                printError(hint)
+                code = 2
             } else {
                 let message = Waiver.message(for: error)
                 printError(message.isEmpty ? String(describing: error) : message)
@@ -117,6 +125,16 @@ enum Main {
             }
         }
         exit(code)
+    }
+
+    /// A first word that is no command, with the closest command (`waiver chek` → did you mean 'check'?).
+    static func unknownCommand() -> String? {
+        let args = CommandLine.arguments.dropFirst()
+        guard let word = args.first, !word.hasPrefix("-") else { return nil }
+        let names = Waiver.configuration.subcommands.compactMap { $0.configuration.commandName ?? $0._commandName } + ["help"]
+        guard !names.contains(word) else { return nil }
+        let hint = closestMatch(to: word, in: names).map { " (did you mean '\($0)'?)" } ?? ""
+        return "unknown command '\(word.clipped(60))'\(hint); the commands are \(names.dropLast().joined(separator: ", "))"
     }
 
     static func printError(_ message: String) {

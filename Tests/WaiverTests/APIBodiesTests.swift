@@ -67,7 +67,7 @@ struct APIBodiesTests {
 
         let spec = RequestSpec(reason: "r", days: 2, likelihood: .low, impact: .high, mitigations: ["m"])
         #expect(try APIBodies.checkRequest(APIBodies.checkRequest(spec)) == spec)
-        let input = CheckInput(plan: nil, sarif: [], workspace: "shop", unknown: .block, format: .markdown, commitAuthor: "ann", request: spec)
+        let input = CheckInput(plan: nil, sarif: [], workspace: "shop", unknown: .block, formats: [.markdown, .sarif], commitAuthor: "ann", request: spec)
         let settings = Value.object(APIBodies.evaluationSettings(input))
         #expect(Set(APIBodies.evaluationSettings(input).keys).isSubset(of: Set(APIBodies.evaluationFields)))
         #expect(try APIBodies.unknownMode(settings["unknown"]?.stringValue) == .block)
@@ -123,6 +123,6 @@ struct APIBodiesTests {
         #expect(read == RegisterContract.CheckAnswer(
             passed: false, summary: report.summary,
             results: report.findings.map { .init(policy: $0.policy, resource: $0.resource, status: $0.status, exception: $0.exception) },
-            requested: [], requestWarnings: ["nobody can approve"], rendered: nil))
+            requested: [], requestWarnings: ["nobody can approve"], rendered: nil, renderings: [:]))
     }
 }

@@ -189,6 +189,16 @@ struct LocalAndRemoteTests {
         try both(["check", "--plan", plan, "--workspace", "web", "--format", "markdown"], as: "dev", "check, markdown")
         try both(["list", "--status", "pending"], as: "fin", "the requests the check filed")
         try both(["approve", "EX-5"], as: "pat", "the commit author's approval (refused)")
+        // Several reports from one check, one per --output, alike from both.
+        try both(["check", "--plan", plan, "--workspace", "web", "--format", "json", "--output", "-", "--format", "junit", "--output", "r.xml",
+                  "--format", "sarif", "--output", "r.sarif", "--format", "markdown", "--output", "r.md"], as: "dev", "check, four reports")
+        for file in ["r.xml", "r.sarif", "r.md"] {
+            let l = try #require(local.dir.read(file)), r = try #require(shared.dir.read(file))
+            #expect(l == r, "\(file) differs")
+        }
+        #expect(local.dir.read("r.xml")?.hasPrefix("<?xml") == true)
+        #expect(local.dir.read("r.sarif")?.contains("\"version\": \"2.1.0\"") == true)
+        #expect(local.dir.read("r.md")?.hasPrefix("### Waiver") == true)
     }
 }
 
