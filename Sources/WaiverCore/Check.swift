@@ -131,10 +131,12 @@ public struct Summary: Sendable, Equatable {
         self.unknown = unknown
     }
 
-    /// The one-line tally every format ends with: `13 resources, 7 violations: 5 blocking, ...`.
+    /// The one-line tally every format ends with: `13 resources, 5 violations (5 blocking, 0 excepted,
+    /// 0 pending), 2 unknown`. Violations are what is known to break a policy; unknown outcomes (known
+    /// only after apply) are counted apart, and block only with --unknown=block.
     public var line: String {
-        "\(resources) resource\(resources == 1 ? "" : "s"), \(violations) violation\(violations == 1 ? "" : "s"): "
-            + "\(blocking) blocking, \(excepted) excepted, \(pending) pending, \(unknown) unknown"
+        "\(resources) resource\(resources == 1 ? "" : "s"), \(violations) violation\(violations == 1 ? "" : "s") "
+            + "(\(blocking) blocking, \(excepted) excepted, \(pending) pending), \(unknown) unknown"
     }
 }
 
@@ -184,6 +186,8 @@ public struct CheckReport: Sendable {
             case .unknown: s.unknown += 1
             }
         }
+        // An outcome known only after apply is no violation (yet): it is counted on its own.
+        s.violations = s.blocking + s.excepted + s.pending
         return s
     }
 

@@ -238,3 +238,17 @@ public struct Policy: Sendable, Equatable {
         return globs.contains { $0.matches(type) }
     }
 }
+
+extension Array where Element == Policy {
+    /// What a set of policies holds, said the same way everywhere (init, serve, the README):
+    /// "31 policies: 28 checked on plans, 3 program controls" (and scanner rules when there are any).
+    public var described: String {
+        let plan = filter { if case .forbid = $0.rule { return true }; if case .require = $0.rule { return true }; return false }.count
+        let controls = filter { $0.rule == .control }.count
+        let scanner = count - plan - controls
+        var parts = ["\(plan) checked on plans"]
+        if scanner > 0 { parts.append("\(scanner) for scanners' rules") }
+        if controls > 0 { parts.append("\(controls) program control\(controls == 1 ? "" : "s")") }
+        return "\(count) polic\(count == 1 ? "y" : "ies"): " + parts.joined(separator: ", ")
+    }
+}

@@ -101,7 +101,8 @@ public enum JSONOutput {
 /// Text for a CI log: violations grouped by severity, each with what, where, why and how to fix.
 public enum TextOutput {
     public static func render(_ report: CheckReport) -> String {
-        var out = "waiver check: workspace \(report.workspace), \(report.resourceCount) resources, \(report.policies.count) policies applied\n"
+        // The policies that applied: those whose resource types the plan has, and the scanners' rules reported.
+        var out = "waiver check: workspace \(report.workspace), \(report.resourceCount) resources, \(report.policies.count) \(report.policies.count == 1 ? "policy" : "policies") applied to them\n"
         if report.findings.isEmpty { out += "\nNo violations.\n" }
         for severity in Severity.allCases.reversed() {
             let group = report.findings.filter { $0.severity == severity }

@@ -11,6 +11,7 @@ extension UnknownMode: ExpressibleByArgument {}
 struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate policies on a Terraform plan and scanners' SARIF reports; gate the pipeline.",
+        usage: "waiver check (--plan <file> | --sarif <file> ...) [<options>]",
         discussion: """
             Reads `terraform show -json PLAN` output and/or SARIF 2.1.0 reports. Exit 0 when nothing \
             blocks, 1 when a violation blocks, 2 on invalid input (nothing is evaluated then).
@@ -47,7 +48,7 @@ struct Check: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Reports name files relative to this folder, as code scanning needs (default: the git top level, else the current folder).", valueName: "dir"))
     var sarifRoot: String?
 
-    @Option(name: .long, help: ArgumentHelp("Outcomes known only after apply: warn (default) or block.", valueName: "mode"))
+    @Option(name: .long, help: ArgumentHelp("Whether outcomes known only after apply block.", valueName: "mode"))
     var unknown: UnknownMode = .warn
 
     @Flag(name: .long, help: "File an exception request for every blocking violation (needs --reason).")

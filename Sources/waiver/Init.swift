@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import WaiverCore
 import WaiverFormats
 
 struct Init: AsyncParsableCommand {
@@ -33,7 +34,7 @@ struct Init: AsyncParsableCommand {
             }
             print("wrote \(path)")
         }
-        let count = StarterPack.policyCount
-        print("\(count) policies in \(StarterPack.files.count - 1) files. Try: waiver check --plan plan.json")
+        let policies = try PolicyLoader.load(files: StarterPack.files.filter { $0.path.hasPrefix("policies/") }.map { ($0.path, Data($0.contents.utf8)) })
+        print("\(policies.described), in \(StarterPack.files.count - 1) files. Try: waiver check --plan plan.json")
     }
 }

@@ -7,10 +7,13 @@ import WaiverUseCases
 
 /// Options of every command that uses the register.
 struct RegisterOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp(
+    @Option(name: .customLong("register"), help: ArgumentHelp(
         "Local register file (default $WAIVER_REGISTER, else .waiver/register.sqlite; created on first use). A local register does not authenticate: the actor is whoever --actor says.",
         valueName: "path"))
-    var register: String = ProcessInfo.processInfo.environment["WAIVER_REGISTER"].flatMap { $0.isEmpty ? nil : $0 } ?? ".waiver/register.sqlite"
+    var registerFlag: String?
+
+    /// The register file: --register, else $WAIVER_REGISTER, else .waiver/register.sqlite.
+    var register: String { registerFlag ?? environment("WAIVER_REGISTER") ?? ".waiver/register.sqlite" }
 
     @Option(name: .long, help: ArgumentHelp("Who is acting (default: $WAIVER_ACTOR, else the login name). Not authenticated on a local register.", valueName: "name"))
     var actor: String?

@@ -11,13 +11,15 @@ import WaiverStore
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the shared register: JSON API, scheduler (reminders, expiry) and webhooks.",
+        usage: "waiver serve [<options>]",
         discussion: "Stops gracefully on SIGTERM or SIGINT: requests in flight finish, nothing is half written.")
 
     @OptionGroup var config: ConfigOptions
     @Option(name: .long, help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(name: .long, help: "Port to listen on.") var port: Int = 8080
-    @Option(name: [.long, .customLong("register")], help: ArgumentHelp("The register: sqlite:PATH or a file path (default $WAIVER_REGISTER, else .waiver/register.sqlite) or postgres://USER@HOST[:PORT]/DB[?sslmode=require] (password in the URL, $PGPASSWORD or --database-password-file). --register is the same option.", valueName: "url"))
-    var database: String = defaultDatabase
+    @Option(name: [.customLong("database"), .customLong("register")], help: ArgumentHelp("The register: sqlite:PATH or a file path (default $WAIVER_REGISTER, else .waiver/register.sqlite) or postgres://USER@HOST[:PORT]/DB[?sslmode=require] (password in the URL, $PGPASSWORD or --database-password-file). --register is the same option.", valueName: "url"))
+    var databaseFlag: String?
+    var database: String { databaseFlag ?? defaultDatabase }
     @Option(name: .long, help: ArgumentHelp("File holding the PostgreSQL password (when neither the URL nor $PGPASSWORD has it).", valueName: "file"))
     var databasePasswordFile: String?
     @Option(name: .long, help: ArgumentHelp("Largest request body accepted, in MiB.", valueName: "n")) var maxBodyMib: Int = 64
@@ -71,7 +73,7 @@ struct Serve: AsyncParsableCommand {
         let state = try await ServerState.open(settings: settings, postgres: postgres)
         warn(try await state.decisions().unmeetableRules())
         let app = try buildApplication(state: state)
-        FileHandle.standardError.write(Data("waiver: serving \(state.store.location) on http://\(host):\(port) with \(policies.count) policies\(key.map { "; signing checkpoints with key \($0.publicKey.id)" } ?? "")\n".utf8))
+        FileHandle.standardError.write(Data("waiver: serving \(state.store.location) on http://\(host):\(port) with \(policies.described)\(key.map { "; signing checkpoints with key \($0.publicKey.id)" } ?? "")\n".utf8))
         try await app.runService()
     }
 }
@@ -96,8 +98,9 @@ struct Admin: AsyncParsableCommand {
         subcommands: [AddUser.self, RemoveUser.self, AddToken.self, RevokeToken.self, EndSessions.self, Users.self, Webhooks.self, CopyRegister.self])
 
     struct Options: ParsableArguments {
-        @Option(name: [.long, .customLong("register")], help: ArgumentHelp("The register: sqlite:PATH or a file path (default $WAIVER_REGISTER, else .waiver/register.sqlite) or postgres://USER@HOST[:PORT]/DB; --register is the same option.", valueName: "url"))
-        var database: String = defaultDatabase
+        @Option(name: [.customLong("database"), .customLong("register")], help: ArgumentHelp("The register: sqlite:PATH or a file path (default $WAIVER_REGISTER, else .waiver/register.sqlite) or postgres://USER@HOST[:PORT]/DB; --register is the same option.", valueName: "url"))
+        var databaseFlag: String?
+    var database: String { databaseFlag ?? defaultDatabase }
         @Option(name: .long, help: ArgumentHelp("File holding the PostgreSQL password.", valueName: "file")) var databasePasswordFile: String?
         @Option(name: .long, help: ArgumentHelp("Who is acting, for the audit log (default: the login name).", valueName: "name")) var actor: String?
 
@@ -214,7 +217,7 @@ struct Admin: AsyncParsableCommand {
         @Option(name: .long, help: ArgumentHelp("A new, empty PostgreSQL database: postgres://USER@HOST[:PORT]/DB.", valueName: "url")) var to: String
         @Option(name: .long, help: ArgumentHelp("File holding the PostgreSQL password.", valueName: "file")) var databasePasswordFile: String?
         @Option(name: .long, help: ArgumentHelp("Evidence folder of the source (default: evidence/ beside it).", valueName: "dir")) var evidenceFrom: String?
-        @Option(name: .long, help: ArgumentHelp("Evidence folder the PostgreSQL servers use (--evidence-dir of serve; default .waiver/evidence).", valueName: "dir"))
+        @Option(name: .long, help: ArgumentHelp("Evidence folder the PostgreSQL servers use (--evidence-dir of serve).", valueName: "dir"))
         var evidenceTo: String = ".waiver/evidence"
 
         func run() async throws {

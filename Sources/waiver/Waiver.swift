@@ -21,11 +21,16 @@ struct Waiver: AsyncParsableCommand {
 
 /// Options every command that reads configuration shares.
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Configuration file (default: $WAIVER_CONFIG, else ./waiver.yaml when present).", valueName: "file"))
-    var config: String? = environment("WAIVER_CONFIG")
+    @Option(name: .customLong("config"), help: ArgumentHelp("Configuration file (default: $WAIVER_CONFIG, else ./waiver.yaml when present).", valueName: "file"))
+    var configFlag: String?
 
-    @Option(name: .long, help: ArgumentHelp("Policy directory (default: $WAIVER_POLICIES, else `policies:` in the configuration).", valueName: "dir"))
-    var policies: String? = environment("WAIVER_POLICIES")
+    @Option(name: .customLong("policies"), help: ArgumentHelp("Policy directory (default: $WAIVER_POLICIES, else `policies:` in the configuration).", valueName: "dir"))
+    var policiesFlag: String?
+
+    /// --config, else $WAIVER_CONFIG (a configuration named either way must exist).
+    var config: String? { configFlag ?? environment("WAIVER_CONFIG") }
+    /// --policies, else $WAIVER_POLICIES.
+    var policies: String? { policiesFlag ?? environment("WAIVER_POLICIES") }
 
     /// Loads the configuration, and the directory its relative paths are resolved against.
     func loadConfiguration() throws -> (Configuration, baseDirectory: String) {

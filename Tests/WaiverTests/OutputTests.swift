@@ -66,7 +66,7 @@ struct OutputTests {
             "NET-001 module.net.aws_security_group.bastion blocking",
         ])
         let s = report.summary
-        #expect(s == Summary(resources: 6, violations: 7, blocking: 4, excepted: 1, pending: 1, unknown: 1))
+        #expect(s == Summary(resources: 6, violations: 6, blocking: 4, excepted: 1, pending: 1, unknown: 1))
         #expect(report.verdict == "blocked")
         // The SARIF rule no policy file defines becomes an implicit policy from the report.
         let implicit = try #require(report.findings.first { $0.policy == "CKV_AWS_18" })
@@ -197,7 +197,7 @@ struct OutputTests {
     @Test func passingReport() {
         let report = CheckEngine(policies: []).check(resources: [], external: [], workspace: "w")
         #expect(report.passed)
-        #expect(OutputFormat.text.render(report).hasSuffix("PASS: 0 resources, 0 violations: 0 blocking, 0 excepted, 0 pending, 0 unknown\n"))
+        #expect(OutputFormat.text.render(report).hasSuffix("PASS: 0 resources, 0 violations (0 blocking, 0 excepted, 0 pending), 0 unknown\n"))
         #expect(OutputFormat.markdown.render(report).hasPrefix("### Waiver: ✅ pass"))
     }
 

@@ -196,6 +196,25 @@ struct PipelineConventionsTests {
         #expect(try waiver(["aprove", "EX-1"]).err.contains("did you mean 'approve'?"))
     }
 
+    /// Help says each default once, and the usage line shows what a command needs.
+    @Test func helpSaysEachDefaultOnceAndTheUsageShowsWhatIsNeeded() throws {
+        let commands = ["check", "request", "approve", "reject", "revoke", "list", "show", "report", "expire", "audit export", "audit verify",
+                        "audit checkpoint", "serve", "admin add-user", "admin users", "admin copy-register", "init"]
+        for c in commands {
+            let help = try waiver(c.split(separator: " ").map(String.init) + ["--help"], env: ["WAIVER_REGISTER": "/tmp/x.sqlite", "WAIVER_CONFIG": "/tmp/c.yaml"]).out
+            let options = help.components(separatedBy: "OPTIONS:").last?.components(separatedBy: "\n  -") ?? []
+            #expect(options.count > 1, "\(c)")
+            for o in options {
+                let words = o.split(whereSeparator: \.isWhitespace).joined(separator: " ").lowercased().replacingOccurrences(of: "(default: default)", with: "(default: the value)")
+                #expect(words.components(separatedBy: "default").count <= 2, "\(c): \(words)")
+                // A variable's value is never printed as if it were the built-in default.
+                #expect(!words.contains("/tmp/x.sqlite") && !words.contains("/tmp/c.yaml"), "\(c): \(words)")
+            }
+        }
+        #expect(try waiver(["check", "--help"]).out.contains("USAGE: waiver check (--plan <file> | --sarif <file> ...) [<options>]"))
+        #expect(try waiver(["reject", "--help"]).out.contains("<id> --comment <text>"))
+    }
+
     @Test func adminHonoursWaiverRegister() throws {
         let dir = TempDir()
         let r = try waiver(["admin", "add-user", "ann", "--group", "security"], in: dir.path, env: ["WAIVER_REGISTER": dir.path + "/elsewhere.sqlite"])
