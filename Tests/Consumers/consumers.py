@@ -6,6 +6,7 @@
     consumers.py junit FILE      junitparser (how CI tools read JUnit), plus the structure the
                                  Jenkins xUnit plugin's junit-10.xsd allows
     consumers.py markdown FILE   cmarkgfm, GitHub's own renderer (cmark-gfm) with its extensions
+    consumers.py slack FILE      slack_sdk's Block Kit models (Slack's own Python SDK) validate the blocks
 
 It prints one JSON object; "problems" lists what a reader would refuse (empty when all is well).
 The Swift tests (ConsumerTests) run it and assert on what it reports.
@@ -151,5 +152,35 @@ def markdown(path):
                       "rows": html.count("<tr>")}))
 
 
+def slack(path):
+    from slack_sdk.models.blocks import Block
+
+    with open(path, encoding="utf-8") as f:
+        message = json.load(f)
+    problems = []
+    texts = [message.get("text", "")]
+    buttons = []
+    for raw in message.get("blocks", []):
+        try:
+            block = Block.parse(raw)
+            if block is None:
+                problems.append(f"unknown block {raw.get('type')!r}")
+                continue
+            block.validate_json()
+        except Exception as e:  # slack_sdk raises SlackObjectFormationError
+            problems.append(f"{raw.get('type')}: {e}")
+        if raw.get("type") == "section":
+            texts.append(raw.get("text", {}).get("text", ""))
+        for el in raw.get("elements", []):
+            if el.get("type") == "mrkdwn":
+                texts.append(el.get("text", ""))
+            if el.get("type") == "button":
+                buttons.append(el.get("url"))
+    joined = "\n".join(texts)
+    # What Slack turns into markup: <!channel>, <@U1>, <#C1>, <url|label>, <url>.
+    markup = re.findall(r"<[^<>]*>", joined)
+    print(json.dumps({"problems": problems, "blocks": len(message.get("blocks", [])), "markup": markup, "buttons": buttons}))
+
+
 if __name__ == "__main__":
-    {"sarif": sarif, "junit": junit, "markdown": markdown}[sys.argv[1]](sys.argv[2])
+    {"sarif": sarif, "junit": junit, "markdown": markdown, "slack": slack}[sys.argv[1]](sys.argv[2])

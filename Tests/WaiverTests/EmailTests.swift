@@ -233,8 +233,9 @@ struct EmailTests {
         let json = #"{"event":"exception.approved","subject":"EX-3","actor":"sam","details":{}}"#
         #expect(WebhookBody.linked(json, format: "json", base: "https://w.example.com").contains(#""link":"https://w.example.com/exceptions/EX-3""#))
         #expect(WebhookBody.linked(json, format: "json", base: nil) == json)
-        let slack = #"{"text":"*EX-3* approved by sam"}"#
-        #expect(WebhookBody.linked(slack, format: "slack", base: "https://w.example.com") == #"{"text":"*EX-3* approved by sam <https://w.example.com/exceptions/EX-3|EX-3>"}"#)
+        let slack = #"{"text":"*EX-3* approved by sam","blocks":[]}"#
+        #expect(WebhookBody.linked(slack, format: "slack", base: "https://w.example.com")
+                == #"{"text":"*EX-3* approved by sam <https://w.example.com/exceptions/EX-3|EX-3>","blocks":[{"type":"actions","elements":[{"type":"button","text":{"type":"plain_text","text":"Open EX-3"},"url":"https://w.example.com/exceptions/EX-3"}]}]}"#)
         let checkpoint = #"{"event":"audit.checkpoint","time":"x"}"#
         #expect(WebhookBody.linked(checkpoint, format: "json", base: "https://w.example.com") == checkpoint)
     }
@@ -258,7 +259,7 @@ struct EmailTests {
                                payload: #"{"comment":"<!channel> see <https://evil.example|here> & more","policy":"NET-001"}"#, prevHash: "", hash: "h")
         let body = WebhookBody.render(event, format: "slack")
         let text = try #require(try JSONReader.parse(Data(body.utf8))["text"]?.stringValue)
-        #expect(text == "*EX-3* rejected by mallory &lt;@U1&gt;: &lt;!channel&gt; see &lt;https://evil.example|here&gt; &amp; more — NET-001", "\(text)")
+        #expect(text == "*EX-3* rejected by mallory &lt;@U1&gt;: &lt;!channel&gt; see &lt;https://evil.example|here&gt; &amp; more — policy NET-001", "\(text)")
         let linked = try #require(try JSONReader.parse(Data(WebhookBody.linked(body, format: "slack", base: "https://w.example.com").utf8))["text"]?.stringValue)
         #expect(linked.hasSuffix(" <https://w.example.com/exceptions/EX-3|EX-3>"))
     }
