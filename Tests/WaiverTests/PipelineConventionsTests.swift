@@ -215,6 +215,27 @@ struct PipelineConventionsTests {
         #expect(try waiver(["reject", "--help"]).out.contains("<id> --comment <text>"))
     }
 
+    /// The man page (docs/man/waiver.1, made by scripts/man.sh) names every command and option the
+    /// binary has: a new option without a regenerated page fails here.
+    @Test func theManPageIsCurrent() throws {
+        let page = try String(contentsOfFile: repoRoot + "/docs/man/waiver.1", encoding: .utf8)
+        let dump = try JSONReader.parse(Data(try waiver(["--experimental-dump-help"]).out.utf8))
+        var missing: [String] = []
+        func walk(_ command: Value, path: [String]) {
+            let name = command["commandName"]?.stringValue ?? ""
+            if !path.isEmpty, command["shouldDisplay"] != false, !page.contains(".It Em \(name)") { missing.append((path + [name]).joined(separator: " ")) }
+            for arg in command["arguments"]?.arrayValue ?? [] where arg["shouldDisplay"] != false {
+                for n in arg["names"]?.arrayValue ?? [] where n["kind"] == "long" {
+                    let long = n["name"]?.stringValue ?? ""
+                    if long != "help", long != "version", !page.contains("Fl -\(long)") { missing.append((path + [name, "--" + long]).joined(separator: " ")) }
+                }
+            }
+            for sub in command["subcommands"]?.arrayValue ?? [] { walk(sub, path: path + [name]) }
+        }
+        walk(try #require(dump["command"]), path: [])
+        #expect(missing == [], "not in docs/man/waiver.1 (run scripts/man.sh): \(missing)")
+    }
+
     @Test func adminHonoursWaiverRegister() throws {
         let dir = TempDir()
         let r = try waiver(["admin", "add-user", "ann", "--group", "security"], in: dir.path, env: ["WAIVER_REGISTER": dir.path + "/elsewhere.sqlite"])
