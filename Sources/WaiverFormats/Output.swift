@@ -4,7 +4,7 @@ import WaiverCore
 
 /// The output formats of `waiver check`.
 public enum OutputFormat: String, CaseIterable, Sendable {
-    case text, json, sarif, junit, markdown
+    case text, json, sarif, junit, markdown, codequality
 
     /// Renders a report in this format.
     public func render(_ report: CheckReport) -> String {
@@ -14,6 +14,7 @@ public enum OutputFormat: String, CaseIterable, Sendable {
         case .sarif: return SarifOutput.render(report)
         case .junit: return JUnitOutput.render(report)
         case .markdown: return MarkdownOutput.render(report)
+        case .codequality: return CodeQualityOutput.render(report)
         }
     }
 }
@@ -349,6 +350,40 @@ public enum SarifOutput {
             "runs": [.object(run)],
         ]
         return JSONWriter.write(doc)
+    }
+}
+
+// MARK: - GitLab code quality
+
+/// GitLab's code quality report (`artifacts:reports:codequality`, a subset of the Code Climate
+/// spec): one issue per violation, with the finding's stable fingerprint, so the merge-request
+/// widget shows what a change adds and resolves. Excepted violations are `info`, naming the exception.
+public enum CodeQualityOutput {
+    static func severity(_ f: Finding) -> String {
+        if f.status == .excepted { return "info" }
+        if f.status == .unknown { return "minor" }
+        switch f.severity {
+        case .critical: return "blocker"
+        case .high: return "critical"
+        case .medium: return "major"
+        case .low: return "minor"
+        }
+    }
+
+    public static func render(_ report: CheckReport) -> String {
+        let issues: [Value] = report.findings.map { f in
+            var text = "\(f.policy) \(f.title): \(f.resource)"
+            if !f.message.isEmpty { text += " — \(f.message)" }
+            if let note = f.exceptionNote { text += " [\(note)\(f.link.map { " — \($0)" } ?? "")]" }
+            var line = 1
+            if case .sarif(_, _, _, let l?) = f.origin { line = max(1, l) }
+            return [
+                "description": .string(text.clipped(4_000)), "check_name": .string(f.policy), "fingerprint": .string(SarifOutput.fingerprint(f)),
+                "severity": .string(severity(f)), "categories": ["Security"],
+                "location": ["path": .string(f.sourceFile), "lines": ["begin": .number(Double(line))]],
+            ]
+        }
+        return JSONWriter.write(.array(issues))
     }
 }
 

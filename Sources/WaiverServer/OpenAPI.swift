@@ -171,6 +171,7 @@ components:
             sarif: { type: string }
             junit: { type: string }
             markdown: { type: string }
+            codequality: { type: string }
     ExceptionRequest:
       type: object
       additionalProperties: false
@@ -382,8 +383,8 @@ paths:
                 plan: { type: object, description: "`terraform show -json` output" }
                 sarif: { type: array, items: { type: object } }
                 unknown: { type: string, enum: [warn, block] }
-                format: { type: string, enum: [json, text, sarif, junit, markdown] }
-                formats: { type: array, minItems: 1, maxItems: 10, items: { type: string, enum: [json, text, sarif, junit, markdown] }, description: "several reports from one check, each in `renderings`" }
+                format: { type: string, enum: [json, text, sarif, junit, markdown, codequality] }
+                formats: { type: array, minItems: 1, maxItems: 12, items: { type: string, enum: [json, text, sarif, junit, markdown, codequality] }, description: "several reports from one check, each in `renderings`" }
                 commit_author: { type: string, maxLength: 200, description: may not approve the requests filed for this change }
                 plan_file: { type: string, minLength: 1, maxLength: 1000, description: "how the report names the plan (default plan.json)" }
                 sarif_files: { type: array, items: { type: string, minLength: 1, maxLength: 1000 }, description: "how the report names each SARIF report, one per report (default report-N.sarif)" }

@@ -30,7 +30,7 @@ struct Check: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Workspace the plan belongs to; exceptions are scoped to it.", valueName: "name"))
     var workspace: String = "default"
 
-    @Option(name: .long, help: ArgumentHelp("Report format: text, json, sarif, junit or markdown (default $WAIVER_FORMAT, else text). Repeatable: the Nth --format goes to the Nth --output.", valueName: "format"))
+    @Option(name: .long, help: ArgumentHelp("Report format: text, json, sarif, junit, markdown or codequality (GitLab) (default $WAIVER_FORMAT, else text). Repeatable: the Nth --format goes to the Nth --output.", valueName: "format"))
     var format: [OutputFormat] = []
 
     @Option(name: .long, help: ArgumentHelp("Write the report to this file (atomically) instead of stdout; `-` is stdout. Repeatable, one per --format.", valueName: "file"))

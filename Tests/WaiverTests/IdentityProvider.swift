@@ -72,7 +72,8 @@ func needsPeers(_ modules: [String]) -> ConditionTrait {
 /// line (its URL or port). Its log is drained, so it never blocks on a full pipe.
 func startPeer(_ process: Process, script: String, arguments: [String], needs: String) throws -> String {
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", repoRoot + "/Tests/Identity/" + script] + arguments
+    // "name.py" is in Tests/Identity; "Folder/name.py" is under Tests.
+    process.arguments = ["python3", repoRoot + (script.contains("/") ? "/Tests/" : "/Tests/Identity/") + script] + arguments
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

@@ -34,7 +34,7 @@ func goldenReport(keepCompliant: Bool = true) throws -> CheckReport {
 
 @Suite("Output formats against golden files")
 struct OutputTests {
-    static let extensions: [OutputFormat: String] = [.text: "txt", .json: "json", .sarif: "sarif", .junit: "xml", .markdown: "md"]
+    static let extensions: [OutputFormat: String] = [.text: "txt", .json: "json", .sarif: "sarif", .junit: "xml", .markdown: "md", .codequality: "codequality.json"]
 
     @Test(arguments: OutputFormat.allCases)
     func matchesGolden(_ format: OutputFormat) throws {

@@ -1,0 +1,211 @@
+import AsyncHTTPClient
+import Foundation
+import Testing
+import Yams
+@testable import WaiverCore
+
+/// GitHub's and GitLab's comment APIs, played by `Tests/Integrations/forge_api.py` on loopback.
+final class ForgeAPI: @unchecked Sendable {
+    let process = Process()
+    let url: String
+
+    init() throws {
+        url = try startPeer(process, script: "Integrations/forge_api.py", arguments: [], needs: "(the standard library only)")
+    }
+
+    deinit {
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    func get(_ path: String) async throws -> Value {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url + path), timeout: .seconds(30))
+        return try JSONReader.parse(Data(try await response.body.collect(upTo: 16 << 20).readableBytesView))
+    }
+    var comments: [Value] { get async throws { try await get("/_comments").arrayValue ?? [] } }
+    var calls: [String] {
+        get async throws { try await get("/_log").arrayValue?.map { "\($0["method"]?.stringValue ?? "") \($0["path"]?.stringValue ?? "")" } ?? [] }
+    }
+}
+
+/// Runs a shell script (as a CI runner would: bash, errexit and pipefail) with this environment, in `cwd`.
+func runShell(_ script: String, env: [String: String], in cwd: String) throws -> Run {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/bash")
+    p.arguments = ["-eo", "pipefail", "-c", script]
+    p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+    // The waiver under test first on PATH, as an installed binary would be.
+    var environment = ["PATH": (waiverBinary as NSString).deletingLastPathComponent + ":/usr/local/bin:/usr/bin:/bin", "HOME": cwd, "LANG": "C.UTF-8"]
+    environment.merge(env) { $1 }
+    p.environment = environment
+    let scratch = TempDir()
+    let out = scratch.write("out", ""), err = scratch.write("err", "")
+    p.standardOutput = FileHandle(forWritingAtPath: out)
+    p.standardError = FileHandle(forWritingAtPath: err)
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    return Run(code: p.terminationStatus, out: scratch.read("out") ?? "", err: scratch.read("err") ?? "")
+}
+
+/// `KEY=value` lines (GITHUB_OUTPUT) as a dictionary.
+func keyValues(_ text: String) -> [String: String] {
+    var out: [String: String] = [:]
+    for line in text.split(separator: "\n") {
+        guard let eq = line.firstIndex(of: "=") else { continue }
+        out[String(line[..<eq])] = String(line[line.index(after: eq)...])
+    }
+    return out
+}
+
+@Suite("Pipelines adopt Waiver in one step", .serialized)
+struct IntegrationTests {
+    let webApp = repoRoot + "/Examples/plans/web-app.json"
+
+    /// action.yml passes every input the check step reads, and names outputs the step writes.
+    @Test func theActionWiresItsInputsAndOutputs() throws {
+        let action = try #require(try Yams.load(yaml: String(contentsOfFile: repoRoot + "/action.yml", encoding: .utf8)) as? [String: Any])
+        let inputs = try #require(action["inputs"] as? [String: Any])
+        let steps = try #require((action["runs"] as? [String: Any])?["steps"] as? [[String: Any]])
+        let check = try #require(steps.first { $0["id"] as? String == "check" })
+        let env = try #require(check["env"] as? [String: String])
+        let script = try String(contentsOfFile: repoRoot + "/integrations/github/check.sh", encoding: .utf8)
+        for name in inputs.keys where !["upload-sarif", "fail-on-block"].contains(name) {
+            let variable = "INPUT_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+            #expect(env[variable] == "${{ inputs.\(name) }}", "\(name) is not passed to the check step")
+            #expect(script.contains(variable), "check.sh does not read \(variable)")
+        }
+        #expect(steps.contains { ($0["uses"] as? String)?.hasPrefix("github/codeql-action/upload-sarif@") == true })
+        let outputs = try #require(action["outputs"] as? [String: [String: String]])
+        for (name, o) in outputs { #expect(o["value"] == "${{ steps.check.outputs.\(name) }}", "\(name)") }
+    }
+
+    /// The action's check step, run with the environment GitHub sets, twice on one pull request:
+    /// outputs, job summary, SARIF, and one comment created then updated in place.
+    @Test func theGitHubActionWritesOutputsSummaryAndOneComment() async throws {
+        let forge = try ForgeAPI()
+        let dir = TempDir()
+        let event = dir.write("event.json", #"{"action":"synchronize","pull_request":{"number":7}}"#)
+        func run(_ extra: [String: String]) throws -> (Run, [String: String], String) {
+            let output = dir.write("github_output", ""), summary = dir.write("step_summary", "")
+            var env = [
+                "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": output, "GITHUB_STEP_SUMMARY": summary, "GITHUB_EVENT_PATH": event,
+                "GITHUB_EVENT_NAME": "pull_request", "GITHUB_REPOSITORY": "acme/infra", "GITHUB_API_URL": forge.url, "GITHUB_ACTOR": "dev",
+                "GITHUB_RUN_ID": "4242", "RUNNER_TEMP": dir.path + "/runner-temp", "WAIVER_REGISTER": dir.path + "/register.sqlite",
+                "WAIVER_POLICIES": repoRoot + "/policies", "WAIVER_CONFIG": repoRoot + "/waiver.yaml",
+                "INPUT_PLAN": webApp, "INPUT_WORKSPACE": "shop", "INPUT_COMMENT": "true", "INPUT_GITHUB_TOKEN": "forge-token",
+                "INPUT_SARIF": "", "INPUT_SERVER": "", "INPUT_TOKEN": "", "INPUT_REQUEST": "false", "INPUT_REASON": "", "INPUT_ARGS": "", "INPUT_VERSION": "0.1.0",
+            ]
+            env.merge(extra) { $1 }
+            let r = try runShell("bash " + repoRoot + "/integrations/github/check.sh", env: env, in: dir.path)
+            return (r, keyValues(dir.read("github_output") ?? ""), dir.read("step_summary") ?? "")
+        }
+        let (first, outputs, summary) = try run([:])
+        #expect(first.code == 0, "the step leaves failing to the action's last step: \(first.err)")
+        #expect(first.out.contains("BLOCKED: 13 resources, 5 violations"))
+        #expect(outputs["exit-code"] == "1" && outputs["verdict"] == "blocked")
+        #expect(outputs["blocking"] == "5" && outputs["violations"] == "5" && outputs["unknown"] == "2" && outputs["pending"] == "0")
+        #expect(summary.hasPrefix("### Waiver: ❌ blocked"))
+        let sarif = try #require(outputs["sarif-file"])
+        #expect(try JSONReader.parse(try Data(contentsOf: URL(fileURLWithPath: sarif)))["version"] == "2.1.0")
+        #expect(try await forge.comments.count == 1)
+        #expect(try await forge.comments.first?["body"]?.stringValue?.hasPrefix("<!-- waiver-check: shop -->\n### Waiver: ❌ blocked") == true)
+
+        // The next push: requests filed; the same comment now says they are pending.
+        let (second, again, _) = try run(["INPUT_REQUEST": "true", "INPUT_REASON": "launch week"])
+        #expect(second.code == 0)
+        #expect(again["pending"] == "5" && again["exit-code"] == "1")
+        #expect(try await forge.comments.count == 1, "one comment per pull request, updated in place")
+        #expect(try await forge.comments.first?["body"]?.stringValue?.contains("pending") == true)
+        #expect(try await forge.calls.filter { $0.hasPrefix("POST") }.count == 1)
+        #expect(try await forge.calls.filter { $0.hasPrefix("PATCH /repos/acme/infra/issues/comments/") }.count == 1)
+        // Invalid input: exit code 2 and no report outputs, so the last step fails the job plainly.
+        let (bad, badOutputs, _) = try run(["INPUT_PLAN": dir.write("bad.json", "{")])
+        #expect(bad.code == 0 && badOutputs["exit-code"] == "2" && badOutputs["verdict"] == nil)
+    }
+
+    /// The GitLab component's job script, run as the runner does with GitLab's variables: the JUnit
+    /// and code quality reports its artifacts name, and one merge-request note.
+    @Test func theGitLabComponentWritesItsReportsAndOneNote() async throws {
+        let forge = try ForgeAPI()
+        let text = try String(contentsOfFile: repoRoot + "/templates/waiver.yml", encoding: .utf8)
+        let documents = try Array(Yams.load_all(yaml: text))
+        #expect(documents.count == 2)
+        let spec = try #require(((documents[0] as? [String: Any])?["spec"] as? [String: Any])?["inputs"] as? [String: [String: Any]])
+        let job = try #require((documents[1] as? [String: Any])?["waiver-check"] as? [String: Any])
+        let variables = try #require(job["variables"] as? [String: String])
+        let script = try #require(job["script"] as? [String]).joined(separator: "\n")
+        let reports = try #require((job["artifacts"] as? [String: Any])?["reports"] as? [String: String])
+        let given = ["plan": webApp, "workspace": "shop"]
+        var env: [String: String] = [
+            "CI": "true", "GITLAB_CI": "true", "CI_API_V4_URL": forge.url + "/api/v4", "CI_PROJECT_ID": "42", "CI_MERGE_REQUEST_IID": "3",
+            "WAIVER_GITLAB_TOKEN": "forge-token", "WAIVER_POLICIES": repoRoot + "/policies", "WAIVER_CONFIG": repoRoot + "/waiver.yaml",
+        ]
+        // `$[[ inputs.x ]]` as GitLab interpolates it: the value given, else the input's default.
+        for (name, value) in variables {
+            var v = value
+            for (input, decl) in spec { v = v.replacingOccurrences(of: "$[[ inputs.\(input) ]]", with: given[input] ?? "\(decl["default"] ?? "")") }
+            env[name] = v
+        }
+        let dir = TempDir()
+        env["WAIVER_REGISTER"] = dir.path + "/register.sqlite"
+        let first = try runShell(script, env: env, in: dir.path)
+        #expect(first.code == 1, "\(first.err)")
+        #expect(first.out.contains("BLOCKED: 13 resources, 5 violations"))
+        let junit = try #require(reports["junit"]), quality = try #require(reports["codequality"])
+        if inCI || pythonHas(["junitparser"]) {
+            let seen = try consumer("junit", dir.path + "/" + junit)
+            #expect(problems(seen) == [] && seen["failures"]?.intValue == 5)
+        }
+        let issues = try #require(try JSONReader.parse(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/" + quality))).arrayValue)
+        #expect(issues.count == 7)
+        for i in issues {
+            // What GitLab's widget needs of each issue (docs.gitlab.com, code quality report format).
+            #expect(i["description"]?.stringValue?.isEmpty == false && i["check_name"]?.stringValue != nil && i["fingerprint"]?.stringValue?.count == 64)
+            #expect(["info", "minor", "major", "critical", "blocker"].contains(i["severity"]?.stringValue ?? ""))
+            #expect(i["location"]?["path"]?.stringValue == URL(fileURLWithPath: webApp).absoluteString)
+            #expect((i["location"]?["lines"]?["begin"]?.intValue ?? 0) >= 1)
+        }
+        #expect(try await forge.comments.count == 1)
+        let second = try runShell(script, env: env, in: dir.path)
+        #expect(second.code == 1)
+        #expect(try await forge.comments.count == 1)
+        #expect(try await forge.calls.contains { $0.hasPrefix("PUT /api/v4/projects/42/merge_requests/3/notes/") })
+    }
+
+    /// Atlantis's custom workflow: its `run` steps with the variables Atlantis sets, and a terraform
+    /// that writes the example plan.
+    @Test func theAtlantisWorkflowRunsItsSteps() throws {
+        let config = try #require(try Yams.load(yaml: String(contentsOfFile: repoRoot + "/integrations/atlantis/atlantis.yaml", encoding: .utf8)) as? [String: Any])
+        let steps = try #require((((config["workflows"] as? [String: Any])?["waiver"] as? [String: Any])?["plan"] as? [String: Any])?["steps"] as? [Any])
+        let runs = steps.compactMap { ($0 as? [String: String])?["run"] }
+        #expect(runs.count == 2)
+        let dir = TempDir()
+        dir.write("bin/terraform", "#!/bin/sh\n[ \"$1\" = show ] && exec cat '\(webApp)'\nexit 0\n")
+        chmod(dir.path + "/bin/terraform", 0o755)
+        let env = ["PLANFILE": dir.path + "/default.tfplan", "SHOWFILE": dir.path + "/default.json", "WORKSPACE": "default", "BASE_REPO_NAME": "infra",
+                   "PULL_AUTHOR": "dev", "PULL_NUM": "7", "DIR": dir.path, "WAIVER_REGISTER": dir.path + "/register.sqlite",
+                   "WAIVER_POLICIES": repoRoot + "/policies", "WAIVER_CONFIG": repoRoot + "/waiver.yaml"]
+        let r = try runShell("export PATH=\(dir.path)/bin:$PATH\n" + runs.joined(separator: "\n"), env: env, in: dir.path)
+        #expect(r.code == 1, "\(r.err)")
+        #expect(r.out.contains("waiver check: workspace infra-default") && r.out.contains("BLOCKED: 13 resources, 5 violations"))
+        #expect(!r.out.contains("\u{1B}["))
+    }
+
+    /// The generic CI script, and the Jenkinsfile that calls it and publishes its reports.
+    @Test func theGenericScriptAndTheJenkinsfileAgree() throws {
+        let dir = TempDir()
+        let r = try runShell(repoRoot + "/integrations/ci/waiver-check.sh --unknown block",
+                             env: ["WAIVER_PLAN": webApp, "WAIVER_WORKSPACE": "shop", "WAIVER_REGISTER": dir.path + "/register.sqlite",
+                                   "WAIVER_POLICIES": repoRoot + "/policies", "WAIVER_CONFIG": repoRoot + "/waiver.yaml"], in: dir.path)
+        #expect(r.code == 1, "\(r.err)")
+        #expect(r.out.contains("Unknown outcomes block this check"))
+        let jenkinsfile = try String(contentsOfFile: repoRoot + "/integrations/jenkins/Jenkinsfile", encoding: .utf8)
+        #expect(jenkinsfile.contains("sh(script: 'integrations/ci/waiver-check.sh', returnStatus: true)"))
+        for published in ["waiver-reports/waiver-junit.xml", "waiver-reports/waiver.sarif"] {
+            #expect(jenkinsfile.contains(published))
+            #expect(FileManager.default.fileExists(atPath: dir.path + "/" + published), "\(published) is not written")
+        }
+        #expect(dir.read("waiver-reports/waiver.md")?.hasPrefix("### Waiver: ❌ blocked") == true)
+    }
+}
