@@ -22,6 +22,27 @@ public struct Configuration: Sendable, Equatable {
         }
     }
 
+    /// `run_tasks.terraform`: HCP Terraform / Terraform Enterprise calls the server as a run task.
+    public struct TerraformRunTask: Sendable, Equatable {
+        /// The environment variable holding the HMAC key set on the run task in HCP Terraform.
+        public var hmacKeyEnv: String
+        /// HCP Terraform's (or Terraform Enterprise's) address: plans are fetched from, and results
+        /// sent to, URLs under it only.
+        public var address: String
+        /// The register workspace a run's workspace maps to: `{organization}` and `{workspace}` filled in.
+        public var workspace: String
+        public init(hmacKeyEnv: String, address: String = "https://app.terraform.io", workspace: String = "{organization}/{workspace}") {
+            self.hmacKeyEnv = hmacKeyEnv
+            self.address = address
+            self.workspace = workspace
+        }
+
+        /// The register workspace of a run in this organization and workspace.
+        public func workspace(organization: String, workspace name: String) -> String {
+            workspace.replacingOccurrences(of: "{organization}", with: organization).replacingOccurrences(of: "{workspace}", with: name)
+        }
+    }
+
     /// `notify.email`: the SMTP server approvers and requesters are told through.
     public struct Email: Sendable, Equatable {
         public enum Security: String, Sendable, Equatable { case starttls, implicit, none }
@@ -82,6 +103,8 @@ public struct Configuration: Sendable, Equatable {
     public var keepDeliveries: Int = 7 * 86_400
     /// Who may sign in how: trusted pipeline issuers and their rules (`identity`).
     public var identity = IdentitySettings()
+    /// HCP Terraform run tasks (`run_tasks.terraform`), when configured.
+    public var terraformRunTask: TerraformRunTask?
 
     public init() {}
 
@@ -92,7 +115,7 @@ public struct Configuration: Sendable, Equatable {
             && a.sarif.map { "\($0.0.pattern)=\($0.1)" } == b.sarif.map { "\($0.0.pattern)=\($0.1)" }
             && a.reviewThreshold == b.reviewThreshold && a.keepEvaluations == b.keepEvaluations && a.keepDeliveries == b.keepDeliveries
             && a.identity == b.identity && a.email == b.email && a.nudgeAfter == b.nudgeAfter
-            && a.escalateAfter == b.escalateAfter && a.escalateTo == b.escalateTo
+            && a.escalateAfter == b.escalateAfter && a.escalateTo == b.escalateTo && a.terraformRunTask == b.terraformRunTask
     }
 }
 

@@ -5,7 +5,7 @@ import Yams
 /// Reads `waiver.yaml` (configuration.md). Every key has a default; an unknown key, a group that is
 /// referenced but not defined, or a duration past the cap is an error naming the key and line.
 public enum ConfigLoader {
-    static let topKeys = ["policies", "exceptions", "groups", "routing", "risk", "notify", "sarif", "reports", "retention", "identity"]
+    static let topKeys = ["policies", "exceptions", "groups", "routing", "risk", "notify", "sarif", "reports", "retention", "identity", "run_tasks"]
 
     /// Loads the file at `path`; when `required` is false and the file does not exist, defaults apply.
     public static func load(path: String, required: Bool) throws(InputErrors) -> Configuration {
@@ -134,6 +134,8 @@ public enum ConfigLoader {
                 }
             case "identity":
                 parseIdentity(&yaml, value, into: &config)
+            case "run_tasks":
+                parseRunTasks(&yaml, value, into: &config)
             default: break
             }
         }
@@ -181,6 +183,42 @@ public enum ConfigLoader {
             }
         }
         return out
+    }
+
+    /// `run_tasks.terraform`: the HMAC key's variable, HCP Terraform's address, the workspace mapping.
+    static func parseRunTasks(_ yaml: inout YAMLFile, _ value: Node, into config: inout Configuration) {
+        guard let kinds = yaml.mapping(value, "run_tasks", what: "run_tasks", known: ["terraform"]) else { return }
+        for (_, _, v) in kinds {
+            let what = "run_tasks.terraform"
+            guard let fields = yaml.mapping(v, what, what: what, known: ["hmac_key_env", "address", "workspace"]) else { continue }
+            var key: String?
+            var task = Configuration.TerraformRunTask(hmacKeyEnv: "")
+            for (k, _, fv) in fields {
+                switch k {
+                case "hmac_key_env": key = yaml.string(fv, "\(what).hmac_key_env", k)
+                case "address":
+                    if let a = yaml.string(fv, "\(what).address", k) {
+                        let url = URL(string: a)
+                        if url?.host == nil || (url?.scheme != "https" && !(url?.scheme == "http" && isLoopback(url?.host ?? ""))) {
+                            yaml.error(fv, "\(what).address", "'\(a)' is not an https URL (http only on loopback)")
+                        } else {
+                            task.address = a.hasSuffix("/") ? String(a.dropLast()) : a
+                        }
+                    }
+                case "workspace":
+                    if let w = yaml.string(fv, "\(what).workspace", k) {
+                        if !w.contains("{workspace}") { yaml.error(fv, "\(what).workspace", "'\(w)' must contain {workspace}") } else { task.workspace = w }
+                    }
+                default: break
+                }
+            }
+            guard let key, !key.isEmpty else {
+                yaml.error(v, what, "a run task needs hmac_key_env: the variable holding the HMAC key set on the run task")
+                continue
+            }
+            task.hmacKeyEnv = key
+            config.terraformRunTask = task
+        }
     }
 
     /// `notify.email`: the SMTP server.

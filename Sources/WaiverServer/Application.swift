@@ -161,6 +161,13 @@ public func buildRouter(state: ServerState) throws -> Router<WaiverContext> {
         return text(state.metrics.registry.emitToString(), contentType: "text/plain; version=0.0.4; charset=utf-8")
     }
     router.get("/openapi.yaml") { _, _ in text(OpenAPI.document, contentType: "application/yaml; charset=utf-8") }
+    // HCP Terraform signs its run task calls (HMAC): no API token, so outside the token middleware.
+    if let task = state.settings.configuration.terraformRunTask {
+        let endpoint = RunTaskEndpoint(state: state, settings: task)
+        router.post("/api/v1/run-tasks/terraform") { req, ctx in
+            do { return try await endpoint.handle(req, ctx) } catch { throw APIError.from(error, context: ctx) }
+        }
+    }
     API(state: state).register(on: router.group("api/v1").add(middleware: TokenMiddleware(state: state)))
     // The templates are in the binary; only a bad $WAIVER_TEMPLATES can fail here, and then the
     // server does not start without its pages.

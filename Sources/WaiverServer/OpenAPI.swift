@@ -367,6 +367,38 @@ paths:
           content: { application/json: { schema: { type: object, required: [name, groups, admin], properties: { name: { type: string }, groups: { type: array, items: { type: string } }, admin: { type: boolean } } } } }
         "401": { $ref: "#/components/responses/Error" }
         "429": { $ref: "#/components/responses/Error" }
+  /api/v1/run-tasks/terraform:
+    post:
+      summary: "HCP Terraform / Terraform Enterprise run task (HashiCorp's run task integration protocol): answers at once, then fetches the plan, checks it and PATCHes the callback URL"
+      description: "Only when `run_tasks.terraform` is configured (404 otherwise). Authenticated by the X-TFC-Task-Signature header (hex HMAC-SHA512 of the body with the run task's key), not by a token."
+      security: []
+      parameters:
+        - { name: X-TFC-Task-Signature, in: header, required: true, schema: { type: string } }
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              required: [payload_version, access_token, stage, task_result_callback_url, organization_name, workspace_name, run_id]
+              properties:
+                payload_version: { const: 1 }
+                access_token: { type: string }
+                stage: { type: string }
+                task_result_callback_url: { type: string }
+                plan_json_api_url: { type: string }
+                organization_name: { type: string }
+                workspace_name: { type: string }
+                run_id: { type: string }
+                run_created_by: { type: string }
+      responses:
+        "200": { description: "accepted (the result follows at the callback URL), or the verification request answered", content: { application/json: { schema: { type: object, required: [status], properties: { status: { enum: [ok, accepted] } } } } } }
+        "400": { $ref: "#/components/responses/Error" }
+        "401": { $ref: "#/components/responses/Error" }
+        "404": { description: no run task is configured on this server }
+        "413": { $ref: "#/components/responses/Error" }
+        "422": { $ref: "#/components/responses/Error" }
+        "503": { $ref: "#/components/responses/Error" }
   /api/v1/evaluations:
     post:
       summary: Evaluate a plan and/or SARIF reports with the server's policies, against the register; recorded

@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import Foundation
 import Testing
+import NIOCore
+import NIOHTTP1
 import Yams
 @testable import WaiverCore
 
@@ -207,5 +209,122 @@ struct IntegrationTests {
             #expect(FileManager.default.fileExists(atPath: dir.path + "/" + published), "\(published) is not written")
         }
         #expect(dir.read("waiver-reports/waiver.md")?.hasPrefix("### Waiver: ❌ blocked") == true)
+    }
+}
+
+/// HCP Terraform's side of a run task (`Tests/Integrations/hcp_terraform.py`): it sends signed run
+/// task requests, serves the plan behind its JSON API (with a redirect to its archive), and takes
+/// the callback.
+final class HCPTerraform: @unchecked Sendable {
+    let process = Process()
+    let url: String
+
+    init() throws {
+        url = try startPeer(process, script: "Integrations/hcp_terraform.py", arguments: [], needs: "(the standard library only)")
+    }
+
+    deinit {
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    func call(_ method: HTTPMethod, _ path: String, _ body: Value? = nil) async throws -> Value {
+        var request = HTTPClientRequest(url: url + path)
+        request.method = method
+        if let body { request.body = .bytes(ByteBuffer(string: JSONWriter.write(body, pretty: false))) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        return try JSONReader.parse(Data(try await response.body.collect(upTo: 16 << 20).readableBytesView))
+    }
+
+    /// Starts a run whose post-plan task calls `target`; answers what the target said and the run's id.
+    func run(_ target: String, key: String, plan: String, wrongSignature: Bool = false, verification: Bool = false, failCallbacks: Int = 0,
+             createdBy: String = "dev") async throws -> (status: Int, run: String) {
+        let v = try await call(.POST, "/control/run", [
+            "target": .string(target), "key": .string(key), "plan": .string(plan), "wrong_signature": .bool(wrongSignature),
+            "verification": .bool(verification), "fail_callbacks": .number(Double(failCallbacks)), "created_by": .string(createdBy),
+        ])
+        return (v["status"]?.intValue ?? 0, v["run_id"]?.stringValue ?? "")
+    }
+
+    func callbacks(_ run: String) async throws -> [Value] {
+        try await call(.GET, "/_callbacks").arrayValue?.filter { $0["run"]?.stringValue == run } ?? []
+    }
+
+    /// Waits (up to 30 s) for a callback the peer accepted.
+    func delivered(_ run: String) async throws -> [Value] {
+        for _ in 0..<300 {
+            let got = try await callbacks(run)
+            if got.contains(where: { $0["status"]?.intValue == 200 }) { return got }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return try await callbacks(run)
+    }
+}
+
+@Suite("HCP Terraform run task", .serialized)
+struct RunTaskTests {
+    @Test func aRunTaskChecksThePlanAndCallsBackWithOutcomes() async throws {
+        let hcp = try HCPTerraform()
+        let w = try Workspace()
+        let config = (w.dir.read("waiver.yaml") ?? "") + """
+            run_tasks:
+              terraform:
+                hmac_key_env: WAIVER_RUN_TASK_KEY
+                address: \(hcp.url)
+                workspace: "{organization}/{workspace}"
+
+            """
+        w.dir.write("waiver.yaml", config)
+        let dev = try w.addUser("dev", ["developers"]), sam = try w.addUser("sam", ["security"])
+        let server = LiveServer(w, args: ["--public-url", "https://waiver.example.com"], env: ["WAIVER_RUN_TASK_KEY": "s3cret-hmac-key"])
+        try server.start()
+        defer { _ = server.stop() }
+        let target = server.url + "/api/v1/run-tasks/terraform"
+        let plan = repoRoot + "/Examples/plans/web-app.json"
+
+        // A request not signed with the key: 401, and nothing is fetched or called back.
+        let forged = try await hcp.run(target, key: "s3cret-hmac-key", plan: plan, wrongSignature: true)
+        #expect(forged.status == 401)
+        // HCP Terraform's check when the task is created: 200, no run behind it.
+        let verification = try await hcp.run(target, key: "s3cret-hmac-key", plan: plan, verification: true)
+        #expect(verification.status == 200)
+
+        // A run: 200 at once; the first callback fails and is retried.
+        let first = try await hcp.run(target, key: "s3cret-hmac-key", plan: plan, failCallbacks: 1)
+        #expect(first.status == 200)
+        let calls = try await hcp.delivered(first.run)
+        #expect(calls.map { $0["status"]?.intValue ?? 0 } == [500, 200])
+        #expect(calls.allSatisfy { $0["authorized"] == true && $0["content_type"] == "application/vnd.api+json" })
+        let result = try #require(calls.last?["body"]?["data"])
+        #expect(result["type"] == "task-results")
+        #expect(result["attributes"]?["status"] == "failed")
+        #expect(result["attributes"]?["message"]?.stringValue?.hasPrefix("BLOCKED: 13 resources, 5 violations (5 blocking") == true)
+        let outcomes = result["relationships"]?["outcomes"]?["data"]?.arrayValue ?? []
+        #expect(outcomes.count == 7)
+        #expect(outcomes.allSatisfy { $0["type"] == "task-result-outcomes" && $0["attributes"]?["outcome-id"]?.stringValue?.count == 32 })
+        let statuses = outcomes.compactMap { $0["attributes"]?["tags"]?["Status"]?.arrayValue?.first?["label"]?.stringValue }
+        #expect(statuses.filter { $0 == "Blocking" }.count == 5 && statuses.filter { $0 == "Unknown" }.count == 2)
+        // The plan was fetched with the run's token, through HCP Terraform's redirect to its archive.
+        let log = try await hcp.call(.GET, "/_log").arrayValue ?? []
+        #expect(log.contains { $0["path"] == .string("/api/v2/plans/\(first.run)/json-output") && $0["authorization"]?.stringValue?.hasPrefix("Bearer tfc-") == true })
+        #expect(log.contains { $0["path"] == .string("/archivist/\(first.run)") })
+        let forgedCalls = try await hcp.callbacks(forged.run), verificationCalls = try await hcp.callbacks(verification.run)
+        #expect(forgedCalls.isEmpty && verificationCalls.isEmpty)
+
+        // An approved exception: the next run reports that violation excepted, with the exception's page.
+        let asked = try server.run(["request", "--policy", "NET-001", "--resource", "module.network.aws_security_group.bastion", "--workspace", "acme/payments-prod",
+                                    "--reason", "vendor access", "--likelihood", "low", "--impact", "low"], token: dev)
+        #expect(asked.code == 0, "\(asked.err)")
+        #expect(try server.run(["approve", "EX-1"], token: sam).code == 0)
+        let second = try await hcp.run(target, key: "s3cret-hmac-key", plan: plan)
+        let again = try #require(try await hcp.delivered(second.run).last?["body"]?["data"])
+        let net = try #require(again["relationships"]?["outcomes"]?["data"]?.arrayValue?.first { $0["attributes"]?["description"]?.stringValue?.hasPrefix("NET-001") == true })
+        #expect(net["attributes"]?["tags"]?["Status"]?.arrayValue?.first?["label"] == "Excepted")
+        #expect(net["attributes"]?["url"] == "https://waiver.example.com/exceptions/EX-1")
+        #expect(again["attributes"]?["message"]?.stringValue?.contains("1 excepted") == true)
+        // Each run is recorded like any check, by hcp-terraform, in the mapped workspace.
+        let audit = try server.run(["audit", "export"], token: sam).out
+        #expect(audit.components(separatedBy: "\"hcp-terraform\"").count - 1 >= 2, "\(audit.prefix(2000))")
+        #expect(audit.contains("acme/payments-prod"))
     }
 }
