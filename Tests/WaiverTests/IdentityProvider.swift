@@ -8,17 +8,11 @@ import Testing
 /// free loopback port for one test and stopped with it. Without Python's `flask` and `joserfc` the
 /// test fails under CI (which installs them) and is reported as a failure naming what is missing
 /// elsewhere too: an identity test that silently passes without its provider proves nothing.
-final class IdentityProvider: @unchecked Sendable {
-    let process = Process()
-    let issuer: String
+final class IdentityProvider: Peer, @unchecked Sendable {
+    var issuer: String { url }
 
     init() throws {
-        issuer = try startPeer(process, script: "oidc_provider.py", arguments: [], needs: "flask joserfc authlib")
-    }
-
-    deinit {
-        process.terminate()
-        process.waitUntilExit()
+        try super.init(script: "oidc_provider.py", needs: "flask joserfc authlib")
     }
 
     func post(_ path: String, _ body: Value) async throws -> Value {
@@ -47,6 +41,22 @@ final class IdentityProvider: @unchecked Sendable {
     func rotate() async throws -> String { try await post("/control/rotate", .object(Value.Object([])))["kid"]?.stringValue ?? "" }
 
     var jwksFetches: Int { get async throws { try await get("/control/stats")["jwks_fetches"]?.intValue ?? -1 } }
+}
+
+/// A test peer under `Tests/` (a Python script that prints `LISTENING <url>` first), started for one
+/// test and stopped (SIGTERM) when the test lets go of it.
+class Peer: @unchecked Sendable {
+    let process = Process()
+    let url: String
+
+    init(script: String, arguments: [String] = [], needs: String) throws {
+        url = try startPeer(process, script: script, arguments: arguments, needs: needs)
+    }
+
+    deinit {
+        process.terminate()
+        process.waitUntilExit()
+    }
 }
 
 /// Whether `python3` can import these modules (the libraries the test peers are built on).

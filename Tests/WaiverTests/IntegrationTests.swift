@@ -7,17 +7,9 @@ import Yams
 @testable import WaiverCore
 
 /// GitHub's and GitLab's comment APIs, played by `Tests/Integrations/forge_api.py` on loopback.
-final class ForgeAPI: @unchecked Sendable {
-    let process = Process()
-    let url: String
-
+final class ForgeAPI: Peer, @unchecked Sendable {
     init() throws {
-        url = try startPeer(process, script: "Integrations/forge_api.py", arguments: [], needs: "(the standard library only)")
-    }
-
-    deinit {
-        process.terminate()
-        process.waitUntilExit()
+        try super.init(script: "Integrations/forge_api.py", needs: "(the standard library only)")
     }
 
     func get(_ path: String) async throws -> Value {
@@ -215,17 +207,9 @@ struct IntegrationTests {
 /// HCP Terraform's side of a run task (`Tests/Integrations/hcp_terraform.py`): it sends signed run
 /// task requests, serves the plan behind its JSON API (with a redirect to its archive), and takes
 /// the callback.
-final class HCPTerraform: @unchecked Sendable {
-    let process = Process()
-    let url: String
-
+final class HCPTerraform: Peer, @unchecked Sendable {
     init() throws {
-        url = try startPeer(process, script: "Integrations/hcp_terraform.py", arguments: [], needs: "(the standard library only)")
-    }
-
-    deinit {
-        process.terminate()
-        process.waitUntilExit()
+        try super.init(script: "Integrations/hcp_terraform.py", needs: "(the standard library only)")
     }
 
     func call(_ method: HTTPMethod, _ path: String, _ body: Value? = nil) async throws -> Value {
