@@ -365,8 +365,10 @@ public struct Register: Sendable {
             guard [.approved, .expired, .closed].contains(previous.status) else {
                 throw RegisterError.invalid("\(previous.displayId) is \(previous.status.rawValue): only an approved or expired exception can be renewed")
             }
-            guard reason != previous.reason else {
-                throw RegisterError.invalid("a renewal needs a reason of its own: say why the exception is still needed")
+            // "Still needed." is not news: the reasons are compared by their words alone (case,
+            // whitespace and punctuation aside), so adding a full stop does not make a new reason.
+            guard Self.words(reason) != Self.words(previous.reason) else {
+                throw RegisterError.invalid("a renewal needs a reason of its own, not \(previous.displayId)'s again: say what changed and why the exception is still needed")
             }
             for person in [previous.requester] + previous.conflicted + previous.subjectPeople { conflict(person) }
         }
@@ -684,6 +686,11 @@ public struct Register: Sendable {
             return try recording(final, violations: violations(final), actor: actor, provenance: provenance, now: now)
         }
         return (final, filed, evaluation)
+    }
+
+    /// A text's words, lower-cased, without whitespace or punctuation between them.
+    static func words(_ text: String) -> [String] {
+        text.lowercased().split { !$0.isLetter && !$0.isNumber }.map(String.init)
     }
 
     /// Marks the blocking findings new requests cover as pending under them.

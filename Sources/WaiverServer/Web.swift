@@ -116,8 +116,22 @@ struct Web: Sendable {
         return try renderPlain(name, v, status: status)
     }
 
+    /// Template values without absent ones: an Optional holding nothing is dropped (a page never says
+    /// "nil", and a section over it is not rendered), one holding a value is unwrapped, in nested
+    /// dictionaries and arrays too. Every page goes through it, so no page can forget one field.
+    static func present(_ value: Any) -> Any? {
+        let mirror = Mirror(reflecting: value)
+        if mirror.displayStyle == .optional {
+            guard let inner = mirror.children.first?.value else { return nil }
+            return present(inner)
+        }
+        if let d = value as? [String: Any] { return d.compactMapValues(present) }
+        if let a = value as? [Any] { return a.compactMap(present) }
+        return value
+    }
+
     func renderPlain(_ name: String, _ values: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {
-        guard let html = library.render(values, withTemplate: name) else { throw APIError(.internalServerError, "internal", "no template \(name)") }
+        guard let html = library.render(Self.present(values) ?? [:], withTemplate: name) else { throw APIError(.internalServerError, "internal", "no template \(name)") }
         var r = text(html, status: status, contentType: "text/html; charset=utf-8")
         r.headers[.init("Content-Security-Policy")!] = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"
         r.headers[.init("X-Content-Type-Options")!] = "nosniff"

@@ -136,7 +136,12 @@ struct RegisterRuleTests {
         let e = try await f.request()
         #expect(await f.refusal { _ = try await f.request(renews: e.id) }?.contains("only an approved or expired exception can be renewed") == true)
         _ = try await f.register.approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
-        #expect(await f.refusal { _ = try await f.request(renews: e.id) } == "a renewal needs a reason of its own: say why the exception is still needed")
+        let same = "a renewal needs a reason of its own, not EX-1's again: say what changed and why the exception is still needed"
+        #expect(await f.refusal { _ = try await f.request(renews: e.id) } == same)
+        // Punctuation, case and spacing do not make a reason new.
+        let previous = try #require(try await f.store.exception(id: e.id)?.reason)
+        #expect(await f.refusal { _ = try await f.request(renews: e.id, reason: previous + ".") } == same)
+        #expect(await f.refusal { _ = try await f.request(renews: e.id, reason: "  " + previous.uppercased() + "!!") } == same)
         #expect(await f.refusal { _ = try await f.request("NET-001", renews: e.id, reason: "new") }?.contains("keeps the policy and workspace") == true)
         #expect(await f.refusal { _ = try await f.request(renews: 42, reason: "new") } == "EX-42 not found (--renews)")
         let renewal = try await f.request(renews: e.id, reason: "The rewrite slipped to next sprint")

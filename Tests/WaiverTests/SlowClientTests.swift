@@ -68,19 +68,31 @@ struct SlowClientTests {
         let server = LiveServer(w)
         try server.start()
         defer { _ = server.stop() }
-        // One client (127.0.0.2) opens 300 connections and sends half a request head on each.
+        // One client (127.0.0.2) opens 200 connections and sends half a request head on each. (Fewer
+        // than the listen backlog, 256: past it, connect() waits for SYN retries whenever the server
+        // accepts slowly, as on a loaded CI machine, and the 10 s head timeout would pass first.)
         var slow: [RawConnection] = []
-        for _ in 0..<300 {
+        let opened = ContinuousClock.now
+        for _ in 0..<200 {
             guard let c = RawConnection(from: "127.0.0.2", port: server.port) else { continue }
             c.send("GET /health HTTP/1.1\r\nHost: waiver\r\n")
             slow.append(c)
         }
         defer { slow.forEach { $0.shut() } }
-        #expect(slow.count == 300)
+        #expect(slow.count == 200)
+        let took = ContinuousClock.now - opened
         try await Task.sleep(for: .seconds(1))
-        // The server keeps 64 of them (its limit per client) and closes the rest at once.
+        // The server keeps at most 64 of them (its limit per client) and closes the rest at once.
         let open = slow.filter { !$0.closedByServer }.count
-        #expect(open == 64, "\(open) slow connections still open")
+        #expect(open <= 64, "\(open) slow connections still open")
+        // Exactly 64 when they were all opened well within the 10 s head timeout. On a loaded machine
+        // (the whole suite in parallel on 2 cores) opening them can take longer, and the first ones
+        // are then already closed for their unfinished heads: the count says nothing exact then.
+        if took < .seconds(8) {
+            #expect(open == 64, "\(open) slow connections still open")
+        } else {
+            print("note: opening 200 connections took \(took); the exact per-client count is not checked this run")
+        }
         // Another client is served meanwhile.
         let other = try #require(RawConnection(from: "127.0.0.1", port: server.port))
         other.send("GET /health HTTP/1.1\r\nHost: waiver\r\nConnection: close\r\n\r\n")

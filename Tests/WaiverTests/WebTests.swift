@@ -162,6 +162,30 @@ struct WebTests {
         }
     }
 
+    /// No page shows an absent value as "nil" (a pending exception has no expiry, no renewal, no
+    /// comment on its approval; before, its page said `expires nil` and linked `/exceptions/nil`).
+    @Test func noPageSaysNil() async throws {
+        let f = try await ServerFixture()
+        let pending = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["aws_instance.a"], reason: "batch"),
+                                                   actor: "dev", now: t0)
+        let other = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["aws_instance.b"], reason: "batch"),
+                                                 actor: "dev", now: t0)
+        _ = try await f.state.decisions().approve(other.id, actor: "fin", comment: nil, days: nil, now: t0)
+        try await f.app().test(.router) { c in
+            let b = Browser()
+            #expect(saysNil(try await b.get(c, "/login").1) == nil)
+            _ = try await b.signIn(c, token: f.tokens["fin"]!)
+            for page in ["/inbox", "/exceptions/\(pending.displayId)", "/exceptions/\(other.displayId)", "/register", "/policies/COST-001", "/review", "/audit"] {
+                let (status, html, _) = try await b.get(c, page)
+                #expect(status == 200, "\(page)")
+                let said = saysNil(html)
+                #expect(said == nil, "\(page) says nil: \(said ?? "")")
+            }
+            let (_, page, _) = try await b.get(c, "/exceptions/\(pending.displayId)")
+            #expect(!page.contains("Renews") && !page.contains("expires"))
+        }
+    }
+
     @Test func aFormThatCannotBeDecodedIsRefusedNotReadAsEmptyFields() async throws {
         let f = try await ServerFixture()
         let e = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.web"], reason: "vendor", likelihood: .low),
@@ -222,4 +246,18 @@ struct WebTests {
             #expect(try await b.get(c, "/audit/export.jsonl").1.split(separator: "\n").count > 6)
         }
     }
+}
+
+/// The text around the first "nil" standing as a word in a page, or nil when there is none.
+func saysNil(_ html: String) -> String? {
+    let chars = Array(html)
+    var i = 0
+    while i + 3 <= chars.count {
+        if chars[i] == "n", chars[i + 1] == "i", chars[i + 2] == "l",
+           i == 0 || !(chars[i - 1].isLetter || chars[i - 1] == "_"), i + 3 == chars.count || !(chars[i + 3].isLetter || chars[i + 3] == "_") {
+            return String(chars[max(0, i - 60)..<min(chars.count, i + 20)])
+        }
+        i += 1
+    }
+    return nil
 }
