@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import WaiverCore
 
@@ -258,8 +257,7 @@ public enum SarifOutput {
     }
 
     public static func fingerprint(_ f: Finding) -> String {
-        let digest = SHA256.hash(data: Data("\(f.policy)\u{0}\(f.resource)".utf8))
-        return digest.map { String(format: "%02x", $0) }.joined()
+        FindingIdentity.hex("\(f.policy)\u{0}\(f.resource)")
     }
 
     /// GitHub code scanning refuses a run with more than 25,000 results or rules (and shows the

@@ -47,12 +47,17 @@ public struct ReportPaths: Sendable, Equatable {
         Self.standardized(typed.hasPrefix("/") ? typed : cwd + "/" + typed)
     }
 
+    /// Whether an absolute path lies inside the root.
+    public func contains(_ absolutePath: String) -> Bool {
+        let p = Self.standardized(absolutePath)
+        return root == "/" || p.hasPrefix(root + "/")
+    }
+
     /// A file as the report names it: relative to the root, or its `file://` URI outside it.
     public func name(_ typed: String) -> String {
         if Self.isStream(typed) { return typed }
         let abs = absolute(typed)
-        if root == "/" { return String(abs.dropFirst()) }
-        if abs.hasPrefix(root + "/") { return String(abs.dropFirst(root.count + 1)) }
+        if contains(abs) { return root == "/" ? String(abs.dropFirst()) : String(abs.dropFirst(root.count + 1)) }
         return URL(fileURLWithPath: abs).absoluteString
     }
 
@@ -96,6 +101,7 @@ public enum SarifPreparation {
                 }
                 guard let original = uri else { continue }
                 let named = paths.scannerURI(original)
+                var touched = named != artifact["uri"]?.stringValue || artifact["uriBaseId"] != nil
                 artifact["uri"] = .string(named)
                 artifact["uriBaseId"] = nil
                 physical["artifactLocation"] = .object(artifact)
@@ -103,11 +109,16 @@ public enum SarifPreparation {
                    let start = region["startLine"]?.intValue, start >= 1, !original.contains("://") || original.hasPrefix("file://") {
                     let end = max(start, region["endLine"]?.intValue ?? start)
                     let path = original.hasPrefix("file://") ? (URL(string: original)?.path ?? "") : paths.absolute(original.removingPercentEncoding ?? original)
-                    if let text = files.lines(path, from: start, to: min(end, start + maxSnippetLines - 1)) {
+                    // Only files in the repository are read: a report naming /etc/passwd gets no snippet
+                    // (which a check through a server would send along).
+                    if paths.contains(path), let text = files.lines(path, from: start, to: min(end, start + maxSnippetLines - 1)) {
                         region["snippet"] = ["text": .string(text)]
                         physical["region"] = .object(region)
+                        touched = true
                     }
                 }
+                // A result already named from the root and with its snippet is left as it is.
+                guard touched else { continue }
                 location["physicalLocation"] = .object(physical)
                 locations[0] = .object(location)
                 result["locations"] = .array(locations)
@@ -154,18 +165,19 @@ public enum SarifPreparation {
 /// scanner's own fingerprints; else its rule and the text of the lines it points at, whitespace
 /// aside; else its file and line.
 public enum FindingIdentity {
-    public static func hex(_ text: String, length: Int = 12) -> String {
+    /// The first `length` hex digits of the text's SHA-256.
+    public static func hex(_ text: String, length: Int = 64) -> String {
         String(SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined().prefix(length))
     }
 
     /// `file#` and 12 hex digits of the fingerprints, sorted by name.
     public static func fingerprinted(_ uri: String, _ prints: [(String, String)]) -> String {
-        uri + "#" + hex(prints.sorted { $0.0 < $1.0 }.map { "\($0.0)=\($0.1)" }.joined(separator: "\n"))
+        uri + "#" + hex(prints.sorted { $0.0 < $1.0 }.map { "\($0.0)=\($0.1)" }.joined(separator: "\n"), length: 12)
     }
 
     /// `file#` and 12 hex digits of the rule and the snippet, each line trimmed, blank lines dropped.
     public static func snippet(_ uri: String, rule: String, _ text: String) -> String {
         let normal = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        return uri + "#" + hex(rule + "\u{0}" + normal.joined(separator: "\n"))
+        return uri + "#" + hex(rule + "\u{0}" + normal.joined(separator: "\n"), length: 12)
     }
 }

@@ -197,19 +197,8 @@ struct API: Sendable {
             policies: state.settings.policies, configuration: state.settings.configuration, resources: resources,
             sarif: zip(names.sarif, sarif).map { ($0, data.subdata(in: $1)) },
             workspace: workspace, unknown: unknown, keepCompliant: formats.contains(.junit))
-        let when = now
-        let register = try await self.register
-        let scopedRegister = Register(store: store, configuration: state.settings.configuration, policies: report.policies,
-                                      groupsOf: register.groupsOf, membersOf: register.membersOf, isAdmin: register.isAdmin)
-        let actor = user.name, requestSpec = spec
-        let provenance = Provenance(pipeline: ctx.pipeline, declaredCommitAuthor: commitAuthor)
-        // The check, its requests and their audit events commit together, or not at all.
-        let (final, filed, evaluation) = try await CheckService.checkIn(report, register: scopedRegister, actor: actor, provenance: provenance,
-                                                                       request: requestSpec, now: when)
-        var linked = final
-        if let base = state.settings.publicURL {
-            for i in linked.findings.indices { linked.findings[i].link = linked.findings[i].exception.map { "\(base)/exceptions/\($0)" } }
-        }
+        let (linked, filed, evaluation, register) = try await state.checkIn(
+            report, actor: user.name, provenance: Provenance(pipeline: ctx.pipeline, declaredCommitAuthor: commitAuthor), request: spec)
         let answer = CheckService.resultValue(linked, evaluation: evaluation, filed: filed, warnings: CheckService.requestWarnings(filed, register: register))
         guard case .object(var o) = answer else { return jsonResponse(.null) }
         if format != .json { o.append("rendered", .string(format.render(linked))) }

@@ -9,6 +9,7 @@ import WaiverCore
 import WaiverFormats
 import WaiverPostgres
 import WaiverStore
+import WaiverUseCases
 
 /// How to run the server.
 public struct ServerSettings: Sendable {
@@ -119,6 +120,22 @@ public final class ServerState: Sendable {
     /// The rules with the register's users and groups as of now: what every decision runs with.
     public func decisions() async throws -> Register {
         try await store.people().bind(register)
+    }
+
+    /// A check through the server (the API's evaluations, HCP Terraform's run tasks): the register's
+    /// step in one transaction (`CheckService.checkIn`) under the register's people, each finding
+    /// linked to its exception's page when the server has a public URL.
+    func checkIn(_ report: CheckReport, actor: String, provenance: Provenance, request: RequestSpec?) async throws
+        -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int, register: Register) {
+        let register = try await decisions()
+        let scoped = Register(store: store, configuration: settings.configuration, policies: report.policies,
+                              groupsOf: register.groupsOf, membersOf: register.membersOf, isAdmin: register.isAdmin)
+        var (final, filed, evaluation) = try await CheckService.checkIn(report, register: scoped, actor: actor, provenance: provenance,
+                                                                       request: request, now: settings.now())
+        if let base = settings.publicURL {
+            for i in final.findings.indices { final.findings[i].link = final.findings[i].exception.map { "\(base)/exceptions/\($0)" } }
+        }
+        return (final, filed, evaluation, register)
     }
 }
 

@@ -47,17 +47,13 @@ public enum RunTaskSignature {
     public static let header = "X-TFC-Task-Signature"
 
     public static func sign(_ body: Data, key: String) -> String {
-        HMAC<SHA512>.authenticationCode(for: body, using: SymmetricKey(data: Data(key.utf8))).map { String(format: "%02x", $0) }.joined()
+        AuditChain.hex(HMAC<SHA512>.authenticationCode(for: body, using: SymmetricKey(data: Data(key.utf8))))
     }
 
-    /// Compared in constant time over the expected length.
+    /// Compared in constant time (as API tokens are).
     public static func valid(_ body: Data, signature: String?, key: String) -> Bool {
         guard let signature else { return false }
-        let expected = Array(sign(body, key: key).utf8), given = Array(signature.lowercased().utf8)
-        guard expected.count == given.count else { return false }
-        var diff: UInt8 = 0
-        for i in expected.indices { diff |= expected[i] ^ given[i] }
-        return diff == 0
+        return APIToken.equal(sign(body, key: key), signature.lowercased())
     }
 }
 
@@ -149,17 +145,9 @@ struct RunTaskEndpoint: Sendable {
         let report = try CheckService.evaluate(
             policies: state.settings.policies, configuration: state.settings.configuration, resources: plan.resources.map { ($0, file: "\(run.runID).json") },
             sarif: [], workspace: workspace, unknown: .warn, keepCompliant: false)
-        let register = try await state.decisions()
-        let scoped = Register(store: state.store, configuration: state.settings.configuration, policies: report.policies,
-                              groupsOf: register.groupsOf, membersOf: register.membersOf, isAdmin: register.isAdmin)
         // Who started the run may not approve what it asks for, as a commit's author.
-        let (final, _, _) = try await CheckService.checkIn(report, register: scoped, actor: "hcp-terraform", provenance: Provenance(declaredCommitAuthor: run.createdBy),
-                                                          request: nil, now: state.settings.now())
-        var linked = final
-        if let base = state.settings.publicURL {
-            for i in linked.findings.indices { linked.findings[i].link = linked.findings[i].exception.map { "\(base)/exceptions/\($0)" } }
-        }
-        return RunTaskResult.body(linked, url: state.settings.publicURL)
+        let checked = try await state.checkIn(report, actor: "hcp-terraform", provenance: Provenance(declaredCommitAuthor: run.createdBy), request: nil)
+        return RunTaskResult.body(checked.report, url: state.settings.publicURL)
     }
 
     func fetch(_ url: String, token: String, client: HTTPClient) async throws -> Data {

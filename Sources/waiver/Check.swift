@@ -115,6 +115,10 @@ struct Check: AsyncParsableCommand {
             throw ValidationError("give a plan (--plan FILE) or at least one SARIF report (--sarif FILE)")
         }
         do { _ = try RequestLimits.workspace(workspace) } catch { throw ValidationError("--workspace: \(error)") }
+        var isDirectory: ObjCBool = false
+        if let sarifRoot, !(FileManager.default.fileExists(atPath: sarifRoot, isDirectory: &isDirectory) && isDirectory.boolValue) {
+            throw ValidationError("--sarif-root: '\(sarifRoot)' is not a folder")
+        }
         _ = try reports()
     }
 

@@ -249,6 +249,21 @@ struct ScannerIdentityTests {
         #expect(found[3] == "gone.tf:5")
     }
 
+    /// A report pointing outside the repository gets no snippet read (a check through a server would
+    /// send it along), and a --sarif-root that is no folder is refused.
+    @Test func onlyFilesInTheRepositoryAreRead() throws {
+        let dir = TempDir()
+        dir.write("repo/.git/HEAD", "ref: refs/heads/main\n")
+        dir.write("secret.txt", "password=hunter2\n")
+        let report = #"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"t"}},"results":[{"ruleId":"R","message":{"text":"m"},"locations":[{"physicalLocation":{"artifactLocation":{"uri":"../secret.txt"},"region":{"startLine":1}}}]}]}]}"#
+        let prepared = SarifPreparation.prepare(Data(report.utf8), paths: ReportPaths(root: nil, cwd: dir.path + "/repo"))
+        let text = String(decoding: prepared, as: UTF8.self)
+        #expect(!text.contains("hunter2"))
+        #expect(text.contains(URL(fileURLWithPath: dir.path + "/secret.txt").absoluteString))
+        let r = try waiver(["check", "--plan", repoRoot + "/Examples/plans/web-app.json", "--sarif-root", dir.path + "/nope"])
+        #expect(r.code == 2 && r.err.contains("--sarif-root: '\(dir.path)/nope' is not a folder"))
+    }
+
     @Test func reportPathsAreRelativeToTheRoot() {
         let paths = ReportPaths(root: "/repo", cwd: "/repo/infra")
         #expect(paths.name("plan.json") == "infra/plan.json")
