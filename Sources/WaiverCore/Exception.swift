@@ -69,12 +69,57 @@ public struct EvidenceFile: Sendable, Equatable, Codable {
     public var size: Int
     public var addedBy: String
     public var at: Date
-    public init(sha256: String, name: String, size: Int, addedBy: String, at: Date) {
+    /// What the file shows, in words, shown with it everywhere ("User has signed a BYOD agreement").
+    public var displayText: String?
+    public init(sha256: String, name: String, size: Int, addedBy: String, at: Date, displayText: String? = nil) {
         self.sha256 = sha256
         self.name = name
         self.size = size
         self.addedBy = addedBy
         self.at = at
+        self.displayText = displayText
+    }
+}
+
+/// Where a request comes from: the change and the pipeline run an approver looks at before deciding.
+/// Declared by the client (`check --commit --run-url --change-url`, or read from the CI's variables);
+/// a verified pipeline's name is added by the server.
+public struct RequestOrigin: Sendable, Equatable, Codable {
+    public var commit: String?
+    /// The pipeline run (GitHub Actions run, GitLab pipeline, Jenkins build, HCP Terraform run).
+    public var runURL: String?
+    /// The pull or merge request.
+    public var changeURL: String?
+    /// The commit author the client declared (conflicted: they may not approve).
+    public var commitAuthor: String?
+    /// The verified pipeline (`pipeline:owner/repo@ref`), when an OIDC token said so.
+    public var pipeline: String?
+
+    public init(commit: String? = nil, runURL: String? = nil, changeURL: String? = nil, commitAuthor: String? = nil, pipeline: String? = nil) {
+        self.commit = commit
+        self.runURL = runURL
+        self.changeURL = changeURL
+        self.commitAuthor = commitAuthor
+        self.pipeline = pipeline
+    }
+
+    public var isEmpty: Bool { [commit, runURL, changeURL, commitAuthor, pipeline].allSatisfy { $0 == nil } }
+
+    /// As the register's state and exports record it (only the fields present).
+    public var value: Value {
+        var o = Value.Object()
+        for (k, v) in [("commit", commit), ("run_url", runURL), ("change_url", changeURL), ("commit_author", commitAuthor), ("pipeline", pipeline)] {
+            if let v { o.append(k, .string(v)) }
+        }
+        return .object(o)
+    }
+
+    /// Reads `value` back (stores keep it as this JSON); nil for anything else.
+    public static func from(_ v: Value?) -> RequestOrigin? {
+        guard case .object(let o)? = v else { return nil }
+        let r = RequestOrigin(commit: o["commit"]?.stringValue, runURL: o["run_url"]?.stringValue, changeURL: o["change_url"]?.stringValue,
+                              commitAuthor: o["commit_author"]?.stringValue, pipeline: o["pipeline"]?.stringValue)
+        return r.isEmpty ? nil : r
     }
 }
 
@@ -129,6 +174,10 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
     public var proposedRisk: String?
     /// The approver who last raised the risk (nil when only the policy's floor did).
     public var riskRaisedBy: String?
+    /// The ticket the request refers to (`INC-42` or a URL), searchable.
+    public var ticket: String?
+    /// The change and run the request came from.
+    public var origin: RequestOrigin?
     /// Why the stored state is not trusted (it is not the state the audit log's last event about it
     /// records), or nil when it is backed by the log. Set by the store on every read.
     public var untrusted: String?
@@ -158,8 +207,12 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
         renews: Int?,
         owner: String? = nil,
         proposedRisk: String? = nil,
-        riskRaisedBy: String? = nil
+        riskRaisedBy: String? = nil,
+        ticket: String? = nil,
+        origin: RequestOrigin? = nil
     ) {
+        self.ticket = ticket
+        self.origin = origin
         self.id = id
         self.policy = policy
         self.category = category
@@ -250,14 +303,20 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
             ("conflicted", list(conflicted)), ("reason", .string(reason)), ("days", .number(Double(requestedDays))),
             ("likelihood", .string(likelihood.rawValue)), ("impact", .string(impact.rawValue)), ("risk", .string(riskLevel)),
             ("mitigations", list(mitigations)),
-            ("evidence", .array(evidence.map { .array([.string($0.sha256), .string($0.name), .number(Double($0.size)), .string($0.addedBy), opt($0.at)]) })),
+            // Display text is appended only when present, so states logged before it existed still match.
+            ("evidence", .array(evidence.map { .array([.string($0.sha256), .string($0.name), .number(Double($0.size)), .string($0.addedBy), opt($0.at)]
+                                                      + ($0.displayText.map { [.string($0)] } ?? [])) })),
             ("approvals", .array(approvals.map { .array([.string($0.approver), $0.comment.map(Value.string) ?? .null, opt($0.at)]) })),
             ("groups", list(rule.groups)), ("min_approvals", .number(Double(rule.minApprovals))), ("required_groups", list(rule.requiredGroups)),
             ("status", .string(status.rawValue)), ("created", opt(createdAt)), ("decided", opt(decidedAt)), ("expires", opt(expiresAt)),
             ("renews", renews.map { .number(Double($0)) } ?? .null), ("owner", owner.map(Value.string) ?? .null),
             ("proposed_risk", proposedRisk.map(Value.string) ?? .null), ("risk_raised_by", riskRaisedBy.map(Value.string) ?? .null),
         ]))
-        return state
+        // Fields added later are in the state only when set, so states logged before them still match.
+        guard case .object(var o) = state else { return state }
+        if let ticket { o.append("ticket", .string(ticket)) }
+        if let origin, !origin.isEmpty { o.append("origin", origin.value) }
+        return .object(o)
     }
 
     public func covers(policy: String, workspace: String, resource: String) -> Bool {

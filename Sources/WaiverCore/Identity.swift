@@ -137,9 +137,38 @@ public struct PipelineIdentity: Sendable, Equatable, Codable {
 public struct Provenance: Sendable, Equatable {
     public var pipeline: PipelineIdentity?
     public var declaredCommitAuthor: String?
-    public init(pipeline: PipelineIdentity? = nil, declaredCommitAuthor: String? = nil) {
+    /// The commit, pipeline run and pull request the client declared (shown to approvers).
+    public var commit: String?
+    public var runURL: String?
+    public var changeURL: String?
+    public init(pipeline: PipelineIdentity? = nil, declaredCommitAuthor: String? = nil, commit: String? = nil, runURL: String? = nil, changeURL: String? = nil) {
         self.pipeline = pipeline
         self.declaredCommitAuthor = declaredCommitAuthor
+        self.commit = commit
+        self.runURL = runURL
+        self.changeURL = changeURL
+    }
+
+    /// What a request filed under this provenance records as its origin (nil when nothing is known).
+    public var origin: RequestOrigin? {
+        let o = RequestOrigin(commit: commit?.nilIfEmpty, runURL: runURL?.nilIfEmpty, changeURL: changeURL?.nilIfEmpty,
+                              commitAuthor: declaredCommitAuthor?.nilIfEmpty, pipeline: pipeline?.name)
+        return o.isEmpty ? nil : o
+    }
+
+    /// Checks what the client declared: a commit is a name of at most 200 characters, the URLs are
+    /// http(s) URLs of at most 2,000 characters (they become links on the exception page).
+    public func validated() throws(RegisterError) -> Provenance {
+        if let c = commit?.nilIfEmpty {
+            guard RequestLimits.oneLine(c, max: RequestLimits.name) else { throw .invalid("commit is a name of at most 200 characters on one line (got \(c.debugDescription.clipped(60)))") }
+        }
+        for (field, url) in [("run_url", runURL), ("change_url", changeURL)] {
+            if let u = url?.nilIfEmpty { try RequestLimits.link(u, field: field) }
+        }
+        if let a = declaredCommitAuthor?.nilIfEmpty {
+            guard RequestLimits.oneLine(a, max: RequestLimits.name) else { throw .invalid("commit_author is a name of at most 200 characters on one line") }
+        }
+        return self
     }
 
     /// The people who may not approve what is requested under this provenance.
@@ -151,6 +180,9 @@ public struct Provenance: Sendable, Equatable {
         if let p = pipeline { o.append("pipeline", p.value) }
         if let a = declaredCommitAuthor?.nilIfEmpty {
             o.append("commit_author", .object(Value.Object([("name", .string(a)), ("verified", .bool(false))])))
+        }
+        for (k, v) in [("commit", commit), ("run_url", runURL), ("change_url", changeURL)] {
+            if let v = v?.nilIfEmpty { o.append(k, .string(v)) }
         }
         return o.isEmpty ? nil : .object(o)
     }

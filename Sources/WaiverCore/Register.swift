@@ -23,10 +23,13 @@ public struct ExceptionRequest: Sendable, Equatable {
     /// The pipeline and declared commit author behind it (recorded in its audit event); its people
     /// are expected in `conflicted` too.
     public var provenance: Provenance?
+    /// A ticket reference (`INC-42`) or URL.
+    public var ticket: String?
 
     public init(policy: String, workspace: String, subjectKind: SubjectKind? = nil, resources: [String], reason: String,
                 days: Int? = nil, likelihood: RiskFactor? = nil, impact: RiskFactor? = nil, mitigations: [String] = [],
-                renews: Int? = nil, conflicted: [String] = [], owner: String? = nil, provenance: Provenance? = nil) {
+                renews: Int? = nil, conflicted: [String] = [], owner: String? = nil, provenance: Provenance? = nil, ticket: String? = nil) {
+        self.ticket = ticket
         self.policy = policy
         self.workspace = workspace
         self.subjectKind = subjectKind
@@ -70,6 +73,27 @@ public enum RequestLimits {
     public static let mitigations = 100
     /// Names: workspaces, people, owners.
     public static let name = 200
+
+    /// A link the register shows (a run, a pull request, a ticket): an absolute http(s) URL of at most
+    /// 2,000 characters on one line.
+    public static func link(_ text: String, field: String) throws(RegisterError) {
+        let lower = text.lowercased()
+        guard oneLine(text, max: Self.text), lower.hasPrefix("https://") || lower.hasPrefix("http://"), !text.contains(" "),
+              let u = URL(string: text), u.host?.isEmpty == false else {
+            throw .invalid("\(field) must be an http(s) URL of at most 2,000 characters (got \(text.debugDescription.clipped(80)))")
+        }
+    }
+
+    /// A ticket reference, `INC-42` or an http(s) URL: at most 500 characters on one line.
+    public static func ticket(_ raw: String) throws(RegisterError) -> String? {
+        let t = raw.trimmingCharacters(in: .whitespaces)
+        if t.isEmpty { return nil }
+        guard oneLine(t, max: 500) else {
+            throw .invalid("the ticket is a reference (INC-42) or a URL of at most 500 characters on one line (got \(t.debugDescription.clipped(60)))")
+        }
+        if t.lowercased().hasPrefix("http://") || t.lowercased().hasPrefix("https://") { try link(t, field: "the ticket") }
+        return t
+    }
 
     /// Text that is a name: at most `max` characters on one line, without control characters or
     /// noncharacters (what workspaces, file names and names from identity claims must be).
@@ -291,6 +315,7 @@ public struct Register: Sendable {
             if r.resources.isEmpty { r.resources = p.resources }
             if r.subjectKind == nil { r.subjectKind = p.subjectKind }
             if r.owner == nil { r.owner = p.owner }
+            if (r.ticket ?? "").trimmingCharacters(in: .whitespaces).isEmpty { r.ticket = p.ticket }
         } else {
             previous = nil
         }
@@ -330,6 +355,8 @@ public struct Register: Sendable {
         case .resource, .person:
             if owner != nil { throw RegisterError.invalid("--owner is for device and account exceptions (a person exception is about its subject)") }
         }
+        let ticket = try r.ticket.flatMap { (t: String) throws(RegisterError) -> String? in try RequestLimits.ticket(t) }
+        let origin = try r.provenance?.validated().origin
         let mitigations = r.mitigations.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
         guard mitigations.count <= RequestLimits.mitigations, mitigations.allSatisfy({ $0.count <= RequestLimits.text }) else {
             throw RegisterError.invalid("at most 100 mitigations of at most 2,000 characters each")
@@ -379,7 +406,7 @@ public struct Register: Sendable {
             requestedDays: days, likelihood: likelihood, impact: impact, riskLevel: level,
             mitigations: mitigations, evidence: [], approvals: [], rule: rule, status: .pending,
             createdAt: now, decidedAt: nil, expiresAt: nil, renews: r.renews, owner: owner,
-            proposedRisk: level == proposed ? nil : proposed)
+            proposedRisk: level == proposed ? nil : proposed, ticket: ticket, origin: origin)
         var payload: Value.Object = Value.Object([
             ("policy", .string(record.policy)), ("workspace", .string(workspace)), ("subject_kind", .string(kind.rawValue)),
             ("resources", .array(resources.map(Value.string))), ("reason", .string(reason)), ("days", .number(Double(days))),
@@ -392,6 +419,7 @@ public struct Register: Sendable {
         if !conflicted.isEmpty { payload.append("conflicted", .array(conflicted.map(Value.string))) }
         if let old = r.renews { payload.append("renews", .string(ExceptionRecord.display(old))) }
         if let p = r.provenance?.value { payload.append("provenance", p) }
+        if let ticket { payload.append("ticket", .string(ticket)) }
         let warning = impossibility(of: rule, excluding: [actor] + conflicted + record.subjectPeople).map {
             "exceptions to \(policy.id) at \(level) risk \($0): this request would stay pending forever"
         }
@@ -537,15 +565,40 @@ public struct Register: Sendable {
         }
     }
 
-    /// Adds an evidence file (already stored by its SHA-256) to an exception that is not final.
+    /// Who may add evidence to an exception: its requester, the owner or person it is about, the
+    /// members of the groups that decide it, and administrators. Evidence may be added in any state:
+    /// after a decision it is closure evidence ("background check cleared"), recorded as such.
+    public func mayAddEvidence(_ e: ExceptionRecord, actor: String) throws(RegisterError) {
+        if let why = e.untrusted { throw .conflict("\(e.displayId) cannot take evidence: \(why)") }
+        let involved = Identity.same(actor, e.requester) || e.subjectPeople.contains { Identity.same($0, actor) }
+        guard involved || isAdmin(actor) || !groupsOf(actor).isDisjoint(with: e.rule.groups) else {
+            throw .refused("\(actor) cannot add evidence to \(e.displayId): only its requester, the person or owner it is about, members of \(e.rule.groups.joined(separator: ", ")) or an administrator can")
+        }
+    }
+
+    /// An evidence item's display text: trimmed, at most 2,000 characters, nil when empty.
+    public static func evidenceText(_ raw: String?) throws(RegisterError) -> String? {
+        guard let t = raw?.trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty else { return nil }
+        guard t.count <= RequestLimits.text else { throw .invalid("the evidence's display text is longer than 2,000 characters") }
+        try RequestLimits.storable(t, "the evidence's display text")
+        return t
+    }
+
+    /// Adds an evidence file (already stored by its SHA-256), with its display text.
     public func addEvidence(_ id: Int, file: EvidenceFile, actor: String) async throws -> ExceptionRecord {
         try RequestLimits.storable(file.name, "the evidence name")
         guard file.size > 0 else { throw RegisterError.invalid("\(file.name): the evidence file is empty") }
+        var file = file
+        file.displayText = try Register.evidenceText(file.displayText)
         return try await store.modify(id: id) { e in
-            guard !e.status.isFinal else { throw RegisterError.conflict("\(e.displayId) is \(e.status.rawValue): evidence can no longer be added") }
-            if !e.evidence.contains(where: { $0.sha256 == file.sha256 }) { e.evidence.append(file) }
-            return [AuditDraft(actor: actor, action: "evidence.added", subject: e.displayId,
-                               payload: ["sha256": .string(file.sha256), "name": .string(file.name), "size": .number(Double(file.size))], time: file.at)]
+            try mayAddEvidence(e, actor: actor)
+            // The same bytes twice are kept once (the first name and text stand).
+            if e.evidence.contains(where: { $0.sha256 == file.sha256 }) { return [] }
+            e.evidence.append(file)
+            var payload = Value.Object([("sha256", .string(file.sha256)), ("name", .string(file.name)), ("size", .number(Double(file.size)))])
+            if let text = file.displayText { payload.append("display_text", .string(text)) }
+            if e.status != .pending { payload.append("after_decision", .string(e.status.rawValue)) }
+            return [AuditDraft(actor: actor, action: "evidence.added", subject: e.displayId, payload: .object(payload), time: file.at)]
         }
     }
 
@@ -659,19 +712,33 @@ public struct Register: Sendable {
 
     /// The requests `check --request` files: one per blocking violation, with the people of its
     /// provenance (the pipeline's triggering actor, a declared commit author) conflicted.
+    ///
+    /// With `renewing` (`check --request --renews EX-N`), the blocking findings of the renewed
+    /// exception's policy on its resources are one request that renews it (inheriting what it does
+    /// not say); it is an error when none blocks, since there is then nothing to renew.
     public func requests(for report: CheckReport, reason: String, days: Int?, likelihood: RiskFactor?, impact: RiskFactor?,
-                         mitigations: [String], provenance: Provenance) -> [ExceptionRequest] {
-        report.findings.filter { $0.status == .blocking }.map { f in
-            ExceptionRequest(policy: f.policy, workspace: report.workspace, resources: [f.resource], reason: reason, days: days,
-                             likelihood: likelihood, impact: impact, mitigations: mitigations,
-                             provenance: provenance.value == nil ? nil : provenance)
+                         mitigations: [String], provenance: Provenance, ticket: String? = nil,
+                         renewing: ExceptionRecord? = nil) throws(RegisterError) -> [ExceptionRequest] {
+        let blocking = report.findings.filter { $0.status == .blocking }
+        func request(_ policy: String, _ resources: [String], renews: Int?) -> ExceptionRequest {
+            ExceptionRequest(policy: policy, workspace: report.workspace, resources: resources, reason: reason, days: days,
+                             likelihood: likelihood, impact: impact, mitigations: mitigations, renews: renews,
+                             provenance: provenance.value == nil ? nil : provenance, ticket: ticket)
         }
+        guard let old = renewing else { return blocking.map { request($0.policy, [$0.resource], renews: nil) } }
+        let renewed = blocking.filter { old.workspace == report.workspace && $0.policy == old.policy && old.resources.contains($0.resource) }
+        guard !renewed.isEmpty else {
+            throw .invalid("--renews \(old.displayId): nothing in this check renews it (no blocking violation of \(old.policy) in workspace \(report.workspace) on its resources)\(old.status == .approved ? "; while it is approved its findings are excepted, not blocking: renew it with waiver request --renews \(old.displayId)" : "")")
+        }
+        var out = [request(old.policy, renewed.map(\.resource), renews: old.id)]
+        for f in blocking where !(f.policy == old.policy && old.resources.contains(f.resource)) { out.append(request(f.policy, [f.resource], renews: nil)) }
+        return out
     }
 
     /// A check's register step, in one transaction: the report marked with what the register covers,
     /// the requests filed (all or none, each validated before anything is written), and the check
     /// recorded with its final statuses. `violations` turns the final report into what is recorded.
-    public func checkIn(_ evaluated: CheckReport, requests: (CheckReport) -> [ExceptionRequest], actor: String,
+    public func checkIn(_ evaluated: CheckReport, requests: (CheckReport) throws -> [ExceptionRequest], actor: String,
                         provenance: Provenance = Provenance(), now: Date,
                         violations: (CheckReport) -> [RecordedViolation]) async throws -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int) {
         _ = try RequestLimits.workspace(evaluated.workspace)
@@ -679,7 +746,7 @@ public struct Register: Sendable {
         var report = evaluated
         try await applyExceptions(to: &report, now: now)
         var prepared: [PreparedRequest] = []
-        for r in requests(report) { prepared.append(try await prepare(r, actor: actor, now: now)) }
+        for r in try requests(report) { prepared.append(try await prepare(r, actor: actor, now: now)) }
         var final = report
         let (filed, evaluation) = try await store.insert(prepared) { stored in
             Register.markPending(&final, filed: stored)

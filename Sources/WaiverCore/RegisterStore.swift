@@ -181,9 +181,12 @@ public struct ExceptionFilter: Sendable, Equatable {
     public var expiringBefore: Date?
     public var createdFrom: Date?
     public var createdBefore: Date?
+    /// Only exceptions filed with this ticket reference.
+    public var ticket: String?
     public var limit: Int?
     public init(statuses: [ExceptionStatus]? = nil, policy: String? = nil, workspace: String? = nil, requester: String? = nil,
-                expiringBefore: Date? = nil, createdFrom: Date? = nil, createdBefore: Date? = nil, limit: Int? = nil) {
+                expiringBefore: Date? = nil, createdFrom: Date? = nil, createdBefore: Date? = nil, ticket: String? = nil, limit: Int? = nil) {
+        self.ticket = ticket
         self.statuses = statuses
         self.policy = policy
         self.workspace = workspace
@@ -197,7 +200,7 @@ public struct ExceptionFilter: Sendable, Equatable {
     /// A filter on a text with a NUL character matches nothing: the register never stores one
     /// (`RequestLimits.storable`), and PostgreSQL cannot even compare it.
     public var matchesNothing: Bool {
-        [policy, workspace, requester].contains { $0?.utf8.contains(0) == true }
+        [policy, workspace, requester, ticket].contains { $0?.utf8.contains(0) == true }
     }
 }
 

@@ -85,7 +85,8 @@ public enum RegisterContract {
             likelihood: try r.raw("likelihood", RiskFactor.self), impact: try r.raw("impact", RiskFactor.self), riskLevel: try r.string("risk"),
             mitigations: try r.strings("mitigations"),
             evidence: try r.objects("evidence").map { (f: Reader) throws(Mismatch) in
-                EvidenceFile(sha256: try f.string("sha256"), name: try f.string("name"), size: try f.int("size"), addedBy: try f.string("added_by"), at: try f.date("at"))
+                EvidenceFile(sha256: try f.string("sha256"), name: try f.string("name"), size: try f.int("size"), addedBy: try f.string("added_by"), at: try f.date("at"),
+                             displayText: try f.optionalString("display_text"))
             },
             approvals: try r.objects("approvals").map { (a: Reader) throws(Mismatch) in
                 Approval(approver: try a.string("approver"), comment: try a.optionalString("comment"), at: try a.date("at"))
@@ -94,7 +95,8 @@ public enum RegisterContract {
                                requiredGroups: try approvers.strings("required_groups")),
             status: try r.raw("status", ExceptionStatus.self), createdAt: try r.date("created"), decidedAt: try r.optionalDate("decided"),
             expiresAt: try r.optionalDate("expires"), renews: try r.id("renews"), owner: try r.optionalString("owner"),
-            proposedRisk: try r.optionalString("risk_proposed"), riskRaisedBy: try r.optionalString("risk_raised_by"))
+            proposedRisk: try r.optionalString("risk_proposed"), riskRaisedBy: try r.optionalString("risk_raised_by"),
+            ticket: try r.optionalString("ticket"), origin: RequestOrigin.from(v["origin"]))
         e.untrusted = try r.optionalString("untrusted")
         return e
     }

@@ -16,6 +16,8 @@ public enum RegisterOutput {
         o.append("resources", .array(e.resources.map(Value.string)))
         o.append("requester", .string(e.requester))
         o.append("reason", .string(e.reason))
+        if let t = e.ticket { o.append("ticket", .string(t)) }
+        if let origin = e.origin { o.append("origin", origin.value) }
         o.append("days", .number(Double(e.requestedDays)))
         o.append("likelihood", .string(e.likelihood.rawValue))
         o.append("impact", .string(e.impact.rawValue))
@@ -33,7 +35,10 @@ public enum RegisterOutput {
             ["approver": .string(a.approver), "comment": a.comment.map(Value.string) ?? .null, "at": .string(iso(a.at))]
         }))
         o.append("evidence", .array(e.evidence.map { f in
-            ["name": .string(f.name), "sha256": .string(f.sha256), "size": .number(Double(f.size)), "added_by": .string(f.addedBy), "at": .string(iso(f.at))]
+            var item = Value.Object([("name", .string(f.name)), ("sha256", .string(f.sha256)), ("size", .number(Double(f.size))),
+                                     ("added_by", .string(f.addedBy)), ("at", .string(iso(f.at)))])
+            if let text = f.displayText { item.append("display_text", .string(text)) }
+            return .object(item)
         }))
         o.append("created", .string(iso(e.createdAt)))
         o.append("decided", e.decidedAt.map { .string(iso($0)) } ?? .null)
@@ -62,6 +67,8 @@ public enum RegisterOutput {
         out += "  " + (e.subjectKind == .resource ? "resources:" : "\(e.subjectKind.rawValue):").padding(toLength: 13, withPad: " ", startingAt: 0) + e.resources.joined(separator: ", ") + "\n"
         out += "  requester:   \(e.requester)\n"
         out += "  reason:      \(e.reason)\n"
+        if let t = e.ticket { out += "  ticket:      \(t)\n" }
+        if let o = e.origin { out += originLines(o) }
         out += "  risk:        \(riskText(e))\n"
         if let owner = e.owner { out += "  owner:       \(owner)\n" }
         if !e.conflicted.isEmpty { out += "  conflicted:  \(e.conflicted.joined(separator: ", ")) (may not approve)\n" }
@@ -73,11 +80,25 @@ public enum RegisterOutput {
         out += "  duration:    \(e.requestedDays) days\n"
         if let x = e.expiresAt { out += "  expires:     \(iso(x))\n" }
         if let r = e.renews { out += "  renews:      \(ExceptionRecord.display(r))\n" }
-        for f in e.evidence { out += "  evidence:    \(f.name) sha256:\(f.sha256) (\(f.size) bytes)\n" }
+        for f in e.evidence {
+            out += "  evidence:    \(f.name) sha256:\(f.sha256) (\(f.size) bytes, added by \(f.addedBy) at \(iso(f.at)))\n"
+            if let text = f.displayText { out += "               “\(text)”\n" }
+        }
         if !history.isEmpty {
             out += "  history:\n"
             for ev in history { out += "    #\(ev.seq) \(iso(ev.time)) \(ev.actor) \(ev.action)\(summary(ev.payload))\n" }
         }
+        return out
+    }
+
+    /// Where a request came from, one line each (`show`).
+    static func originLines(_ o: RequestOrigin) -> String {
+        var out = ""
+        if let c = o.commit { out += "  commit:      \(c)\(o.commitAuthor.map { " by \($0) (declared)" } ?? "")\n" }
+        else if let a = o.commitAuthor { out += "  author:      \(a) (declared)\n" }
+        if let u = o.changeURL { out += "  change:      \(u)\n" }
+        if let u = o.runURL { out += "  run:         \(u)\n" }
+        if let p = o.pipeline { out += "  pipeline:    \(p) (verified)\n" }
         return out
     }
 
@@ -117,6 +138,41 @@ public enum RegisterOutput {
         return out
     }
 
+    /// `list --mine`: a person's own requests in three groups — pending (waiting for whom), active
+    /// (days left), decided (the decision and its comment).
+    public static func myRequests(_ items: [(record: ExceptionRecord, decision: String?)], now: Date) -> String {
+        if items.isEmpty { return "You have no requests.\n" }
+        func line(_ e: ExceptionRecord) -> String {
+            "\(e.displayId)  \(e.policy)  \(e.workspace)  \(e.resources.count == 1 ? e.resources[0] : "\(e.resources.count) resources")"
+        }
+        let pending = items.filter { $0.record.status == .pending }
+        let active = items.filter { $0.record.isActive(at: now) }
+        let decided = items.filter { $0.record.status != .pending && !$0.record.isActive(at: now) }
+        var out = ""
+        if !pending.isEmpty {
+            out += "Pending (\(pending.count))\n"
+            for (e, _) in pending { out += "  \(line(e))  waiting for \(e.awaiting)\n" }
+        }
+        if !active.isEmpty {
+            out += "Active (\(active.count))\n"
+            for (e, _) in active {
+                let left = e.expiresAt.map { Int(($0.timeIntervalSince(now) / 86_400).rounded(.up)) } ?? 0
+                out += "  \(line(e))  \(left) day\(left == 1 ? "" : "s") left, until \(e.expiresAt.map(iso) ?? "?")\n"
+            }
+        }
+        if !decided.isEmpty {
+            out += "Decided (\(decided.count))\n"
+            for (e, d) in decided { out += "  \(line(e))  \(e.status.rawValue)\(d.map { ": \($0)" } ?? "")\n" }
+        }
+        return out
+    }
+
+    /// An evidence item in one line: `name (sha256): display text`.
+    static func evidenceLine(_ f: EvidenceFile) -> String {
+        let text: String = f.displayText.map { ": " + $0 } ?? ""
+        return f.name + " (" + f.sha256 + ")" + text
+    }
+
     /// CSV for auditors (RFC 4180 quoting).
     public static func csv(_ list: [ExceptionRecord]) -> String {
         func q(_ s: String) -> String {
@@ -125,14 +181,20 @@ public enum RegisterOutput {
             if let f = t.first, "=+-@".contains(f) { t = "'" + t }
             return "\"" + t.replacingOccurrences(of: "\"", with: "\"\"") + "\""
         }
-        var out = "id,status,policy,category,workspace,subject_kind,resources,requester,reason,risk,likelihood,impact,mitigations,approvers,created,decided,expires,renews,evidence_sha256\r\n"
+        var out = "id,status,policy,category,workspace,subject_kind,resources,requester,reason,risk,likelihood,impact,mitigations,approvers,created,decided,expires,renews,evidence_sha256,"
+            + "ticket,commit,run_url,change_url,commit_author,conflicted,evidence\r\n"
         for e in list {
-            let fields = [
+            var fields: [String] = [
                 e.displayId, e.status.rawValue, e.policy, e.category, e.workspace, e.subjectKind.rawValue, e.resources.joined(separator: " "),
                 e.requester, e.reason, e.riskLevel, e.likelihood.rawValue, e.impact.rawValue, e.mitigations.joined(separator: " | "),
                 e.approvals.map(\.approver).joined(separator: " "), iso(e.createdAt), e.decidedAt.map(iso) ?? "",
                 e.expiresAt.map(iso) ?? "", e.renews.map(ExceptionRecord.display) ?? "", e.evidence.map(\.sha256).joined(separator: " "),
             ]
+            let origin = e.origin ?? RequestOrigin()
+            fields += [e.ticket ?? "", origin.commit ?? "", origin.runURL ?? "", origin.changeURL ?? "", origin.commitAuthor ?? ""]
+            fields.append(e.conflicted.joined(separator: " "))
+            // Each evidence item as name (sha256): display text, one per line.
+            fields.append(e.evidence.map(evidenceLine).joined(separator: "\n"))
             out += fields.map(q).joined(separator: ",") + "\r\n"
         }
         return out

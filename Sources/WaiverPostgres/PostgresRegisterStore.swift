@@ -189,6 +189,11 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
             "CREATE TABLE reminder_sent (exception_id BIGINT NOT NULL REFERENCES exception(id) ON DELETE CASCADE, offset_seconds BIGINT NOT NULL, sent_at BIGINT NOT NULL, PRIMARY KEY (exception_id, offset_seconds))",
             "CREATE TABLE checkpoint (seq BIGINT PRIMARY KEY, hash TEXT NOT NULL, time BIGINT NOT NULL, key_id TEXT NOT NULL, signature TEXT NOT NULL)",
         ]),
+        ("v3: tickets, request origins and evidence display text", [
+            "ALTER TABLE exception ADD COLUMN ticket TEXT, ADD COLUMN origin TEXT",
+            "CREATE INDEX exception_ticket ON exception (ticket)",
+            "ALTER TABLE evidence ADD COLUMN display_text TEXT",
+        ]),
     ]
 
     /// The migrations applied, in order.
@@ -258,11 +263,12 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
             approvals[id, default: []].append(Approval(approver: try Self.column(r, "approver", what), comment: try Self.column(r, "comment", what),
                                                        at: StoreRules.date(try Self.column(r, "at", what))))
         }
-        for r in try await Self.rows(conn, "SELECT exception_id, sha256, name, size, added_by, at FROM evidence WHERE exception_id = ANY(\(ids)) ORDER BY exception_id, position", logger) {
+        for r in try await Self.rows(conn, "SELECT exception_id, sha256, name, size, added_by, at, display_text FROM evidence WHERE exception_id = ANY(\(ids)) ORDER BY exception_id, position", logger) {
             let id: Int64 = try Self.column(r, "exception_id", "an evidence row"), what = "evidence of exception \(id)"
             evidence[id, default: []].append(EvidenceFile(
                 sha256: try Self.column(r, "sha256", what), name: try Self.column(r, "name", what), size: Int(clamping: try Self.column(r, "size", what) as Int64),
-                addedBy: try Self.column(r, "added_by", what), at: StoreRules.date(try Self.column(r, "at", what))))
+                addedBy: try Self.column(r, "added_by", what), at: StoreRules.date(try Self.column(r, "at", what)),
+                displayText: try Self.column(r, "display_text", what)))
         }
         var records: [ExceptionRecord] = []
         for r in try await Self.rows(conn, "SELECT * FROM exception WHERE id = ANY(\(ids)) ORDER BY id", logger) {
@@ -283,7 +289,8 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
                 status: try parse("status"), createdAt: StoreRules.date(try Self.column(r, "created_at", what)),
                 decidedAt: try instant("decided_at"), expiresAt: try instant("expires_at"),
                 renews: (try Self.column(r, "renews", what) as Int64?).map { Int(clamping: $0) }, owner: try Self.column(r, "owner", what),
-                proposedRisk: try Self.column(r, "proposed_risk", what), riskRaisedBy: try Self.column(r, "risk_raised_by", what))
+                proposedRisk: try Self.column(r, "proposed_risk", what), riskRaisedBy: try Self.column(r, "risk_raised_by", what),
+                ticket: try Self.column(r, "ticket", what), origin: try StoreRules.origin(try Self.column(r, "origin", what), of: what))
             record.untrusted = StoreRules.trustProblem(record, latest: try await latestStateEvent(conn, subject: record.displayId))
             records.append(record)
         }
@@ -350,12 +357,12 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
         let id = try await ids(conn, """
             INSERT INTO exception (id, policy, category, workspace, subject_kind, requester, conflicted, reason, requested_days,
               likelihood, impact, risk_level, mitigations, approver_groups, min_approvals, required_groups, status,
-              created_at, decided_at, expires_at, renews, owner, proposed_risk, risk_raised_by)
+              created_at, decided_at, expires_at, renews, owner, proposed_risk, risk_raised_by, ticket, origin)
             SELECT COALESCE(MAX(id), 0) + 1, \(r.policy), \(r.category), \(r.workspace), \(r.subjectKind.rawValue), \(r.requester), \(StoreRules.json(r.conflicted)),
               \(r.reason), \(Int64(r.requestedDays)), \(r.likelihood.rawValue), \(r.impact.rawValue), \(r.riskLevel), \(StoreRules.json(r.mitigations)),
               \(StoreRules.json(r.rule.groups)), \(Int64(r.rule.minApprovals)), \(StoreRules.json(r.rule.requiredGroups)), \(r.status.rawValue),
               \(StoreRules.seconds(r.createdAt)), \(r.decidedAt.map(StoreRules.seconds)), \(r.expiresAt.map(StoreRules.seconds)), \(r.renews.map(Int64.init)),
-              \(r.owner), \(r.proposedRisk), \(r.riskRaisedBy)
+              \(r.owner), \(r.proposedRisk), \(r.riskRaisedBy), \(r.ticket), \(StoreRules.originText(r.origin))
             FROM exception
             RETURNING id
             """).first
@@ -384,8 +391,8 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
         }
         for (i, f) in r.evidence.enumerated() where !(old?.evidence.contains(f) ?? false) {
             try await conn.query("""
-                INSERT INTO evidence (exception_id, sha256, name, size, added_by, at, position)
-                VALUES (\(id), \(f.sha256), \(f.name), \(Int64(f.size)), \(f.addedBy), \(StoreRules.seconds(f.at)), \(Int64(i)))
+                INSERT INTO evidence (exception_id, sha256, name, size, added_by, at, position, display_text)
+                VALUES (\(id), \(f.sha256), \(f.name), \(Int64(f.size)), \(f.addedBy), \(StoreRules.seconds(f.at)), \(Int64(i)), \(f.displayText))
                 """, logger: logger)
         }
     }
@@ -496,6 +503,7 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
         if let p = f.policy { conditions.append("policy = \(bind(p))") }
         if let w = f.workspace { conditions.append("workspace = \(bind(w))") }
         if let r = f.requester { conditions.append("requester = \(bind(r))") }
+        if let t = f.ticket { conditions.append("ticket = \(bind(t))") }
         if let d = f.expiringBefore { conditions.append("status = 'approved' AND expires_at < \(bind(StoreRules.seconds(d)))") }
         if let d = f.createdFrom { conditions.append("created_at >= \(bind(StoreRules.seconds(d)))") }
         if let d = f.createdBefore { conditions.append("created_at < \(bind(StoreRules.seconds(d)))") }

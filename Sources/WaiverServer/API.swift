@@ -55,10 +55,10 @@ struct API: Sendable {
             let n = try id(ctx)
             // The exception is checked before the body is read or anything reaches the disk.
             guard let target = try await store.exception(id: n) else { throw APIError(.notFound, "not_found", "\(ExceptionRecord.display(n)) not found") }
-            guard !target.status.isFinal else {
-                throw APIError(.conflict, "conflict", "\(target.displayId) is \(target.status.rawValue): evidence can no longer be added")
-            }
-            let upload = EvidenceUpload(name: req.uri.queryParameters.get("name").map { String($0) } ?? "evidence", data: try await body(req))
+            try service.register.mayAddEvidence(target, actor: service.actor)
+            let q = req.uri.queryParameters
+            let upload = EvidenceUpload(name: q.get("name").map { String($0) } ?? "evidence", data: try await body(req),
+                                        displayText: q.get("display_text").map { String($0) })
             return jsonResponse(RegisterOutput.value(try await service.addEvidence(n, upload), now: service.now), status: .created)
         } }
         group.get("evidence/:sha256") { _, ctx in try await wrap(ctx) {
@@ -156,7 +156,7 @@ struct API: Sendable {
         var plan: Result<Plan, InputError>?
         var sarif: [Range<Int>] = []
         var unknownText: String?, formatText: String?
-        var commitAuthor: String?
+        var commitAuthor: String?, commit: String?, runURL: String?, changeURL: String?
         var request: Value?, planFile: Value?, sarifFiles: Value?, formatsValue: Value?
         var unknownKey: String?
         let parsed: Result<Void, JSONSyntaxError> = data.withUnsafeBytes { raw in
@@ -169,6 +169,9 @@ struct API: Sendable {
                         try r.readArray(depth: 1) { (r: inout JSONReader, _: Int) throws(JSONSyntaxError) in sarif.append(try r.skipValueRange(depth: 2)) }
                     case "workspace": workspaceText = try r.readValue(depth: 1).stringValue
                     case "commit_author": commitAuthor = try r.readValue(depth: 1).stringValue
+                    case "commit": commit = try r.readValue(depth: 1).stringValue
+                    case "run_url": runURL = try r.readValue(depth: 1).stringValue
+                    case "change_url": changeURL = try r.readValue(depth: 1).stringValue
                     case "unknown": unknownText = try r.readValue(depth: 1).stringValue ?? "?"
                     case "format": formatText = try r.readValue(depth: 1).stringValue ?? "?"
                     case "request": request = try r.readValue(depth: 1)
@@ -191,6 +194,7 @@ struct API: Sendable {
         let formats = try APIBodies.formats(formatsValue, first: format)
         guard plan != nil || !sarif.isEmpty else { throw APIError(.unprocessableContent, "invalid", "send a plan or at least one SARIF report") }
         let spec = try request.map(APIBodies.checkRequest)
+        let provenance = try Provenance(pipeline: ctx.pipeline, declaredCommitAuthor: commitAuthor, commit: commit, runURL: runURL, changeURL: changeURL).validated()
         let names = try APIBodies.documentNames(planFile: planFile, sarifFiles: sarifFiles, sarifCount: sarif.count)
         let resources = try plan.map { try $0.get().resources.map { ($0, file: names.plan) } } ?? []
         let report = try CheckService.evaluate(
@@ -198,7 +202,7 @@ struct API: Sendable {
             sarif: zip(names.sarif, sarif).map { ($0, data.subdata(in: $1)) },
             workspace: workspace, unknown: unknown, keepCompliant: formats.contains(.junit))
         let (linked, filed, evaluation, register) = try await state.checkIn(
-            report, actor: user.name, provenance: Provenance(pipeline: ctx.pipeline, declaredCommitAuthor: commitAuthor), request: spec)
+            report, actor: user.name, provenance: provenance, request: spec)
         let answer = CheckService.resultValue(linked, evaluation: evaluation, filed: filed, warnings: CheckService.requestWarnings(filed, register: register))
         guard case .object(var o) = answer else { return jsonResponse(.null) }
         if format != .json { o.append("rendered", .string(format.render(linked))) }
@@ -232,7 +236,8 @@ struct API: Sendable {
     func list(_ req: Request, _ ctx: WaiverContext) async throws -> Response {
         let service = try await self.service(ctx)
         let q = req.uri.queryParameters
-        var query = ListQuery(policy: q.get("policy"), workspace: q.get("workspace"), requester: q.get("requester"), limit: try limit(req))
+        var query = ListQuery(policy: q.get("policy"), workspace: q.get("workspace"), requester: q.get("requester"), ticket: q.get("ticket"),
+                              mine: q.get("mine") == "true", limit: try limit(req))
         if let s = q.get("status") {
             guard let status = ExceptionStatus(rawValue: s) else { throw APIError(.badRequest, "bad_request", "unknown status '\(s)'") }
             query.status = status

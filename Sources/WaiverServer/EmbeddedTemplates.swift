@@ -35,6 +35,8 @@ enum EmbeddedTemplates {
 <div class="card">
   <dl>
     <dt>Requester</dt><dd>{{requester}}</dd>
+    {{#origin}}<dt>Came from</dt><dd id="origin">{{#commit}}commit <span class="mono">{{commit}}</span>{{/commit}}{{#commitAuthor}} by {{commitAuthor}} <span class="muted">(declared)</span>{{/commitAuthor}}{{#changeURL}} · <a href="{{changeURL}}" rel="noreferrer">pull request</a>{{/changeURL}}{{#runURL}} · <a href="{{runURL}}" rel="noreferrer">pipeline run</a>{{/runURL}}{{#pipeline}} · {{pipeline}} <span class="muted">(verified)</span>{{/pipeline}}</dd>{{/origin}}
+    {{#ticket}}<dt>Ticket</dt><dd id="ticket">{{#ticketURL}}<a href="{{ticketURL}}" rel="noreferrer">{{ticket}}</a>{{/ticketURL}}{{^ticketURL}}{{ticket}}{{/ticketURL}}</dd>{{/ticket}}
     {{#owner}}<dt>Owner</dt><dd>{{owner}}</dd>{{/owner}}
     {{#conflicted}}<dt>May not approve</dt><dd id="conflicted">{{conflicted}}</dd>{{/conflicted}}
     <dt>Reason</dt><dd id="reason">{{reason}}</dd>
@@ -43,10 +45,35 @@ enum EmbeddedTemplates {
     <dt>Duration</dt><dd>{{days}} days{{#expires}} · expires {{expires}}{{/expires}}</dd>
     <dt>Approvers</dt><dd>{{minApprovals}} of {{groups}}{{#requiredGroups}}, including {{requiredGroups}}{{/requiredGroups}}</dd>
     <dt>Approvals</dt><dd>{{#approvals}}<div>{{approver}} · {{at}}{{#comment}}: “{{comment}}”{{/comment}}</div>{{/approvals}}{{^approvals}}<span class="muted">none yet</span>{{/approvals}}</dd>
-    <dt>Evidence</dt><dd>{{#evidence}}<div><a href="/evidence/{{sha256}}" download="{{name}}">{{name}}</a> <span class="mono muted">sha256:{{sha256}}</span></div>{{/evidence}}{{^evidence}}<span class="muted">none</span>{{/evidence}}</dd>
+    <dt>Evidence</dt><dd id="evidence">{{#evidence}}<div class="evidence"><a href="/evidence/{{sha256}}" download="{{name}}">{{name}}</a> <span class="muted">added by {{addedBy}} · {{at}}{{#afterDecision}} · after the decision{{/afterDecision}}</span>{{#displayText}}<div class="evidence-text">“{{displayText}}”</div>{{/displayText}}<div class="mono muted">sha256:{{sha256}}</div></div>{{/evidence}}{{^evidence}}<span class="muted">none</span>{{/evidence}}</dd>
     {{#renews}}<dt>Renews</dt><dd><a href="/exceptions/{{renews}}">{{renews}}</a></dd>{{/renews}}
   </dl>
 </div>
+{{#frequency}}<div class="card" id="frequency"><p>In the last four quarters {{policy}} had <strong>{{policyCount}}</strong> exception{{policyPlural}} ({{workspaceCount}} in workspace {{workspace}}): {{#quarters}}<span class="nowrap">{{label}}: {{policy}} / {{workspace}}</span>{{^last}} · {{/last}}{{/quarters}}. <a href="/policies/{{policy}}">The policy's history</a></p></div>{{/frequency}}
+{{#previous}}<div class="card" id="renewal">
+  <h2 style="margin-top:0">A renewal of <a href="/exceptions/{{id}}">{{id}}</a> <span class="status {{status}}">{{status}}</span></h2>
+  <table class="side">
+    <thead><tr><th></th><th>{{id}}</th><th>This request</th></tr></thead>
+    <tbody>
+      <tr><th>Reason</th><td id="previous-reason">{{reason}}</td><td id="new-reason">{{newReason}}</td></tr>
+      <tr><th>Mitigations</th><td>{{#mitigations}}<div>{{.}}</div>{{/mitigations}}</td><td>{{#newMitigations}}<div>{{.}}</div>{{/newMitigations}}</td></tr>
+      <tr><th>Risk</th><td>{{risk}}</td><td>{{newRisk}}</td></tr>
+      <tr><th>Duration</th><td>{{days}} days{{#expires}}, until {{expires}}{{/expires}}</td><td>{{newDays}} days</td></tr>
+      <tr><th>Approved by</th><td>{{#approvals}}<div>{{approver}}{{#comment}}: “{{comment}}”{{/comment}}</div>{{/approvals}}</td><td></td></tr>
+    </tbody>
+  </table>
+</div>{{/previous}}
+{{#canAddEvidence}}
+<div class="card">
+  <h2 style="margin-top:0">Add evidence</h2>
+  <form method="post" action="/exceptions/{{id}}/evidence" enctype="multipart/form-data" class="evidence-form">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <label for="evidence-file">File</label><input type="file" id="evidence-file" name="file" required>
+    <label for="evidence-text">What it shows</label><input type="text" id="evidence-text" name="display_text" maxlength="2000" placeholder="User has signed a BYOD agreement">
+    <div class="buttons"><button type="submit" id="add-evidence">Add evidence</button></div>
+  </form>
+</div>
+{{/canAddEvidence}}
 {{#canDecide}}
 <div class="card">
   <h2 style="margin-top:0">Decide</h2>
@@ -105,6 +132,8 @@ th { font-size:12px; text-transform:uppercase; letter-spacing:.04em; color:var(-
 tr:last-child td { border-bottom:none; }
 a { color:var(--accent); }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; word-break:break-all; }
+.evidence { margin-bottom:6px; } .evidence-text { font-style:italic; }
+table.side th { width:12%; } table.side td { width:44%; }
 .nowrap { white-space:nowrap; word-break:normal; }
 .status { display:inline-block; padding:1px 9px; border-radius:999px; font-size:12px; font-weight:600; text-transform:uppercase; letter-spacing:.03em; }
 .status.pending { color:var(--pending); background:var(--pending-bg); } .status.approved { color:var(--approved); background:var(--approved-bg); }
@@ -139,6 +168,7 @@ ol.history { padding-left:20px; } ol.history li { margin-bottom:4px; }
   {{#user}}
   <nav>
     <a href="/inbox">Waiting for me</a>
+    <a href="/mine">My requests</a>
     <a href="/register">Register</a>
     <a href="/review">Quarterly review</a>
     <a href="/audit">Audit</a>
@@ -194,6 +224,22 @@ ol.history { padding-left:20px; } ol.history li { margin-bottom:4px; }
 {{> header}}
 <h1>{{title}}</h1>
 <div class="card"><p id="message">{{message}}</p><p><a href="/inbox">Back to the inbox</a></p></div>
+{{> footer}}
+"""# + "\n",
+        "mine": #"""
+{{> header}}
+<h1>My requests</h1>
+{{#none}}<p class="muted">You have no requests. File one with <code>waiver request</code> or <code>waiver check --request</code>.</p>{{/none}}
+{{#hasPending}}<h2>Pending</h2>{{/hasPending}}
+{{#hasPending}}<table id="pending"><thead><tr><th>Exception</th><th>Policy</th><th>Workspace</th><th>Resources</th><th>Waiting for</th></tr></thead><tbody>{{/hasPending}}
+{{#pending}}<tr><td data-label="Exception"><a href="/exceptions/{{id}}">{{id}}</a></td><td data-label="Policy">{{policy}}</td><td data-label="Workspace">{{workspace}}</td><td data-label="Resources" class="mono">{{resources}}</td><td data-label="Waiting for">{{awaiting}}</td></tr>{{/pending}}
+{{#hasPending}}</tbody></table>{{/hasPending}}
+{{#hasActive}}<h2>Active</h2><table id="active"><thead><tr><th>Exception</th><th>Policy</th><th>Workspace</th><th>Resources</th><th>Days left</th></tr></thead><tbody>{{/hasActive}}
+{{#active}}<tr><td data-label="Exception"><a href="/exceptions/{{id}}">{{id}}</a></td><td data-label="Policy">{{policy}}</td><td data-label="Workspace">{{workspace}}</td><td data-label="Resources" class="mono">{{resources}}</td><td data-label="Days left">{{daysLeft}} <span class="muted">until {{expires}}</span></td></tr>{{/active}}
+{{#hasActive}}</tbody></table>{{/hasActive}}
+{{#hasDecided}}<h2>Decided</h2><table id="decided"><thead><tr><th>Exception</th><th>Policy</th><th>Status</th><th>Decision</th></tr></thead><tbody>{{/hasDecided}}
+{{#decided}}<tr><td data-label="Exception"><a href="/exceptions/{{id}}">{{id}}</a></td><td data-label="Policy">{{policy}}</td><td data-label="Status"><span class="status {{status}}">{{status}}</span></td><td data-label="Decision">{{decision}}</td></tr>{{/decided}}
+{{#hasDecided}}</tbody></table>{{/hasDecided}}
 {{> footer}}
 """# + "\n",
         "policy": #"""

@@ -73,6 +73,16 @@ components:
         size: { type: integer, minimum: 0 }
         added_by: { type: string }
         at: { type: string, format: date-time }
+        display_text: { type: string, description: "what the file shows, in words" }
+    Origin:
+      type: object
+      description: the change and pipeline run a request came from
+      properties:
+        commit: { type: string }
+        run_url: { type: string, format: uri }
+        change_url: { type: string, format: uri, description: the pull or merge request }
+        commit_author: { type: string, description: declared by the client (unverified); may not approve }
+        pipeline: { type: string, description: "the verified pipeline (OIDC), pipeline:owner/repo@ref" }
     HistoryEntry:
       type: object
       required: [seq, at, actor, action, details]
@@ -97,6 +107,8 @@ components:
         resources: { type: array, items: { type: string } }
         requester: { type: string }
         reason: { type: string }
+        ticket: { type: string, description: "the ticket reference or URL it was filed with" }
+        origin: { $ref: "#/components/schemas/Origin" }
         days: { type: integer, minimum: 1 }
         likelihood: { type: string, enum: [low, medium, high] }
         impact: { type: string, enum: [low, medium, high] }
@@ -187,6 +199,7 @@ components:
         impact: { type: string, enum: [low, medium, high] }
         mitigations: { type: array, items: { type: string, maxLength: 2000 }, maxItems: 100 }
         renews: { type: string, pattern: "^([Ee][Xx]-)?[0-9]{1,18}$" }
+        ticket: { type: string, maxLength: 500, description: "a ticket reference (INC-42) or an http(s) URL; a renewal's default is the renewed exception's" }
         owner: { type: string, maxLength: 200, description: "the owner of a device or account (required for those kinds); they may not approve it" }
     Comment:
       type: object
@@ -304,6 +317,18 @@ paths:
       responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" }, "400": { $ref: "#/components/responses/Page" },
                    "403": { $ref: "#/components/responses/Page" }, "404": { $ref: "#/components/responses/Page" }, "409": { $ref: "#/components/responses/Page" },
                    "413": { $ref: "#/components/responses/Page" }, "422": { $ref: "#/components/responses/Page" } }
+  /exceptions/{id}/evidence:
+    post:
+      summary: "Web: add evidence with its display text (multipart form: file, display_text, csrf)"
+      tags: [web]
+      security: [{ session: [] }]
+      parameters: [{ $ref: "#/components/parameters/id" }]
+      requestBody: { content: { multipart/form-data: { schema: { type: object, properties: { file: { type: string, format: binary }, display_text: { type: string, maxLength: 2000 }, csrf: { type: string } } } } } }
+      responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" }, "400": { $ref: "#/components/responses/Page" },
+                   "403": { $ref: "#/components/responses/Page" }, "404": { $ref: "#/components/responses/Page" }, "409": { $ref: "#/components/responses/Page" },
+                   "413": { $ref: "#/components/responses/Page" }, "422": { $ref: "#/components/responses/Page" } }
+  /mine:
+    get: { summary: "Web: my requests (pending, active with days left, decided with the decision's comment)", tags: [web], security: [{ session: [] }], responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" } } }
   /evidence/{sha256}:
     get:
       summary: "Web: download evidence"
@@ -418,6 +443,9 @@ paths:
                 format: { type: string, enum: [json, text, sarif, junit, markdown, codequality] }
                 formats: { type: array, minItems: 1, maxItems: 12, items: { type: string, enum: [json, text, sarif, junit, markdown, codequality] }, description: "several reports from one check, each in `renderings`" }
                 commit_author: { type: string, maxLength: 200, description: may not approve the requests filed for this change }
+                commit: { type: string, maxLength: 200, description: the commit checked (shown to approvers) }
+                run_url: { type: string, maxLength: 2000, description: the pipeline run (shown to approvers) }
+                change_url: { type: string, maxLength: 2000, description: the pull or merge request (shown to approvers) }
                 plan_file: { type: string, minLength: 1, maxLength: 1000, description: "how the report names the plan (default plan.json)" }
                 sarif_files: { type: array, items: { type: string, minLength: 1, maxLength: 1000 }, description: "how the report names each SARIF report, one per report (default report-N.sarif)" }
                 request:
@@ -431,6 +459,8 @@ paths:
                     likelihood: { type: string, enum: [low, medium, high] }
                     impact: { type: string, enum: [low, medium, high] }
                     mitigations: { type: array, items: { type: string, maxLength: 2000 }, maxItems: 100 }
+                    ticket: { type: string, maxLength: 500, description: "a ticket reference (INC-42) or an http(s) URL" }
+                    renews: { type: string, pattern: "^([Ee][Xx]-)?[0-9]{1,18}$", description: "the exception the requests renew: each request for its policy and resources renews it" }
       responses:
         "201": { description: the check, content: { application/json: { schema: { $ref: "#/components/schemas/CheckResult" } } } }
         "400": { $ref: "#/components/responses/Error" }
@@ -446,6 +476,8 @@ paths:
         - { name: policy, in: query, schema: { type: string } }
         - { name: workspace, in: query, schema: { type: string } }
         - { name: requester, in: query, schema: { type: string } }
+        - { name: mine, in: query, schema: { type: boolean }, description: "only the signed-in user's own requests" }
+        - { name: ticket, in: query, schema: { type: string }, description: only exceptions filed with this ticket }
         - { name: expiring_within, in: query, schema: { type: string, pattern: "^[0-9]{1,8}[smhdw]$" }, example: 7d }
         - { $ref: "#/components/parameters/limit" }
         - { name: format, in: query, schema: { type: string, enum: [json, text, csv] } }
@@ -554,7 +586,8 @@ paths:
   /api/v1/exceptions/{id}/evidence:
     post:
       summary: Upload an evidence file (kept by its SHA-256)
-      parameters: [{ $ref: "#/components/parameters/id" }, { name: name, in: query, schema: { type: string, minLength: 1, maxLength: 255, pattern: "^[^/]+$" } }]
+      parameters: [{ $ref: "#/components/parameters/id" }, { name: name, in: query, schema: { type: string, minLength: 1, maxLength: 255, pattern: "^[^/]+$" } },
+                   { name: display_text, in: query, schema: { type: string, maxLength: 2000 }, description: "what the file shows, in words" }]
       requestBody: { required: true, content: { application/octet-stream: { schema: { type: string, format: binary } } } }
       responses:
         "201": { $ref: "#/components/responses/Exception" }

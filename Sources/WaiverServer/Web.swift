@@ -60,6 +60,8 @@ struct Web: Sendable {
         pages.get("/inbox") { _, ctx in try await page(ctx) { user in try await inbox(user, ctx) } }
         pages.get("/exceptions/:id") { req, ctx in try await page(ctx) { user in try await exceptionPage(req, ctx, user, notice: nil) } }
         pages.post("/exceptions/:id/decide") { req, ctx in try await page(ctx) { user in try await decide(req, ctx, user) } }
+        pages.post("/exceptions/:id/evidence") { req, ctx in try await page(ctx) { user in try await addEvidence(req, ctx, user) } }
+        pages.get("/mine") { _, ctx in try await page(ctx) { user in try await myRequestsPage(ctx, user) } }
         pages.get("/evidence/:sha256") { _, ctx in try await page(ctx) { user in
             guard let sha = ctx.parameters.get("sha256"), let data = try? await service(user).evidence(sha256: sha) ?? nil else {
                 return try render("audit", ["title": "Not found"], ctx, status: .notFound)

@@ -1,6 +1,8 @@
 import Foundation
 import Hummingbird
+import MultipartKit
 import Mustache
+import NIOHTTP1
 import NIOCore
 import NIOPosix
 import WaiverCore
@@ -38,7 +40,30 @@ extension Web {
         let canDecide = !e.status.isFinal && e.untrusted == nil
             && (user.admin || !Set(user.groups).isDisjoint(with: e.rule.groups) || Identity.same(user.name, e.requester))
         let higherRisks = state.register.riskOrder.filter { state.register.rank($0) > state.register.rank(e.riskLevel) }
+        // What the approver weighs besides the request: how often this policy (and this workspace)
+        // was excepted in the last four quarters, and the exception a renewal renews, side by side.
+        let qs = quarters(endingAt: current)
+        let recent = try await store.exceptions(ExceptionFilter(policy: e.policy, createdFrom: qs.first?.1, createdBefore: qs.last?.2))
+        let perQuarter = qs.enumerated().map { i, q in
+            let inQ = recent.filter { $0.createdAt >= q.1 && $0.createdAt < q.2 }
+            return ["label": q.0, "policy": inQ.count, "workspace": inQ.filter { $0.workspace == e.workspace }.count, "last": i == qs.count - 1] as [String: Any]
+        }
+        var previous: [String: Any]?
+        if let old = e.renews, let p = try await store.exception(id: old) {
+            previous = ["id": p.displayId, "status": p.status.rawValue, "reason": p.reason, "newReason": e.reason, "mitigations": p.mitigations,
+                        "newMitigations": e.mitigations, "risk": RegisterOutput.riskText(p), "newRisk": RegisterOutput.riskText(e), "days": p.requestedDays,
+                        "newDays": e.requestedDays, "expires": p.expiresAt.map(iso) as Any,
+                        "approvals": p.approvals.map { ["approver": $0.approver, "comment": $0.comment as Any] }]
+        }
         let context: [String: Any] = [
+            "frequency": ["policy": e.policy, "workspace": e.workspace, "policyCount": recent.count, "policyPlural": recent.count == 1 ? "" : "s",
+                          "workspaceCount": recent.filter { $0.workspace == e.workspace }.count, "quarters": perQuarter] as [String: Any],
+            "previous": previous as Any,
+            "ticket": e.ticket as Any, "ticketURL": e.ticket.flatMap { $0.lowercased().hasPrefix("http") ? $0 : nil } as Any,
+            "origin": e.origin.map { o in ["commit": o.commit as Any, "commitAuthor": o.commitAuthor as Any, "changeURL": o.changeURL as Any,
+                                           "runURL": o.runURL as Any, "pipeline": o.pipeline as Any] } as Any,
+            "canAddEvidence": e.untrusted == nil && (user.admin || Identity.same(user.name, e.requester) || !Set(user.groups).isDisjoint(with: e.rule.groups)
+                                                     || e.subjectPeople.contains { Identity.same($0, user.name) }),
             "title": e.displayId, "id": e.displayId, "status": e.status.rawValue, "active": e.isActive(at: current),
             "expires": e.expiresAt.map(iso) as Any, "policy": e.policy, "policyTitle": p?.title ?? "", "policyDescription": p?.description ?? "",
             "policyRemediation": p?.remediation ?? "", "workspace": e.workspace,
@@ -51,7 +76,10 @@ extension Web {
             "minApprovals": e.rule.minApprovals, "groups": e.rule.groups.joined(separator: ", "),
             "requiredGroups": e.rule.requiredGroups.isEmpty ? false as Any : e.rule.requiredGroups.joined(separator: " or "),
             "approvals": e.approvals.map { ["approver": $0.approver, "at": iso($0.at), "comment": $0.comment as Any] },
-            "evidence": e.evidence.map { ["name": $0.name, "sha256": $0.sha256] }, "renews": e.renews.map(ExceptionRecord.display) as Any,
+            "evidence": e.evidence.map { f in
+                ["name": f.name, "sha256": f.sha256, "addedBy": f.addedBy, "at": iso(f.at), "displayText": f.displayText as Any,
+                 "afterDecision": e.decidedAt.map { f.at >= $0 } ?? false] as [String: Any]
+            }, "renews": e.renews.map(ExceptionRecord.display) as Any,
             "canDecide": canDecide, "pending": e.status == .pending, "history": history, "notice": notice as Any,
         ]
         return try render("exception", context, ctx, status: status)
@@ -240,4 +268,100 @@ extension Web {
         return try render("audit", values, ctx)
     }
 
+}
+
+
+extension Web {
+    /// The evidence form (`multipart/form-data`, parsed by MultipartKit): the file, its display text
+    /// and the CSRF token. The same use case as `waiver evidence add` and the API.
+    struct EvidenceForm {
+        var csrf = ""
+        var displayText: String?
+        var file: MultipartPart?
+
+        init(_ parts: [MultipartPart]) {
+            for p in parts {
+                switch p.name {
+                case "csrf": csrf = String(buffer: p.body)
+                case "display_text": displayText = String(buffer: p.body)
+                case "file": file = p
+                default: continue
+                }
+            }
+        }
+    }
+
+    func addEvidence(_ req: Request, _ ctx: WaiverContext, _ user: User) async throws -> Response {
+        guard let n = ctx.parameters.get("id").flatMap(ExceptionRecord.parseId) else { throw APIError(.notFound, "not_found", "no such exception") }
+        let contentType = req.headers[.contentType] ?? ""
+        guard contentType.lowercased().hasPrefix("multipart/form-data"),
+              let boundary = contentType.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) })
+                .first(where: { $0.lowercased().hasPrefix("boundary=") }).map({ String($0.dropFirst("boundary=".count)).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }),
+              !boundary.isEmpty, boundary.count <= 200 else {
+            throw APIError(.badRequest, "bad_request", "the evidence form is sent as multipart/form-data with a boundary")
+        }
+        var request = req
+        let buffer = try await request.collectBody(upTo: state.settings.maxBodyBytes)
+        var parts: [MultipartPart] = []
+        let parser = MultipartParser(boundary: boundary)
+        var headers = HTTPHeaders()
+        var partBody = ByteBuffer()
+        parser.onHeader = { field, value in headers.replaceOrAdd(name: field, value: value) }
+        parser.onBody = { chunk in partBody.writeBuffer(&chunk) }
+        parser.onPartComplete = {
+            parts.append(MultipartPart(headers: headers, body: partBody))
+            headers = HTTPHeaders()
+            partBody = ByteBuffer()
+        }
+        do { try parser.execute(buffer) } catch {
+            throw APIError(.badRequest, "bad_request", "the evidence form could not be read as multipart/form-data")
+        }
+        let form = EvidenceForm(parts)
+        guard let expected = ctx.csrf, APIToken.equal(expected, form.csrf) else {
+            throw APIError(.forbidden, "csrf", "this form is missing its CSRF token or it does not match your session")
+        }
+        guard let file = form.file else { throw APIError(.badRequest, "bad_request", "the evidence form has no file") }
+        let name = Self.fileName(file.headers.first(name: "Content-Disposition") ?? "") ?? "evidence"
+        let upload = EvidenceUpload(name: name, data: Data(file.body.readableBytesView), displayText: form.displayText)
+        do {
+            let e = try await service(user).addEvidence(n, upload)
+            return try await exceptionPage(req, ctx, user, notice: ["kind": "ok", "text": "Evidence \(name) is kept with \(e.displayId)."])
+        } catch let error as RegisterError {
+            let status = APIError.from(error, context: ctx).status
+            return try await exceptionPage(req, ctx, user, notice: ["kind": "error", "text": "Refused: \(error.description)"], status: status)
+        }
+    }
+
+    /// The `filename` of a part's Content-Disposition, as the browser sent it (a path's last
+    /// component only; the use case checks the name).
+    static func fileName(_ disposition: String) -> String? {
+        for param in disposition.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) }) where param.lowercased().hasPrefix("filename=") {
+            var v = String(param.dropFirst("filename=".count))
+            if v.hasPrefix("\""), v.hasSuffix("\""), v.count >= 2 { v = String(v.dropFirst().dropLast()) }
+            let last = v.split(whereSeparator: { $0 == "/" || $0 == "\\" }).last.map(String.init) ?? ""
+            return last.isEmpty ? nil : last
+        }
+        return nil
+    }
+
+    /// "My requests": the signed-in user's own requests — pending with whom they wait for, active
+    /// with days left, decided with the decision's comment (`waiver list --mine`).
+    func myRequestsPage(_ ctx: WaiverContext, _ user: User) async throws -> Response {
+        let current = now
+        let mine = try await service(user).myRequests()
+        func row(_ m: MyRequest) -> [String: Any] {
+            let e = m.record
+            let left = e.expiresAt.map { Int(($0.timeIntervalSince(current) / 86_400).rounded(.up)) }
+            return ["id": e.displayId, "policy": e.policy, "workspace": e.workspace, "status": e.status.rawValue,
+                    "resources": e.resources.count == 1 ? e.resources[0] : "\(e.resources.count) resources",
+                    "awaiting": e.awaiting, "daysLeft": left as Any, "expires": e.expiresAt.map(iso) as Any, "decision": m.decision as Any,
+                    "ticket": e.ticket as Any]
+        }
+        let pending = mine.filter { $0.record.status == .pending }.map(row)
+        let active = mine.filter { $0.record.isActive(at: current) }.map(row)
+        let decided = mine.filter { $0.record.status != .pending && !$0.record.isActive(at: current) }.map(row)
+        return try render("mine", ["title": "My requests", "pending": pending, "active": active, "decided": decided,
+                                   "none": mine.isEmpty, "hasPending": !pending.isEmpty, "hasActive": !active.isEmpty,
+                                   "hasDecided": !decided.isEmpty], ctx)
+    }
 }

@@ -101,6 +101,7 @@ public final class InMemoryRegisterStore: RegisterStore, @unchecked Sendable {
                 if let p = f.policy, e.policy != p { return false }
                 if let w = f.workspace, e.workspace != w { return false }
                 if let r = f.requester, e.requester != r { return false }
+                if let t = f.ticket, e.ticket != t { return false }
                 if let d = f.expiringBefore, !(e.status == .approved && (e.expiresAt.map { $0 < d } ?? false)) { return false }
                 if let d = f.createdFrom, e.createdAt < d { return false }
                 if let d = f.createdBefore, e.createdAt >= d { return false }

@@ -168,6 +168,14 @@ extension SQLiteRegisterStore {
                 t.column("signature", .text).notNull()
             }
         }
+        m.registerMigration("v7: tickets, request origins and evidence display text") { db in
+            try db.alter(table: "exception") { t in
+                t.add(column: "ticket", .text)
+                t.add(column: "origin", .text)
+            }
+            try db.create(index: "exception_ticket", on: "exception", columns: ["ticket"])
+            try db.alter(table: "evidence") { t in t.add(column: "displayText", .text) }
+        }
         return m
     }
 }

@@ -50,7 +50,8 @@ struct EvidenceRow: FetchableRecord {
         let what = "evidence of exception \(exceptionId)"
         file = EvidenceFile(sha256: try row.read("sha256", of: what), name: try row.read("name", of: what),
                             size: Int(clamping: try row.read("size", of: what) as Int64),
-                            addedBy: try row.read("addedBy", of: what), at: StoreRules.date(try row.read("at", of: what) as Int64))
+                            addedBy: try row.read("addedBy", of: what), at: StoreRules.date(try row.read("at", of: what) as Int64),
+                            displayText: try row.read("displayText", of: what))
     }
 }
 
@@ -76,7 +77,8 @@ struct ExceptionRow: FetchableRecord {
             status: try parse("status"), createdAt: StoreRules.date(try read("createdAt") as Int64),
             decidedAt: StoreRules.date(try read("decidedAt") as Int64?), expiresAt: StoreRules.date(try read("expiresAt") as Int64?),
             renews: (try read("renews") as Int64?).map { Int(clamping: $0) }, owner: try read("owner"), proposedRisk: try read("proposedRisk"),
-            riskRaisedBy: try read("riskRaisedBy"))
+            riskRaisedBy: try read("riskRaisedBy"), ticket: try read("ticket"),
+            origin: try StoreRules.origin(try read("origin"), of: what))
     }
 }
 

@@ -325,15 +325,15 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         try db.execute(sql: """
             INSERT INTO exception (policy, category, workspace, subjectKind, requester, conflicted, reason, requestedDays,
               likelihood, impact, riskLevel, mitigations, approverGroups, minApprovals, requiredGroups, status,
-              createdAt, decidedAt, expiresAt, renews, owner, proposedRisk, riskRaisedBy)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              createdAt, decidedAt, expiresAt, renews, owner, proposedRisk, riskRaisedBy, ticket, origin)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [
                 record.policy, record.category, record.workspace, record.subjectKind.rawValue, record.requester,
                 Self.json(record.conflicted), record.reason, record.requestedDays, record.likelihood.rawValue,
                 record.impact.rawValue, record.riskLevel, Self.json(record.mitigations), Self.json(record.rule.groups),
                 record.rule.minApprovals, Self.json(record.rule.requiredGroups), record.status.rawValue,
                 Self.seconds(record.createdAt), record.decidedAt.map(Self.seconds), record.expiresAt.map(Self.seconds), record.renews,
-                record.owner, record.proposedRisk, record.riskRaisedBy,
+                record.owner, record.proposedRisk, record.riskRaisedBy, record.ticket, StoreRules.originText(record.origin),
             ])
         var stored = record
         stored.id = Int(db.lastInsertedRowID)
@@ -354,8 +354,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                            arguments: [r.id, a.approver, a.comment, Self.seconds(a.at)])
         }
         for f in r.evidence where !(old?.evidence.contains(f) ?? false) {
-            try db.execute(sql: "INSERT INTO evidence (exceptionId, sha256, name, size, addedBy, at) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [r.id, f.sha256, f.name, f.size, f.addedBy, Self.seconds(f.at)])
+            try db.execute(sql: "INSERT INTO evidence (exceptionId, sha256, name, size, addedBy, at, displayText) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           arguments: [r.id, f.sha256, f.name, f.size, f.addedBy, Self.seconds(f.at), f.displayText])
         }
     }
 
@@ -397,6 +397,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         if let p = f.policy { conditions.append("policy = ?"); args.append(p) }
         if let w = f.workspace { conditions.append("workspace = ?"); args.append(w) }
         if let r = f.requester { conditions.append("requester = ?"); args.append(r) }
+        if let t = f.ticket { conditions.append("ticket = ?"); args.append(t) }
         if let d = f.expiringBefore { conditions.append("status = 'approved' AND expiresAt < ?"); args.append(Self.seconds(d)) }
         if let d = f.createdFrom { conditions.append("createdAt >= ?"); args.append(Self.seconds(d)) }
         if let d = f.createdBefore { conditions.append("createdAt < ?"); args.append(Self.seconds(d)) }
@@ -454,7 +455,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         for r in try fetch(ApprovalRow.self, "SELECT exceptionId, approver, comment, at FROM approval WHERE \(owned) ORDER BY at, rowid") {
             approvals[r.exceptionId, default: []].append(r.approval)
         }
-        for r in try fetch(EvidenceRow.self, "SELECT exceptionId, sha256, name, size, addedBy, at FROM evidence WHERE \(owned) ORDER BY at, rowid") {
+        for r in try fetch(EvidenceRow.self, "SELECT exceptionId, sha256, name, size, addedBy, at, displayText FROM evidence WHERE \(owned) ORDER BY at, rowid") {
             evidence[r.exceptionId, default: []].append(r.file)
         }
         var records = rows.map { row in

@@ -41,6 +41,21 @@ public enum StoreRules {
     }
 
     /// What `modify` refuses after its closure ran: a change of scope, and a change without an event.
+    /// A request's origin as a column holds it (canonical JSON), and back; a column that is not such
+    /// JSON is a corrupt register naming the row.
+    public static func originText(_ o: RequestOrigin?) -> String? {
+        guard let o, !o.isEmpty else { return nil }
+        return JSONWriter.canonical(o.value)
+    }
+
+    public static func origin(_ text: String?, of what: String) throws -> RequestOrigin? {
+        guard let text else { return nil }
+        guard let v = try? JSONReader.parse(Data(text.utf8), maxDepth: 4), let o = RequestOrigin.from(v) else {
+            throw CorruptRegister(what: what, column: "origin")
+        }
+        return o
+    }
+
     public static func checkChange(from old: ExceptionRecord, to new: ExceptionRecord, events: [AuditDraft]) throws {
         guard new.id == old.id, new.resources == old.resources, new.policy == old.policy, new.workspace == old.workspace else {
             throw RegisterError.invalid("an exception's scope (policy, workspace, resources) cannot change; file a new request")

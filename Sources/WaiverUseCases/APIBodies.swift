@@ -11,7 +11,7 @@ import WaiverFormats
 public enum APIBodies {
     // MARK: - POST /exceptions, POST /exceptions/{id}/renew (schema ExceptionRequest)
 
-    public static let exceptionRequestFields = ["policy", "workspace", "kind", "resources", "reason", "days", "likelihood", "impact", "mitigations", "renews", "owner"]
+    public static let exceptionRequestFields = ["policy", "workspace", "kind", "resources", "reason", "days", "likelihood", "impact", "mitigations", "renews", "owner", "ticket"]
     public static let exceptionRequestRequired = ["reason"]
 
     public static func exceptionRequest(_ r: ExceptionRequest) -> Value {
@@ -26,6 +26,7 @@ public enum APIBodies {
         if let i = r.impact { body.append("impact", .string(i.rawValue)) }
         if let renews = r.renews { body.append("renews", .string(ExceptionRecord.display(renews))) }
         if let owner = r.owner { body.append("owner", .string(owner)) }
+        if let ticket = r.ticket { body.append("ticket", .string(ticket)) }
         return .object(body)
     }
 
@@ -47,7 +48,7 @@ public enum APIBodies {
         return ExceptionRequest(policy: try b.optionalString("policy") ?? "", workspace: try b.optionalString("workspace") ?? "", subjectKind: kind,
                                 resources: try b.strings("resources"), reason: try b.string("reason"), days: try b.optionalInt("days"),
                                 likelihood: try b.factor("likelihood"), impact: try b.factor("impact"), mitigations: try b.strings("mitigations"),
-                                renews: renewed, owner: try b.optionalString("owner"))
+                                renews: renewed, owner: try b.optionalString("owner"), ticket: try b.optionalString("ticket"))
     }
 
     // MARK: - POST /exceptions/{id}/approve
@@ -90,9 +91,10 @@ public enum APIBodies {
     // MARK: - POST /evaluations
 
     /// The envelope's fields besides the documents (`plan`, `sarif`), which go as they are.
-    public static let evaluationFields = ["workspace", "plan", "sarif", "unknown", "format", "formats", "commit_author", "request", "plan_file", "sarif_files"]
+    public static let evaluationFields = ["workspace", "plan", "sarif", "unknown", "format", "formats", "commit_author", "commit", "run_url", "change_url",
+                                          "request", "plan_file", "sarif_files"]
     public static let evaluationRequired = ["workspace"]
-    public static let checkRequestFields = ["reason", "days", "likelihood", "impact", "mitigations"]
+    public static let checkRequestFields = ["reason", "days", "likelihood", "impact", "mitigations", "ticket", "renews"]
     public static let checkRequestRequired = ["reason"]
 
     /// The envelope without its documents: workspace, format, unknown, commit author and request.
@@ -100,6 +102,9 @@ public enum APIBodies {
         var meta = Value.Object([("workspace", .string(input.workspace)), ("format", .string(input.format.rawValue)), ("unknown", .string(input.unknown.rawValue))])
         if input.formats.count > 1 { meta.append("formats", .array(input.formats.map { .string($0.rawValue) })) }
         if let author = input.commitAuthor { meta.append("commit_author", .string(author)) }
+        for (k, v) in [("commit", input.commit), ("run_url", input.runURL), ("change_url", input.changeURL)] {
+            if let v { meta.append(k, .string(v)) }
+        }
         if let spec = input.request { meta.append("request", checkRequest(spec)) }
         if let plan = input.planName { meta.append("plan_file", .string(plan)) }
         if !input.sarif.isEmpty { meta.append("sarif_files", .array(input.sarifNames.map(Value.string))) }
@@ -111,14 +116,21 @@ public enum APIBodies {
         if let d = spec.days { r.append("days", .number(Double(d))) }
         if let l = spec.likelihood { r.append("likelihood", .string(l.rawValue)) }
         if let i = spec.impact { r.append("impact", .string(i.rawValue)) }
+        if let t = spec.ticket { r.append("ticket", .string(t)) }
+        if let n = spec.renews { r.append("renews", .string(ExceptionRecord.display(n))) }
         return .object(r)
     }
 
     public static func checkRequest(_ v: Value) throws -> RequestSpec {
         guard case .object = v else { throw RegisterError.invalid("request must be an object (\(checkRequestFields.joined(separator: ", ")))") }
         let b = try Body(v, fields: checkRequestFields, prefix: "request.")
+        var renews: Int?
+        if let text = try b.optionalString("renews") {
+            guard let n = ExceptionRecord.parseId(text) else { throw RegisterError.invalid("request.renews: '\(text.clipped(40))' is not an exception id (EX-7 or 7)") }
+            renews = n
+        }
         return RequestSpec(reason: try b.string("reason"), days: try b.optionalInt("days"), likelihood: try b.factor("likelihood"),
-                           impact: try b.factor("impact"), mitigations: try b.strings("mitigations"))
+                           impact: try b.factor("impact"), mitigations: try b.strings("mitigations"), ticket: try b.optionalString("ticket"), renews: renews)
     }
 
     /// The names the report gives the documents: the client's own (`plan_file`, `sarif_files`, one per

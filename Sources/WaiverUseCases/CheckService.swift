@@ -10,7 +10,14 @@ public struct RequestSpec: Sendable, Equatable {
     public var likelihood: RiskFactor?
     public var impact: RiskFactor?
     public var mitigations: [String]
-    public init(reason: String, days: Int? = nil, likelihood: RiskFactor? = nil, impact: RiskFactor? = nil, mitigations: [String] = []) {
+    /// A ticket reference or URL filed with each request.
+    public var ticket: String?
+    /// The exception the requests renew: the request for its policy and resources renews it.
+    public var renews: Int?
+    public init(reason: String, days: Int? = nil, likelihood: RiskFactor? = nil, impact: RiskFactor? = nil, mitigations: [String] = [],
+                ticket: String? = nil, renews: Int? = nil) {
+        self.ticket = ticket
+        self.renews = renews
         self.reason = reason
         self.days = days
         self.likelihood = likelihood
@@ -33,10 +40,12 @@ public enum CheckService {
     }
 
     /// The requests a check files for its blocking violations.
-    static func requests(_ report: CheckReport, register: Register, provenance: Provenance, request: RequestSpec?) -> [ExceptionRequest] {
+    static func requests(_ report: CheckReport, register: Register, provenance: Provenance, request: RequestSpec?,
+                         renewing: ExceptionRecord?) throws -> [ExceptionRequest] {
         guard let request else { return [] }
-        return register.requests(for: report, reason: request.reason, days: request.days, likelihood: request.likelihood,
-                                 impact: request.impact, mitigations: request.mitigations, provenance: provenance)
+        return try register.requests(for: report, reason: request.reason, days: request.days, likelihood: request.likelihood,
+                                     impact: request.impact, mitigations: request.mitigations, provenance: provenance, ticket: request.ticket,
+                                     renewing: renewing)
     }
 
     /// The whole register step of a check in one transaction: what the register covers, the requests
@@ -44,7 +53,12 @@ public enum CheckService {
     public static func checkIn(
         _ evaluated: CheckReport, register: Register, actor: String, provenance: Provenance, request: RequestSpec?, now: Date
     ) async throws -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int) {
-        try await register.checkIn(evaluated, requests: { requests($0, register: register, provenance: provenance, request: request) },
+        var renewing: ExceptionRecord?
+        if let n = request?.renews {
+            guard let old = try await register.store.exception(id: n) else { throw RegisterError.notFound("\(ExceptionRecord.display(n)) not found (--renews)") }
+            renewing = old
+        }
+        return try await register.checkIn(evaluated, requests: { try requests($0, register: register, provenance: provenance, request: request, renewing: renewing) },
                              actor: actor, provenance: provenance, now: now, violations: violations)
     }
 
@@ -90,6 +104,10 @@ public struct CheckInput: Sendable {
     /// The reports to render, in order (at least one).
     public var formats: [OutputFormat]
     public var commitAuthor: String?
+    /// The commit, pipeline run and pull request checked (shown to approvers of what it requests).
+    public var commit: String?
+    public var runURL: String?
+    public var changeURL: String?
     public var request: RequestSpec?
     /// How reports name the files (relative to the repository root); nil names them as typed.
     public var paths: ReportPaths?
@@ -107,6 +125,11 @@ public struct CheckInput: Sendable {
 }
 
 extension CheckInput {
+    /// What the client declares about the change checked.
+    public var provenance: Provenance {
+        Provenance(declaredCommitAuthor: commitAuthor, commit: commit, runURL: runURL, changeURL: changeURL)
+    }
+
     /// The first report asked for.
     public var format: OutputFormat { formats.first ?? .text }
     /// JUnit lists every case evaluated, so the compliant ones are kept when it is asked for.
@@ -230,11 +253,12 @@ public struct LocalCheck: CheckUseCase {
         }
         timer?.phase("evaluate")
         let register = Register(store: store, configuration: configuration, policies: evaluated.policies)
+        let provenance = try input.provenance.validated()
         let final: CheckReport, filed: [ExceptionRecord], evaluation: Int?
         if record {
             // The requests (all or none) and the recorded check commit in one transaction.
             (final, filed, evaluation) = try await CheckService.checkIn(evaluated, register: register, actor: actor,
-                                                                       provenance: Provenance(declaredCommitAuthor: input.commitAuthor),
+                                                                       provenance: provenance,
                                                                        request: input.request, now: try now())
         } else {
             guard input.request == nil else { throw RegisterError.invalid("filing requests needs a register that can be written (drop --no-record)") }

@@ -35,9 +35,12 @@ public protocol RegisterService: Sendable {
 public struct EvidenceUpload: Sendable {
     public var name: String
     public var data: Data
-    public init(name: String, data: Data) {
+    /// What the file shows, in words (kept and shown with it).
+    public var displayText: String?
+    public init(name: String, data: Data, displayText: String? = nil) {
         self.name = name
         self.data = data
+        self.displayText = displayText
     }
 }
 
@@ -80,9 +83,14 @@ public struct ListQuery: Sendable, Equatable {
     public var workspace: String?
     public var requester: String?
     public var expiringWithin: Int?
+    public var ticket: String?
+    /// Only the acting user's own requests (`list --mine`, "My requests").
+    public var mine: Bool
     public var limit: Int?
     public init(status: ExceptionStatus? = nil, policy: String? = nil, workspace: String? = nil, requester: String? = nil,
-                expiringWithin: Int? = nil, limit: Int? = nil) {
+                expiringWithin: Int? = nil, ticket: String? = nil, mine: Bool = false, limit: Int? = nil) {
+        self.ticket = ticket
+        self.mine = mine
         self.status = status
         self.policy = policy
         self.workspace = workspace
@@ -152,7 +160,11 @@ public struct LocalRegisterService: RegisterService {
     public func request(_ request: ExceptionRequest, evidence uploads: [EvidenceUpload]) async throws -> Filed {
         for u in uploads { try Self.checkName(u.name) }
         var request = request
-        if let pipeline { request.provenance = Provenance(pipeline: pipeline, declaredCommitAuthor: request.provenance?.declaredCommitAuthor) }
+        if let pipeline {
+            var p = request.provenance ?? Provenance()
+            p.pipeline = pipeline
+            request.provenance = p
+        }
         let prepared = try await register.prepare(request, actor: actor, now: now)
         var e = try await store.insert([prepared])[0]
         for u in uploads { e = try await addEvidence(e.id, u) }
@@ -190,12 +202,11 @@ public struct LocalRegisterService: RegisterService {
             throw RegisterError.invalid("\(upload.name): evidence file over \(Self.maxEvidenceBytes >> 20) MiB")
         }
         guard let target = try await store.exception(id: id) else { throw RegisterError.notFound("\(ExceptionRecord.display(id)) not found") }
-        guard !target.status.isFinal else {
-            throw RegisterError.conflict("\(target.displayId) is \(target.status.rawValue): evidence can no longer be added")
-        }
+        try register.mayAddEvidence(target, actor: actor)
+        let text = try Register.evidenceText(upload.displayText)
         guard !upload.data.isEmpty else { throw RegisterError.invalid("\(upload.name): the evidence file is empty") }
         let (sha, new) = try evidence.put(upload.data)
-        let file = EvidenceFile(sha256: sha, name: upload.name, size: upload.data.count, addedBy: actor, at: Register.second(now))
+        let file = EvidenceFile(sha256: sha, name: upload.name, size: upload.data.count, addedBy: actor, at: Register.second(now), displayText: text)
         do {
             return try await register.addEvidence(id, file: file, actor: actor)
         } catch {
@@ -205,7 +216,8 @@ public struct LocalRegisterService: RegisterService {
     }
 
     public func list(_ q: ListQuery) async throws -> [ExceptionRecord] {
-        var filter = ExceptionFilter(statuses: q.status.map { [$0] }, policy: q.policy, workspace: q.workspace, requester: q.requester, limit: q.limit)
+        var filter = ExceptionFilter(statuses: q.status.map { [$0] }, policy: q.policy, workspace: q.workspace, requester: q.mine ? actor : q.requester,
+                                     ticket: q.ticket?.trimmingCharacters(in: .whitespaces).nilIfEmpty, limit: q.limit)
         if let within = q.expiringWithin {
             filter.statuses = [.approved]
             filter.expiringBefore = now.addingTimeInterval(Double(within) + 1)
@@ -268,5 +280,47 @@ public struct LocalRegisterService: RegisterService {
             out.append(0x0A)
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// One of "my requests": the exception, and its decision in words (who decided and their comment).
+public struct MyRequest: Sendable, Equatable {
+    public var record: ExceptionRecord
+    /// "rejected by sam at 2026-12-02T10:00:00Z: too broad"; nil while pending.
+    public var decision: String?
+    public init(record: ExceptionRecord, decision: String?) {
+        self.record = record
+        self.decision = decision
+    }
+}
+
+extension RegisterService {
+    /// The acting user's own requests, newest first, each decided one with its decision's comment
+    /// (from the audit log: rejections and revocations keep their reason there). The same for
+    /// `list --mine` and the "My requests" page.
+    public func myRequests(limit: Int = 200) async throws -> [MyRequest] {
+        let mine = try await list(ListQuery(mine: true)).sorted { $0.id > $1.id }.prefix(limit)
+        var out: [MyRequest] = []
+        for e in mine {
+            guard e.status != .pending else { out.append(MyRequest(record: e, decision: nil)); continue }
+            let history = try await show(e.id).history
+            out.append(MyRequest(record: e, decision: MyRequest.decision(of: e, history: history)))
+        }
+        return out
+    }
+}
+
+extension MyRequest {
+    static let decisive = ["exception.approved", "exception.rejected", "exception.revoked", "exception.expired", "exception.closed"]
+
+    /// The last decision about an exception, in words.
+    static func decision(of e: ExceptionRecord, history: [AuditEvent]) -> String? {
+        guard let ev = history.last(where: { decisive.contains($0.action) }) else { return nil }
+        let verb = String(ev.action.dropFirst("exception.".count))
+        let payload = try? JSONReader.parse(Data(ev.payload.utf8))
+        var text = ev.action == "exception.expired" || ev.action == "exception.closed" ? "\(verb) at \(iso(ev.time))" : "\(verb) by \(ev.actor) at \(iso(ev.time))"
+        let comment = payload?["comment"]?.stringValue ?? (ev.action == "exception.approved" ? e.approvals.last?.comment : nil) ?? payload?["basis"]?.stringValue
+        if let comment, !comment.isEmpty { text += ": \(comment)" }
+        return text
     }
 }

@@ -69,8 +69,23 @@ struct Check: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("With --request: a mitigation (repeatable).", valueName: "text"))
     var mitigation: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Author of the change being checked: they may not approve exceptions requested for it.", valueName: "name"))
+    @Option(name: .long, help: ArgumentHelp("Author of the change being checked: they may not approve exceptions requested for it (default from the CI's variables where it names one).", valueName: "name"))
     var commitAuthor: String?
+
+    @Option(name: .long, help: ArgumentHelp("The commit checked, shown to approvers (default from GitHub Actions, GitLab CI, Jenkins or HCP Terraform variables).", valueName: "sha"))
+    var commit: String?
+
+    @Option(name: .long, help: ArgumentHelp("The pipeline run, shown to approvers (default from the CI's variables).", valueName: "url"))
+    var runUrl: String?
+
+    @Option(name: .long, help: ArgumentHelp("The pull or merge request, shown to approvers (default from the CI's variables).", valueName: "url"))
+    var changeUrl: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --request: a ticket reference (INC-42) or URL filed with each request.", valueName: "ref"))
+    var ticket: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --request: the exception the requests renew (the request for its policy and resources renews it).", valueName: "EX-ID"))
+    var renews: String?
 
     @Option(name: .long, help: ArgumentHelp("Wait until pending requests are decided (30m, 2h); exit 3 if still pending then.", valueName: "duration"))
     var wait: String?
@@ -108,6 +123,8 @@ struct Check: AsyncParsableCommand {
             throw ValidationError("--request needs --reason saying why the exceptions are needed")
         }
         if request && noRecord { throw ValidationError("--request files requests in the register: it cannot be used with --no-record") }
+        if !request, ticket != nil || renews != nil { throw ValidationError("--ticket and --renews go with --request") }
+        if let renews, ExceptionRecord.parseId(renews) == nil { throw ValidationError("--renews: '\(renews)' is not an exception id (EX-7)") }
         if let wait, Self.waitSeconds(wait) == nil {
             throw ValidationError("--wait: '\(wait)' is not a duration in seconds, minutes or hours up to 24h (30s, 30m, 2h)")
         }
@@ -171,9 +188,15 @@ struct Check: AsyncParsableCommand {
         let timer = ProcessInfo.processInfo.environment["WAIVER_TIMINGS"] == "1"
             ? PhaseTimer { FileHandle.standardError.write(Data("waiver: \($0)\n".utf8)) } : nil
         let targets = try reports()
-        let spec = request ? RequestSpec(reason: reason ?? "", days: days, likelihood: likelihood, impact: impact, mitigations: mitigation) : nil
-        let input = CheckInput(plan: plan, sarif: sarif, workspace: workspace, unknown: unknown, formats: targets.map(\.format), commitAuthor: commitAuthor,
-                               request: spec, paths: ReportPaths(root: sarifRoot))
+        let spec = request ? RequestSpec(reason: reason ?? "", days: days, likelihood: likelihood, impact: impact, mitigations: mitigation,
+                                         ticket: ticket, renews: renews.flatMap(ExceptionRecord.parseId)) : nil
+        // The change checked: the flags, else what the CI's own variables say.
+        let ci = CIEnvironment.detect(ProcessInfo.processInfo.environment)
+        var input = CheckInput(plan: plan, sarif: sarif, workspace: workspace, unknown: unknown, formats: targets.map(\.format),
+                               commitAuthor: commitAuthor ?? ci?.commitAuthor, request: spec, paths: ReportPaths(root: sarifRoot))
+        input.commit = commit ?? ci?.commit
+        input.runURL = runUrl ?? ci?.runURL
+        input.changeURL = changeUrl ?? ci?.changeURL
         let runner: any CheckUseCase
         if let client = try await registerOptions.client() {
             if noRecord { throw UsageError("--no-record is for a local register: a server records every check") }

@@ -25,6 +25,9 @@ struct Request: AsyncParsableCommand {
     @Option(name: .long, help: "Impact: low, medium or high (default from the policy's severity).") var impact: RiskFactor?
     @Option(name: .long, help: ArgumentHelp("A mitigation or compensating control (repeatable).", valueName: "text")) var mitigation: [String] = []
     @Option(name: .long, help: ArgumentHelp("A file to keep as evidence, addressed by its SHA-256 (repeatable).", valueName: "file")) var evidence: [String] = []
+    @Option(name: .long, help: ArgumentHelp("What the Nth --evidence file shows, in words (repeatable, one per --evidence).", valueName: "text"))
+    var evidenceText: [String] = []
+    @Option(name: .long, help: ArgumentHelp("A ticket reference (INC-42) or URL (a renewal's default: the renewed one's).", valueName: "ref")) var ticket: String?
     @Option(name: .long, help: ArgumentHelp("The exception this request renews.", valueName: "EX-ID")) var renews: String?
     @Option(name: .long, help: ArgumentHelp("The owner of the device or account (required for --kind device|account); they may not approve it.", valueName: "name"))
     var owner: String?
@@ -33,15 +36,16 @@ struct Request: AsyncParsableCommand {
     func validate() throws {
         if renews == nil && policy == nil { throw ValidationError("--policy is required (except on a renewal, which keeps the renewed one's)") }
         if renews == nil && (kind ?? .resource) == .resource && workspace == nil { throw ValidationError("--workspace is required for resource exceptions") }
+        if evidenceText.count > evidence.count { throw ValidationError("\(evidenceText.count) --evidence-text but \(evidence.count) --evidence: each text describes the --evidence at its place") }
     }
 
     func run() async throws {
         let service = try await registerOptions.service(config: config, needPolicies: true)
-        let uploads = try evidence.map(readEvidence)
+        let uploads = try evidence.enumerated().map { i, path in try readEvidence(path, displayText: i < evidenceText.count ? evidenceText[i] : nil) }
         let filed = try await service.request(
             ExceptionRequest(policy: policy ?? "", workspace: workspace ?? "", subjectKind: kind, resources: resource, reason: reason,
                              days: days, likelihood: likelihood, impact: impact, mitigations: mitigation, renews: try renews.map(exceptionId),
-                             owner: owner),
+                             owner: owner, ticket: ticket),
             evidence: uploads)
         if let w = filed.warning { warn([w]) }
         let record = filed.record
@@ -116,6 +120,8 @@ struct List: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Only this policy.", valueName: "id")) var policy: String?
     @Option(name: .long, help: ArgumentHelp("Only this workspace.", valueName: "name")) var workspace: String?
     @Option(name: .long, help: ArgumentHelp("Only active exceptions expiring within this duration (7d, 12h).", valueName: "duration")) var expiringWithin: String?
+    @Option(name: .long, help: ArgumentHelp("Only exceptions filed with this ticket reference or URL.", valueName: "ref")) var ticket: String?
+    @Flag(name: .long, help: "Only my own requests: pending, active with days left, and decided with the decision's comment.") var mine = false
     @Option(name: .long, help: "text, json or csv.") var format: ListFormat = .text
 
     func run() async throws {
@@ -125,7 +131,12 @@ struct List: AsyncParsableCommand {
             within = d
         }
         let service = try await registerOptions.service(config: config, needPolicies: false)
-        let list = try await service.list(ListQuery(status: status, policy: policy, workspace: workspace, expiringWithin: within))
+        if mine, format == .text {
+            // The three groups with each decision's comment (from the audit log).
+            try emit(RegisterOutput.myRequests(try await service.myRequests().map { ($0.record, $0.decision) }, now: service.now), to: nil)
+            return
+        }
+        let list = try await service.list(ListQuery(status: status, policy: policy, workspace: workspace, expiringWithin: within, ticket: ticket, mine: mine))
         switch format {
         case .text: try emit(RegisterOutput.listText(list, now: service.now), to: nil)
         case .json: try emit(JSONWriter.write(.array(list.map { RegisterOutput.value($0, now: service.now) })), to: nil)
@@ -353,4 +364,31 @@ func loadCheckpoints(_ path: String) throws -> [WaiverStore.Checkpoint] {
         }
     }
     return out
+}
+
+struct EvidenceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "evidence", abstract: "Evidence kept with an exception.", subcommands: [Add.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add an evidence file to an exception, with display text saying what it shows.",
+            discussion: """
+                Any time after filing, also after a decision (closure evidence: "background check cleared"). \
+                Its requester, the person or owner it is about, its approvers' groups and administrators may add evidence.
+                """)
+        @OptionGroup var config: ConfigOptions
+        @OptionGroup var registerOptions: RegisterOptions
+        @Argument(help: "Exception id (EX-7).") var id: String
+        @Argument(help: "The file to keep (addressed by its SHA-256).") var file: String
+        @Option(name: .long, help: ArgumentHelp("What the file shows, in words; shown with it everywhere and exported.", valueName: "text"))
+        var displayText: String?
+
+        func run() async throws {
+            let service = try await registerOptions.service(config: config, needPolicies: false)
+            let upload = try readEvidence(file, displayText: displayText)
+            let e = try await service.addEvidence(try exceptionId(id), upload)
+            let kept = e.evidence.last { $0.name == upload.name } ?? e.evidence.last
+            print("\(e.displayId): evidence \(kept?.name ?? upload.name) kept (sha256:\(kept?.sha256 ?? "?"))\(kept?.displayText.map { ": “\($0)”" } ?? "")")
+        }
+    }
 }

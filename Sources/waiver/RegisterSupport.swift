@@ -90,12 +90,12 @@ extension RegisterOptions {
 }
 
 /// Reads a file given as evidence (`--evidence FILE`): its name and bytes.
-func readEvidence(_ path: String) throws -> EvidenceUpload {
+func readEvidence(_ path: String, displayText: String? = nil) throws -> EvidenceUpload {
     let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
     guard size <= LocalRegisterService.maxEvidenceBytes else { throw UsageError("\(path): evidence file over \(LocalRegisterService.maxEvidenceBytes >> 20) MiB") }
     let data: Data
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch { throw UsageError("\(path): cannot read evidence file") }
-    return EvidenceUpload(name: (path as NSString).lastPathComponent, data: data)
+    return EvidenceUpload(name: (path as NSString).lastPathComponent, data: data, displayText: displayText)
 }
 
 /// Says each warning on stderr, one line each.

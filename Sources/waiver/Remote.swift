@@ -168,14 +168,15 @@ struct RemoteRegisterService: RegisterService {
     }
 
     func addEvidence(_ id: Int, _ upload: EvidenceUpload) async throws -> ExceptionRecord {
-        try record(try await client.call(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/evidence", query: [("name", upload.name)],
+        try record(try await client.call(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/evidence", query: [("name", upload.name), ("display_text", upload.displayText)],
                                          body: upload.data, contentType: "application/octet-stream").json())
     }
 
     func list(_ q: ListQuery) async throws -> [ExceptionRecord] {
         let answer = try await client.json(.GET, "/api/v1/exceptions", query: [
             ("status", q.status?.rawValue), ("policy", q.policy), ("workspace", q.workspace), ("requester", q.requester),
-            ("expiring_within", q.expiringWithin.map { "\($0)s" }), ("limit", q.limit.map(String.init)),
+            ("expiring_within", q.expiringWithin.map { "\($0)s" }), ("limit", q.limit.map(String.init)), ("ticket", q.ticket),
+            ("mine", q.mine ? "true" : nil),
         ])
         guard let items = answer.arrayValue else { throw UsageError("the server's answer does not match the API: the list is not a list") }
         return try items.map(record)

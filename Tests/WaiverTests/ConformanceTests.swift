@@ -137,6 +137,32 @@ struct RegisterStoreConformanceTests {
         #expect(active.status == .approved && active.expiresAt == t0.addingTimeInterval(60 + 4 * 86_400) && active.decidedAt == t0.addingTimeInterval(60))
     }
 
+    /// The ticket, the request's origin and the evidence's display text are kept by every store, are
+    /// part of the state the log records (a changed ticket is caught), and filter by ticket.
+    @Test(arguments: StoreKind.allCases) func keepsTicketsOriginsAndEvidenceText(_ kind: StoreKind) async throws {
+        guard let f = try await StoreFixture.make(kind) else { return }
+        let origin = Provenance(declaredCommitAuthor: "ann", commit: "9f1c2e7", runURL: "https://ci.example.com/runs/77",
+                                changeURL: "https://git.example.com/shop/pull/12")
+        let e = try await f.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["aws_instance.batch"],
+                                                              reason: "quarter end", provenance: origin, ticket: "INC-42"), actor: "dev", now: t0)
+        #expect(e.ticket == "INC-42")
+        #expect(e.origin == RequestOrigin(commit: "9f1c2e7", runURL: "https://ci.example.com/runs/77", changeURL: "https://git.example.com/shop/pull/12",
+                                          commitAuthor: "ann"))
+        #expect(e.conflicted == ["ann"])
+        let file = EvidenceFile(sha256: String(repeating: "a", count: 64), name: "byod.pdf", size: 10, addedBy: "dev", at: t0,
+                                displayText: "User has signed a BYOD agreement")
+        _ = try await f.register.addEvidence(e.id, file: file, actor: "dev")
+        let read = try #require(try await f.store.exception(id: e.id))
+        #expect(read.ticket == "INC-42" && read.origin == e.origin && read.untrusted == nil)
+        #expect(read.evidence.map(\.displayText) == ["User has signed a BYOD agreement"])
+        _ = try await f.request(resources: ["other"])
+        #expect(try await f.store.exceptions(ExceptionFilter(ticket: "INC-42")).map(\.id) == [e.id])
+        #expect(try await f.store.exceptions(ExceptionFilter(ticket: "INC-43")).isEmpty)
+        // A ticket changed behind the log's back is named, and the exception is no longer trusted.
+        try f.tamperRow("UPDATE exception SET ticket = 'INC-1' WHERE id = \(e.id)", postgres: "UPDATE exception SET ticket = 'INC-1' WHERE id = \(e.id)")
+        if kind != .memory { #expect(try await f.store.exception(id: e.id)?.untrusted?.contains("ticket") == true) }
+    }
+
     @Test(arguments: StoreKind.allCases) func aRefusedChangeWritesNothing(_ kind: StoreKind) async throws {
         guard let f = try await StoreFixture.make(kind) else { return }
         let e = try await f.request()

@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+@testable import WaiverCore
+@testable import WaiverFormats
+
+/// Issue 14: what approvers, requesters and auditors see about a request — its origin, its ticket,
+/// evidence with display text (also after a decision), a person's own requests, and renewals from
+/// a pipeline (`check --request --renews`).
+@Suite("The record around a request", .serialized)
+struct RecordContextTests {
+    @Test func checkRecordsTheOriginTheCISays() async throws {
+        let w = try Workspace()
+        // GitLab's own variables: the commit, the pipeline, the merge request and its author.
+        let gitlab = ["GITLAB_CI": "true", "CI_COMMIT_SHA": "4f2a9c1d", "CI_PIPELINE_URL": "https://gitlab.example.com/shop/infra/-/pipelines/881",
+                      "CI_PROJECT_URL": "https://gitlab.example.com/shop/infra", "CI_MERGE_REQUEST_IID": "12", "CI_COMMIT_AUTHOR": "fin"]
+        let r = try waiver(["check", "--plan", webApp, "--workspace", "shop", "--request", "--reason", "Launch on Friday", "--ticket", "CHG-7", "--quiet"],
+                           in: w.dir.path, env: gitlab.merging(["WAIVER_ACTOR": "ci", "WAIVER_NOW": "2026-11-22T10:00:00Z", "WAIVER_REGISTER": w.register]) { $1 })
+        #expect(r.code == 1, "\(r.err)")
+        let shown = try JSONReader.parse(Data(try w.run(["show", "EX-1", "--format", "json"]).out.utf8))
+        #expect(shown["origin"]?["commit"] == "4f2a9c1d")
+        #expect(shown["origin"]?["run_url"] == "https://gitlab.example.com/shop/infra/-/pipelines/881")
+        #expect(shown["origin"]?["change_url"] == "https://gitlab.example.com/shop/infra/-/merge_requests/12")
+        #expect(shown["origin"]?["commit_author"] == "fin")
+        #expect(shown["ticket"] == "CHG-7")
+        // The author the CI names may not approve what their change asks for.
+        #expect(shown["policy"] == "COST-001")
+        let own = try w.run(["approve", "EX-1"], as: "fin")
+        #expect(own.code == 2 && own.err.contains("they authored the change"), "\(own.err)")
+        // Flags win over the variables; a run URL that is not http(s) is refused by name, nothing filed.
+        let bad = try waiver(["check", "--plan", webApp, "--workspace", "shop", "--run-url", "javascript:alert(1)"], in: w.dir.path,
+                             env: ["WAIVER_ACTOR": "ci", "WAIVER_REGISTER": w.register])
+        #expect(bad.code == 2 && bad.err.contains("run_url must be an http(s) URL"), "\(bad.err)")
+        // The text of show names them too.
+        let text = try w.run(["show", "EX-1"]).out
+        #expect(text.contains("commit:      4f2a9c1d by fin (declared)") && text.contains("ticket:      CHG-7"), "\(text)")
+    }
+
+    @Test func ticketsAreKeptSearchedAndChecked() async throws {
+        let w = try Workspace()
+        #expect(try w.run(["request", "--policy", "COST-001", "--resource", "a", "--workspace", "shop", "--reason", "x", "--ticket", "INC-42"]).code == 0)
+        #expect(try w.run(["request", "--policy", "COST-001", "--resource", "b", "--workspace", "shop", "--reason", "y",
+                           "--ticket", "https://jira.example.com/browse/OPS-9"]).code == 0)
+        let found = try w.run(["list", "--ticket", "INC-42"]).out
+        #expect(found.contains("EX-1") && !found.contains("EX-2"), "\(found)")
+        let csv = try w.run(["list", "--format", "csv"]).out
+        #expect(csv.contains("\"INC-42\"") && csv.contains("\"https://jira.example.com/browse/OPS-9\""), "\(csv)")
+        let multiline = try w.run(["request", "--policy", "COST-001", "--resource", "c", "--workspace", "shop", "--reason", "z", "--ticket", "A\nB"])
+        #expect(multiline.code == 2 && multiline.err.contains("the ticket is a reference"), "\(multiline.err)")
+        let badURL = try w.run(["request", "--policy", "COST-001", "--resource", "c", "--workspace", "shop", "--reason", "z", "--ticket", "https://"])
+        #expect(badURL.code == 2 && badURL.err.contains("the ticket must be an http(s) URL"), "\(badURL.err)")
+        #expect(try w.run(["list"]).out.contains("2 exceptions"))
+        // A renewal keeps the ticket unless it names another.
+        #expect(try w.run(["approve", "EX-1"], as: "fin").code == 0)
+        let renewal = try JSONReader.parse(Data(try w.run(["request", "--renews", "EX-1", "--reason", "the rewrite slipped", "--format", "json"]).out.utf8))
+        #expect(renewal["ticket"] == "INC-42")
+    }
+
+    @Test func evidenceWithDisplayTextAlsoAfterTheDecision() async throws {
+        let w = try Workspace()
+        let agreement = w.dir.write("byod.txt", "signed agreement")
+        #expect(try w.run(["request", "--kind", "person", "--policy", "CTRL-HR-001", "--resource", "ann", "--reason", "contractor laptop", "--likelihood", "low", "--impact", "high",
+                           "--mitigation", "company-enforced MFA", "--evidence", agreement,
+                           "--evidence-text", "User has signed a BYOD agreement; access is protected via company-enforced MFA"]).code == 0)
+        #expect(try w.run(["approve", "EX-1"], as: "sam").code == 0)
+        // Closure evidence after the decision, by the requester; a stranger may not add any.
+        let cleared = w.dir.write("check.txt", "background check ok")
+        let added = try w.run(["evidence", "add", "EX-1", cleared, "--display-text", "Background check cleared"])
+        #expect(added.code == 0 && added.out.contains("Background check cleared"), "\(added.err)")
+        let stranger = try w.run(["evidence", "add", "EX-1", cleared, "--display-text", "x"], as: "mallory")
+        #expect(stranger.code == 2 && stranger.err.contains("mallory cannot add evidence to EX-1"), "\(stranger.err)")
+        let shown = try JSONReader.parse(Data(try w.run(["show", "EX-1", "--format", "json"]).out.utf8))
+        #expect(shown["evidence"]?.arrayValue?.compactMap { $0["display_text"]?.stringValue }
+                == ["User has signed a BYOD agreement; access is protected via company-enforced MFA", "Background check cleared"])
+        let last = try #require(shown["history"]?.arrayValue?.last)
+        #expect(last["action"] == "evidence.added" && last["details"]?["after_decision"] == "approved")
+        let text = try w.run(["show", "EX-1"]).out
+        #expect(text.contains("“Background check cleared”"), "\(text)")
+        #expect(try w.run(["audit", "verify"]).code == 0)
+    }
+
+    @Test func myRequestsSaysWhatWaitsWhatRunsAndWhatWasDecided() async throws {
+        let w = try Workspace()
+        for (r, who) in [("a", "dev"), ("b", "dev"), ("c", "dev"), ("d", "ann")] {
+            #expect(try w.run(["request", "--policy", "COST-001", "--resource", r, "--workspace", "shop", "--reason", "x", "--days", "7"], as: who).code == 0)
+        }
+        #expect(try w.run(["approve", "EX-2"], as: "fin").code == 0)
+        #expect(try w.run(["reject", "EX-3", "--comment", "use a smaller instance"], as: "fin").code == 0)
+        let mine = try w.run(["list", "--mine"], at: "2026-11-25T10:00:00Z").out
+        #expect(mine.contains("Pending (1)\n  EX-1") && mine.contains("waiting for 1 more approval from finance or engineering-managers"), "\(mine)")
+        #expect(mine.contains("Active (1)\n  EX-2  COST-001  shop  b  4 days left, until 2026-11-29T10:00:00Z"), "\(mine)")
+        #expect(mine.contains("Decided (1)\n  EX-3  COST-001  shop  c  rejected: rejected by fin at 2026-11-22T10:00:00Z: use a smaller instance"), "\(mine)")
+        #expect(!mine.contains("EX-4"))
+        let json = try JSONReader.parse(Data(try w.run(["list", "--mine", "--format", "json"], as: "ann").out.utf8))
+        #expect(json.arrayValue?.compactMap { $0["id"]?.stringValue } == ["EX-4"])
+    }
+
+    @Test func aPipelineRenewsAnExpiredException() async throws {
+        let w = try Workspace()
+        #expect(try w.run(["request", "--policy", "NET-001", "--resource", bastion, "--workspace", "shop", "--reason", "Vendor migration needs SSH", "--days", "7",
+                           "--likelihood", "low", "--impact", "high"]).code == 0)
+        #expect(try w.run(["approve", "EX-1"], as: "sam").code == 0)
+        // While it is active, nothing in the check renews it: said, nothing filed.
+        let early = try w.run(["check", "--plan", webApp, "--workspace", "shop", "--request", "--renews", "EX-1", "--reason", "the vendor needs another week"], as: "ci")
+        #expect(early.code == 2 && early.err.contains("--renews EX-1: nothing in this check renews it") && early.err.contains("while it is approved"), "\(early.err)")
+        #expect(try w.run(["list"]).out.contains("1 exception\n"))
+        #expect(try w.run(["expire"], as: "cron", at: "2026-11-29T10:00:00Z").code == 0)
+        let same = try w.run(["check", "--plan", webApp, "--workspace", "shop", "--request", "--renews", "EX-1", "--reason", "Vendor migration needs SSH!"],
+                             as: "ci", at: "2026-11-29T11:00:00Z")
+        #expect(same.code == 2 && same.err.contains("a renewal needs a reason of its own"), "\(same.err)")
+        let r = try w.run(["check", "--plan", webApp, "--workspace", "shop", "--request", "--renews", "EX-1", "--reason", "the vendor needs another week"],
+                          as: "ci", at: "2026-11-29T11:00:00Z")
+        #expect(r.code == 1, "\(r.err)")
+        let renewal = try JSONReader.parse(Data(try w.run(["show", "EX-2", "--format", "json"]).out.utf8))
+        #expect(renewal["renews"] == "EX-1" && renewal["policy"] == "NET-001" && renewal["resources"] == .array([.string(bastion)]), "\(renewal)")
+        // The other blocking violations were filed as new requests, renewing nothing.
+        let others = try JSONReader.parse(Data(try w.run(["list", "--format", "json"]).out.utf8)).arrayValue ?? []
+        #expect(others.count > 2 && others.dropFirst(2).allSatisfy { $0["renews"] == .null })
+    }
+}
