@@ -270,6 +270,7 @@ ol.history { padding-left:20px; } ol.history li { margin-bottom:4px; }
   <label>Status<select name="status"><option value="">any</option>{{#statuses}}<option value="{{value}}"{{#selected}} selected{{/selected}}>{{value}}</option>{{/statuses}}</select></label>
   <label>Policy<input type="text" name="policy" value="{{policy}}"></label>
   <label>Workspace<input type="text" name="workspace" value="{{workspace}}"></label>
+  <label>Ticket<input type="text" name="ticket" value="{{ticket}}"></label>
   <label>Expiring within<input type="text" name="expiring_within" value="{{expiringWithin}}" placeholder="7d"></label>
   <button class="primary" type="submit">Filter</button>
   <a href="/register.csv?{{query}}">Download CSV</a>

@@ -339,7 +339,7 @@ paths:
                    "400": { $ref: "#/components/responses/Page" }, "404": { $ref: "#/components/responses/Page" } }
   /register:
     get:
-      summary: "Web: the register with filters (status, policy, workspace, expiring_within), newest first in pages (page, per_page)"
+      summary: "Web: the register with filters (status, policy, workspace, expiring_within, ticket), newest first in pages (page, per_page)"
       tags: [web]
       security: [{ session: [] }]
       parameters:

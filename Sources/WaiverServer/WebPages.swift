@@ -115,7 +115,7 @@ extension Web {
 
     struct Filtered {
         var items: [ExceptionRecord]
-        var status: String, policy: String, workspace: String, expiringWithin: String
+        var status: String, policy: String, workspace: String, expiringWithin: String, ticket: String
     }
 
     /// The use cases for the signed-in user: the same implementation as the API's and the CLI's.
@@ -127,7 +127,8 @@ extension Web {
     func filtered(_ req: Request, _ user: User) async throws -> Filtered {
         let q = req.uri.queryParameters
         let status = q.get("status") ?? "", policy = q.get("policy") ?? "", workspace = q.get("workspace") ?? "", within = q.get("expiring_within") ?? ""
-        var query = ListQuery(policy: policy.isEmpty ? nil : policy, workspace: workspace.isEmpty ? nil : workspace)
+        let ticket = q.get("ticket") ?? ""
+        var query = ListQuery(policy: policy.isEmpty ? nil : policy, workspace: workspace.isEmpty ? nil : workspace, ticket: ticket.isEmpty ? nil : ticket)
         if !status.isEmpty {
             guard let s = ExceptionStatus(rawValue: status) else { throw APIError(.badRequest, "bad_request", "unknown status '\(status)'") }
             query.status = s
@@ -136,7 +137,7 @@ extension Web {
             guard let d = parseDuration(within) else { throw APIError(.badRequest, "bad_request", "'\(within)' is not a duration (7d, 12h)") }
             query.expiringWithin = d
         }
-        return Filtered(items: try await service(user).list(query), status: status, policy: policy, workspace: workspace, expiringWithin: within)
+        return Filtered(items: try await service(user).list(query), status: status, policy: policy, workspace: workspace, expiringWithin: within, ticket: ticket)
     }
 
     /// Rows per register page, unless `per_page` (1-500) says otherwise.
@@ -155,14 +156,14 @@ extension Web {
             ["id": e.displayId, "status": e.status.rawValue, "policy": e.policy, "workspace": e.workspace,
              "resources": e.resources.joined(separator: ", "), "risk": e.riskLevel, "requester": e.requester, "expires": e.expiresAt.map(iso) ?? ""]
         }
-        let query = [("status", f.status), ("policy", f.policy), ("workspace", f.workspace), ("expiring_within", f.expiringWithin)]
+        let query = [("status", f.status), ("policy", f.policy), ("workspace", f.workspace), ("expiring_within", f.expiringWithin), ("ticket", f.ticket)]
             .filter { !$0.1.isEmpty }.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&")
         func link(_ p: Int) -> String {
             "/register?" + ([query, "page=\(p)", perPage == Self.registerPageSize ? "" : "per_page=\(perPage)"].filter { !$0.isEmpty }.joined(separator: "&"))
         }
         var values: [String: Any] = [
             "title": "Register", "items": items, "count": f.items.count, "policy": f.policy, "workspace": f.workspace,
-            "expiringWithin": f.expiringWithin, "query": query,
+            "expiringWithin": f.expiringWithin, "query": query, "ticket": f.ticket,
             "statuses": ExceptionStatus.allCases.map { ["value": $0.rawValue, "selected": $0.rawValue == f.status] },
         ]
         if pages > 1 {

@@ -67,7 +67,7 @@ struct WebTests {
     @Test func pagesNeedASession() async throws {
         let f = try await ServerFixture()
         try await f.app().test(.router) { c in
-            for page in ["/inbox", "/exceptions/EX-1", "/register", "/register.csv", "/policies/NET-001", "/review", "/audit", "/audit/export.jsonl"] {
+            for page in ["/inbox", "/mine", "/exceptions/EX-1", "/register", "/register.csv", "/policies/NET-001", "/review", "/audit", "/audit/export.jsonl"] {
                 let (status, _, headers) = try await Browser().get(c, page)
                 #expect(status == 303 && headers[.location] == "/login", "\(page)")
             }
@@ -175,7 +175,7 @@ struct WebTests {
             let b = Browser()
             #expect(saysNil(try await b.get(c, "/login").1) == nil)
             _ = try await b.signIn(c, token: f.tokens["fin"]!)
-            for page in ["/inbox", "/exceptions/\(pending.displayId)", "/exceptions/\(other.displayId)", "/register", "/policies/COST-001", "/review", "/audit"] {
+            for page in ["/inbox", "/mine", "/exceptions/\(pending.displayId)", "/exceptions/\(other.displayId)", "/register", "/policies/COST-001", "/review", "/audit"] {
                 let (status, html, _) = try await b.get(c, page)
                 #expect(status == 200, "\(page)")
                 let said = saysNil(html)
@@ -183,6 +183,74 @@ struct WebTests {
             }
             let (_, page, _) = try await b.get(c, "/exceptions/\(pending.displayId)")
             #expect(!page.contains("Renews") && !page.contains("expires"))
+        }
+    }
+
+    /// What an approver weighs, on the page: where the request came from, its ticket, the renewed
+    /// exception side by side, how often the policy was excepted; evidence is added from the page
+    /// with its display text (multipart form with the session's CSRF token); My requests lists the
+    /// user's own.
+    @Test func anApproverSeesTheContextAndARequesterAddsEvidence() async throws {
+        let f = try await ServerFixture()
+        let origin = Provenance(declaredCommitAuthor: "ann", commit: "4f2a9c1d", runURL: "https://ci.example.com/runs/881",
+                                changeURL: "https://git.example.com/shop/pull/12")
+        let old = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["aws_instance.batch"],
+                                                                      reason: "quarter-end batch", days: 7), actor: "dev", now: t0)
+        _ = try await f.state.decisions().approve(old.id, actor: "fin", comment: "until the rewrite", days: nil, now: t0)
+        _ = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "other", resources: ["aws_instance.x"], reason: "other team"),
+                                               actor: "ann", now: t0)
+        let renewal = try await f.state.register.request(ExceptionRequest(policy: "", workspace: "", resources: [], reason: "the rewrite slipped to January",
+                                                                          renews: old.id, provenance: origin, ticket: "https://jira.example.com/browse/OPS-9"),
+                                                         actor: "dev", now: t0.addingTimeInterval(86_400))
+        try await f.app().test(.router) { c in
+            let fin = Browser()
+            _ = try await fin.signIn(c, token: f.tokens["fin"]!)
+            let (_, page, _) = try await fin.get(c, "/exceptions/\(renewal.displayId)")
+            #expect(page.contains("commit <span class=\"mono\">4f2a9c1d</span> by ann"), "\(page)")
+            #expect(page.contains("<a href=\"https://git.example.com/shop/pull/12\" rel=\"noreferrer\">pull request</a>"))
+            #expect(page.contains("<a href=\"https://ci.example.com/runs/881\" rel=\"noreferrer\">pipeline run</a>"))
+            #expect(page.contains("<a href=\"https://jira.example.com/browse/OPS-9\" rel=\"noreferrer\">https://jira.example.com/browse/OPS-9</a>"))
+            #expect(page.contains("<td id=\"previous-reason\">quarter-end batch</td><td id=\"new-reason\">the rewrite slipped to January</td>"))
+            #expect(page.contains("fin: “until the rewrite”"))
+            #expect(page.contains("COST-001 had <strong>3</strong> exceptions (2 in workspace shop)"), "\(page)")
+            // The requester adds evidence with display text through the page's form.
+            let dev = Browser()
+            _ = try await dev.signIn(c, token: f.tokens["dev"]!)
+            let devPage = try await dev.get(c, "/exceptions/\(old.displayId)").1
+            let csrf = try #require(Browser.hidden(devPage, "csrf", after: "action=\"/exceptions/\(old.displayId)/evidence\""))
+            func upload(_ csrf: String, as b: Browser) async throws -> (Int, String) {
+                let boundary = "----waiver\(UUID().uuidString)"
+                var body = "--\(boundary)\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n\(csrf)\r\n"
+                body += "--\(boundary)\r\nContent-Disposition: form-data; name=\"display_text\"\r\n\r\nBackground check cleared\r\n"
+                body += "--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"C:\\docs\\check.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4 cleared\r\n"
+                body += "--\(boundary)--\r\n"
+                var h = b.headers()
+                h[.contentType] = "multipart/form-data; boundary=\(boundary)"
+                return try await c.execute(uri: "/exceptions/\(old.displayId)/evidence", method: .post, headers: h, body: ByteBuffer(string: body)) { r in
+                    (Int(r.status.code), String(buffer: r.body))
+                }
+            }
+            #expect(try await upload("forged", as: dev).0 == 403)
+            let (ok, after) = try await upload(csrf, as: dev)
+            #expect(ok == 200 && after.contains("Evidence check.pdf is kept with EX-1"), "\(after)")
+            #expect(after.contains("“Background check cleared”") && after.contains("after the decision"))
+            let kept = try #require(try await f.state.store.exception(id: old.id)?.evidence.first)
+            #expect(kept.name == "check.pdf" && kept.displayText == "Background check cleared" && kept.sha256 == AuditChain.sha256(Data("%PDF-1.4 cleared".utf8)))
+            // Someone outside the exception sees no form and is refused.
+            let sam = Browser()
+            _ = try await sam.signIn(c, token: f.tokens["sam"]!)
+            let samPage = try await sam.get(c, "/exceptions/\(old.displayId)").1
+            #expect(!samPage.contains("/evidence\" enctype"))
+            let samCSRF = try #require(Browser.hidden(samPage, "csrf"))
+            let (refused, why) = try await upload(samCSRF, as: sam)
+            #expect(refused == 403 && why.contains("sam cannot add evidence to EX-1"), "\(why)")
+            // My requests: dev's pending renewal, nothing of ann's.
+            let mine = try await dev.get(c, "/mine").1
+            #expect(mine.contains("<a href=\"/exceptions/EX-3\">EX-3</a>") && mine.contains("id=\"pending\"") && !mine.contains("EX-2"), "\(mine)")
+            #expect(mine.contains("Decided") == false && mine.contains("id=\"active\""))
+            let byTicket = try await fin.get(c, "/register?ticket=https%3A%2F%2Fjira.example.com%2Fbrowse%2FOPS-9").1
+            #expect(byTicket.contains("id=\"count\">1 exceptions"), "\(byTicket)")
+            #expect(byTicket.contains("EX-3") && !byTicket.contains(">EX-2<"))
         }
     }
 
