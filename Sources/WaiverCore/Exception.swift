@@ -319,6 +319,14 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
         return .object(o)
     }
 
+    /// Requests filed together belong to one batch, decided together on one page: one pipeline run's
+    /// (its run URL, else its commit), else one requester's filed at the same second in one workspace
+    /// (what one `check --request` files).
+    public var batch: String {
+        let source = origin?.runURL ?? origin?.commit ?? "\(requester)@\(Int(createdAt.timeIntervalSince1970))"
+        return workspace + "\u{0}" + source
+    }
+
     public func covers(policy: String, workspace: String, resource: String) -> Bool {
         self.policy == policy && self.workspace == workspace && resources.contains(resource)
     }

@@ -134,6 +134,7 @@ a { color:var(--accent); }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; word-break:break-all; }
 .evidence { margin-bottom:6px; } .evidence-text { font-style:italic; }
 table.side th { width:12%; } table.side td { width:44%; }
+.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); }
 .nowrap { white-space:nowrap; word-break:normal; }
 .status { display:inline-block; padding:1px 9px; border-radius:999px; font-size:12px; font-weight:600; text-transform:uppercase; letter-spacing:.03em; }
 .status.pending { color:var(--pending); background:var(--pending-bg); } .status.approved { color:var(--approved); background:var(--approved-bg); }
@@ -184,24 +185,39 @@ ol.history { padding-left:20px; } ol.history li { margin-bottom:4px; }
         "inbox": #"""
 {{> header}}
 <h1>Waiting for me</h1>
-{{^items}}<div class="card muted" id="empty">Nothing is waiting for your approval.</div>{{/items}}
-{{#hasItems}}
-<table id="inbox">
-  <thead><tr><th>Exception</th><th>Policy</th><th>Workspace</th><th>Risk</th><th>Requester</th><th>Waiting</th></tr></thead>
-  <tbody>
-  {{#items}}
-  <tr>
-    <td data-label="Exception"><a href="/exceptions/{{id}}" class="exception-link">{{id}}</a></td>
-    <td data-label="Policy">{{policy}} <span class="muted">{{policyTitle}}</span></td>
-    <td data-label="Workspace">{{workspace}}</td>
-    <td data-label="Risk"><span class="risk {{risk}}">{{risk}}</span></td>
-    <td data-label="Requester">{{requester}}</td>
-    <td data-label="Waiting">{{age}}</td>
-  </tr>
-  {{/items}}
-  </tbody>
-</table>
-{{/hasItems}}
+{{^hasItems}}<div class="card muted" id="empty">Nothing is waiting for your approval.</div>{{/hasItems}}
+{{#groups}}
+<div class="card batch">
+  <h2 style="margin-top:0">{{title}}</h2>
+  {{#batch}}<form method="post" action="/inbox/decide" class="batch-form">
+  <input type="hidden" name="csrf" value="{{csrf}}">{{/batch}}
+  <table class="inbox">
+    <thead><tr>{{#batch}}<th><span class="sr">Decide</span></th>{{/batch}}<th>Exception</th><th>Policy</th><th>Workspace</th><th>Resources</th><th>Risk</th><th>Requester</th><th>Waiting</th></tr></thead>
+    <tbody>
+    {{#items}}
+    <tr>
+      {{#batch}}<td data-label="Decide"><input type="checkbox" name="pick_{{number}}" value="on" checked aria-label="decide {{id}}"></td>{{/batch}}
+      <td data-label="Exception"><a href="/exceptions/{{id}}" class="exception-link">{{id}}</a></td>
+      <td data-label="Policy">{{policy}} <span class="muted">{{policyTitle}}</span></td>
+      <td data-label="Workspace">{{workspace}}</td>
+      <td data-label="Resources" class="mono">{{resources}}</td>
+      <td data-label="Risk"><span class="risk {{risk}}">{{risk}}</span></td>
+      <td data-label="Requester">{{requester}}</td>
+      <td data-label="Waiting">{{age}}</td>
+    </tr>
+    {{/items}}
+    </tbody>
+  </table>
+  {{#batch}}
+  <label for="comment-{{key}}">Comment (required to reject), kept with each decision</label>
+  <textarea id="comment-{{key}}" name="comment" rows="2"></textarea>
+  <div class="buttons">
+    <button class="approve" type="submit" name="action" value="approve">Approve the selected</button>
+    <button class="reject" type="submit" name="action" value="reject">Reject the selected</button>
+  </div>
+  </form>{{/batch}}
+</div>
+{{/groups}}
 {{> footer}}
 """# + "\n",
         "login": #"""

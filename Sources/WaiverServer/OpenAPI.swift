@@ -327,6 +327,14 @@ paths:
       responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" }, "400": { $ref: "#/components/responses/Page" },
                    "403": { $ref: "#/components/responses/Page" }, "404": { $ref: "#/components/responses/Page" }, "409": { $ref: "#/components/responses/Page" },
                    "413": { $ref: "#/components/responses/Page" }, "422": { $ref: "#/components/responses/Page" } }
+  /inbox/decide:
+    post:
+      summary: "Web: decide several requests together, each on its own (form: action, comment, pick_N=on for EX-N, csrf)"
+      tags: [web]
+      security: [{ session: [] }]
+      requestBody: { content: { application/x-www-form-urlencoded: { schema: { type: object, properties: { action: { type: string, enum: [approve, reject] }, comment: { type: string }, csrf: { type: string } } } } } }
+      responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" }, "400": { $ref: "#/components/responses/Page" },
+                   "403": { $ref: "#/components/responses/Page" }, "413": { $ref: "#/components/responses/Page" } }
   /mine:
     get: { summary: "Web: my requests (pending, active with days left, decided with the decision's comment)", tags: [web], security: [{ session: [] }], responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" } } }
   /evidence/{sha256}:

@@ -12,17 +12,49 @@ import WaiverUseCases
 
 /// The pages: each builds its view from the use cases (`LocalRegisterService`) and renders a template.
 extension Web {
-    func inbox(_ user: User, _ ctx: WaiverContext) async throws -> Response {
+    func inbox(_ user: User, _ ctx: WaiverContext, notice: [String: Any]? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
         let current = now
         // The same rule the decision applies: never the requester, the commit author, the subject or owner.
         let register = try await state.decisions()
         let mine = try await store.exceptions(ExceptionFilter(statuses: [.pending])).filter { register.mayDecide($0, person: user.name) }
             .sorted { $0.createdAt < $1.createdAt }
-        let items: [[String: Any]] = mine.map { e in
-            ["id": e.displayId, "policy": e.policy, "policyTitle": policy(e.policy)?.title ?? "", "workspace": e.workspace,
-             "risk": e.riskLevel, "requester": e.requester, "age": age(current.timeIntervalSince(e.createdAt))]
+        // Requests filed together (one pipeline run's) are one group, decided together with one form.
+        var order: [String] = []
+        var byBatch: [String: [ExceptionRecord]] = [:]
+        for e in mine {
+            if byBatch[e.batch] == nil { order.append(e.batch) }
+            byBatch[e.batch, default: []].append(e)
         }
-        return try render("inbox", ["title": "Waiting for me", "items": items, "hasItems": !items.isEmpty], ctx)
+        let groups: [[String: Any]] = order.enumerated().map { n, key in
+            let members = byBatch[key] ?? []
+            let first = members[0]
+            let source = first.origin?.runURL.map { "pipeline run \($0)" } ?? first.origin?.commit.map { "commit \($0)" }
+                ?? "\(first.requester) at \(iso(first.createdAt))"
+            let title = members.count == 1 ? "\(first.displayId) from \(source)" : "\(members.count) requests from \(source) in \(first.workspace)"
+            return ["title": title, "batch": members.count > 1, "key": n, "items": members.map { e in
+                ["id": e.displayId, "number": e.id, "policy": e.policy, "policyTitle": policy(e.policy)?.title ?? "", "workspace": e.workspace,
+                 "resources": e.resources.count == 1 ? e.resources[0] : "\(e.resources.count) resources",
+                 "risk": e.riskLevel, "requester": e.requester, "age": age(current.timeIntervalSince(e.createdAt))] as [String: Any]
+            }]
+        }
+        return try render("inbox", ["title": "Waiting for me", "groups": groups, "hasItems": !mine.isEmpty, "notice": notice as Any], ctx, status: status)
+    }
+
+    /// The inbox's batch form: each selected request decided on its own (`decideAll`), each its own
+    /// audit event; the page says what happened to each.
+    func decideBatch(_ req: Request, _ ctx: WaiverContext, _ user: User) async throws -> Response {
+        let form = try await formBody(req)
+        guard let expected = ctx.csrf, let sent = form["csrf"], APIToken.equal(expected, sent) else {
+            throw APIError(.forbidden, "csrf", "this form is missing its CSRF token or it does not match your session")
+        }
+        guard let action = form["action"].flatMap(BatchAction.init(rawValue:)) else { throw APIError(.badRequest, "bad_request", "unknown action") }
+        let ids = form.filter { $0.key.hasPrefix("pick_") && $0.value == "on" }.compactMap { Int($0.key.dropFirst("pick_".count)) }.sorted()
+        guard !ids.isEmpty, ids.count <= 500 else { throw APIError(.badRequest, "bad_request", "select 1 to 500 requests to decide") }
+        let comment = (form["comment"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let outcomes = try await service(user).decideAll(ids, action: action, comment: comment.isEmpty ? nil : comment)
+        let refused = outcomes.filter { $0.decided == nil }.count
+        let text = outcomes.map(\.line).joined(separator: " · ")
+        return try await inbox(user, ctx, notice: ["kind": refused == 0 ? "ok" : "error", "text": text])
     }
 
     func exceptionPage(_ req: Request, _ ctx: WaiverContext, _ user: User, notice: [String: Any]?, status: HTTPResponse.Status = .ok) async throws -> Response {

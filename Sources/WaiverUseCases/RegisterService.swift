@@ -324,3 +324,52 @@ extension MyRequest {
         return text
     }
 }
+
+/// A decision taken on several requests at once (the inbox's batch form, `waiver approve EX-1 EX-2`).
+public enum BatchAction: String, Sendable, CaseIterable {
+    case approve, reject
+}
+
+/// What deciding one request of a batch did: the decision, or the rule that refused it.
+public struct BatchOutcome: Sendable, Equatable {
+    public var id: Int
+    public var decided: Decided?
+    public var refusal: String?
+}
+
+extension RegisterService {
+    /// Decides each request on its own: every rule is checked per exception and every decision is its
+    /// own audit event, so one refused request (the approver's own, another group's, already decided)
+    /// neither stops nor undoes the others. Errors other than a rule's refusal end the batch.
+    public func decideAll(_ ids: [Int], action: BatchAction, comment: String?) async throws -> [BatchOutcome] {
+        var out: [BatchOutcome] = []
+        var seen = Set<Int>()
+        for id in ids where seen.insert(id).inserted {
+            do {
+                let d: Decided
+                switch action {
+                case .approve: d = try await approve(id, comment: comment, days: nil, risk: nil)
+                case .reject: d = try await reject(id, comment: comment ?? "")
+                }
+                out.append(BatchOutcome(id: id, decided: d, refusal: nil))
+            } catch let e as RegisterError {
+                out.append(BatchOutcome(id: id, decided: nil, refusal: e.description))
+            }
+        }
+        return out
+    }
+}
+
+extension BatchOutcome {
+    /// "EX-3 approved by fin until …", "EX-4: approval recorded; still needs …", "EX-5 refused: …".
+    public var line: String {
+        let shown = ExceptionRecord.display(id)
+        guard let d = decided else { return "\(shown) refused: \(refusal ?? "")" }
+        let e = d.record
+        switch e.status {
+        case .approved: return "\(shown) approved by \(d.actor)\(e.expiresAt.map { ": active until \(iso($0))" } ?? "")"
+        case .rejected: return "\(shown) rejected by \(d.actor)"
+        default: return "\(shown): approval by \(d.actor) recorded; still needs \(d.stillNeeds ?? "nothing")"
+        }
+    }
+}

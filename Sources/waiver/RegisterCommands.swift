@@ -62,18 +62,29 @@ enum OutputFormatChoice: String, ExpressibleByArgument, CaseIterable {
 }
 
 struct Approve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Approve a pending exception (never your own; only members of the routed groups).")
+    static let configuration = CommandConfiguration(
+        abstract: "Approve a pending exception (never your own; only members of the routed groups).",
+        discussion: "Several ids decide a batch (one pipeline run's requests): each is decided on its own, each rule checked per exception; exit 2 when any was refused.")
     @OptionGroup var config: ConfigOptions
     @OptionGroup var registerOptions: RegisterOptions
-    @Argument(help: "Exception id (EX-7).") var id: String
+    @Argument(help: "Exception id (EX-7); several for a batch.") var ids: [String]
     @Option(name: .long, help: ArgumentHelp("Comment kept with the approval.", valueName: "text")) var comment: String?
     @Option(name: .long, help: ArgumentHelp("Approve for fewer days than requested.", valueName: "n")) var days: Int?
     @Option(name: .long, help: ArgumentHelp("Re-rate the risk upward (a level of risk.levels): the approvals that level needs apply at once.", valueName: "level"))
     var risk: String?
 
+    func validate() throws {
+        if ids.isEmpty { throw ValidationError("name the exception to approve (EX-7)") }
+        if ids.count > 1, days != nil || risk != nil { throw ValidationError("--days and --risk are for one exception at a time") }
+    }
+
     func run() async throws {
         let service = try await registerOptions.service(config: config, needPolicies: false)
-        let d = try await service.approve(try exceptionId(id), comment: comment, days: days, risk: risk)
+        if ids.count > 1 {
+            try await decideBatch(service, ids, .approve, comment: comment)
+            return
+        }
+        let d = try await service.approve(try exceptionId(ids[0]), comment: comment, days: days, risk: risk)
         let e = d.record
         if risk != nil, e.riskRaisedBy == d.actor { print("\(e.displayId): risk raised to \(RegisterOutput.riskText(e)); it needs \(e.rule.minApprovals) of \(e.rule.groups.joined(separator: ", "))") }
         if e.status == .approved, let x = e.expiresAt {
@@ -85,16 +96,35 @@ struct Approve: AsyncParsableCommand {
 }
 
 struct Reject: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Reject a pending exception, with a comment saying why.")
+    static let configuration = CommandConfiguration(abstract: "Reject a pending exception (several for a batch), with a comment saying why.")
     @OptionGroup var config: ConfigOptions
     @OptionGroup var registerOptions: RegisterOptions
-    @Argument(help: "Exception id (EX-7).") var id: String
+    @Argument(help: "Exception id (EX-7); several for a batch.") var ids: [String]
     @Option(name: .long, help: ArgumentHelp("Why it is rejected.", valueName: "text")) var comment: String
 
+    func validate() throws {
+        if ids.isEmpty { throw ValidationError("name the exception to reject (EX-7)") }
+    }
+
     func run() async throws {
-        let d = try await registerOptions.service(config: config, needPolicies: false).reject(try exceptionId(id), comment: comment)
+        let service = try await registerOptions.service(config: config, needPolicies: false)
+        if ids.count > 1 {
+            try await decideBatch(service, ids, .reject, comment: comment)
+            return
+        }
+        let d = try await service.reject(try exceptionId(ids[0]), comment: comment)
         print("\(d.record.displayId) rejected by \(d.actor)")
     }
+}
+
+/// Decides several requests, each on its own; one line each, refusals on stderr; exit 2 when any was refused.
+func decideBatch(_ service: any RegisterService, _ ids: [String], _ action: BatchAction, comment: String?) async throws {
+    let numbers = try ids.map(exceptionId)
+    let outcomes = try await service.decideAll(numbers, action: action, comment: comment)
+    for o in outcomes {
+        if o.decided != nil { print(o.line) } else { FileHandle.standardError.write(Data("error: \(o.line)\n".utf8)) }
+    }
+    if outcomes.contains(where: { $0.decided == nil }) { throw Exit(code: 2) }
 }
 
 struct Revoke: AsyncParsableCommand {

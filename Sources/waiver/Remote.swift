@@ -51,7 +51,15 @@ struct ServerClient: Sendable {
         }
         guard (200..<300).contains(reply.status) else {
             let message = (try? reply.json())?["error"]?["message"]?.stringValue ?? reply.text.prefix(300).description
-            throw UsageError("server: \(message) (HTTP \(reply.status))")
+            let text = "server: \(message) (HTTP \(reply.status))"
+            // A rule's refusal is the register's own error, as on a local register (a batch goes on past it).
+            switch reply.status {
+            case 403 where !message.contains("token"): throw RegisterError.refused(text)
+            case 404: throw RegisterError.notFound(text)
+            case 409: throw RegisterError.conflict(text)
+            case 422: throw RegisterError.invalid(text)
+            default: throw UsageError(text)
+            }
         }
         return reply
     }

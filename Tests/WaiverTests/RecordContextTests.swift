@@ -94,6 +94,27 @@ struct RecordContextTests {
         #expect(json.arrayValue?.compactMap { $0["id"]?.stringValue } == ["EX-4"])
     }
 
+    @Test func severalRequestsAreDecidedTogetherEachOnItsOwn() async throws {
+        let w = try Workspace()
+        #expect(try w.run(["check", "--plan", webApp, "--workspace", "shop", "--request", "--reason", "Launch on Friday", "--quiet"], as: "ci").code == 1)
+        let filed = try JSONReader.parse(Data(try w.run(["list", "--format", "json"]).out.utf8)).arrayValue ?? []
+        let cost = filed.filter { $0["category"] == "cost" }.compactMap { $0["id"]?.stringValue }
+        let security = filed.filter { $0["category"] == "security" }.compactMap { $0["id"]?.stringValue }
+        #expect(!cost.isEmpty && !security.isEmpty)
+        let r = try w.run(["approve"] + cost + [security[0], "--comment", "capacity planned"], as: "fin")
+        #expect(r.code == 2)
+        #expect(r.out.split(separator: "\n").count == cost.count, "\(r.out)")
+        #expect(r.err.contains("error: \(security[0]) refused: fin cannot approve \(security[0])"), "\(r.err)")
+        // Every cost request carries fin's approval with the comment; the security one none.
+        let after = try JSONReader.parse(Data(try w.run(["list", "--format", "json"]).out.utf8)).arrayValue ?? []
+        for e in after {
+            let approvers = e["approvals"]?.arrayValue?.compactMap { $0["approver"]?.stringValue } ?? []
+            let comments = e["approvals"]?.arrayValue?.compactMap { $0["comment"]?.stringValue } ?? []
+            if cost.contains(e["id"]?.stringValue ?? "") { #expect(approvers == ["fin"] && comments == ["capacity planned"]) } else { #expect(approvers.isEmpty) }
+        }
+        #expect(try w.run(["approve", "EX-1", "EX-2", "--days", "3"], as: "fin").err.contains("--days and --risk are for one exception at a time"))
+    }
+
     @Test func aPipelineRenewsAnExpiredException() async throws {
         let w = try Workspace()
         #expect(try w.run(["request", "--policy", "NET-001", "--resource", bastion, "--workspace", "shop", "--reason", "Vendor migration needs SSH", "--days", "7",

@@ -254,6 +254,55 @@ struct WebTests {
         }
     }
 
+    /// One pipeline run's requests are one group in the inbox, decided with one form; each is
+    /// decided on its own (its own event, its own rules), so one that may not be approved by this
+    /// person is refused while the others are approved.
+    @Test func aPipelineRunsRequestsAreDecidedTogether() async throws {
+        let f = try await ServerFixture()
+        let run = Provenance(commit: "4f2a9c1d", runURL: "https://ci.example.com/runs/881")
+        var filed: [Int] = []
+        for r in ["sg.a", "sg.b", "sg.c"] {
+            filed.append(try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: [r], reason: "launch",
+                                                                            likelihood: .low, provenance: run), actor: "dev", now: t0).id)
+        }
+        let ids = filed
+        let cost = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["i.a"], reason: "launch", provenance: run),
+                                                      actor: "dev", now: t0)
+        let alone = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.z"], reason: "other", likelihood: .low),
+                                                       actor: "dev", now: t0.addingTimeInterval(5))
+        try await f.app().test(.router) { c in
+            let sam = Browser()
+            _ = try await sam.signIn(c, token: f.tokens["sam"]!)
+            let (_, page, _) = try await sam.get(c, "/inbox")
+            // The run's three security requests are one group (the cost one is finance's, not in sam's inbox).
+            #expect(page.contains("3 requests from pipeline run https://ci.example.com/runs/881 in shop"), "\(page)")
+            #expect(page.components(separatedBy: "action=\"/inbox/decide\"").count == 2)  // one form: the single request has none
+            let csrf = try #require(Browser.hidden(page, "csrf", after: "action=\"/inbox/decide\""))
+            #expect(try await sam.post(c, "/inbox/decide", [("action", "approve"), ("pick_\(ids[0])", "on")]).0 == 403)
+            #expect(try await f.state.store.exception(id: ids[0])?.status == .pending)
+            // The three, plus the cost request's id sent by hand: each is decided by its own rules.
+            let (status, after, _) = try await sam.post(c, "/inbox/decide", [("csrf", csrf), ("action", "approve"), ("comment", "launch window"),
+                                                                           ("pick_\(ids[0])", "on"), ("pick_\(ids[1])", "on"), ("pick_\(ids[2])", "on"),
+                                                                           ("pick_\(cost.id)", "on")])
+            #expect(status == 200)
+            #expect(after.contains("EX-1 approved by sam") && after.contains("EX-3 approved by sam"), "\(after)")
+            #expect(after.contains("EX-4 refused: sam cannot approve EX-4: exceptions to COST-001"), "\(after)")
+            for id in ids { #expect(try await f.state.store.exception(id: id)?.status == .approved) }
+            #expect(try await f.state.store.exception(id: cost.id)?.status == .pending)
+            #expect(try await f.state.store.exception(id: alone.id)?.status == .pending)
+            // Each decision is its own audit event, with the comment.
+            let approvals = try await f.state.store.auditEvents(subject: nil).filter { $0.action == "exception.approved" }
+            #expect(approvals.map(\.subject) == ["EX-1", "EX-2", "EX-3"] && approvals.allSatisfy { $0.payload.contains("launch window") })
+            // The requester's own batch: every one refused by its rule, said per request.
+            let dev = Browser()
+            _ = try await dev.signIn(c, token: f.tokens["dev"]!)
+            let devCSRF = try #require(Browser.hidden(try await dev.get(c, "/inbox").1, "csrf"))
+            let (_, refused, _) = try await dev.post(c, "/inbox/decide", [("csrf", devCSRF), ("action", "reject"), ("comment", "no"), ("pick_\(alone.id)", "on")])
+            #expect(refused.contains("EX-5 refused: dev cannot reject EX-5: they requested it"), "\(refused)")
+            #expect(try await f.state.store.exception(id: alone.id)?.status == .pending)
+        }
+    }
+
     @Test func aFormThatCannotBeDecodedIsRefusedNotReadAsEmptyFields() async throws {
         let f = try await ServerFixture()
         let e = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.web"], reason: "vendor", likelihood: .low),
