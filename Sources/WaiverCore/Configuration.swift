@@ -105,6 +105,10 @@ public struct Configuration: Sendable, Equatable {
     public var identity = IdentitySettings()
     /// HCP Terraform run tasks (`run_tasks.terraform`), when configured.
     public var terraformRunTask: TerraformRunTask?
+    /// `server.metrics: open`: `/metrics` answers without a token (default: it needs one, as the API does).
+    public var metricsOpen = false
+    /// Members of this group read everything and act on nothing (`roles.auditors`, default `auditors`).
+    public var auditorGroup = "auditors"
 
     public init() {}
 

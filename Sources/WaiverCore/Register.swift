@@ -298,10 +298,19 @@ public struct Register: Sendable {
         return prepared.isEmpty ? [] : try await store.insert(prepared)
     }
 
+    /// Auditors read everything and act on nothing: whoever is in `roles.auditors` is refused every
+    /// change to the register (requests, decisions, evidence, recorded checks), wherever it comes from.
+    public func mayAct(_ actor: String) throws(RegisterError) {
+        if groupsOf(actor).contains(configuration.auditorGroup) {
+            throw .refused("\(actor) is an auditor (group \(configuration.auditorGroup)): auditors see the whole record and change nothing in it")
+        }
+    }
+
     /// Validates, prices and routes a request without storing it.
     public func prepare(_ request: ExceptionRequest, actor: String, now: Date) async throws -> PreparedRequest {
         let now = Register.second(now)
         let actor = actor.trimmingCharacters(in: .whitespacesAndNewlines)
+        try mayAct(actor)
         guard !actor.isEmpty, actor.count <= 200 else { throw RegisterError.invalid("the actor must be a name of 1 to 200 characters") }
         try RequestLimits.storable(actor, "the actor")
         // A renewal inherits what it does not say from the exception it renews.
@@ -436,6 +445,7 @@ public struct Register: Sendable {
     // MARK: - Decisions
 
     func mayDecide(_ e: ExceptionRecord, actor: String, verb: String) throws {
+        try mayAct(actor)
         if let why = e.untrusted {
             throw RegisterError.conflict("\(e.displayId) cannot be decided: \(why)")
         }
@@ -555,6 +565,7 @@ public struct Register: Sendable {
         try RequestLimits.storable(comment, "the comment")
         return try await store.modify(id: id) { e in
             if let refusal = e.status.refusal(to: .revoked, id: e.displayId) { throw RegisterError.conflict(refusal) }
+            try mayAct(actor)
             if !Identity.same(actor, e.requester), !isAdmin(actor), groupsOf(actor).isDisjoint(with: e.rule.groups) {
                 throw RegisterError.refused("\(actor) cannot revoke \(e.displayId): only its requester, an administrator or members of \(e.rule.groups.joined(separator: ", ")) can")
             }
@@ -569,6 +580,7 @@ public struct Register: Sendable {
     /// members of the groups that decide it, and administrators. Evidence may be added in any state:
     /// after a decision it is closure evidence ("background check cleared"), recorded as such.
     public func mayAddEvidence(_ e: ExceptionRecord, actor: String) throws(RegisterError) {
+        try mayAct(actor)
         if let why = e.untrusted { throw .conflict("\(e.displayId) cannot take evidence: \(why)") }
         let involved = Identity.same(actor, e.requester) || e.subjectPeople.contains { Identity.same($0, actor) }
         guard involved || isAdmin(actor) || !groupsOf(actor).isDisjoint(with: e.rule.groups) else {
@@ -680,6 +692,7 @@ public struct Register: Sendable {
     /// Records a check so the register knows the workspace's latest state.
     public func recordCheck(_ report: CheckReport, violations: [RecordedViolation], actor: String, provenance: Provenance = Provenance(),
                             now: Date) async throws -> Int {
+        try mayAct(actor)
         _ = try RequestLimits.workspace(report.workspace)
         if let p = provenance.pipeline { try PipelineTrustRule.check(p, workspace: report.workspace, rules: configuration.identity.pipelines) }
         let r = try recording(report, violations: violations, actor: actor, provenance: provenance, now: now)
@@ -741,6 +754,7 @@ public struct Register: Sendable {
     public func checkIn(_ evaluated: CheckReport, requests: (CheckReport) throws -> [ExceptionRequest], actor: String,
                         provenance: Provenance = Provenance(), now: Date,
                         violations: (CheckReport) -> [RecordedViolation]) async throws -> (report: CheckReport, filed: [ExceptionRecord], evaluation: Int) {
+        try mayAct(actor)
         _ = try RequestLimits.workspace(evaluated.workspace)
         if let p = provenance.pipeline { try PipelineTrustRule.check(p, workspace: evaluated.workspace, rules: configuration.identity.pipelines) }
         var report = evaluated

@@ -5,7 +5,7 @@ import Yams
 /// Reads `waiver.yaml` (configuration.md). Every key has a default; an unknown key, a group that is
 /// referenced but not defined, or a duration past the cap is an error naming the key and line.
 public enum ConfigLoader {
-    static let topKeys = ["policies", "exceptions", "groups", "routing", "risk", "notify", "sarif", "reports", "retention", "identity", "run_tasks"]
+    static let topKeys = ["policies", "exceptions", "groups", "routing", "risk", "notify", "sarif", "reports", "retention", "identity", "run_tasks", "server", "roles"]
 
     /// Loads the file at `path`; when `required` is false and the file does not exist, defaults apply.
     public static func load(path: String, required: Bool) throws(InputErrors) -> Configuration {
@@ -136,6 +136,21 @@ public enum ConfigLoader {
                 parseIdentity(&yaml, value, into: &config)
             case "run_tasks":
                 parseRunTasks(&yaml, value, into: &config)
+            case "server":
+                guard let pairs = yaml.mapping(value, key, what: "server", known: ["metrics"]) else { continue }
+                for (k, _, v) in pairs {
+                    guard let text = yaml.string(v, "server.\(k)", "server.\(k)") else { continue }
+                    switch text {
+                    case "open": config.metricsOpen = true
+                    case "token": config.metricsOpen = false
+                    default: yaml.error(v, "server.metrics", "'\(text.clipped(40))' is not token or open")
+                    }
+                }
+            case "roles":
+                guard let pairs = yaml.mapping(value, key, what: "roles", known: ["auditors"]) else { continue }
+                for (k, _, v) in pairs {
+                    if let group = yaml.string(v, "roles.\(k)", "roles.\(k)"), !group.isEmpty { config.auditorGroup = group }
+                }
             default: break
             }
         }

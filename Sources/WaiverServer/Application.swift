@@ -173,7 +173,10 @@ public func buildRouter(state: ServerState) throws -> Router<WaiverContext> {
     router.add(middleware: NoStoreMiddleware())
     router.add(middleware: MethodNotAllowedMiddleware())
     router.get("/health") { _, _ in jsonResponse(["status": "ok"]) }
-    router.get("/metrics") { _, _ in
+    // The metrics need a token, as the API does (Prometheus sends one: `authorization: { credentials_file: ... }`),
+    // unless waiver.yaml says `server: { metrics: open }`.
+    let metrics = state.settings.configuration.metricsOpen ? router.group() : router.group().add(middleware: TokenMiddleware(state: state))
+    metrics.get("/metrics") { _, _ in
         await state.metrics.refresh(store: state.store, maxAttempts: WebhookService.maxAttempts)
         return text(state.metrics.registry.emitToString(), contentType: "text/plain; version=0.0.4; charset=utf-8")
     }

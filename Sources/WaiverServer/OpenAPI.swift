@@ -388,7 +388,7 @@ paths:
       security: []
       responses: { "200": { description: ok, content: { application/json: { schema: { type: object, required: [status], properties: { status: { const: ok } } } } } } }
   /metrics:
-    get: { summary: Prometheus metrics, security: [], responses: { "200": { description: text exposition format, content: { text/plain: { schema: { type: string } } } } } }
+    get: { summary: "Prometheus metrics (a token, unless waiver.yaml says server: { metrics: open })", responses: { "200": { description: text exposition format, content: { text/plain: { schema: { type: string } } } }, "401": { $ref: "#/components/responses/Error" }, "429": { $ref: "#/components/responses/Error" } } }
   /openapi.yaml:
     get: { summary: This document, security: [], responses: { "200": { description: OpenAPI 3.1, content: { application/yaml: { schema: { type: string } } } } } }
   /api/v1/me:

@@ -69,7 +69,8 @@ extension Web {
         let history: [[String: Any]] = try await store.auditEvents(subject: e.displayId).map { ev in
             ["seq": ev.seq, "at": iso(ev.time), "actor": ev.actor, "action": ev.action, "details": RegisterOutput.details(ev.payload)]
         }
-        let canDecide = !e.status.isFinal && e.untrusted == nil
+        let auditor = user.groups.contains(state.settings.configuration.auditorGroup)
+        let canDecide = !e.status.isFinal && e.untrusted == nil && !auditor
             && (user.admin || !Set(user.groups).isDisjoint(with: e.rule.groups) || Identity.same(user.name, e.requester))
         let higherRisks = state.register.riskOrder.filter { state.register.rank($0) > state.register.rank(e.riskLevel) }
         // What the approver weighs besides the request: how often this policy (and this workspace)
@@ -94,7 +95,7 @@ extension Web {
             "ticket": e.ticket as Any, "ticketURL": e.ticket.flatMap { $0.lowercased().hasPrefix("http") ? $0 : nil } as Any,
             "origin": e.origin.map { o in ["commit": o.commit as Any, "commitAuthor": o.commitAuthor as Any, "changeURL": o.changeURL as Any,
                                            "runURL": o.runURL as Any, "pipeline": o.pipeline as Any] } as Any,
-            "canAddEvidence": e.untrusted == nil && (user.admin || Identity.same(user.name, e.requester) || !Set(user.groups).isDisjoint(with: e.rule.groups)
+            "canAddEvidence": e.untrusted == nil && !auditor && (user.admin || Identity.same(user.name, e.requester) || !Set(user.groups).isDisjoint(with: e.rule.groups)
                                                      || e.subjectPeople.contains { Identity.same($0, user.name) }),
             "title": e.displayId, "id": e.displayId, "status": e.status.rawValue, "active": e.isActive(at: current),
             "expires": e.expiresAt.map(iso) as Any, "policy": e.policy, "policyTitle": p?.title ?? "", "policyDescription": p?.description ?? "",

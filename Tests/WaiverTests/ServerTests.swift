@@ -230,7 +230,10 @@ struct ServerAPITests {
             #expect(try await client.call(.get, "/api/v1/admin/webhooks", as: "dev", f).0 == 403)
             #expect(try await client.call(.get, "/api/v1/admin/webhooks", as: "root", f).0 == 200)
             #expect(try await client.call(.post, "/api/v1/expire", as: "dev", f).0 == 200)
-            let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            // The metrics need a token, as the API does.
+            let anonymous = try await client.execute(uri: "/metrics", method: .get) { $0.status }
+            #expect(anonymous == .unauthorized)
+            let metrics = try await client.execute(uri: "/metrics", method: .get, headers: f.headers("dev")) { String(buffer: $0.body) }
             #expect(metrics.contains("waiver_exceptions{status=\"pending\"} 1"))
             #expect(metrics.contains("waiver_http_requests_total"))
         }
@@ -247,7 +250,7 @@ struct ServerAPITests {
         let f = try await ServerFixture()
         let text = try await f.app().test(.router) { client in
             _ = try await client.call(.post, "/api/v1/exceptions", as: "dev", f, json: netRequest)
-            return try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            return try await client.execute(uri: "/metrics", method: .get, headers: f.headers("dev")) { String(buffer: $0.body) }
         }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
