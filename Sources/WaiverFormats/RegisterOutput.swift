@@ -49,8 +49,45 @@ public enum RegisterOutput {
                 ["seq": .number(Double(ev.seq)), "at": .string(iso(ev.time)), "actor": .string(ev.actor), "action": .string(ev.action),
                  "details": historyDetails(ev.payload)]
             }))
+            o.append("decisions", .array(decisions(history).map { d in
+                var item = Value.Object([("decision", .string(d.decision)), ("by", .string(d.by)), ("at", .string(iso(d.at)))])
+                if let c = d.comment { item.append("comment", .string(c)) }
+                return .object(item)
+            }))
+            o.append("risk_history", .array(riskHistory(history).map { r in
+                .object(Value.Object([("level", .string(r.level)), ("by", .string(r.by)), ("at", .string(iso(r.at))), ("how", .string(r.how))]))
+            }))
         }
         return .object(o)
+    }
+
+    /// Every decision in an exception's history, in order: each approval (with its comment), the
+    /// rejection or revocation (with its reason), the expiry or closing (with the re-check's basis).
+    public static func decisions(_ history: [AuditEvent]) -> [(decision: String, by: String, at: Date, comment: String?)] {
+        let names = ["exception.approval_added": "approval", "exception.approved": "approved", "exception.rejected": "rejected",
+                     "exception.revoked": "revoked", "exception.expired": "expired", "exception.closed": "closed"]
+        return history.compactMap { ev in
+            guard let name = names[ev.action] else { return nil }
+            let payload = try? JSONReader.parse(Data(ev.payload.utf8))
+            let comment = payload?["comment"]?.stringValue ?? payload?["basis"]?.stringValue
+            return (name, ev.actor, ev.time, comment)
+        }
+    }
+
+    /// How the risk level came about, in order: as filed (and raised to the policy's floor), then
+    /// each re-rating by an approver.
+    public static func riskHistory(_ history: [AuditEvent]) -> [(level: String, by: String, at: Date, how: String)] {
+        history.compactMap { ev in
+            guard ev.action == "exception.requested" || ev.action == "exception.risk_raised",
+                  let payload = try? JSONReader.parse(Data(ev.payload.utf8)) else { return nil }
+            if ev.action == "exception.requested" {
+                guard let level = payload["risk"]?.stringValue else { return nil }
+                let how = payload["risk_floor"]?.stringValue ?? "as requested (likelihood \(payload["likelihood"]?.stringValue ?? "?") x impact \(payload["impact"]?.stringValue ?? "?"))"
+                return (level, ev.actor, ev.time, how)
+            }
+            guard let to = payload["to"]?.stringValue else { return nil }
+            return (to, ev.actor, ev.time, "raised from \(payload["from"]?.stringValue ?? "?") by an approver")
+        }
     }
 
     /// An event's payload for a history, without the recorded state (the exception itself shows it).
@@ -174,7 +211,10 @@ public enum RegisterOutput {
     }
 
     /// CSV for auditors (RFC 4180 quoting).
-    public static func csv(_ list: [ExceptionRecord]) -> String {
+    public static func csv(_ list: [ExceptionRecord]) -> String { csv(list.map { ($0, []) }) }
+
+    /// CSV for auditors with each exception's decisions and risk history (from `history`).
+    public static func csv(_ rows: [(record: ExceptionRecord, history: [AuditEvent])]) -> String {
         func q(_ s: String) -> String {
             // A leading = + - @ would run as a formula in a spreadsheet: prefix it.
             var t = s
@@ -182,8 +222,8 @@ public enum RegisterOutput {
             return "\"" + t.replacingOccurrences(of: "\"", with: "\"\"") + "\""
         }
         var out = "id,status,policy,category,workspace,subject_kind,resources,requester,reason,risk,likelihood,impact,mitigations,approvers,created,decided,expires,renews,evidence_sha256,"
-            + "ticket,commit,run_url,change_url,commit_author,conflicted,evidence\r\n"
-        for e in list {
+            + "ticket,commit,run_url,change_url,commit_author,conflicted,evidence,decisions,risk_history\r\n"
+        for (e, history) in rows {
             var fields: [String] = [
                 e.displayId, e.status.rawValue, e.policy, e.category, e.workspace, e.subjectKind.rawValue, e.resources.joined(separator: " "),
                 e.requester, e.reason, e.riskLevel, e.likelihood.rawValue, e.impact.rawValue, e.mitigations.joined(separator: " | "),
@@ -195,6 +235,9 @@ public enum RegisterOutput {
             fields.append(e.conflicted.joined(separator: " "))
             // Each evidence item as name (sha256): display text, one per line.
             fields.append(e.evidence.map(evidenceLine).joined(separator: "\n"))
+            // One line per decision and per risk level, as `time decision by who: comment`.
+            fields.append(decisions(history).map { d in iso(d.at) + " " + d.decision + " by " + d.by + (d.comment.map { ": " + $0 } ?? "") }.joined(separator: "\n"))
+            fields.append(riskHistory(history).map { r in iso(r.at) + " " + r.level + " (" + r.how + ", " + r.by + ")" }.joined(separator: "\n"))
             out += fields.map(q).joined(separator: ",") + "\r\n"
         }
         return out

@@ -247,12 +247,15 @@ struct API: Sendable {
             query.expiringWithin = d
         }
         let asked = try format(req, ["json", "text", "csv"])
-        let items = try await service.list(query)
-        switch asked {
-        case "text": return text(RegisterOutput.listText(items, now: service.now))
-        case "csv": return text(RegisterOutput.csv(items), contentType: "text/csv; charset=utf-8")
-        default: return jsonResponse(.array(items.map { RegisterOutput.value($0, now: service.now) }))
+        if asked == "text" { return text(RegisterOutput.listText(try await service.list(query), now: service.now)) }
+        // The CSV export, and the JSON with `history=true`, carry each exception's decisions and risk history.
+        if asked == "csv" {
+            return text(RegisterOutput.csv(try await service.exportRows(query).map { ($0.record, $0.history) }), contentType: "text/csv; charset=utf-8")
         }
+        if q.get("history") == "true" {
+            return jsonResponse(.array(try await service.exportRows(query).map { RegisterOutput.value($0.record, history: $0.history, now: service.now) }))
+        }
+        return jsonResponse(.array(try await service.list(query).map { RegisterOutput.value($0, now: service.now) }))
     }
 
     // MARK: - Helpers

@@ -134,6 +134,14 @@ components:
         expires: { type: [string, "null"], format: date-time }
         renews: { type: [string, "null"], pattern: "^EX-[0-9]+$" }
         history: { type: array, items: { $ref: "#/components/schemas/HistoryEntry" } }
+        decisions:
+          type: array
+          description: "with the history: every approval, rejection, revocation, expiry and closing, with its comment or reason"
+          items: { type: object, required: [decision, by, at], properties: { decision: { type: string, enum: [approval, approved, rejected, revoked, expired, closed] }, by: { type: string }, at: { type: string, format: date-time }, comment: { type: string } } }
+        risk_history:
+          type: array
+          description: "with the history: the risk as filed, then each re-rating"
+          items: { type: object, required: [level, by, at, how], properties: { level: { type: string }, by: { type: string }, at: { type: string, format: date-time }, how: { type: string } } }
         still_needs: { type: string, description: "on an approval that is not yet enough: what it still needs" }
         warning: { type: string, description: "on a request no one can approve as the groups stand" }
     Finding:
@@ -486,6 +494,7 @@ paths:
         - { name: requester, in: query, schema: { type: string } }
         - { name: mine, in: query, schema: { type: boolean }, description: "only the signed-in user's own requests" }
         - { name: ticket, in: query, schema: { type: string }, description: only exceptions filed with this ticket }
+        - { name: history, in: query, schema: { type: boolean }, description: "each with its history, decisions and risk history (the JSON export)" }
         - { name: expiring_within, in: query, schema: { type: string, pattern: "^[0-9]{1,8}[smhdw]$" }, example: 7d }
         - { $ref: "#/components/parameters/limit" }
         - { name: format, in: query, schema: { type: string, enum: [json, text, csv] } }

@@ -73,7 +73,10 @@ struct Web: Sendable {
         } }
         pages.get("/register") { req, ctx in try await page(ctx) { user in try await registerPage(req, ctx, user) } }
         pages.get("/register.csv") { req, ctx in try await page(ctx) { user in
-            var r = text(RegisterOutput.csv(try await filtered(req, user).items), contentType: "text/csv; charset=utf-8")
+            let f = try await filtered(req, user)
+            var rows: [(record: ExceptionRecord, history: [AuditEvent])] = []
+            for e in f.items { rows.append((e, try await store.auditEvents(subject: e.displayId))) }
+            var r = text(RegisterOutput.csv(rows), contentType: "text/csv; charset=utf-8")
             r.headers[.contentDisposition] = "attachment; filename=\"waiver-register.csv\""
             return r
         } }

@@ -14,6 +14,9 @@ public protocol RegisterService: Sendable {
     func revoke(_ id: Int, comment: String) async throws -> Decided
     func addEvidence(_ id: Int, _ upload: EvidenceUpload) async throws -> ExceptionRecord
     func list(_ query: ListQuery) async throws -> [ExceptionRecord]
+    /// The listed exceptions each with its history: what the CSV and JSON exports are made of
+    /// (decisions with their comments, rejections and revocations with their reasons, the risk history).
+    func exportRows(_ query: ListQuery) async throws -> [ExportRow]
     func show(_ id: Int) async throws -> Shown
     func report(from: Date?, to: Date?) async throws -> RegisterReport
     func expire() async throws -> [ExpiryOutcome]
@@ -226,6 +229,12 @@ public struct LocalRegisterService: RegisterService {
         return filter.expiringBefore == nil ? items : items.filter { $0.isActive(at: now) }
     }
 
+    public func exportRows(_ q: ListQuery) async throws -> [ExportRow] {
+        var rows: [ExportRow] = []
+        for e in try await list(q) { rows.append(ExportRow(record: e, history: try await store.auditEvents(subject: e.displayId))) }
+        return rows
+    }
+
     public func show(_ id: Int) async throws -> Shown {
         guard let e = try await store.exception(id: id) else { throw RegisterError.notFound("\(ExceptionRecord.display(id)) not found") }
         return Shown(record: e, history: try await store.auditEvents(subject: e.displayId))
@@ -280,6 +289,16 @@ public struct LocalRegisterService: RegisterService {
             out.append(0x0A)
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// An exported exception: the record and its history (from the audit log).
+public struct ExportRow: Sendable, Equatable {
+    public var record: ExceptionRecord
+    public var history: [AuditEvent]
+    public init(record: ExceptionRecord, history: [AuditEvent]) {
+        self.record = record
+        self.history = history
     }
 }
 

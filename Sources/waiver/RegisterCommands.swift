@@ -67,7 +67,7 @@ struct Approve: AsyncParsableCommand {
         discussion: "Several ids decide a batch (one pipeline run's requests): each is decided on its own, each rule checked per exception; exit 2 when any was refused.")
     @OptionGroup var config: ConfigOptions
     @OptionGroup var registerOptions: RegisterOptions
-    @Argument(help: "Exception id (EX-7); several for a batch.") var ids: [String]
+    @Argument(help: ArgumentHelp("Exception id (EX-7); several for a batch.", valueName: "id")) var ids: [String]
     @Option(name: .long, help: ArgumentHelp("Comment kept with the approval.", valueName: "text")) var comment: String?
     @Option(name: .long, help: ArgumentHelp("Approve for fewer days than requested.", valueName: "n")) var days: Int?
     @Option(name: .long, help: ArgumentHelp("Re-rate the risk upward (a level of risk.levels): the approvals that level needs apply at once.", valueName: "level"))
@@ -99,7 +99,7 @@ struct Reject: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reject a pending exception (several for a batch), with a comment saying why.")
     @OptionGroup var config: ConfigOptions
     @OptionGroup var registerOptions: RegisterOptions
-    @Argument(help: "Exception id (EX-7); several for a batch.") var ids: [String]
+    @Argument(help: ArgumentHelp("Exception id (EX-7); several for a batch.", valueName: "id")) var ids: [String]
     @Option(name: .long, help: ArgumentHelp("Why it is rejected.", valueName: "text")) var comment: String
 
     func validate() throws {
@@ -166,11 +166,13 @@ struct List: AsyncParsableCommand {
             try emit(RegisterOutput.myRequests(try await service.myRequests().map { ($0.record, $0.decision) }, now: service.now), to: nil)
             return
         }
-        let list = try await service.list(ListQuery(status: status, policy: policy, workspace: workspace, expiringWithin: within, ticket: ticket, mine: mine))
+        let query = ListQuery(status: status, policy: policy, workspace: workspace, expiringWithin: within, ticket: ticket, mine: mine)
         switch format {
-        case .text: try emit(RegisterOutput.listText(list, now: service.now), to: nil)
-        case .json: try emit(JSONWriter.write(.array(list.map { RegisterOutput.value($0, now: service.now) })), to: nil)
-        case .csv: try emit(RegisterOutput.csv(list), to: nil)
+        case .text: try emit(RegisterOutput.listText(try await service.list(query), now: service.now), to: nil)
+        case .json:
+            let rows = try await service.exportRows(query)
+            try emit(JSONWriter.write(.array(rows.map { RegisterOutput.value($0.record, history: $0.history, now: service.now) })), to: nil)
+        case .csv: try emit(RegisterOutput.csv(try await service.exportRows(query).map { ($0.record, $0.history) }), to: nil)
         }
     }
 }

@@ -138,7 +138,7 @@ struct RemoteRegisterService: RegisterService {
     let now: Date
 
     func decode<T>(_ body: () throws(RegisterContract.Mismatch) -> T) throws -> T {
-        do { return try body() } catch { throw UsageError(error.description) }
+        do { return try body() } catch { throw UsageError("\(error)") }
     }
 
     func record(_ v: Value) throws -> ExceptionRecord { try decode { () throws(RegisterContract.Mismatch) in try RegisterContract.record(v) } }
@@ -180,12 +180,23 @@ struct RemoteRegisterService: RegisterService {
                                          body: upload.data, contentType: "application/octet-stream").json())
     }
 
+    func exportRows(_ q: ListQuery) async throws -> [ExportRow] {
+        let answer = try await client.json(.GET, "/api/v1/exceptions", query: listQuery(q) + [("history", "true")])
+        guard let items = answer.arrayValue else { throw UsageError("the server's answer does not match the API: the list is not a list") }
+        return try items.map { item in
+            let e = try record(item)
+            do { return ExportRow(record: e, history: try RegisterContract.history(item, subject: e.displayId)) } catch { throw UsageError("\(error)") }
+        }
+    }
+
+    func listQuery(_ q: ListQuery) -> [(String, String?)] {
+        [("status", q.status?.rawValue), ("policy", q.policy), ("workspace", q.workspace), ("requester", q.requester),
+         ("expiring_within", q.expiringWithin.map { "\($0)s" }), ("limit", q.limit.map(String.init)), ("ticket", q.ticket),
+         ("mine", q.mine ? "true" : nil)]
+    }
+
     func list(_ q: ListQuery) async throws -> [ExceptionRecord] {
-        let answer = try await client.json(.GET, "/api/v1/exceptions", query: [
-            ("status", q.status?.rawValue), ("policy", q.policy), ("workspace", q.workspace), ("requester", q.requester),
-            ("expiring_within", q.expiringWithin.map { "\($0)s" }), ("limit", q.limit.map(String.init)), ("ticket", q.ticket),
-            ("mine", q.mine ? "true" : nil),
-        ])
+        let answer = try await client.json(.GET, "/api/v1/exceptions", query: listQuery(q))
         guard let items = answer.arrayValue else { throw UsageError("the server's answer does not match the API: the list is not a list") }
         return try items.map(record)
     }
@@ -239,7 +250,7 @@ struct RemoteCheck: CheckUseCase {
     let client: ServerClient
 
     func decode<T>(_ body: () throws(RegisterContract.Mismatch) -> T) throws -> T {
-        do { return try body() } catch { throw UsageError(error.description) }
+        do { return try body() } catch { throw UsageError("\(error)") }
     }
 
     func envelope(_ input: CheckInput) throws -> Data {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import WaiverCore
 @testable import WaiverFormats
+@testable import WaiverStore
 
 /// Issue 14: what approvers, requesters and auditors see about a request — its origin, its ticket,
 /// evidence with display text (also after a decision), a person's own requests, and renewals from
@@ -92,6 +93,34 @@ struct RecordContextTests {
         #expect(!mine.contains("EX-4"))
         let json = try JSONReader.parse(Data(try w.run(["list", "--mine", "--format", "json"], as: "ann").out.utf8))
         #expect(json.arrayValue?.compactMap { $0["id"]?.stringValue } == ["EX-4"])
+    }
+
+    /// The exports carry every decision with its comment and time, rejections and revocations with
+    /// their reasons, the risk history with its re-rating, the evidence's display text and SHA-256,
+    /// and the conflicted people.
+    @Test func theExportsCarryTheWholeRecord() async throws {
+        let w = try Workspace()
+        let file = w.dir.write("sizing.txt", "cpu profile")
+        #expect(try w.run(["request", "--policy", "COST-001", "--resource", "a", "--workspace", "shop", "--reason", "batch", "--evidence", file,
+                           "--evidence-text", "CPU profile of the batch job", "--likelihood", "low", "--impact", "low"]).code == 0)
+        #expect(try w.run(["request", "--policy", "COST-001", "--resource", "b", "--workspace", "shop", "--reason", "batch b"]).code == 0)
+        #expect(try w.run(["approve", "EX-1", "--risk", "medium", "--comment", "sized for the quarter"], as: "fin", at: "2026-11-22T11:00:00Z").code == 0)
+        #expect(try w.run(["reject", "EX-2", "--comment", "use spot instances"], as: "em", at: "2026-11-22T12:00:00Z").code == 0)
+        #expect(try w.run(["revoke", "EX-1", "--comment", "the job moved to Fargate"], as: "fin", at: "2026-11-23T09:00:00Z").code == 0)
+        let json = try JSONReader.parse(Data(try w.run(["list", "--format", "json"]).out.utf8)).arrayValue ?? []
+        let first = try #require(json.first)
+        let decisions = first["decisions"]?.arrayValue ?? []
+        #expect(decisions.map { [$0["decision"], $0["by"], $0["at"], $0["comment"]] } == [
+            ["approved", "fin", "2026-11-22T11:00:00Z", "sized for the quarter"], ["revoked", "fin", "2026-11-23T09:00:00Z", "the job moved to Fargate"]])
+        #expect(first["risk_history"]?.arrayValue?.map { [$0["level"], $0["by"]] } == [["low", "dev"], ["medium", "fin"]])
+        #expect(first["risk_history"]?.arrayValue?.last?["how"] == "raised from low by an approver")
+        #expect(first["evidence"]?.arrayValue?.first?["display_text"] == "CPU profile of the batch job")
+        #expect(json.last?["decisions"]?.arrayValue?.first?["comment"] == "use spot instances")
+        let csv = try w.run(["list", "--format", "csv"]).out
+        #expect(csv.contains("\"2026-11-22T11:00:00Z approved by fin: sized for the quarter\n2026-11-23T09:00:00Z revoked by fin: the job moved to Fargate\""), "\(csv)")
+        #expect(csv.contains("2026-11-22T12:00:00Z rejected by em: use spot instances"))
+        #expect(csv.contains("sizing.txt (\(AuditChain.sha256(Data("cpu profile".utf8)))): CPU profile of the batch job"))
+        #expect(csv.contains("2026-11-22T11:00:00Z medium (raised from low by an approver, fin)"))
     }
 
     @Test func severalRequestsAreDecidedTogetherEachOnItsOwn() async throws {
