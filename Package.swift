@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation.git", from: "0.9.20"),
     ],
     targets: [
         // The domain: pure and deterministic, Foundation only.
@@ -61,7 +62,7 @@ let package = Package(
         // What a user can do with a register, behind the CLI, the API and the pages alike.
         .target(
             name: "WaiverUseCases",
-            dependencies: ["WaiverCore", "WaiverFormats", "WaiverStore", "WaiverPostgres"]
+            dependencies: ["WaiverCore", "WaiverFormats", "WaiverStore", "WaiverPostgres", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
         // The shared register over HTTP: JSON API, authentication, scheduler, webhooks.
         .target(

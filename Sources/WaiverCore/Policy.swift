@@ -209,6 +209,9 @@ public struct Policy: Sendable, Equatable {
     public var location: SourceLocation?
     /// True for a policy made up from a SARIF rule that no policy file defines.
     public var implicit: Bool
+    /// The framework controls the policy implements (`SOC2:CC6.1`, `ISO27001:A.5.15`): the register,
+    /// the audit package and `/controls` group exceptions by them.
+    public var controls: [String] = []
 
     public init(
         id: String, title: String, category: String = "security", severity: Severity = .medium,

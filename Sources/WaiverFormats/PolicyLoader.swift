@@ -7,7 +7,7 @@ import Yams
 public enum PolicyLoader {
     static let policyKeys = [
         "id", "title", "category", "severity", "description", "remediation", "resource_types",
-        "forbid", "require", "exceptions", "source",
+        "forbid", "require", "exceptions", "source", "controls",
     ]
     static let combinators = ["all", "any", "not", "some", "every", "where", "path"]
     static let maxConditionDepth = 64
@@ -130,6 +130,7 @@ public enum PolicyLoader {
         var forbid: Condition?, require: Condition?
         var exceptions: ExceptionRule?
         var source = "plan"
+        var controls: [String] = []
         if id == nil { yaml.error(node, nil, "policy has no `id`") }
         if let id, !isValidId(id) {
             yaml.error(idNode, id, "invalid id (use letters, digits, '-', '_' and '.')")
@@ -157,6 +158,14 @@ public enum PolicyLoader {
             case "forbid": forbid = parseCondition(&yaml, value, subject, depth: 0)
             case "require": require = parseCondition(&yaml, value, subject, depth: 0)
             case "exceptions": exceptions = parseExceptionRule(&yaml, value, subject)
+            case "controls":
+                // FRAMEWORK:CONTROL, e.g. SOC2:CC6.1 or ISO27001:A.5.15.
+                for c in yaml.strings(value, subject, key) ?? [] {
+                    let parts = c.split(separator: ":", maxSplits: 1)
+                    if parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty, c.count <= 100, !c.contains(" ") { controls.append(c) } else {
+                        yaml.error(value, subject, "'\(c.clipped(60))' is not a framework control (write FRAMEWORK:CONTROL, e.g. SOC2:CC6.1 or ISO27001:A.5.15)")
+                    }
+                }
             case "source":
                 if let s = yaml.string(value, subject, key) {
                     if ["plan", "sarif", "control"].contains(s) { source = s } else {
@@ -182,10 +191,12 @@ public enum PolicyLoader {
         guard yaml.errors.count == errorsBefore, let id, let title else { return nil }
         let rule: Policy.Rule
         if source == "sarif" { rule = .external } else if source == "control" { rule = .control } else if let forbid { rule = .forbid(forbid) } else if let require { rule = .require(require) } else { return nil }
-        return Policy(
+        var policy = Policy(
             id: id, title: title, category: category, severity: severity, description: description,
             remediation: remediation, resourceTypes: types, rule: rule, exceptions: exceptions,
             location: SourceLocation(file: yaml.file, line: node.mark?.line ?? 0))
+        policy.controls = controls
+        return policy
     }
 
     static func isValidId(_ id: String) -> Bool {

@@ -144,6 +144,7 @@ policies:
     category: security
     severity: high
     source: control
+    controls: [SOC2:CC1.4, ISO27001:A.6.1]
     description: >-
       Everyone with access to production systems or customer data has a completed background check
       for their current role. A contractor who becomes an employee needs a fresh one.
@@ -156,6 +157,7 @@ policies:
     category: security
     severity: medium
     source: control
+    controls: [SOC2:CC6.8, ISO27001:A.8.1]
     description: >-
       Devices that reach company systems are enrolled in MDM, so disk encryption, screen lock and
       patch level are enforced and the device can be wiped when lost.
@@ -168,6 +170,7 @@ policies:
     category: security
     severity: critical
     source: control
+    controls: [SOC2:CC6.1, ISO27001:A.8.2]
     description: >-
       The root user of every cloud account has MFA, no access keys and no day-to-day use. A root
       account that has to exist unlocked for a migration or a support case is an exception.
@@ -382,6 +385,7 @@ policies:
     title: IAM policies must not allow every action ("Action":"*")
     category: security
     severity: critical
+    controls: [SOC2:CC6.1, ISO27001:A.5.15]
     description: >-
       A statement with "Action": "*" grants full administrator rights on whatever it applies to.
       Admin access belongs to a few break-glass roles managed outside application stacks.
@@ -403,6 +407,7 @@ policies:
     title: IAM roles must not trust every principal ("Principal":"*")
     category: security
     severity: critical
+    controls: [SOC2:CC6.1, ISO27001:A.5.15]
     description: >-
       A trust policy with Principal "*" (or {"AWS": "*"}) lets any AWS account, including an
       attacker's, assume the role unless a condition happens to stop it.
@@ -419,6 +424,7 @@ policies:
     title: EC2 instances and launch templates must require IMDSv2
     category: security
     severity: high
+    controls: [SOC2:CC6.1, ISO27001:A.5.15]
     description: >-
       With IMDSv1, a server-side request forgery bug in any application on the host is enough to
       steal the instance role's credentials. IMDSv2 (session tokens) blocks that path.
@@ -436,6 +442,7 @@ policies:
     title: No long-lived IAM user access keys
     category: security
     severity: medium
+    controls: [SOC2:CC6.1, ISO27001:A.5.15]
     description: >-
       Access keys created for IAM users never expire on their own, end up in CI variables and
       laptops, and are the most common credential found in leaks.
@@ -502,6 +509,7 @@ policies:
     title: Security groups must not open SSH (22) to the internet
     category: security
     severity: high
+    controls: [SOC2:CC6.6, ISO27001:A.8.20]
     description: >-
       SSH exposed to 0.0.0.0/0 or ::/0 is scanned within minutes of creation and is a leading
       entry point for credential-stuffing and key-theft attacks.
@@ -528,6 +536,7 @@ policies:
     title: Security groups must not open RDP (3389) to the internet
     category: security
     severity: high
+    controls: [SOC2:CC6.6, ISO27001:A.8.20]
     description: >-
       RDP exposed to the internet is brute-forced continuously and has a long history of
       pre-authentication vulnerabilities (BlueKeep and others).
@@ -553,6 +562,7 @@ policies:
     title: Security groups must not expose database ports to the internet
     category: security
     severity: critical
+    controls: [SOC2:CC6.6, ISO27001:A.8.20]
     description: >-
       MySQL (3306), PostgreSQL (5432), SQL Server (1433), Oracle (1521), MongoDB (27017) and
       Redis (6379) reachable from anywhere are the usual source of mass data leaks and ransom
@@ -581,6 +591,7 @@ policies:
     title: Standalone ingress rules must not open SSH or RDP to the internet
     category: security
     severity: high
+    controls: [SOC2:CC6.6, ISO27001:A.8.20]
     description: >-
       Many modules manage rules as separate resources (aws_security_group_rule or the newer
       aws_vpc_security_group_ingress_rule), so NET-001/NET-002 alone would miss them. The same
@@ -619,6 +630,7 @@ policies:
     title: No all-traffic or all-ports ingress from the internet
     category: security
     severity: critical
+    controls: [SOC2:CC6.6, ISO27001:A.8.20]
     description: >-
       An ingress rule with protocol "-1" (all traffic) or the full 0-65535 port range open to the
       world is almost always a debugging shortcut that was never removed; it exposes every

@@ -14,8 +14,32 @@ enum EmbeddedTemplates {
   {{#checkpoint}}<p id="checkpoint">Latest signed checkpoint: <code class="mono">{{checkpoint}}</code></p>{{/checkpoint}}
   <p><a href="/audit/export.jsonl" download="waiver-audit.jsonl">Download the export (JSON Lines)</a> · check it offline with <code>waiver audit verify --file</code></p>
 </div>
+<div class="card">
+  <h2 style="margin-top:0">Audit package</h2>
+  <p>One ZIP for a period: the register's exceptions with every decision and risk history, the audit log, every evidence file, the verification report and a summary per control and policy, with SHA256SUMS.</p>
+  <form method="get" action="/audit/package" class="package-form">
+    <label>From <input type="date" name="from" value="{{packageFrom}}" required></label>
+    <label>To (included) <input type="date" name="to" value="{{packageTo}}" required></label>
+    <button type="submit" id="download-package">Download the package</button>
+  </form>
+</div>
 <h2>Latest events</h2>
 <ol class="history">{{#recent}}<li><span class="mono">#{{seq}}</span> {{at}} · {{actor}} · <strong>{{action}}</strong> {{subject}}</li>{{/recent}}</ol>
+{{> footer}}
+"""# + "\n",
+        "controls": #"""
+{{> header}}
+<h1>Framework controls</h1>
+<p class="muted">The controls the policies name (<code>controls: [SOC2:CC6.1, ISO27001:A.5.15]</code>), with the exceptions to the policies implementing each.</p>
+{{^controls}}<div class="card muted" id="empty">No policy names a framework control.</div>{{/controls}}
+{{#hasControls}}
+<table id="controls">
+  <thead><tr><th>Control</th><th>Policies</th><th>Active</th><th>Pending</th><th>All exceptions</th></tr></thead>
+  <tbody>
+  {{#controls}}<tr><td data-label="Control" class="mono">{{control}}</td><td data-label="Policies">{{#policies}}<a href="/policies/{{.}}">{{.}}</a> {{/policies}}</td><td data-label="Active">{{active}}</td><td data-label="Pending">{{pending}}</td><td data-label="All exceptions"><a href="/register?control={{control}}">{{total}}</a></td></tr>{{/controls}}
+  </tbody>
+</table>
+{{/hasControls}}
 {{> footer}}
 """# + "\n",
         "exception": #"""
@@ -143,7 +167,8 @@ table.side th { width:12%; } table.side td { width:44%; }
 .risk { font-weight:600; } .risk.critical, .risk.high { color:#a3261b; } .risk.medium { color:#9a6b00; } .risk.low { color:#11734b; }
 .muted { color:var(--muted); } .flag { color:#a3261b; font-weight:600; }
 dl { display:grid; grid-template-columns: 170px 1fr; gap:6px 14px; margin:0; } dt { color:var(--muted); } dd { margin:0; }
-form.decide { display:grid; gap:8px; } textarea, input[type=text], input[type=password], select { width:100%; padding:8px; border:1px solid var(--line); border-radius:6px; font:inherit; }
+form.decide, form.evidence-form, form.batch-form { display:grid; gap:8px; } form.package-form { display:flex; flex-wrap:wrap; gap:12px; align-items:end; }
+textarea, input[type=text], input[type=password], input[type=date], select { width:100%; padding:8px; border:1px solid var(--line); border-radius:6px; font:inherit; }
 .buttons { display:flex; flex-wrap:wrap; gap:8px; }
 button.primary, button.approve { background:#11734b; color:#fff; border:0; border-radius:6px; padding:8px 16px; font-weight:600; cursor:pointer; }
 button.reject, button.revoke { background:#fff; color:#a3261b; border:1px solid #a3261b; border-radius:6px; padding:8px 16px; font-weight:600; cursor:pointer; }
@@ -172,6 +197,7 @@ ol.history { padding-left:20px; } ol.history li { margin-bottom:4px; }
     <a href="/mine">My requests</a>
     <a href="/register">Register</a>
     <a href="/review">Quarterly review</a>
+    <a href="/controls">Controls</a>
     <a href="/audit">Audit</a>
   </nav>
   <span class="who">{{name}}{{#admin}} (admin){{/admin}}
@@ -287,6 +313,7 @@ ol.history { padding-left:20px; } ol.history li { margin-bottom:4px; }
   <label>Policy<input type="text" name="policy" value="{{policy}}"></label>
   <label>Workspace<input type="text" name="workspace" value="{{workspace}}"></label>
   <label>Ticket<input type="text" name="ticket" value="{{ticket}}"></label>
+  <label>Control<input type="text" name="control" value="{{control}}" placeholder="SOC2:CC6.1"></label>
   <label>Expiring within<input type="text" name="expiring_within" value="{{expiringWithin}}" placeholder="7d"></label>
   <button class="primary" type="submit">Filter</button>
   <a href="/register.csv?{{query}}">Download CSV</a>

@@ -343,6 +343,16 @@ paths:
       requestBody: { content: { application/x-www-form-urlencoded: { schema: { type: object, properties: { action: { type: string, enum: [approve, reject] }, comment: { type: string }, csrf: { type: string } } } } } }
       responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" }, "400": { $ref: "#/components/responses/Page" },
                    "403": { $ref: "#/components/responses/Page" }, "413": { $ref: "#/components/responses/Page" } }
+  /audit/package:
+    get:
+      summary: "Web: the audit package of a period (ZIP): register and audit log exports, evidence, verification, summary"
+      tags: [web]
+      security: [{ session: [] }]
+      parameters: [{ name: from, in: query, required: true, schema: { type: string } }, { name: to, in: query, required: true, schema: { type: string } }]
+      responses: { "200": { description: the package, content: { application/zip: { schema: { type: string, format: binary } } } }, "303": { $ref: "#/components/responses/ToSignIn" },
+                   "400": { $ref: "#/components/responses/Page" }, "422": { $ref: "#/components/responses/Page" } }
+  /controls:
+    get: { summary: "Web: exceptions grouped by the framework controls their policies implement", tags: [web], security: [{ session: [] }], responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" } } }
   /mine:
     get: { summary: "Web: my requests (pending, active with days left, decided with the decision's comment)", tags: [web], security: [{ session: [] }], responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" } } }
   /evidence/{sha256}:
@@ -355,7 +365,7 @@ paths:
                    "400": { $ref: "#/components/responses/Page" }, "404": { $ref: "#/components/responses/Page" } }
   /register:
     get:
-      summary: "Web: the register with filters (status, policy, workspace, expiring_within, ticket), newest first in pages (page, per_page)"
+      summary: "Web: the register with filters (status, policy, workspace, expiring_within, ticket, control), newest first in pages (page, per_page)"
       tags: [web]
       security: [{ session: [] }]
       parameters:

@@ -81,8 +81,10 @@ struct Web: Sendable {
             return r
         } }
         pages.get("/policies/:id") { _, ctx in try await page(ctx) { _ in try await policyPage(ctx) } }
+        pages.get("/controls") { _, ctx in try await page(ctx) { _ in try await controlsPage(ctx) } }
         pages.get("/review") { _, ctx in try await page(ctx) { _ in try await reviewPage(ctx) } }
         pages.get("/audit") { _, ctx in try await page(ctx) { user in try await auditPage(ctx, user) } }
+        pages.get("/audit/package") { req, ctx in try await page(ctx) { user in try await auditPackage(req, user) } }
         pages.get("/audit/export.jsonl") { _, ctx in try await page(ctx) { user in
             var r = text(try await service(user).exportAudit(), contentType: "application/jsonl; charset=utf-8")
             r.headers[.contentDisposition] = "attachment; filename=\"waiver-audit.jsonl\""

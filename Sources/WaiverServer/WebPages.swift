@@ -148,7 +148,7 @@ extension Web {
 
     struct Filtered {
         var items: [ExceptionRecord]
-        var status: String, policy: String, workspace: String, expiringWithin: String, ticket: String
+        var status: String, policy: String, workspace: String, expiringWithin: String, ticket: String, control: String
     }
 
     /// The use cases for the signed-in user: the same implementation as the API's and the CLI's.
@@ -160,7 +160,7 @@ extension Web {
     func filtered(_ req: Request, _ user: User) async throws -> Filtered {
         let q = req.uri.queryParameters
         let status = q.get("status") ?? "", policy = q.get("policy") ?? "", workspace = q.get("workspace") ?? "", within = q.get("expiring_within") ?? ""
-        let ticket = q.get("ticket") ?? ""
+        let ticket = q.get("ticket") ?? "", control = q.get("control") ?? ""
         var query = ListQuery(policy: policy.isEmpty ? nil : policy, workspace: workspace.isEmpty ? nil : workspace, ticket: ticket.isEmpty ? nil : ticket)
         if !status.isEmpty {
             guard let s = ExceptionStatus(rawValue: status) else { throw APIError(.badRequest, "bad_request", "unknown status '\(status)'") }
@@ -170,7 +170,13 @@ extension Web {
             guard let d = parseDuration(within) else { throw APIError(.badRequest, "bad_request", "'\(within)' is not a duration (7d, 12h)") }
             query.expiringWithin = d
         }
-        return Filtered(items: try await service(user).list(query), status: status, policy: policy, workspace: workspace, expiringWithin: within, ticket: ticket)
+        var items = try await service(user).list(query)
+        if !control.isEmpty {
+            // A framework control: the exceptions to the policies that name it.
+            let ids = Set(state.settings.policies.filter { $0.controls.contains(control) }.map(\.id))
+            items = items.filter { ids.contains($0.policy) }
+        }
+        return Filtered(items: items, status: status, policy: policy, workspace: workspace, expiringWithin: within, ticket: ticket, control: control)
     }
 
     /// Rows per register page, unless `per_page` (1-500) says otherwise.
@@ -189,14 +195,14 @@ extension Web {
             ["id": e.displayId, "status": e.status.rawValue, "policy": e.policy, "workspace": e.workspace,
              "resources": e.resources.joined(separator: ", "), "risk": e.riskLevel, "requester": e.requester, "expires": e.expiresAt.map(iso) ?? ""]
         }
-        let query = [("status", f.status), ("policy", f.policy), ("workspace", f.workspace), ("expiring_within", f.expiringWithin), ("ticket", f.ticket)]
+        let query = [("status", f.status), ("policy", f.policy), ("workspace", f.workspace), ("expiring_within", f.expiringWithin), ("ticket", f.ticket), ("control", f.control)]
             .filter { !$0.1.isEmpty }.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&")
         func link(_ p: Int) -> String {
             "/register?" + ([query, "page=\(p)", perPage == Self.registerPageSize ? "" : "per_page=\(perPage)"].filter { !$0.isEmpty }.joined(separator: "&"))
         }
         var values: [String: Any] = [
             "title": "Register", "items": items, "count": f.items.count, "policy": f.policy, "workspace": f.workspace,
-            "expiringWithin": f.expiringWithin, "query": query, "ticket": f.ticket,
+            "expiringWithin": f.expiringWithin, "query": query, "ticket": f.ticket, "control": f.control,
             "statuses": ExceptionStatus.allCases.map { ["value": $0.rawValue, "selected": $0.rawValue == f.status] },
         ]
         if pages > 1 {
@@ -274,6 +280,21 @@ extension Web {
         return svg + "</svg>"
     }
 
+    /// Exceptions grouped by the framework controls their policies implement.
+    func controlsPage(_ ctx: WaiverContext) async throws -> Response {
+        let current = now
+        var policiesOf: [String: [String]] = [:]
+        for p in state.settings.policies { for c in p.controls { policiesOf[c, default: []].append(p.id) } }
+        let all = try await store.exceptions(ExceptionFilter())
+        let rows: [[String: Any]] = policiesOf.keys.sorted().map { control in
+            let ids = Set(policiesOf[control] ?? [])
+            let items = all.filter { ids.contains($0.policy) }
+            return ["control": control, "policies": (policiesOf[control] ?? []).sorted(), "total": items.count,
+                    "active": items.filter { $0.isActive(at: current) }.count, "pending": items.filter { $0.status == .pending }.count]
+        }
+        return try render("controls", ["title": "Controls", "controls": rows, "hasControls": !rows.isEmpty], ctx)
+    }
+
     func reviewPage(_ ctx: WaiverContext) async throws -> Response {
         let current = now
         let q = quarters(endingAt: current).last ?? ("", current, current)
@@ -290,6 +311,25 @@ extension Web {
         ], ctx)
     }
 
+    /// The audit package of a period as a ZIP download (`from`, `to`: dates, the last one included).
+    func auditPackage(_ req: Request, _ user: User) async throws -> Response {
+        let q = req.uri.queryParameters
+        guard let fromText = q.get("from"), let from = parseInstant(fromText), let toText = q.get("to"), let to = AuditPackage.periodEnd(toText) else {
+            throw APIError(.badRequest, "bad_request", "the package needs its period: from and to as dates (2026-10-01, 2026-12-31)")
+        }
+        let files = try await AuditPackage.files(service: try await service(user), from: from, to: to, policies: state.settings.policies,
+                                                 publicKey: state.settings.signingKey?.publicKey)
+        let temp = NSTemporaryDirectory() + "waiver-package-\(UUID().uuidString).zip"
+        defer { try? FileManager.default.removeItem(atPath: temp) }
+        try AuditPackage.write(files, to: temp, at: now)
+        guard let data = FileManager.default.contents(atPath: temp) else { throw APIError(.internalServerError, "internal", "the package could not be read back") }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/zip"
+        let name = "waiver-audit-\(fromText.prefix(10))-\(toText.prefix(10)).zip".filter { $0.isLetter || $0.isNumber || "-._".contains($0) }
+        headers[.contentDisposition] = "attachment; filename=\"\(name)\""
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
     func auditPage(_ ctx: WaiverContext, _ user: User) async throws -> Response {
         let v = try await service(user).verifyAudit(anchors: [], publicKey: nil, given: nil)
         let recent = try await store.auditEvents(subject: nil, last: 20).reversed().map { e in
@@ -299,6 +339,11 @@ extension Web {
                                      "problem": v.problem as Any, "recent": Array(recent),
                                      "findings": v.findings, "checkpoint": (try store.checkpoints().last?.json) as Any]
         if let head = v.head { values["head"] = head.description }
+        // The package form defaults to the running quarter.
+        if let q = quarters(endingAt: now).last {
+            values["packageFrom"] = String(iso(q.1).prefix(10))
+            values["packageTo"] = String(iso(q.2.addingTimeInterval(-86_400)).prefix(10))
+        }
         return try render("audit", values, ctx)
     }
 

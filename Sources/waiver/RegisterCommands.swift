@@ -242,7 +242,7 @@ struct Expire: AsyncParsableCommand {
 
 struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Verify or export the tamper-evident audit log; sign checkpoints of it.",
-                                                    subcommands: [Verify.self, Export.self, Checkpoint.self, Keygen.self])
+                                                    subcommands: [Verify.self, Export.self, Package.self, Checkpoint.self, Keygen.self])
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -324,6 +324,33 @@ struct Audit: AsyncParsableCommand {
                 try handle.seekToEnd()
                 handle.write(Data((json + "\n").utf8))
             }
+        }
+    }
+
+    /// The auditor's take-away for a period: one ZIP with the register and audit log exports, every
+    /// evidence file, the verification report and a summary per control and policy.
+    struct Package: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the audit package of a period: register and audit log exports, evidence, verification, summary (ZIP).",
+            discussion: "The exceptions filed in the period or active during it, each with its decisions and risk history; the whole audit log (a chain verifies only whole) with what verifying it found; SHA256SUMS of every file.")
+        @OptionGroup var config: ConfigOptions
+        @OptionGroup var registerOptions: RegisterOptions
+        @Option(name: .long, help: ArgumentHelp("The period's first day (2026-10-01) or instant.", valueName: "date")) var from: String
+        @Option(name: .long, help: ArgumentHelp("The period's last day, included (2026-12-31), or an instant (excluded).", valueName: "date")) var to: String
+        @Option(name: .long, help: ArgumentHelp("Where to write the ZIP (atomically).", valueName: "file")) var output: String
+        @Option(name: .long, help: ArgumentHelp("Verify the signed checkpoints with this public key (ed25519:BASE64, or a file holding it).", valueName: "key"))
+        var publicKey: String?
+
+        func run() async throws {
+            guard let start = parseInstant(from) else { throw UsageError("--from: '\(from)' is not a date (2026-10-01) or an instant") }
+            guard let end = AuditPackage.periodEnd(to) else { throw UsageError("--to: '\(to)' is not a date (2026-12-31) or an instant") }
+            let service = try await registerOptions.service(config: config, needPolicies: false)
+            // The policies give the summary its titles and framework controls (the local files, when there are any).
+            let policies = (try? config.loadConfiguration()).flatMap { (c, base) in try? PolicyLoader.load(directory: config.policyDirectory(c, base: base).0) } ?? []
+            let files = try await AuditPackage.files(service: service, from: start, to: end, policies: policies, publicKey: try publicKey.map(loadPublicKey))
+            try AuditPackage.write(files, to: output, at: service.now)
+            let evidence = files.filter { $0.path.hasPrefix("evidence/") }.count
+            print("\(output): audit package of \(iso(start)) to \(iso(end)): \(files.count) files, \(evidence) evidence file\(evidence == 1 ? "" : "s")")
         }
     }
 
