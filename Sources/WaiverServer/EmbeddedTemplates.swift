@@ -159,6 +159,7 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-
 .evidence { margin-bottom:6px; } .evidence-text { font-style:italic; }
 table.side th { width:12%; } table.side td { width:44%; }
 .sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); }
+nav.quarters { margin:0 0 12px; display:flex; flex-wrap:wrap; gap:10px; font-size:14px; }
 .nowrap { white-space:nowrap; word-break:normal; }
 .status { display:inline-block; padding:1px 9px; border-radius:999px; font-size:12px; font-weight:600; text-transform:uppercase; letter-spacing:.03em; }
 .status.pending { color:var(--pending); background:var(--pending-bg); } .status.approved { color:var(--approved); background:var(--approved-bg); }
@@ -287,7 +288,8 @@ ol.history { padding-left:20px; } ol.history li { margin-bottom:4px; }
         "policy": #"""
 {{> header}}
 <h1>{{id}} · {{title}}</h1>
-{{#review}}<div class="notice error">Review this policy: {{count}} exceptions in the last quarter (threshold {{threshold}}).</div>{{/review}}
+<nav class="quarters" id="quarters">{{#quarters}}{{#chosen}}<strong>{{key}}</strong>{{/chosen}}{{^chosen}}<a href="{{link}}">{{key}}</a>{{/chosen}} {{/quarters}}</nav>
+{{#review}}<div class="notice error" id="review-flag">Review this policy: {{count}} exceptions in {{quarter}} (threshold {{threshold}}).</div>{{/review}}
 <div class="card">
   <dl>
     <dt>Category</dt><dd>{{category}}</dd><dt>Severity</dt><dd>{{severity}}</dd>
@@ -342,6 +344,7 @@ ol.history { padding-left:20px; } ol.history li { margin-bottom:4px; }
         "review": #"""
 {{> header}}
 <h1>Quarterly review <span class="muted" style="font-size:15px">{{period}}</span></h1>
+<nav class="quarters" id="quarters">{{#quarters}}{{#chosen}}<strong>{{key}}</strong>{{/chosen}}{{^chosen}}<a href="{{link}}">{{key}}</a>{{/chosen}} {{/quarters}}</nav>
 <div class="card"><dl>
   <dt>Exceptions requested</dt><dd>{{total}}</dd><dt>Renewals</dt><dd>{{renewals}}</dd>
   <dt>Median approved duration</dt><dd>{{median}}</dd><dt>Active now</dt><dd>{{active}}</dd>

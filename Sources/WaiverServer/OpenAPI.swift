@@ -389,13 +389,18 @@ paths:
       responses: { "200": { description: CSV, content: { text/csv: { schema: { type: string } } } }, "303": { $ref: "#/components/responses/ToSignIn" }, "400": { $ref: "#/components/responses/Page" } }
   /policies/{id}:
     get:
-      summary: "Web: a policy with its exceptions per quarter"
+      summary: "Web: a policy with its exceptions per quarter (the four ending with ?quarter=2026-Q2, default the running one)"
       tags: [web]
       security: [{ session: [] }]
-      parameters: [{ name: id, in: path, required: true, schema: { type: string } }]
-      responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" }, "404": { $ref: "#/components/responses/Page" } }
+      parameters: [{ name: id, in: path, required: true, schema: { type: string } }, { name: quarter, in: query, schema: { type: string, pattern: "^[0-9]{4}-[Qq][1-4]$" } }]
+      responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" }, "400": { $ref: "#/components/responses/Page" }, "404": { $ref: "#/components/responses/Page" } }
   /review:
-    get: { summary: "Web: quarterly review", tags: [web], security: [{ session: [] }], responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" } } }
+    get:
+      summary: "Web: quarterly review of a quarter (?quarter=2026-Q2, default the running one)"
+      tags: [web]
+      security: [{ session: [] }]
+      parameters: [{ name: quarter, in: query, schema: { type: string, pattern: "^[0-9]{4}-[Qq][1-4]$" } }]
+      responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" }, "400": { $ref: "#/components/responses/Page" } }
   /audit:
     get: { summary: "Web: audit chain status", tags: [web], security: [{ session: [] }], responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" } } }
   /audit/export.jsonl:

@@ -80,9 +80,9 @@ struct Web: Sendable {
             r.headers[.contentDisposition] = "attachment; filename=\"waiver-register.csv\""
             return r
         } }
-        pages.get("/policies/:id") { _, ctx in try await page(ctx) { _ in try await policyPage(ctx) } }
+        pages.get("/policies/:id") { req, ctx in try await page(ctx) { _ in try await policyPage(req, ctx) } }
         pages.get("/controls") { _, ctx in try await page(ctx) { _ in try await controlsPage(ctx) } }
-        pages.get("/review") { _, ctx in try await page(ctx) { _ in try await reviewPage(ctx) } }
+        pages.get("/review") { req, ctx in try await page(ctx) { _ in try await reviewPage(req, ctx) } }
         pages.get("/audit") { _, ctx in try await page(ctx) { user in try await auditPage(ctx, user) } }
         pages.get("/audit/package") { req, ctx in try await page(ctx) { user in try await auditPackage(req, user) } }
         pages.get("/audit/export.jsonl") { _, ctx in try await page(ctx) { user in

@@ -228,10 +228,44 @@ extension Web {
         }
     }
 
-    func policyPage(_ ctx: WaiverContext) async throws -> Response {
+    /// The quarter a page shows: `?quarter=2026-Q2` (any past quarter), else the running one; an
+    /// instant inside it, and the selector's links (the last eight quarters, the chosen one marked).
+    func chosenQuarter(_ req: Request, path: String) throws -> (at: Date, label: String, choices: [[String: Any]]) {
+        let current = now
+        var at = current
+        if let text = req.uri.queryParameters.get("quarter"), !text.isEmpty {
+            guard let start = Self.quarterStart(text), start <= current else {
+                throw APIError(.badRequest, "bad_request", "quarter: '\(text.clipped(20))' is not a quarter up to now (2026-Q2)")
+            }
+            at = start
+        }
+        var cal = Calendar(identifier: .gregorian)
+        cal.timeZone = TimeZone(secondsFromGMT: 0) ?? cal.timeZone
+        let y = cal.component(.year, from: current), q = (cal.component(.month, from: current) - 1) / 3
+        let chosen = "\(cal.component(.year, from: at))-Q\((cal.component(.month, from: at) - 1) / 3 + 1)"
+        let choices: [[String: Any]] = (0..<8).map { back in
+            let index = y * 4 + q - back
+            let key = "\(index / 4)-Q\(index % 4 + 1)"
+            return ["key": key, "link": "\(path)?quarter=\(key)", "chosen": key == chosen]
+        }
+        return (at, chosen, choices)
+    }
+
+    /// The first instant of `2026-Q2` (UTC); nil for anything else.
+    static func quarterStart(_ text: String) -> Date? {
+        let parts = text.uppercased().split(separator: "-")
+        guard parts.count == 2, parts[0].count == 4, let year = Int(parts[0]), (1970...9999).contains(year), parts[1].count == 2, parts[1].hasPrefix("Q"),
+              let q = Int(parts[1].dropFirst()), (1...4).contains(q) else { return nil }
+        var cal = Calendar(identifier: .gregorian)
+        cal.timeZone = TimeZone(secondsFromGMT: 0) ?? cal.timeZone
+        return cal.date(from: DateComponents(year: year, month: (q - 1) * 3 + 1, day: 1))
+    }
+
+    func policyPage(_ req: Request, _ ctx: WaiverContext) async throws -> Response {
         guard let id = ctx.parameters.get("id"), let p = policy(id) else { throw APIError(.notFound, "not_found", "no such policy") }
         let items = try await store.exceptions(ExceptionFilter(policy: p.id))
-        let qs = quarters(endingAt: now)
+        let chosen = try chosenQuarter(req, path: "/policies/\(p.id)")
+        let qs = quarters(endingAt: chosen.at)
         let counts = qs.map { q in items.filter { $0.createdAt >= q.1 && $0.createdAt < q.2 }.count }
         let threshold = state.settings.configuration.reviewThreshold
         let last = counts.last ?? 0
@@ -239,7 +273,8 @@ extension Web {
             "title": p.title, "id": p.id, "category": p.category, "severity": p.severity.rawValue,
             "description": p.description, "remediation": p.remediation, "maxDays": state.register.maxDays(for: p),
             "source": p.location?.description ?? "", "rule": Self.policyText(p) as Any, "chart": Self.barChart(labels: qs.map(\.0), values: counts),
-            "review": last >= threshold ? ["count": last, "threshold": threshold] as [String: Any] : false as Any,
+            "review": last >= threshold ? ["count": last, "threshold": threshold, "quarter": chosen.label] as [String: Any] : false as Any,
+            "quarters": chosen.choices, "quarter": chosen.label,
             "items": items.reversed().map { ["id": $0.displayId, "status": $0.status.rawValue, "workspace": $0.workspace, "requester": $0.requester, "created": iso($0.createdAt)] },
         ], ctx)
     }
@@ -295,9 +330,10 @@ extension Web {
         return try render("controls", ["title": "Controls", "controls": rows, "hasControls": !rows.isEmpty], ctx)
     }
 
-    func reviewPage(_ ctx: WaiverContext) async throws -> Response {
+    func reviewPage(_ req: Request, _ ctx: WaiverContext) async throws -> Response {
         let current = now
-        let q = quarters(endingAt: current).last ?? ("", current, current)
+        let chosen = try chosenQuarter(req, path: "/review")
+        let q = quarters(endingAt: chosen.at).last ?? ("", current, current)
         let inPeriod = try await store.exceptions(ExceptionFilter(createdFrom: q.1, createdBefore: q.2))
         let active = try await store.exceptions(ExceptionFilter(statuses: [.approved]))
         var latest: [String: Evaluation] = [:]
@@ -305,7 +341,7 @@ extension Web {
         let r = RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: q.1, to: q.2, now: current,
                                      reviewThreshold: state.settings.configuration.reviewThreshold)
         return try render("review", [
-            "title": "Quarterly review", "period": q.0, "total": r.total, "renewals": r.renewals,
+            "title": "Quarterly review", "period": q.0, "quarters": chosen.choices, "total": r.total, "renewals": r.renewals,
             "median": r.medianApprovedDays.map { String(format: "%.1f days", $0) } ?? "n/a", "active": r.activeNow, "orphaned": r.orphaned,
             "policies": r.perPolicy.map { ["key": $0.key, "count": $0.count, "flag": $0.count >= r.reviewThreshold] },
         ], ctx)

@@ -303,6 +303,31 @@ struct WebTests {
         }
     }
 
+    /// A past quarter keeps its review: five exceptions to COST-001 in 2026-Q3 flag it on /review and
+    /// its policy page for that quarter, after the quarter ended.
+    @Test func pastQuartersKeepTheirReview() async throws {
+        let f = try await ServerFixture()
+        let july = parseInstant("2026-07-15")!
+        for i in 0..<5 {
+            _ = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["i.\(i)"], reason: "batch \(i)"),
+                                                   actor: "dev", now: july)
+        }
+        try await f.app().test(.router) { c in
+            let b = Browser()
+            _ = try await b.signIn(c, token: f.tokens["fin"]!)
+            let now = try await b.get(c, "/review").1
+            #expect(now.contains("Q4 2026") && !now.contains("review this policy"))
+            let q3 = try await b.get(c, "/review?quarter=2026-Q3").1
+            #expect(q3.contains("Q3 2026") && q3.contains("<span class=\"flag\">review this policy</span>"), "\(q3)")
+            #expect(q3.contains("<strong>2026-Q3</strong>") && q3.contains("<a href=\"/review?quarter=2026-Q4\">2026-Q4</a>"))
+            let policy = try await b.get(c, "/policies/COST-001?quarter=2026-Q3").1
+            #expect(policy.contains("Review this policy: 5 exceptions in 2026-Q3"), "\(policy)")
+            #expect(!(try await b.get(c, "/policies/COST-001").1.contains("id=\"review-flag\"")))
+            #expect(try await b.get(c, "/review?quarter=2027-Q1").0 == 400)
+            #expect(try await b.get(c, "/review?quarter=Q3").0 == 400)
+        }
+    }
+
     @Test func aFormThatCannotBeDecodedIsRefusedNotReadAsEmptyFields() async throws {
         let f = try await ServerFixture()
         let e = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.web"], reason: "vendor", likelihood: .low),
