@@ -44,6 +44,9 @@ public struct ServerSettings: Sendable {
     public var fetch: Fetch = OIDCFetch.http
     /// The URL people reach the server at (`--public-url`): links and single sign-on's redirect.
     public var publicURL: String?
+    /// The folder the policies were loaded from: pages name a policy's file relative to it, never by
+    /// the server's absolute path.
+    public var policyDirectory: String?
     /// The client secret of single sign-on, read once from `identity.oidc.client_secret_env`.
     public var oidcClientSecret: String? {
         configuration.identity.oidc?.clientSecretEnv.flatMap { environment($0) }.flatMap { $0.isEmpty ? nil : $0 }
@@ -150,8 +153,10 @@ public func buildApplication(state: ServerState) throws -> some ApplicationProto
     var logger = Logger(label: "waiver")
     logger.logLevel = state.settings.logLevel
     let router = try buildRouter(state: state)
-    let scheduler = SchedulerService(state: state, logger: logger)
-    let webhooks = WebhookService(state: state, logger: logger)
+    // The scheduler and the webhook sender start once the port is bound.
+    let ready = ServerReady()
+    let scheduler = SchedulerService(state: state, logger: logger, ready: ready)
+    let webhooks = WebhookService(state: state, logger: logger, ready: ready)
     // Slow clients: an idle timeout, a deadline for each request's head and body, a cap per client
     // address and one for the server, so one client cannot take every connection.
     let limits = state.settings.connectionLimits, clients = state.clients
@@ -162,6 +167,7 @@ public func buildApplication(state: ServerState) throws -> some ApplicationProto
         configuration: .init(address: .hostname(state.settings.host, port: state.settings.port), serverName: "waiver",
                              availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections, logger: logger)),
         services: [scheduler, webhooks],
+        onServerRunning: { _ in ready.open() },
         logger: logger)
 }
 

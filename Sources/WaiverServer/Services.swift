@@ -13,8 +13,12 @@ import WaiverStore
 public struct SchedulerService: Service {
     let state: ServerState
     let logger: Logger
+    /// Opened once the server listens: no pass runs (no expiry, no reminder, no webhook queued) for a
+    /// server that then fails to bind its port and exits.
+    var ready: ServerReady?
 
     public func run() async throws {
+        if let ready, !(await ready.wait()) { return }
         while !Task.isCancelled {
             // One replica at a time runs a pass (on PostgreSQL, under an advisory lock).
             do { _ = try await state.store.asLeader { try await tick(now: state.settings.now()) } } catch { logger.error("scheduler pass failed: \(error)") }
@@ -24,7 +28,8 @@ public struct SchedulerService: Service {
         }
     }
 
-    /// One pass: reminders due at `now`, then expiry.
+    /// One pass: reminders due at `now`, then expiry. A reminder offset at or beyond the exception's
+    /// own approved duration is skipped (a 7-day exception gets no "14 days before" reminder at approval).
     @discardableResult
     public func tick(now: Date) async throws -> (reminders: Int, expired: [ExpiryOutcome]) {
         var sent = 0
@@ -33,7 +38,8 @@ public struct SchedulerService: Service {
             guard let expires = e.expiresAt else { continue }
             // The nearest offset already reached is the one to send; earlier (longer) ones that were
             // missed while the server was down are not sent late.
-            guard let offset = offsets.filter({ now >= expires.addingTimeInterval(-Double($0)) }).min() else { continue }
+            let duration = expires.timeIntervalSince(e.decidedAt ?? e.createdAt)
+            guard let offset = offsets.filter({ Double($0) < duration && now >= expires.addingTimeInterval(-Double($0)) }).min() else { continue }
             let event = AuditDraft(actor: "scheduler", action: "exception.reminder", subject: e.displayId,
                                    payload: ["expires": .string(iso(expires)), "before": .string(formatDuration(offset)),
                                              "requester": .string(e.requester), "approvers": .array(e.rule.groups.map(Value.string))],
@@ -107,7 +113,11 @@ public struct WebhookService: Service {
     let state: ServerState
     let logger: Logger
 
+    /// Opened once the server listens (as the scheduler's).
+    var ready: ServerReady?
+
     public func run() async throws {
+        if let ready, !(await ready.wait()) { return }
         while !Task.isCancelled {
             // A full batch means a backlog: the next one goes at once, without the pause.
             let attempted = (try? await deliverBatch(now: state.settings.now()).attempted) ?? 0
@@ -244,4 +254,23 @@ extension WebhookService {
 struct WebhookFailure: Error, CustomStringConvertible {
     let message: String
     var description: String { message }
+}
+
+/// A one-way gate: closed until the server is listening, then open for good.
+public final class ServerReady: @unchecked Sendable {
+    private let lock = NSLock()
+    private var opened = false
+    public init() {}
+
+    public func open() { lock.withLock { opened = true } }
+    public var isOpen: Bool { lock.withLock { opened } }
+
+    /// Waits until open; false when the server shuts down (or the task is cancelled) first: it did not
+    /// start, or it stops before it ever listened (as the router tests' application does).
+    func wait() async -> Bool {
+        let opened = try? await cancelWhenGracefulShutdown {
+            while !self.isOpen { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        return opened != nil && isOpen
+    }
 }

@@ -70,6 +70,7 @@ struct Serve: AsyncParsableCommand {
         settings.webhookLease = TimeInterval(webhookLease)
         settings.authFailureLimit = authFailuresPerMinute
         settings.publicURL = publicUrl.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        settings.policyDirectory = dir
         let state = try await ServerState.open(settings: settings, postgres: postgres)
         warn(try await state.decisions().unmeetableRules())
         let app = try buildApplication(state: state)

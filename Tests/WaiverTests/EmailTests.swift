@@ -76,7 +76,8 @@ struct EmailTests {
         let webhooks = WebhookService(state: f.state, logger: .init(label: "test"))
         let scheduler = SchedulerService(state: f.state, logger: .init(label: "test"))
         try await f.app().test(.router) { c in
-            let (status, body) = try await c.call(.post, "/api/v1/exceptions", as: "dev", f, json: netRequest)
+            // 8 days, so the 7-day reminder falls inside the exception's life.
+            let (status, body) = try await c.call(.post, "/api/v1/exceptions", as: "dev", f, json: netRequest.replacingOccurrences(of: "\"days\":7", with: "\"days\":8"))
             #expect(status == 201, "\(body)")
         }
         // The application's own outbox service may have sent them while it ran; whatever is left goes now.
@@ -86,7 +87,7 @@ struct EmailTests {
         #expect(recipients(m, "[Waiver] EX-1 needs your approval") == ["pat@example.com", "root@example.com", "sam@example.com"])
         let request = try #require(m.first)
         #expect(request.subject == "[Waiver] EX-1 needs your approval: NET-001 in shop (medium risk)")
-        #expect(request.text.contains("dev asks for an exception to NET-001 in workspace shop, for 7 days."))
+        #expect(request.text.contains("dev asks for an exception to NET-001 in workspace shop, for 8 days."))
         #expect(request.text.contains("Resources: sg.web") && request.text.contains("Risk: medium (likelihood low, impact high)"))
         #expect(request.text.contains("Reason: vendor access") && request.text.contains("https://waiver.example.com/exceptions/EX-1"))
         #expect(m.allSatisfy { $0.tls }, "sent after STARTTLS")
@@ -110,7 +111,7 @@ struct EmailTests {
         _ = try await webhooks.deliverDue(now: day.addingTimeInterval(120))
         m = mail.messages
         #expect(recipients(m, "[Waiver] EX-2 still waits for your approval") == ["pat@example.com", "root@example.com", "sam@example.com"])
-        // EX-1 expires in 6 days: the requester's reminder (the 7-day one, once).
+        // EX-1 expires in 7 days: the requester's reminder (the 7-day one, once).
         #expect(recipients(m, "[Waiver] EX-1 expires in 7d") == ["dev@example.com"])
         // Three days on, still pending: escalated to the CISO group, once.
         let later = t0.addingTimeInterval(3 * 86_400 + 1)

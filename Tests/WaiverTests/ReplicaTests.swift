@@ -28,7 +28,11 @@ struct ReplicaTests {
         }
         try await Application(router: receiver).test(.live) { rc in
             let port = try #require(rc.port)
-            w.dir.write("waiver.yaml", (w.dir.read("waiver.yaml") ?? "") + "notify:\n  - url: http://127.0.0.1:\(port)/hook\n")
+            // A reminder one second inside the exceptions' 3 days is due at once (an offset at or past an
+            // exception's duration is never sent).
+            let config = (w.dir.read("waiver.yaml") ?? "").replacingOccurrences(of: "reminders: [7d, 1d]", with: "reminders: [259199s]")
+            #expect(config.contains("reminders: [259199s]"))
+            w.dir.write("waiver.yaml", config + "notify:\n  - url: http://127.0.0.1:\(port)/hook\n")
             func addUser(_ name: String, _ group: String) throws -> String {
                 let r = try waiver(["admin", "add-user", name, "--group", group, "--database", db], in: w.dir.path)
                 guard r.code == 0, let token = r.out.split(separator: "\n").last else { throw UsageErrorForTests("add-user: \(r.err)") }
@@ -36,7 +40,7 @@ struct ReplicaTests {
             }
             let dev = try addUser("dev", "developers"), fin = try addUser("fin", "finance")
             // The scheduler every second; a dead replica's claim on webhook deliveries lapses after 6 s.
-            // The clock runs (a claim's lease is measured on it): 3-day exceptions are inside the 7-day reminder at once.
+            // The clock runs (a claim's lease is measured on it): 3-day exceptions are inside their reminder at once.
             let args = ["--scheduler-interval", "1", "--webhook-lease", "6"]
             let a = LiveServer(w, database: db, args: args, log: "a.log"), b = LiveServer(w, database: db, args: args, log: "b.log")
             try a.start()
@@ -84,8 +88,8 @@ struct ReplicaTests {
             #expect(Set(approved) == Set(acknowledged))
 
             let store = try await PostgresRegisterStore(url: try PostgresURL(db))
-            // Each approved exception expires within 7 days: the scheduler (one replica at a time)
-            // sends its 7-day reminder once. Wait for the passes, and for the outbox to drain.
+            // Each approved exception is inside its reminder: the scheduler (one replica at a time)
+            // sends it once. Wait for the passes, and for the outbox to drain.
             var reminders: [String: Int] = [:]
             var pending = -1
             for _ in 0..<120 {

@@ -269,3 +269,31 @@ struct EmbeddedTemplatesTests {
         #expect(page.contains("<form") && page.contains("token"), "\(page.prefix(600))")
     }
 }
+
+@Suite("Serving: operations", .serialized)
+struct ServeOperationsTests {
+    /// A server that cannot bind its port exits 2 before any scheduler pass: an exception past its
+    /// expiry is still approved afterwards and no event was appended (before, it expired it first).
+    @Test func aServerThatCannotBindChangesNothing() async throws {
+        let w = try Workspace()
+        #expect(try w.run(["request", "--policy", "COST-001", "--resource", "a", "--workspace", "shop", "--reason", "x", "--days", "1"]).code == 0)
+        #expect(try w.run(["approve", "EX-1"], as: "fin").code == 0)
+        // Hold a port.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = listen(fd, 1)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+        let before = try w.run(["audit", "export"]).out.split(separator: "\n").count
+        let r = try waiver(["serve", "--port", String(port), "--database", "sqlite:" + w.register, "--scheduler-interval", "1"], in: w.dir.path,
+                           env: ["WAIVER_NOW": "2026-11-30T10:00:00Z"])
+        #expect(r.code == 2, "\(r.err)")
+        #expect(try w.run(["show", "EX-1", "--format", "json"]).out.contains("\"status\": \"approved\""))
+        #expect(try w.run(["audit", "export"]).out.split(separator: "\n").count == before)
+    }
+}

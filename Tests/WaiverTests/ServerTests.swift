@@ -308,6 +308,19 @@ struct SchedulerTests {
         await #expect(try f.state.store.verifyAudit().intact)
     }
 
+    /// A reminder offset at or beyond the exception's own duration is skipped: a 5-day exception gets
+    /// no "7 days before" reminder at its approval, only the ones that fall inside its life.
+    @Test func aReminderLongerThanTheExceptionIsSkipped() async throws {
+        let f = try await ServerFixture()
+        let e = try await f.state.register.request(ExceptionRequest(policy: "COST-001", workspace: "shop", resources: ["r"], reason: "x", days: 5), actor: "dev", now: t0)
+        _ = try await f.state.decisions().approve(e.id, actor: "fin", comment: nil, days: nil, now: t0)
+        let scheduler = SchedulerService(state: f.state, logger: .init(label: "test"))
+        await #expect(try scheduler.tick(now: t0).reminders == 0)                                   // not at approval
+        await #expect(try scheduler.tick(now: t0.addingTimeInterval(4 * 86_400)).reminders == 1)   // 1 day before
+        let sent = try await f.state.store.auditEvents(subject: e.displayId).filter { $0.action == "exception.reminder" }
+        #expect(sent.map { $0.payload.contains("\"before\":\"1d\"") } == [true], "\(sent.map(\.payload))")
+    }
+
     @Test func webhooksAreSignedAndRetriedWithBackoff() async throws {
         actor Received {
             var requests: [(body: String, signature: String?)] = []

@@ -328,6 +328,20 @@ struct WebTests {
         }
     }
 
+    /// A policy page names the policy's file relative to the policy folder, never the server's path.
+    @Test func aPolicyPageNamesItsFileRelativeToThePolicyFolder() async throws {
+        #expect(Web.relative(SourceLocation(file: "/srv/waiver/policies/network.yaml", line: 8), to: "/srv/waiver/policies") == "network.yaml:8")
+        #expect(Web.relative(SourceLocation(file: "/srv/waiver/policies/team/a.yaml", line: 3), to: "/srv/waiver/policies/") == "team/a.yaml:3")
+        #expect(Web.relative(SourceLocation(file: "/srv/waiver/policies/network.yaml", line: 8), to: nil) == "network.yaml:8")
+        let f = try await ServerFixture()
+        try await f.app().test(.router) { c in
+            let b = Browser()
+            _ = try await b.signIn(c, token: f.tokens["fin"]!)
+            let page = try await b.get(c, "/policies/NET-001").1
+            #expect(page.contains("<dd class=\"mono\">network.yaml:8</dd>") && !page.contains(repoRoot), "\(page)")
+        }
+    }
+
     @Test func aFormThatCannotBeDecodedIsRefusedNotReadAsEmptyFields() async throws {
         let f = try await ServerFixture()
         let e = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.web"], reason: "vendor", likelihood: .low),
