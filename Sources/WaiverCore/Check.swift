@@ -10,6 +10,8 @@ public enum ResultStatus: String, Sendable, CaseIterable {
     case pending
     /// The outcome depends on values known only after apply.
     case unknown
+    /// Violates an advisory policy (or one below `--fail-on`): reported, never blocks, needs no exception.
+    case advisory
 }
 
 /// How `unknown` outcomes count toward the verdict (`--unknown=warn|block`).
@@ -121,8 +123,11 @@ public struct Summary: Sendable, Equatable {
     public var excepted: Int
     public var pending: Int
     public var unknown: Int
+    /// Violations of advisory policies (or below `--fail-on`): counted, never blocking.
+    public var advisory: Int = 0
 
-    public init(resources: Int, violations: Int, blocking: Int, excepted: Int, pending: Int, unknown: Int) {
+    public init(resources: Int, violations: Int, blocking: Int, excepted: Int, pending: Int, unknown: Int, advisory: Int = 0) {
+        self.advisory = advisory
         self.resources = resources
         self.violations = violations
         self.blocking = blocking
@@ -136,7 +141,7 @@ public struct Summary: Sendable, Equatable {
     /// only after apply) are counted apart, and block only with --unknown=block.
     public var line: String {
         "\(resources) resource\(resources == 1 ? "" : "s"), \(violations) violation\(violations == 1 ? "" : "s") "
-            + "(\(blocking) blocking, \(excepted) excepted, \(pending) pending), \(unknown) unknown"
+            + "(\(blocking) blocking, \(excepted) excepted, \(pending) pending\(advisory > 0 ? ", \(advisory) advisory" : "")), \(unknown) unknown"
     }
 }
 
@@ -184,10 +189,11 @@ public struct CheckReport: Sendable {
             case .excepted: s.excepted += 1
             case .pending: s.pending += 1
             case .unknown: s.unknown += 1
+            case .advisory: s.advisory += 1
             }
         }
         // An outcome known only after apply is no violation (yet): it is counted on its own.
-        s.violations = s.blocking + s.excepted + s.pending
+        s.violations = s.blocking + s.excepted + s.pending + s.advisory
         return s
     }
 
@@ -196,7 +202,7 @@ public struct CheckReport: Sendable {
         switch f.status {
         case .blocking, .pending: return true
         case .unknown: return unknownMode == .block
-        case .excepted: return false
+        case .excepted, .advisory: return false
         }
     }
 
@@ -212,8 +218,12 @@ public struct CheckEngine: Sendable {
     public var sarifCategories: [(Glob, String)]
     public var unknownMode: UnknownMode
     public var keepCompliant: Bool
+    /// `--fail-on SEVERITY`: violations below it are advisory for this check (nil: every violation blocks).
+    public var failOn: Severity?
 
-    public init(policies: [Policy], sarifCategories: [(Glob, String)] = [], unknownMode: UnknownMode = .warn, keepCompliant: Bool = false) {
+    public init(policies: [Policy], sarifCategories: [(Glob, String)] = [], unknownMode: UnknownMode = .warn, keepCompliant: Bool = false,
+                failOn: Severity? = nil) {
+        self.failOn = failOn
         self.policies = policies
         self.sarifCategories = sarifCategories
         self.unknownMode = unknownMode
@@ -227,6 +237,13 @@ public struct CheckEngine: Sendable {
     ) -> CheckReport {
         // One check, one budget for pattern matches that run long (see `Pattern`).
         Pattern.$budget.withValue(MatchBudget()) { run(resources: resources, external: external, workspace: workspace) }
+    }
+
+    /// A violation blocks unless its policy is advisory or its severity is below `--fail-on`.
+    func violationStatus(_ policy: Policy, _ severity: Severity) -> ResultStatus {
+        if policy.enforcement == .advisory { return .advisory }
+        if let failOn, severity < failOn { return .advisory }
+        return .blocking
     }
 
     func run(resources: [(Resource, file: String)], external: [ExternalFinding], workspace: String) -> CheckReport {
@@ -256,7 +273,7 @@ public struct CheckEngine: Sendable {
                     let message = evidence.map(\.text).joined(separator: "; ")
                     findings.append(Finding(
                         policy: policy.id, title: policy.title, severity: policy.severity, category: policy.category,
-                        resource: resource.address, status: outcome == .unknown ? .unknown : .blocking,
+                        resource: resource.address, status: outcome == .unknown ? .unknown : violationStatus(policy, policy.severity),
                         message: message, remediation: policy.remediation, origin: .plan(file: file), evidence: evidence))
                 }
             }
@@ -289,7 +306,7 @@ public struct CheckEngine: Sendable {
             }
             findings.append(Finding(
                 policy: e.ruleId, title: policy.title, severity: policy.implicit ? e.severity : policy.severity,
-                category: policy.category, resource: e.resource, status: .blocking, message: message,
+                category: policy.category, resource: e.resource, status: violationStatus(policy, policy.implicit ? e.severity : policy.severity), message: message,
                 remediation: policy.remediation.isEmpty ? (e.ruleHelp ?? "") : policy.remediation,
                 origin: .sarif(file: e.file, tool: e.tool, uri: e.uri, line: e.line)))
         }

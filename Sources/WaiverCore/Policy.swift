@@ -183,6 +183,12 @@ public struct SourceLocation: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(file):\(line)" }
 }
 
+/// How a policy's violations count (Sentinel's advisory / mandatory): an advisory violation is
+/// reported and never blocks, so it needs no exception.
+public enum Enforcement: String, Sendable, CaseIterable {
+    case advisory, mandatory
+}
+
 /// A policy: metadata plus the rule that decides whether a resource violates it.
 public struct Policy: Sendable, Equatable {
     public enum Rule: Sendable, Equatable {
@@ -209,6 +215,8 @@ public struct Policy: Sendable, Equatable {
     public var location: SourceLocation?
     /// True for a policy made up from a SARIF rule that no policy file defines.
     public var implicit: Bool
+    /// Whether a violation blocks (`mandatory`, the default) or is only reported (`advisory`).
+    public var enforcement: Enforcement = .mandatory
     /// The framework controls the policy implements (`SOC2:CC6.1`, `ISO27001:A.5.15`): the register,
     /// the audit package and `/controls` group exceptions by them.
     public var controls: [String] = []

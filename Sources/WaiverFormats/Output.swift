@@ -61,7 +61,7 @@ public enum JSONOutput {
         root.append("summary", [
             "resources": .number(Double(s.resources)), "violations": .number(Double(s.violations)),
             "blocking": .number(Double(s.blocking)), "excepted": .number(Double(s.excepted)),
-            "pending": .number(Double(s.pending)), "unknown": .number(Double(s.unknown)),
+            "pending": .number(Double(s.pending)), "unknown": .number(Double(s.unknown)), "advisory": .number(Double(s.advisory)),
         ])
         root.append("results", .array(report.findings.map(result)))
         if !report.warnings.isEmpty { root.append("warnings", .array(report.warnings.map(Value.string))) }
@@ -164,7 +164,7 @@ public enum MarkdownOutput {
         out += "Workspace `\(code(report.workspace))`: \(report.tally).\n"
         if report.findings.isEmpty { return out }
         out += "\n| Status | Severity | Policy | Resource | Why |\n|---|---|---|---|---|\n"
-        let icons: [ResultStatus: String] = [.blocking: "❌", .excepted: "🟢", .pending: "⏳", .unknown: "❔"]
+        let icons: [ResultStatus: String] = [.blocking: "❌", .excepted: "🟢", .pending: "⏳", .unknown: "❔", .advisory: "ℹ️"]
         let rows = report.findings.sorted {
             ($1.severity.rank, $0.policy, $0.resource) < ($0.severity.rank, $1.policy, $1.resource)
         }
@@ -305,7 +305,7 @@ public enum SarifOutput {
             var r = Value.Object()
             r.append("ruleId", .string(f.policy))
             if let i = ruleIndex[f.policy] { r.append("ruleIndex", .number(Double(i))) }
-            r.append("level", .string(level(f.severity)))
+            r.append("level", .string(f.status == .advisory ? "note" : level(f.severity)))
             var text = "\(f.title): \(f.resource)"
             if !f.message.isEmpty { text += " — \(f.message)" }
             if let note = f.exceptionNote { text += " [\(note)\(f.link.map { " — \($0)" } ?? "")]" }
@@ -358,7 +358,7 @@ public enum SarifOutput {
 /// widget shows what a change adds and resolves. Excepted violations are `info`, naming the exception.
 public enum CodeQualityOutput {
     static func severity(_ f: Finding) -> String {
-        if f.status == .excepted { return "info" }
+        if f.status == .excepted || f.status == .advisory { return "info" }
         if f.status == .unknown { return "minor" }
         switch f.severity {
         case .critical: return "blocker"
@@ -422,9 +422,10 @@ public enum JUnitOutput {
                     body += "      <failure type=\"\(finding.status.rawValue)\" message=\"\(xml(what))\">\(xml(detail))</failure>\n"
                 case .blocking, .pending:
                     break
-                case .excepted, .unknown:
+                case .excepted, .unknown, .advisory:
                     s += 1
-                    let why = finding.status == .unknown ? "outcome known only after apply" : (finding.exceptionNote ?? "excepted")
+                    let why = finding.status == .unknown ? "outcome known only after apply"
+                        : finding.status == .advisory ? "advisory: reported, does not block" : (finding.exceptionNote ?? "excepted")
                     body += "      <skipped message=\"\(xml(why))\"/>\n"
                     body += "      <system-out>\(xml(detail))</system-out>\n"
                 }

@@ -7,7 +7,7 @@ import Yams
 public enum PolicyLoader {
     static let policyKeys = [
         "id", "title", "category", "severity", "description", "remediation", "resource_types",
-        "forbid", "require", "exceptions", "source", "controls",
+        "forbid", "require", "exceptions", "source", "controls", "enforcement",
     ]
     static let combinators = ["all", "any", "not", "some", "every", "where", "path"]
     static let maxConditionDepth = 64
@@ -131,6 +131,7 @@ public enum PolicyLoader {
         var exceptions: ExceptionRule?
         var source = "plan"
         var controls: [String] = []
+        var enforcement = Enforcement.mandatory
         if id == nil { yaml.error(node, nil, "policy has no `id`") }
         if let id, !isValidId(id) {
             yaml.error(idNode, id, "invalid id (use letters, digits, '-', '_' and '.')")
@@ -158,6 +159,12 @@ public enum PolicyLoader {
             case "forbid": forbid = parseCondition(&yaml, value, subject, depth: 0)
             case "require": require = parseCondition(&yaml, value, subject, depth: 0)
             case "exceptions": exceptions = parseExceptionRule(&yaml, value, subject)
+            case "enforcement":
+                if let s = yaml.string(value, subject, key) {
+                    if let e = Enforcement(rawValue: s) { enforcement = e } else {
+                        yaml.error(value, subject, "unknown enforcement '\(s.clipped(40))' (use advisory or mandatory)")
+                    }
+                }
             case "controls":
                 // FRAMEWORK:CONTROL, e.g. SOC2:CC6.1 or ISO27001:A.5.15.
                 for c in yaml.strings(value, subject, key) ?? [] {
@@ -196,6 +203,7 @@ public enum PolicyLoader {
             remediation: remediation, resourceTypes: types, rule: rule, exceptions: exceptions,
             location: SourceLocation(file: yaml.file, line: node.mark?.line ?? 0))
         policy.controls = controls
+        policy.enforcement = enforcement
         return policy
     }
 

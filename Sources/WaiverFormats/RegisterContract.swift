@@ -170,7 +170,8 @@ public enum RegisterContract {
         return CheckAnswer(
             passed: verdict == "pass",
             summary: Summary(resources: try s.int("resources"), violations: try s.int("violations"), blocking: try s.int("blocking"),
-                             excepted: try s.int("excepted"), pending: try s.int("pending"), unknown: try s.int("unknown")),
+                             excepted: try s.int("excepted"), pending: try s.int("pending"), unknown: try s.int("unknown"),
+                             advisory: s.v["advisory"] == nil ? 0 : try s.int("advisory")),
             results: try r.objects("results").map { (f: Reader) throws(Mismatch) in
                 CheckAnswer.Result(policy: try f.string("policy"), resource: try f.string("resource"), status: try f.raw("status", ResultStatus.self),
                                    exception: try f.optionalString("exception"), link: try f.optionalString("link"))

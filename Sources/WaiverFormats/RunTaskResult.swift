@@ -10,7 +10,7 @@ public enum RunTaskResult {
 
     static func level(_ s: ResultStatus, blocks: Bool) -> String {
         switch s {
-        case .excepted: return "info"
+        case .excepted, .advisory: return "info"
         case .pending: return "warning"
         case .unknown: return blocks ? "error" : "warning"
         case .blocking: return "error"

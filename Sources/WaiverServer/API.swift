@@ -156,7 +156,7 @@ struct API: Sendable {
         var plan: Result<Plan, InputError>?
         var sarif: [Range<Int>] = []
         var unknownText: String?, formatText: String?
-        var commitAuthor: String?, commit: String?, runURL: String?, changeURL: String?
+        var commitAuthor: String?, commit: String?, runURL: String?, changeURL: String?, failOnText: String?
         var request: Value?, planFile: Value?, sarifFiles: Value?, formatsValue: Value?
         var unknownKey: String?
         let parsed: Result<Void, JSONSyntaxError> = data.withUnsafeBytes { raw in
@@ -170,6 +170,7 @@ struct API: Sendable {
                     case "workspace": workspaceText = try r.readValue(depth: 1).stringValue
                     case "commit_author": commitAuthor = try r.readValue(depth: 1).stringValue
                     case "commit": commit = try r.readValue(depth: 1).stringValue
+                    case "fail_on": failOnText = try r.readValue(depth: 1).stringValue ?? "?"
                     case "run_url": runURL = try r.readValue(depth: 1).stringValue
                     case "change_url": changeURL = try r.readValue(depth: 1).stringValue
                     case "unknown": unknownText = try r.readValue(depth: 1).stringValue ?? "?"
@@ -194,13 +195,18 @@ struct API: Sendable {
         let formats = try APIBodies.formats(formatsValue, first: format)
         guard plan != nil || !sarif.isEmpty else { throw APIError(.unprocessableContent, "invalid", "send a plan or at least one SARIF report") }
         let spec = try request.map(APIBodies.checkRequest)
+        var failOn: Severity?
+        if let t = failOnText {
+            guard let s = Severity(rawValue: t) else { throw RegisterError.invalid("fail_on must be low, medium, high or critical, not \(t.debugDescription.clipped())") }
+            failOn = s
+        }
         let provenance = try Provenance(pipeline: ctx.pipeline, declaredCommitAuthor: commitAuthor, commit: commit, runURL: runURL, changeURL: changeURL).validated()
         let names = try APIBodies.documentNames(planFile: planFile, sarifFiles: sarifFiles, sarifCount: sarif.count)
         let resources = try plan.map { try $0.get().resources.map { ($0, file: names.plan) } } ?? []
         let report = try CheckService.evaluate(
             policies: state.settings.policies, configuration: state.settings.configuration, resources: resources,
             sarif: zip(names.sarif, sarif).map { ($0, data.subdata(in: $1)) },
-            workspace: workspace, unknown: unknown, keepCompliant: formats.contains(.junit))
+            workspace: workspace, unknown: unknown, keepCompliant: formats.contains(.junit), failOn: failOn)
         let (linked, filed, evaluation, register) = try await state.checkIn(
             report, actor: user.name, provenance: provenance, request: spec)
         let answer = CheckService.resultValue(linked, evaluation: evaluation, filed: filed, warnings: CheckService.requestWarnings(filed, register: register))

@@ -153,7 +153,7 @@ components:
         severity: { type: string, enum: [low, medium, high, critical] }
         category: { type: string }
         resource: { type: string }
-        status: { type: string, enum: [blocking, excepted, pending, unknown] }
+        status: { type: string, enum: [blocking, excepted, pending, unknown, advisory] }
         exception: { type: string }
         link: { type: string, description: "the exception's page, when the server has a --public-url" }
         expires: { type: string, format: date-time }
@@ -176,6 +176,7 @@ components:
             excepted: { type: integer, minimum: 0 }
             pending: { type: integer, minimum: 0 }
             unknown: { type: integer, minimum: 0 }
+            advisory: { type: integer, minimum: 0, description: "violations of advisory policies (or below fail_on): reported, never blocking" }
         results: { type: array, items: { $ref: "#/components/schemas/Finding" } }
         evaluation: { type: integer, minimum: 1 }
         requested: { type: array, items: { type: string, pattern: "^EX-[0-9]+$" } }
@@ -474,6 +475,7 @@ paths:
                 format: { type: string, enum: [json, text, sarif, junit, markdown, codequality] }
                 formats: { type: array, minItems: 1, maxItems: 12, items: { type: string, enum: [json, text, sarif, junit, markdown, codequality] }, description: "several reports from one check, each in `renderings`" }
                 commit_author: { type: string, maxLength: 200, description: may not approve the requests filed for this change }
+                fail_on: { type: string, enum: [low, medium, high, critical], description: "violations below this severity are advisory for this check" }
                 commit: { type: string, maxLength: 200, description: the commit checked (shown to approvers) }
                 run_url: { type: string, maxLength: 2000, description: the pipeline run (shown to approvers) }
                 change_url: { type: string, maxLength: 2000, description: the pull or merge request (shown to approvers) }

@@ -272,23 +272,11 @@ extension Web {
         return try render("policy", [
             "title": p.title, "id": p.id, "category": p.category, "severity": p.severity.rawValue,
             "description": p.description, "remediation": p.remediation, "maxDays": state.register.maxDays(for: p),
-            "source": p.location.map { Self.relative($0, to: state.settings.policyDirectory) } ?? "", "rule": Self.policyText(p) as Any, "chart": Self.barChart(labels: qs.map(\.0), values: counts),
+            "source": p.location.map { PolicyListing.relative($0, to: state.settings.policyDirectory) } ?? "", "rule": Self.policyText(p) as Any, "chart": Self.barChart(labels: qs.map(\.0), values: counts),
             "review": last >= threshold ? ["count": last, "threshold": threshold, "quarter": chosen.label] as [String: Any] : false as Any,
             "quarters": chosen.choices, "quarter": chosen.label,
             "items": items.reversed().map { ["id": $0.displayId, "status": $0.status.rawValue, "workspace": $0.workspace, "requester": $0.requester, "created": iso($0.createdAt)] },
         ], ctx)
-    }
-
-    /// A policy's file and line as the page shows it: relative to the policy folder (the file's name
-    /// when the folder is not known), so a page never shows where the server keeps its files.
-    static func relative(_ location: SourceLocation, to directory: String?) -> String {
-        let file = (location.file as NSString).standardizingPath
-        if let directory {
-            let dir = (directory as NSString).standardizingPath
-            let prefix = dir.hasSuffix("/") ? dir : dir + "/"
-            if file.hasPrefix(prefix) { return "\(file.dropFirst(prefix.count)):\(location.line)" }
-        }
-        return "\((file as NSString).lastPathComponent):\(location.line)"
     }
 
     /// The policy as written in its file: from its line to the next policy of the same list.

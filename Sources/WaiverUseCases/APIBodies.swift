@@ -91,7 +91,7 @@ public enum APIBodies {
     // MARK: - POST /evaluations
 
     /// The envelope's fields besides the documents (`plan`, `sarif`), which go as they are.
-    public static let evaluationFields = ["workspace", "plan", "sarif", "unknown", "format", "formats", "commit_author", "commit", "run_url", "change_url",
+    public static let evaluationFields = ["workspace", "plan", "sarif", "unknown", "format", "formats", "fail_on", "commit_author", "commit", "run_url", "change_url",
                                           "request", "plan_file", "sarif_files"]
     public static let evaluationRequired = ["workspace"]
     public static let checkRequestFields = ["reason", "days", "likelihood", "impact", "mitigations", "ticket", "renews"]
@@ -101,6 +101,7 @@ public enum APIBodies {
     public static func evaluationSettings(_ input: CheckInput) -> Value.Object {
         var meta = Value.Object([("workspace", .string(input.workspace)), ("format", .string(input.format.rawValue)), ("unknown", .string(input.unknown.rawValue))])
         if input.formats.count > 1 { meta.append("formats", .array(input.formats.map { .string($0.rawValue) })) }
+        if let s = input.failOn { meta.append("fail_on", .string(s.rawValue)) }
         if let author = input.commitAuthor { meta.append("commit_author", .string(author)) }
         for (k, v) in [("commit", input.commit), ("run_url", input.runURL), ("change_url", input.changeURL)] {
             if let v { meta.append(k, .string(v)) }

@@ -31,11 +31,11 @@ public enum CheckService {
     /// Evaluates resources already read from a plan, plus SARIF reports.
     public static func evaluate(
         policies: [Policy], configuration: Configuration, resources: [(Resource, file: String)], sarif: [(name: String, data: Data)],
-        workspace: String, unknown: UnknownMode, keepCompliant: Bool
+        workspace: String, unknown: UnknownMode, keepCompliant: Bool, failOn: Severity? = nil
     ) throws -> CheckReport {
         var external: [ExternalFinding] = []
         for s in sarif { external += try SarifReader.parse(s.data, file: s.name) }
-        let engine = CheckEngine(policies: policies, sarifCategories: configuration.sarif, unknownMode: unknown, keepCompliant: keepCompliant)
+        let engine = CheckEngine(policies: policies, sarifCategories: configuration.sarif, unknownMode: unknown, keepCompliant: keepCompliant, failOn: failOn)
         return engine.check(resources: resources, external: external, workspace: workspace)
     }
 
@@ -108,6 +108,8 @@ public struct CheckInput: Sendable {
     public var commit: String?
     public var runURL: String?
     public var changeURL: String?
+    /// `--fail-on SEVERITY`: violations below it are advisory for this check.
+    public var failOn: Severity?
     public var request: RequestSpec?
     /// How reports name the files (relative to the repository root); nil names them as typed.
     public var paths: ReportPaths?
@@ -245,7 +247,7 @@ public struct LocalCheck: CheckUseCase {
         do {
             evaluated = try CheckService.evaluate(
                 policies: policies, configuration: configuration, resources: resources, sarif: sarifInputs, workspace: try RequestLimits.workspace(input.workspace),
-                unknown: input.unknown, keepCompliant: input.keepsCompliant)
+                unknown: input.unknown, keepCompliant: input.keepsCompliant, failOn: input.failOn)
         } catch var e as InputError {
             // A report the reader refuses is named as the user typed it, not as reports name it.
             if let i = input.sarifNames.firstIndex(of: e.file) { e.file = input.sarif[i] }

@@ -7,6 +7,7 @@ import WaiverUseCases
 
 extension OutputFormat: ExpressibleByArgument {}
 extension UnknownMode: ExpressibleByArgument {}
+extension Severity: ExpressibleByArgument {}
 
 struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -50,6 +51,9 @@ struct Check: AsyncParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Whether outcomes known only after apply block.", valueName: "mode"))
     var unknown: UnknownMode = .warn
+
+    @Option(name: .long, help: ArgumentHelp("Only violations of this severity or higher block (low, medium, high, critical); the others are reported as advisory.", valueName: "severity"))
+    var failOn: Severity?
 
     @Flag(name: .long, help: "File an exception request for every blocking violation (needs --reason).")
     var request = false
@@ -197,6 +201,7 @@ struct Check: AsyncParsableCommand {
         input.commit = commit ?? ci?.commit
         input.runURL = runUrl ?? ci?.runURL
         input.changeURL = changeUrl ?? ci?.changeURL
+        input.failOn = failOn
         let runner: any CheckUseCase
         if let client = try await registerOptions.client() {
             if noRecord { throw UsageError("--no-record is for a local register: a server records every check") }

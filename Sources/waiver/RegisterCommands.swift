@@ -451,3 +451,26 @@ struct EvidenceCommand: AsyncParsableCommand {
         }
     }
 }
+
+struct Policies: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The loaded policies: list them, test them.", subcommands: [ListPolicies.self])
+
+    struct ListPolicies: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "list",
+            abstract: "List the loaded policies: id, severity, category, enforcement, the exception rules in force, the file, the title.")
+        @OptionGroup var config: ConfigOptions
+        @Option(name: .long, help: "text or json.") var format: OutputFormatChoice = .text
+
+        func run() async throws {
+            let (configuration, base) = try config.loadConfiguration()
+            let (dir, _) = config.policyDirectory(configuration, base: base)
+            let policies = try PolicyLoader.load(directory: dir)
+            let errors = ConfigLoader.validate(policies, against: configuration)
+            if !errors.isEmpty { throw InputErrors(errors) }
+            let register = Register(store: InMemoryRegisterStore(), configuration: configuration, policies: policies)
+            let rows = PolicyListing.rows(policies, register: register, directory: dir)
+            try emit(format == .json ? JSONWriter.write(PolicyListing.value(rows)) : PolicyListing.text(rows), to: nil)
+        }
+    }
+}

@@ -7,6 +7,7 @@ import Testing
 @testable import WaiverCore
 @testable import WaiverServer
 @testable import WaiverStore
+@testable import WaiverUseCases
 
 /// A browser's worth of state for router tests: cookies kept between requests.
 final class Browser: @unchecked Sendable {
@@ -330,9 +331,9 @@ struct WebTests {
 
     /// A policy page names the policy's file relative to the policy folder, never the server's path.
     @Test func aPolicyPageNamesItsFileRelativeToThePolicyFolder() async throws {
-        #expect(Web.relative(SourceLocation(file: "/srv/waiver/policies/network.yaml", line: 8), to: "/srv/waiver/policies") == "network.yaml:8")
-        #expect(Web.relative(SourceLocation(file: "/srv/waiver/policies/team/a.yaml", line: 3), to: "/srv/waiver/policies/") == "team/a.yaml:3")
-        #expect(Web.relative(SourceLocation(file: "/srv/waiver/policies/network.yaml", line: 8), to: nil) == "network.yaml:8")
+        #expect(PolicyListing.relative(SourceLocation(file: "/srv/waiver/policies/network.yaml", line: 8), to: "/srv/waiver/policies") == "network.yaml:8")
+        #expect(PolicyListing.relative(SourceLocation(file: "/srv/waiver/policies/team/a.yaml", line: 3), to: "/srv/waiver/policies/") == "team/a.yaml:3")
+        #expect(PolicyListing.relative(SourceLocation(file: "/srv/waiver/policies/network.yaml", line: 8), to: nil) == "network.yaml:8")
         let f = try await ServerFixture()
         try await f.app().test(.router) { c in
             let b = Browser()
