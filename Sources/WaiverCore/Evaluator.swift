@@ -346,6 +346,20 @@ public struct Evaluator: Sendable {
             case .string(let s): return Tri(s.isEmpty == want)
             default: return .no
             }
+        case .portsOutside(let allowed):
+            // A value that is not a port spec (or holds unknown parts) cannot be decided.
+            let spec = PortSpec.relevant(v)
+            guard !Evaluator.containsUnknown(spec), let opened = PortSpec.ranges(spec) else { return .unknown }
+            return Tri(PortSpec.outside(opened, allowed: allowed))
+        }
+    }
+
+    static func containsUnknown(_ v: Value) -> Bool {
+        switch v {
+        case .unknown: return true
+        case .array(let a): return a.contains(where: containsUnknown)
+        case .object(let o): return o.values.contains(where: containsUnknown)
+        default: return false
         }
     }
 

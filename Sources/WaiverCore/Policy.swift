@@ -87,11 +87,13 @@ public enum Operator: Sendable, Equatable {
     case gt(Double), gte(Double), lt(Double), lte(Double)
     case exists(Bool)
     case empty(Bool)
+    /// The ports the value opens include one outside these ranges (see `PortSpec`).
+    case portsOutside([ClosedRange<Int>])
 
     /// The operator names of the policy language, for parsing and suggestions.
     public static let names = [
         "equals", "not_equals", "in", "not_in", "matches", "contains", "not_contains",
-        "gt", "gte", "lt", "lte", "exists", "empty",
+        "gt", "gte", "lt", "lte", "exists", "empty", "ports_outside",
     ]
 
     /// The operator's name in the policy language.
@@ -110,6 +112,7 @@ public enum Operator: Sendable, Equatable {
         case .lte: return "lte"
         case .exists: return "exists"
         case .empty: return "empty"
+        case .portsOutside: return "ports_outside"
         }
     }
 
@@ -130,6 +133,7 @@ public enum Operator: Sendable, Equatable {
         case .lte(let n): return "<= \(Value.formatNumber(n))"
         case .exists(let b): return b ? "is set" : "is not set"
         case .empty(let b): return b ? "is empty" : "is not empty"
+        case .portsOutside(let allowed): return "opens a port outside " + PortSpec.describe(allowed)
         }
     }
 }
@@ -261,5 +265,84 @@ extension Array where Element == Policy {
         if scanner > 0 { parts.append("\(scanner) for scanners' rules") }
         if controls > 0 { parts.append("\(controls) program control\(controls == 1 ? "" : "s")") }
         return "\(count) polic\(count == 1 ? "y" : "ies"): " + parts.joined(separator: ", ")
+    }
+}
+
+/// Ports as infrastructure code writes them, for the `ports_outside` operator: a number (`22`), a
+/// string (`"22"`, `"8000-8080"`, `"*"` for all), a list of those (Azure's
+/// `destination_port_ranges`, GCP's `ports`), or a rule object — AWS's `from_port`/`to_port` (with
+/// `protocol` or `ip_protocol` `"-1"`/`"all"` meaning every port), or GCP's `allow` block (`ports`,
+/// where none means every port).
+public enum PortSpec {
+    public static let all: ClosedRange<Int> = 0...65_535
+
+    /// The port ranges a value opens; nil when it is not a port spec (the test is then unknown).
+    public static func ranges(_ v: Value) -> [ClosedRange<Int>]? {
+        switch v {
+        case .number(let n):
+            guard n == n.rounded(), n >= 0, n <= 65_535 else { return nil }
+            return [Int(n)...Int(n)]
+        case .string(let s): return parse(s).map { [$0] }
+        case .array(let items):
+            var out: [ClosedRange<Int>] = []
+            for item in items {
+                guard let r = ranges(item) else { return nil }
+                out += r
+            }
+            return out
+        case .object(let o):
+            for key in ["protocol", "ip_protocol"] {
+                if let p = o[key]?.stringValue, ["-1", "all"].contains(p.lowercased()) { return [all] }
+            }
+            if let from = o["from_port"], let to = o["to_port"] {
+                guard case .number(let a) = from, case .number(let b) = to, a == a.rounded(), b == b.rounded(), a >= 0, b <= 65_535, a <= b else {
+                    // icmp's -1 (or a range that is not one) opens no TCP or UDP port.
+                    return []
+                }
+                return [Int(a)...Int(b)]
+            }
+            if o["protocol"] != nil {
+                // GCP's allow block: no ports means every port of the protocol.
+                guard let ports = o["ports"], case .array(let list) = ports, !list.isEmpty else { return [all] }
+                return ranges(ports)
+            }
+            return nil
+        default: return nil
+        }
+    }
+
+    /// The part of a value that says which ports it opens: of a rule object, only its protocol and
+    /// ports (so an attribute known only after apply, such as its id, does not make the test unknown).
+    public static func relevant(_ v: Value) -> Value {
+        guard case .object(let o) = v else { return v }
+        return .object(Value.Object(["protocol", "ip_protocol", "from_port", "to_port", "ports"].compactMap { k in o[k].map { (k, $0) } }))
+    }
+
+    /// `22`, `8000-8080` or `*`; nil for anything else.
+    public static func parse(_ text: String) -> ClosedRange<Int>? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        if t == "*" { return all }
+        let parts = t.split(separator: "-", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let a = Int(parts[0]), let b = Int(parts.last ?? ""), a >= 0, b <= 65_535, a <= b else { return nil }
+        return a...b
+    }
+
+    /// Whether some port of `opened` is outside every allowed range.
+    public static func outside(_ opened: [ClosedRange<Int>], allowed: [ClosedRange<Int>]) -> Bool {
+        let sorted = allowed.sorted { $0.lowerBound < $1.lowerBound }
+        for r in opened {
+            var next = r.lowerBound  // the lowest port of r not yet shown to be allowed
+            for a in sorted where a.upperBound >= next {
+                if a.lowerBound > next { break }
+                next = a.upperBound + 1
+                if next > r.upperBound { break }
+            }
+            if next <= r.upperBound { return true }
+        }
+        return false
+    }
+
+    public static func describe(_ ranges: [ClosedRange<Int>]) -> String {
+        "[" + ranges.map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ", ") + "]"
     }
 }

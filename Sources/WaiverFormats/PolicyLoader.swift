@@ -369,6 +369,24 @@ public enum PolicyLoader {
         case "gte": return number().map { .gte($0) }
         case "lt": return number().map { .lt($0) }
         case "lte": return number().map { .lte($0) }
+        case "ports_outside":
+            // Allowed ports: numbers or "N-M" ranges, e.g. [80, 443, "8000-8080"].
+            guard let items = list() else { return nil }
+            var ranges: [ClosedRange<Int>] = []
+            for item in items {
+                let r: ClosedRange<Int>?
+                switch item {
+                case .number(let n) where n == n.rounded() && n >= 0 && n <= 65_535: r = Int(n)...Int(n)
+                case .string(let s) where s != "*": r = PortSpec.parse(s)
+                default: r = nil
+                }
+                guard let r else {
+                    yaml.error(node, subject, "'ports_outside' takes ports (0-65535) and ranges like \"8000-8080\", found \(item.rendered(limit: 40))")
+                    return nil
+                }
+                ranges.append(r)
+            }
+            return .portsOutside(ranges)
         case "exists": return yaml.bool(node, subject, op).map { .exists($0) }
         case "empty": return yaml.bool(node, subject, op).map { .empty($0) }
         case "matches":

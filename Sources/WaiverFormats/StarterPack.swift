@@ -673,6 +673,99 @@ policies:
       max_days: 7
       approvers: [security]
       min_approvals: 2
+
+  - id: NET-006
+    title: Only the web ports (80, 443) are open to the internet
+    category: security
+    severity: high
+    controls: [SOC2:CC6.6, ISO27001:A.8.20]
+    description: >-
+      A port opened to 0.0.0.0/0 or ::/0 "just for debugging" (a JVM debugger on 5005, a Node
+      inspector on 9229, a database on 5432, a whole range) is found by internet-wide scans within
+      minutes and is rarely closed again. Only the web ports face the internet; everything else is
+      reached through a load balancer, the VPN or a bastion. SSH and RDP have their own policies
+      (NET-001, NET-002, AZ-003, GCP-001), so they are not reported twice here.
+    remediation: >-
+      Close the port or restrict the rule's source to known ranges (the VPN, the office, a load
+      balancer's security group). A temporary debug port needs an exception with an end date; a
+      service that must face the internet on another port belongs in this policy's allowed list
+      (ports_outside), changed through review.
+    resource_types:
+      - aws_security_group
+      - aws_security_group_rule
+      - aws_vpc_security_group_ingress_rule
+      - azurerm_network_security_group
+      - azurerm_network_security_rule
+      - google_compute_firewall
+    forbid:
+      any:
+        # AWS: inline ingress blocks (protocol "-1" opens every port)
+        - all:
+            - { path: $type, equals: aws_security_group }
+            - some: ingress
+              where:
+                all:
+                  - any:
+                      - { path: cidr_blocks, contains: "0.0.0.0/0" }
+                      - { path: ipv6_cidr_blocks, contains: "::/0" }
+                  - { path: "@", ports_outside: [80, 443, 22, 3389] }
+        # AWS: separate rules
+        - all:
+            - { path: $type, equals: aws_security_group_rule }
+            - { path: type, equals: ingress }
+            - any:
+                - { path: cidr_blocks, contains: "0.0.0.0/0" }
+                - { path: ipv6_cidr_blocks, contains: "::/0" }
+            - { path: "@", ports_outside: [80, 443, 22, 3389] }
+        - all:
+            - { path: $type, equals: aws_vpc_security_group_ingress_rule }
+            - any:
+                - { path: cidr_ipv4, equals: "0.0.0.0/0" }
+                - { path: cidr_ipv6, equals: "::/0" }
+            - { path: "@", ports_outside: [80, 443, 22, 3389] }
+        # Azure: inline security_rule blocks of a network security group
+        - all:
+            - { path: $type, equals: azurerm_network_security_group }
+            - some: security_rule
+              where:
+                all:
+                  - { path: access, equals: Allow }
+                  - { path: direction, equals: Inbound }
+                  - any:
+                      - { path: source_address_prefix, in: ["*", "Internet", "0.0.0.0/0", "Any"] }
+                      - { path: source_address_prefixes, contains: "*" }
+                      - { path: source_address_prefixes, contains: "Internet" }
+                      - { path: source_address_prefixes, contains: "0.0.0.0/0" }
+                  - any:
+                      - { path: destination_port_range, ports_outside: [80, 443, 22, 3389] }
+                      - { path: destination_port_ranges, ports_outside: [80, 443, 22, 3389] }
+        # Azure: separate rules, the same fields at the top level
+        - all:
+            - { path: $type, equals: azurerm_network_security_rule }
+            - { path: access, equals: Allow }
+            - { path: direction, equals: Inbound }
+            - any:
+                - { path: source_address_prefix, in: ["*", "Internet", "0.0.0.0/0", "Any"] }
+                - { path: source_address_prefixes, contains: "*" }
+                - { path: source_address_prefixes, contains: "Internet" }
+                - { path: source_address_prefixes, contains: "0.0.0.0/0" }
+            - any:
+                - { path: destination_port_range, ports_outside: [80, 443, 22, 3389] }
+                - { path: destination_port_ranges, ports_outside: [80, 443, 22, 3389] }
+        # GCP: ingress firewall rules (an allow block without ports opens every port)
+        - all:
+            - { path: $type, equals: google_compute_firewall }
+            - { path: direction, not_equals: EGRESS }
+            - any:
+                - { path: source_ranges, contains: "0.0.0.0/0" }
+                - { path: source_ranges, contains: "::/0" }
+            - { path: disabled, not_equals: true }
+            - some: allow
+              where: { path: "@", ports_outside: [80, 443, 22, 3389] }
+    exceptions:
+      max_days: 14
+      approvers: [security]
+      min_approvals: 1
 """# + "\n"),
         File(path: "policies/storage.yaml", contents: #"""
 # S3 and block storage.
@@ -835,5 +928,5 @@ policies:
     ]
 
     /// Number of policies in the pack (program controls not counted).
-    public static let policyCount = 28
+    public static let policyCount = 29
 }

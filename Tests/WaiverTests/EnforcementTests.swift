@@ -59,7 +59,7 @@ struct EnforcementTests {
     @Test func policiesListShowsWhatIsLoaded() async throws {
         let w = try Self.workspace()
         let text = try w.run(["policies", "list"]).out
-        #expect(text.hasPrefix("ID") && text.contains("31 policies"), "\(text)")
+        #expect(text.hasPrefix("ID") && text.contains("32 policies"), "\(text)")
         let json = try JSONReader.parse(Data(try w.run(["policies", "list", "--format", "json"]).out.utf8)).arrayValue ?? []
         let cost = try #require(json.first { $0["id"] == "COST-001" })
         #expect(cost["enforcement"] == "advisory" && cost["file"] == "cost.yaml:3" && cost["source"] == "plan")
