@@ -123,12 +123,19 @@ public enum RegisterContract {
         case .number(let n)?: median = n
         default: throw Mismatch(field: "median_approved_days", what: "is not a number")
         }
-        return RegisterReport(
+        var report = RegisterReport(
             from: try r.optionalDate("from"), to: try r.optionalDate("to"), now: try r.date("generated"), total: try r.int("exceptions"),
             perPolicy: try counts("per_policy", "policy"), perWorkspace: try counts("per_workspace", "workspace"),
             perRequester: try counts("per_requester", "requester"), renewals: try r.int("renewals"), medianApprovedDays: median,
             activeNow: try r.int("active_now"), expiringWithin7Days: try r.strings("expiring_within_7_days"),
             reviewThreshold: try r.int("review_threshold"), reviewPolicies: try counts("review_policies", "policy"), orphaned: try r.strings("orphaned"))
+        if v["reviews"] != nil {
+            report.reviews = try r.objects("reviews").map { (x: Reader) throws(Mismatch) in
+                PolicyReview(quarter: try x.string("quarter"), policy: try x.string("policy"), decision: try x.string("decision"),
+                             link: try x.optionalString("link"), by: try x.string("by"), at: try x.date("at"))
+            }
+        }
+        return report
     }
 
     /// An expiry outcome as the API writes it: the exception, and what still violates.

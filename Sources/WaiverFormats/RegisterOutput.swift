@@ -264,7 +264,15 @@ public enum RegisterOutput {
             "review_threshold": .number(Double(r.reviewThreshold)),
             "review_policies": counts(r.reviewPolicies, "policy"),
             "orphaned": .array(r.orphaned.map(Value.string)),
+            "reviews": .array(r.reviews.map(reviewValue)),
         ]
+    }
+
+    public static func reviewValue(_ r: PolicyReview) -> Value {
+        var o = Value.Object([("quarter", .string(r.quarter)), ("policy", .string(r.policy)), ("decision", .string(r.decision)),
+                              ("by", .string(r.by)), ("at", .string(iso(r.at)))])
+        if let link = r.link { o.append("link", .string(link)) }
+        return .object(o)
     }
 
     public static func reportText(_ r: RegisterReport, markdown: Bool) -> String {
@@ -303,6 +311,14 @@ public enum RegisterOutput {
         if !r.orphaned.isEmpty {
             let text = "Orphaned (active, but the violation is gone from the latest check; revoke them): \(r.orphaned.joined(separator: ", "))"
             out += markdown ? "\n### Orphaned exceptions\n\n\(text)\n" : "\n\(text)\n"
+        }
+        if !r.reviews.isEmpty {
+            out += markdown ? "\n### Reviews recorded\n\n| Quarter | Policy | Decision | By | Link |\n|---|---|---|---|---|\n" : "\nReviews recorded\n"
+            for v in r.reviews {
+                out += markdown
+                    ? "| \(v.quarter) | \(MarkdownOutput.cell(v.policy)) | \(MarkdownOutput.cell(v.decision)) | \(MarkdownOutput.cell(v.by)) | \(v.link.map(MarkdownOutput.cell) ?? "") |\n"
+                    : "  \(v.quarter)  \(v.policy): \(v.decision) (\(v.by)\(v.link.map { ", \($0)" } ?? ""))\n"
+            }
         }
         return out
     }

@@ -61,6 +61,12 @@ struct API: Sendable {
                                         displayText: q.get("display_text").map { String($0) })
             return jsonResponse(RegisterOutput.value(try await service.addEvidence(n, upload), now: service.now), status: .created)
         } }
+        group.post("reviews") { req, ctx in try await wrap(ctx) {
+            let service = try await self.service(ctx)
+            let b = try APIBodies.review(try await object(req))
+            return jsonResponse(RegisterOutput.reviewValue(try await service.recordReview(quarter: b.quarter, policy: b.policy, decision: b.decision, link: b.link)),
+                                status: .created)
+        } }
         group.get("evidence/:sha256") { _, ctx in try await wrap(ctx) {
             let service = try await self.service(ctx)
             guard let sha = ctx.parameters.get("sha256") else { throw APIError(.badRequest, "bad_request", "no SHA-256") }

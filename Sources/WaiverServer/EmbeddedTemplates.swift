@@ -298,6 +298,8 @@ ol.history { padding-left:20px; } ol.history li { margin-bottom:4px; }
   </dl>
   {{#rule}}<h2>Rule</h2><pre class="mono">{{rule}}</pre>{{/rule}}
 </div>
+<h2>Reviews</h2>
+<div class="card" id="reviews">{{#reviews}}<div><strong>{{quarter}}</strong>: {{decision}} <span class="muted">— {{by}}, {{at}}</span>{{#link}} · <a href="{{link}}" rel="noreferrer">change</a>{{/link}}</div>{{/reviews}}{{^reviews}}<span class="muted">No review recorded yet (waiver review record --quarter … --policy … --decision …).</span>{{/reviews}}</div>
 <h2>Exceptions per quarter</h2>
 <div class="card">{{{chart}}}</div>
 <h2>Exceptions</h2>

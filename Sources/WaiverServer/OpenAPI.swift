@@ -617,6 +617,34 @@ paths:
         "413": { $ref: "#/components/responses/Error" }
         "422": { $ref: "#/components/responses/Error" }
         "429": { $ref: "#/components/responses/Error" }
+  /api/v1/reviews:
+    post:
+      summary: Record a policy's quarterly review (its approvers or an administrator)
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              additionalProperties: false
+              required: [quarter, policy, decision]
+              properties:
+                quarter: { type: string, pattern: "^[0-9]{4}-[Qq][1-4]$" }
+                policy: { type: string, maxLength: 200 }
+                decision: { type: string, minLength: 1, maxLength: 2000 }
+                link: { type: string, maxLength: 2000, description: "the change that carries the decision out (http(s))" }
+      responses:
+        "201":
+          description: the review
+          content:
+            application/json:
+              schema: { type: object, required: [quarter, policy, decision, by, at], properties: { quarter: { type: string }, policy: { type: string }, decision: { type: string }, link: { type: string }, by: { type: string }, at: { type: string, format: date-time } } }
+        "400": { $ref: "#/components/responses/Error" }
+        "401": { $ref: "#/components/responses/Error" }
+        "403": { $ref: "#/components/responses/Error" }
+        "413": { $ref: "#/components/responses/Error" }
+        "422": { $ref: "#/components/responses/Error" }
+        "429": { $ref: "#/components/responses/Error" }
   /api/v1/exceptions/{id}/evidence:
     post:
       summary: Upload an evidence file (kept by its SHA-256)

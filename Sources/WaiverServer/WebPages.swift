@@ -234,7 +234,7 @@ extension Web {
         let current = now
         var at = current
         if let text = req.uri.queryParameters.get("quarter"), !text.isEmpty {
-            guard let start = Self.quarterStart(text), start <= current else {
+            guard let start = Quarter(text)?.start, start <= current else {
                 throw APIError(.badRequest, "bad_request", "quarter: '\(text.clipped(20))' is not a quarter up to now (2026-Q2)")
             }
             at = start
@@ -251,16 +251,6 @@ extension Web {
         return (at, chosen, choices)
     }
 
-    /// The first instant of `2026-Q2` (UTC); nil for anything else.
-    static func quarterStart(_ text: String) -> Date? {
-        let parts = text.uppercased().split(separator: "-")
-        guard parts.count == 2, parts[0].count == 4, let year = Int(parts[0]), (1970...9999).contains(year), parts[1].count == 2, parts[1].hasPrefix("Q"),
-              let q = Int(parts[1].dropFirst()), (1...4).contains(q) else { return nil }
-        var cal = Calendar(identifier: .gregorian)
-        cal.timeZone = TimeZone(secondsFromGMT: 0) ?? cal.timeZone
-        return cal.date(from: DateComponents(year: year, month: (q - 1) * 3 + 1, day: 1))
-    }
-
     func policyPage(_ req: Request, _ ctx: WaiverContext) async throws -> Response {
         guard let id = ctx.parameters.get("id"), let p = policy(id) else { throw APIError(.notFound, "not_found", "no such policy") }
         let items = try await store.exceptions(ExceptionFilter(policy: p.id))
@@ -275,6 +265,9 @@ extension Web {
             "source": p.location.map { PolicyListing.relative($0, to: state.settings.policyDirectory) } ?? "", "rule": Self.policyText(p) as Any, "chart": Self.barChart(labels: qs.map(\.0), values: counts),
             "review": last >= threshold ? ["count": last, "threshold": threshold, "quarter": chosen.label] as [String: Any] : false as Any,
             "quarters": chosen.choices, "quarter": chosen.label,
+            "reviews": Register.reviews(in: try await store.auditEvents(subject: "policy:\(p.id)")).reversed().map { r in
+                ["quarter": r.quarter, "decision": r.decision, "by": r.by, "at": iso(r.at), "link": r.link as Any] as [String: Any]
+            },
             "items": items.reversed().map { ["id": $0.displayId, "status": $0.status.rawValue, "workspace": $0.workspace, "requester": $0.requester, "created": iso($0.createdAt)] },
         ], ctx)
     }

@@ -88,6 +88,22 @@ public enum APIBodies {
 
     public static func comment(_ v: Value) throws -> String { try Body(v, fields: commentFields).string("comment") }
 
+    // MARK: - POST /reviews
+
+    public static let reviewFields = ["quarter", "policy", "decision", "link"]
+    public static let reviewRequired = ["quarter", "policy", "decision"]
+
+    public static func review(quarter: String, policy: String, decision: String, link: String?) -> Value {
+        var o = Value.Object([("quarter", .string(quarter)), ("policy", .string(policy)), ("decision", .string(decision))])
+        if let link { o.append("link", .string(link)) }
+        return .object(o)
+    }
+
+    public static func review(_ v: Value) throws -> (quarter: String, policy: String, decision: String, link: String?) {
+        let b = try Body(v, fields: reviewFields)
+        return (try b.string("quarter"), try b.string("policy"), try b.string("decision"), try b.optionalString("link"))
+    }
+
     // MARK: - POST /evaluations
 
     /// The envelope's fields besides the documents (`plan`, `sarif`), which go as they are.

@@ -19,6 +19,8 @@ public protocol RegisterService: Sendable {
     func exportRows(_ query: ListQuery) async throws -> [ExportRow]
     func show(_ id: Int) async throws -> Shown
     func report(from: Date?, to: Date?) async throws -> RegisterReport
+    /// Records a policy's quarterly review (`waiver review record`).
+    func recordReview(quarter: String, policy: String, decision: String, link: String?) async throws -> PolicyReview
     func expire() async throws -> [ExpiryOutcome]
     /// An evidence file's bytes, only when an exception records it (a stray file in the folder is not served); nil otherwise.
     func evidence(sha256: String) async throws -> Data?
@@ -246,8 +248,16 @@ public struct LocalRegisterService: RegisterService {
         let active = try await store.exceptions(ExceptionFilter(statuses: [.approved]))
         var latest: [String: Evaluation] = [:]
         for w in Set(active.map(\.workspace)) { latest[w] = try await store.latestEvaluation(workspace: w) }
-        return RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: from, to: to, now: now,
-                                    reviewThreshold: register.configuration.reviewThreshold)
+        var report = RegisterReport.build(inPeriod: inPeriod, active: active, latest: latest, from: from, to: to, now: now,
+                                          reviewThreshold: register.configuration.reviewThreshold)
+        var events: [AuditEvent] = []
+        try await store.forEachAuditEvent { e in if e.action == Register.reviewAction { events.append(e) } }
+        report.reviews = Register.reviews(in: events).filter { r in (from.map { r.at >= $0 } ?? true) && (to.map { r.at < $0 } ?? true) }
+        return report
+    }
+
+    public func recordReview(quarter: String, policy: String, decision: String, link: String?) async throws -> PolicyReview {
+        try await register.recordReview(quarter: quarter, policy: policy, decision: decision, link: link, actor: actor, now: now)
     }
 
     public func expire() async throws -> [ExpiryOutcome] {

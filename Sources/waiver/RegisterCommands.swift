@@ -474,3 +474,24 @@ struct Policies: AsyncParsableCommand {
         }
     }
 }
+
+struct Review: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Quarterly reviews of policies.", subcommands: [RecordReview.self])
+
+    struct RecordReview: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "record",
+            abstract: "Record what a quarterly review decided about a policy (shown on its page and in the report).")
+        @OptionGroup var config: ConfigOptions
+        @OptionGroup var registerOptions: RegisterOptions
+        @Option(name: .long, help: ArgumentHelp("The quarter reviewed.", valueName: "2026-Q4")) var quarter: String
+        @Option(name: .long, help: ArgumentHelp("The policy reviewed.", valueName: "id")) var policy: String
+        @Option(name: .long, help: ArgumentHelp("What was decided (\"split into two policies\").", valueName: "text")) var decision: String
+        @Option(name: .long, help: ArgumentHelp("The change that carries it out (a pull request URL).", valueName: "url")) var link: String?
+
+        func run() async throws {
+            let r = try await registerOptions.service(config: config, needPolicies: true).recordReview(quarter: quarter, policy: policy, decision: decision, link: link)
+            print("\(r.policy) \(r.quarter) review recorded by \(r.by): \(r.decision)\(r.link.map { " (\($0))" } ?? "")")
+        }
+    }
+}

@@ -207,6 +207,15 @@ struct RemoteRegisterService: RegisterService {
         return Shown(record: e, history: try decode { () throws(RegisterContract.Mismatch) in try RegisterContract.history(answer, subject: e.displayId) })
     }
 
+    func recordReview(quarter: String, policy: String, decision: String, link: String?) async throws -> PolicyReview {
+        let answer = try await client.json(.POST, "/api/v1/reviews", body: APIBodies.review(quarter: quarter, policy: policy, decision: decision, link: link))
+        guard let q = answer["quarter"]?.stringValue, let p = answer["policy"]?.stringValue, let d = answer["decision"]?.stringValue,
+              let by = answer["by"]?.stringValue, let at = answer["at"]?.stringValue.flatMap(parseInstant) else {
+            throw UsageError("the server's answer does not match the API: not a review")
+        }
+        return PolicyReview(quarter: q, policy: p, decision: d, link: answer["link"]?.stringValue, by: by, at: at)
+    }
+
     func report(from: Date?, to: Date?) async throws -> RegisterReport {
         let answer = try await client.json(.GET, "/api/v1/reports", query: [("from", from.map(iso)), ("to", to.map(iso))])
         return try decode { () throws(RegisterContract.Mismatch) in try RegisterContract.report(answer) }

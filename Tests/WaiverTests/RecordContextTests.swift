@@ -167,3 +167,25 @@ struct RecordContextTests {
         #expect(others.count > 2 && others.dropFirst(2).allSatisfy { $0["renews"] == .null })
     }
 }
+
+@Suite("Quarterly review records", .serialized)
+struct ReviewRecordTests {
+    @Test func aReviewIsRecordedShownInTheReportAndRefusedToOthers() async throws {
+        let w = try Workspace()
+        let r = try w.run(["review", "record", "--quarter", "2026-Q4", "--policy", "COST-002", "--decision", "split into two policies",
+                           "--link", "https://git.example.com/infra/policies/pull/31"], as: "fin", at: "2026-12-01T10:00:00Z")
+        #expect(r.code == 0 && r.out == "COST-002 2026-Q4 review recorded by fin: split into two policies (https://git.example.com/infra/policies/pull/31)\n", "\(r.err)")
+        // Not the policy's approvers: refused; a quarter not yet begun, an unknown policy, a bad link: refused by name.
+        let dev = try w.run(["review", "record", "--quarter", "2026-Q4", "--policy", "COST-002", "--decision", "x"], as: "dev", at: "2026-12-01T10:00:00Z")
+        #expect(dev.code == 2 && dev.err.contains("dev cannot record a review of COST-002"), "\(dev.err)")
+        let future = try w.run(["review", "record", "--quarter", "2027-Q1", "--policy", "COST-002", "--decision", "x"], as: "fin", at: "2026-12-01T10:00:00Z")
+        #expect(future.code == 2 && future.err.contains("has not begun"), "\(future.err)")
+        #expect(try w.run(["review", "record", "--quarter", "2026-Q4", "--policy", "COST-999", "--decision", "x"], as: "fin").err.contains("unknown policy"))
+        #expect(try w.run(["review", "record", "--quarter", "2026-Q4", "--policy", "COST-002", "--decision", "x", "--link", "ftp://x"], as: "fin").code == 2)
+        let report = try w.run(["report", "--from", "2026-10-01", "--to", "2027-01-01"], at: "2026-12-02T10:00:00Z").out
+        #expect(report.contains("Reviews recorded\n  2026-Q4  COST-002: split into two policies (fin, https://git.example.com/infra/policies/pull/31)"), "\(report)")
+        let json = try JSONReader.parse(Data(try w.run(["report", "--format", "json"], at: "2026-12-02T10:00:00Z").out.utf8))
+        #expect(json["reviews"]?.arrayValue?.first?["decision"] == "split into two policies")
+        #expect(try w.run(["audit", "verify"]).code == 0)
+    }
+}

@@ -325,6 +325,7 @@ struct WebTests {
             #expect(policy.contains("Review this policy: 5 exceptions in 2026-Q3"), "\(policy)")
             #expect(!(try await b.get(c, "/policies/COST-001").1.contains("id=\"review-flag\"")))
             #expect(try await b.get(c, "/review?quarter=2027-Q1").0 == 400)
+            #expect(policy.contains("No review recorded yet"))
             #expect(try await b.get(c, "/review?quarter=Q3").0 == 400)
         }
     }
@@ -340,6 +341,22 @@ struct WebTests {
             _ = try await b.signIn(c, token: f.tokens["fin"]!)
             let page = try await b.get(c, "/policies/NET-001").1
             #expect(page.contains("<dd class=\"mono\">network.yaml:8</dd>") && !page.contains(repoRoot), "\(page)")
+        }
+    }
+
+    /// A review recorded through the API is on the policy's page.
+    @Test func aRecordedReviewIsOnThePolicyPage() async throws {
+        let f = try await ServerFixture()
+        try await f.app().test(.router) { c in
+            let body = #"{"quarter":"2026-Q4","policy":"NET-001","decision":"<b>keep</b>, add NET-006","link":"https://git.example.com/p/pull/9"}"#
+            #expect(try await c.call(.post, "/api/v1/reviews", as: "dev", f, json: body).0 == 403)
+            let (status, review) = try await c.call(.post, "/api/v1/reviews", as: "sam", f, json: body)
+            #expect(status == 201 && review["by"] == "sam", "\(review)")
+            #expect(try await c.call(.post, "/api/v1/reviews", as: "sam", f, json: #"{"quarter":"2026-Q4","policy":"NET-001"}"#).0 == 422)
+            let b = Browser()
+            _ = try await b.signIn(c, token: f.tokens["fin"]!)
+            let page = try await b.get(c, "/policies/NET-001").1
+            #expect(page.contains("<strong>2026-Q4</strong>: &lt;b&gt;keep&lt;/b&gt;, add NET-006") && page.contains("href=\"https://git.example.com/p/pull/9\""), "\(page)")
         }
     }
 
