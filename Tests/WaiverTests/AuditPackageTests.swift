@@ -15,27 +15,15 @@ import Testing
 struct AuditPackageTests {
     /// Unzips with Python's zipfile into a folder; the folder.
     static func unzip(_ zip: String, into out: TempDir) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; z.extractall(sys.argv[2])", zip, out.path]
-        try p.run()
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
+        let r = try runProgram("/usr/bin/env", ["python3", "-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; z.extractall(sys.argv[2])",
+                                                zip, out.path], in: out.path)
+        #expect(r.code == 0, "\(r.err)")
         return out.path + "/waiver-audit"
     }
 
     static func sha256sumCheck(_ folder: String) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["sha256sum", "-c", "SHA256SUMS"]
-        p.currentDirectoryURL = URL(fileURLWithPath: folder)
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, text)
+        let r = try runProgram("/usr/bin/env", ["sha256sum", "-c", "SHA256SUMS"], in: folder)
+        return (r.code, r.out + r.err)
     }
 
     @Test func aQuartersPackageHoldsTheRecordTheEvidenceAndItsVerification() async throws {

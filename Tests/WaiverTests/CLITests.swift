@@ -25,18 +25,26 @@ struct Run {
 
 /// Runs the binary with arguments in a directory and collects exit code, stdout and stderr.
 func waiver(_ args: [String], in cwd: String = repoRoot, env: [String: String] = [:], stdin: Data? = nil) throws -> Run {
+    // Checks record into a register in a scratch folder, out of the checkout, unless a test names one.
+    let scratch = TempDir()
+    var environment = ["WAIVER_REGISTER": scratch.path + "/register.sqlite"]
+    environment.merge(env) { _, new in new }
+    return try runProgram(waiverBinary, args, in: cwd, env: environment, unset: env["WAIVER_NOW"] == nil ? ["WAIVER_NOW"] : [], stdin: stdin)
+}
+
+/// Runs a program with arguments in a directory (this process's environment, plus `env`, less
+/// `unset`) and collects exit code, stdout and stderr.
+func runProgram(_ executable: String, _ args: [String], in cwd: String, env: [String: String] = [:], unset: [String] = [], stdin: Data? = nil) throws -> Run {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: waiverBinary)
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     p.currentDirectoryURL = URL(fileURLWithPath: cwd)
     var environment = ProcessInfo.processInfo.environment
-    // Output goes to files, so a large report cannot fill a pipe and stall the child; checks record
-    // into a register there too, out of the checkout unless a test names one. The folder goes with the call.
-    let scratch = TempDir()
-    environment["WAIVER_REGISTER"] = scratch.path + "/register.sqlite"
-    environment.removeValue(forKey: "WAIVER_NOW")
+    for key in unset { environment.removeValue(forKey: key) }
     environment.merge(env) { _, new in new }
     p.environment = environment
+    // Output goes to files, so a large report cannot fill a pipe and stall the child. The folder goes with the call.
+    let scratch = TempDir()
     let outPath = scratch.write("stdout", ""), errPath = scratch.write("stderr", "")
     guard let outHandle = FileHandle(forWritingAtPath: outPath), let errHandle = FileHandle(forWritingAtPath: errPath) else {
         throw CocoaError(.fileWriteUnknown)
