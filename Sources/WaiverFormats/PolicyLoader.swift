@@ -28,7 +28,8 @@ public enum PolicyLoader {
     static let maxFileBytes = 8 << 20
 
     /// The policy files below a directory, sorted, hidden files and folders skipped.
-    public static func files(in directory: String) throws(InputError) -> [String] {
+    /// The policy files of a directory (`tests: true`: its `*_test.yaml` test files instead).
+    public static func files(in directory: String, tests: Bool = false) throws(InputError) -> [String] {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) else {
             throw InputError(file: directory, message: "policy directory not found (set --policies or `policies:` in waiver.yaml)")
@@ -41,7 +42,7 @@ public enum PolicyLoader {
         else { throw InputError(file: directory, message: "cannot list the policy directory") }
         var out: [String] = []
         let base = directory.hasSuffix("/") ? String(directory.dropLast()) : directory
-        for case let file as URL in walker where ["yaml", "yml"].contains(file.pathExtension) {
+        for case let file as URL in walker where ["yaml", "yml"].contains(file.pathExtension) && PolicyTestLoader.isTestFile(file.path) == tests {
             let rel = file.path.hasPrefix(url.path) ? String(file.path.dropFirst(url.path.count)) : "/" + file.lastPathComponent
             out.append(base + rel)
         }

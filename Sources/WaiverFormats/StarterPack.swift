@@ -133,6 +133,25 @@ policies:
       approvers: [security]
       min_approvals: 1
 """# + "\n"),
+        File(path: "policies/azure_test.yaml", contents: #"""
+tests:
+  - name: TLS 1.2 and no public blobs
+    resource: { type: azurerm_storage_account, values: { min_tls_version: TLS1_2, allow_nested_items_to_be_public: false } }
+    expect: { AZ-001: compliant, AZ-002: compliant }
+  - name: TLS 1.0 and public blobs
+    resource: { type: azurerm_storage_account, values: { min_tls_version: TLS1_0, allow_nested_items_to_be_public: true } }
+    expect: { AZ-001: violated, AZ-002: violated }
+  - name: RDP from the internet in an NSG's rules
+    resource:
+      type: azurerm_network_security_group
+      values: { security_rule: [{ access: Allow, direction: Inbound, source_address_prefix: Internet, destination_port_range: "3389", destination_port_ranges: [] }] }
+    expect: { AZ-003: violated, NET-006: compliant }
+  - name: HTTPS from the internet
+    resource:
+      type: azurerm_network_security_rule
+      values: { access: Allow, direction: Inbound, source_address_prefix: "*", destination_port_range: "443", destination_port_ranges: [] }
+    expect: { AZ-003: compliant, NET-006: compliant }
+"""# + "\n"),
         File(path: "policies/controls.yaml", contents: #"""
 # Program (GRC) controls: not machine-checked. They exist so that exceptions to them (a person, a
 # device, an account) are requested, approved, logged and expire like any other:
@@ -248,6 +267,35 @@ policies:
             some: ebs
             where: { path: volume_type, equals: gp2 }
 """# + "\n"),
+        File(path: "policies/cost_test.yaml", contents: #"""
+tests:
+  - name: an approved size passes COST-001 and COST-002
+    resource:
+      type: aws_instance
+      values: { instance_type: m5.large, root_block_device: [{ volume_type: gp3, encrypted: true }] }
+    expect: { COST-001: compliant, COST-002: compliant, COST-003: compliant }
+  - name: a 4xlarge breaks both size policies
+    resource:
+      type: aws_instance
+      values: { instance_type: m5.4xlarge, root_block_device: [{ volume_type: gp3, encrypted: true }] }
+    expect: { COST-001: violated, COST-002: violated }
+  - name: an 8xlarge database is a COST-002 violation
+    resource:
+      type: aws_db_instance
+      values: { instance_class: db.r5.8xlarge }
+    expect: { COST-002: violated }
+  - name: a gp2 volume breaks COST-003
+    resource:
+      type: aws_ebs_volume
+      values: { type: gp2 }
+    expect: { COST-003: violated }
+  - name: a root volume known only after apply is unknown for COST-003
+    resource:
+      type: aws_instance
+      values: { instance_type: t3.micro }
+      unknown: [root_block_device]
+    expect: { COST-003: unknown }
+"""# + "\n"),
         File(path: "policies/database.yaml", contents: #"""
 # Managed databases (RDS / Aurora).
 policies:
@@ -300,6 +348,15 @@ policies:
     require:
       path: backup_retention_period
       gte: 7
+"""# + "\n"),
+        File(path: "policies/database_test.yaml", contents: #"""
+tests:
+  - name: an encrypted, private database with a week of backups
+    resource: { type: aws_db_instance, values: { storage_encrypted: true, publicly_accessible: false, backup_retention_period: 7, instance_class: db.t3.medium } }
+    expect: { DB-001: compliant, DB-002: compliant, DB-003: compliant }
+  - name: unencrypted, public, one day of backups
+    resource: { type: aws_db_instance, values: { storage_encrypted: false, publicly_accessible: true, backup_retention_period: 1, instance_class: db.t3.medium } }
+    expect: { DB-001: violated, DB-002: violated, DB-003: violated }
 """# + "\n"),
         File(path: "policies/gcp.yaml", contents: #"""
 # Google Cloud (google provider).
@@ -375,6 +432,28 @@ policies:
       max_days: 30
       approvers: [security]
       min_approvals: 1
+"""# + "\n"),
+        File(path: "policies/gcp_test.yaml", contents: #"""
+tests:
+  - name: SSH from anywhere breaks GCP-001
+    resource:
+      type: google_compute_firewall
+      values: { direction: INGRESS, disabled: false, source_ranges: ["0.0.0.0/0"], allow: [{ protocol: tcp, ports: ["22"] }] }
+    expect: { GCP-001: violated, NET-006: compliant }
+  - name: SSH through Identity-Aware Proxy only
+    resource:
+      type: google_compute_firewall
+      values: { direction: INGRESS, disabled: false, source_ranges: ["35.235.240.0/20"], allow: [{ protocol: tcp, ports: ["22"] }] }
+    expect: { GCP-001: compliant }
+  - name: a bucket without uniform bucket-level access breaks GCP-002
+    resource: { type: google_storage_bucket, values: { uniform_bucket_level_access: false } }
+    expect: { GCP-002: violated }
+  - name: a Cloud SQL instance with a public IP breaks GCP-003
+    resource: { type: google_sql_database_instance, values: { settings: [{ ip_configuration: [{ ipv4_enabled: true }] }] } }
+    expect: { GCP-003: violated }
+  - name: private IP only
+    resource: { type: google_sql_database_instance, values: { settings: [{ ip_configuration: [{ ipv4_enabled: false }] }] } }
+    expect: { GCP-003: compliant }
 """# + "\n"),
         File(path: "policies/iam.yaml", contents: #"""
 # IAM. In plan JSON, policy documents (aws_iam_policy.policy, aws_iam_role.assume_role_policy, ...)
@@ -459,6 +538,30 @@ policies:
       max_days: 30
       approvers: [security]
       min_approvals: 1
+"""# + "\n"),
+        File(path: "policies/iam_test.yaml", contents: #"""
+tests:
+  - name: Action "*" breaks IAM-001
+    resource: { type: aws_iam_policy, values: { policy: '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}' } }
+    expect: { IAM-001: violated }
+  - name: named actions are fine
+    resource: { type: aws_iam_policy, values: { policy: '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":"*"}]}' } }
+    expect: { IAM-001: compliant }
+  - name: a role anyone may assume breaks IAM-002
+    resource: { type: aws_iam_role, values: { assume_role_policy: '{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}' } }
+    expect: { IAM-002: violated }
+  - name: a role for one service is fine
+    resource: { type: aws_iam_role, values: { assume_role_policy: '{"Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}' } }
+    expect: { IAM-002: compliant }
+  - name: IMDSv2 required
+    resource: { type: aws_instance, values: { instance_type: t3.micro, metadata_options: [{ http_tokens: required }] } }
+    expect: { IAM-003: compliant }
+  - name: IMDSv1 allowed breaks IAM-003
+    resource: { type: aws_instance, values: { instance_type: t3.micro, metadata_options: [{ http_tokens: optional }] } }
+    expect: { IAM-003: violated }
+  - name: any access key breaks IAM-004
+    resource: { type: aws_iam_access_key, values: { user: ci } }
+    expect: { IAM-004: violated }
 """# + "\n"),
         File(path: "policies/naming.yaml", contents: #"""
 # Naming conventions.
@@ -767,6 +870,70 @@ policies:
       approvers: [security]
       min_approvals: 1
 """# + "\n"),
+        File(path: "policies/network_test.yaml", contents: #"""
+# Test cases for network.yaml: `waiver policies test` runs them through the check engine.
+tests:
+  - name: SSH open to the world violates NET-001 only (NET-006 leaves SSH to it)
+    resource:
+      type: aws_security_group
+      values: { ingress: [{ cidr_blocks: ["0.0.0.0/0"], ipv6_cidr_blocks: [], protocol: tcp, from_port: 22, to_port: 22 }] }
+    expect: { NET-001: violated, NET-002: compliant, NET-003: compliant, NET-005: compliant, NET-006: compliant }
+  - name: SSH from the VPN is fine
+    resource:
+      type: aws_security_group
+      values: { ingress: [{ cidr_blocks: ["10.8.0.0/16"], ipv6_cidr_blocks: [], protocol: tcp, from_port: 22, to_port: 22 }] }
+    expect: { NET-001: compliant, NET-006: compliant }
+  - name: a range covering 3389 from ::/0 violates NET-002 and opens other ports (NET-006)
+    resource:
+      type: aws_security_group
+      values: { ingress: [{ cidr_blocks: [], ipv6_cidr_blocks: ["::/0"], protocol: tcp, from_port: 3000, to_port: 4000 }] }
+    expect: { NET-002: violated, NET-001: compliant, NET-006: violated }
+  - name: PostgreSQL open to the world violates NET-003 and NET-006
+    resource:
+      type: aws_security_group
+      values: { ingress: [{ cidr_blocks: ["0.0.0.0/0"], ipv6_cidr_blocks: [], protocol: tcp, from_port: 5432, to_port: 5432 }] }
+    expect: { NET-003: violated, NET-006: violated }
+  - name: HTTPS to the world is what a web server needs
+    resource:
+      type: aws_security_group
+      values: { ingress: [{ cidr_blocks: ["0.0.0.0/0"], ipv6_cidr_blocks: [], protocol: tcp, from_port: 443, to_port: 443 }] }
+    expect: { NET-001: compliant, NET-002: compliant, NET-003: compliant, NET-005: compliant, NET-006: compliant }
+  - name: a separate rule opening SSH violates NET-004
+    resource:
+      type: aws_security_group_rule
+      values: { type: ingress, cidr_blocks: ["0.0.0.0/0"], protocol: tcp, from_port: 22, to_port: 22 }
+    expect: { NET-004: violated, NET-006: compliant }
+  - name: an egress rule is not NET-004's business
+    resource:
+      type: aws_security_group_rule
+      values: { type: egress, cidr_blocks: ["0.0.0.0/0"], protocol: tcp, from_port: 22, to_port: 22 }
+    expect: { NET-004: compliant }
+  - name: all protocols from anywhere violates NET-005 and NET-006
+    resource:
+      type: aws_security_group
+      values: { ingress: [{ cidr_blocks: ["0.0.0.0/0"], ipv6_cidr_blocks: [], protocol: "-1", from_port: 0, to_port: 0 }] }
+    expect: { NET-005: violated, NET-006: violated }
+  - name: a debugger port open to the world violates NET-006
+    resource:
+      type: aws_vpc_security_group_ingress_rule
+      values: { cidr_ipv4: "0.0.0.0/0", ip_protocol: tcp, from_port: 5005, to_port: 5005 }
+    expect: { NET-006: violated, NET-004: compliant }
+  - name: an Azure rule with WinRM among its ranges violates NET-006
+    resource:
+      type: azurerm_network_security_rule
+      values: { access: Allow, direction: Inbound, source_address_prefix: "*", destination_port_range: null, destination_port_ranges: ["443", "5985-5986"] }
+    expect: { NET-006: violated }
+  - name: a GCP firewall allowing every tcp port violates NET-006
+    resource:
+      type: google_compute_firewall
+      values: { direction: INGRESS, disabled: false, source_ranges: ["0.0.0.0/0"], allow: [{ protocol: tcp, ports: [] }] }
+    expect: { NET-006: violated }
+  - name: a GCP firewall for 443 only is fine
+    resource:
+      type: google_compute_firewall
+      values: { direction: INGRESS, disabled: false, source_ranges: ["0.0.0.0/0"], allow: [{ protocol: tcp, ports: ["443"] }] }
+    expect: { NET-006: compliant }
+"""# + "\n"),
         File(path: "policies/storage.yaml", contents: #"""
 # S3 and block storage.
 policies:
@@ -842,6 +1009,37 @@ policies:
     require:
       every: root_block_device
       where: { path: encrypted, equals: true }
+"""# + "\n"),
+        File(path: "policies/storage_test.yaml", contents: #"""
+tests:
+  - name: a public-read bucket ACL breaks S3-001
+    resource: { type: aws_s3_bucket_acl, values: { acl: public-read } }
+    expect: { S3-001: violated }
+  - name: a private ACL is fine
+    resource: { type: aws_s3_bucket_acl, values: { acl: private } }
+    expect: { S3-001: compliant }
+  - name: a public access block with every switch on
+    resource:
+      type: aws_s3_bucket_public_access_block
+      values: { block_public_acls: true, block_public_policy: true, ignore_public_acls: true, restrict_public_buckets: true }
+    expect: { S3-002: compliant }
+  - name: one switch off breaks S3-002
+    resource:
+      type: aws_s3_bucket_public_access_block
+      values: { block_public_acls: true, block_public_policy: false, ignore_public_acls: true, restrict_public_buckets: true }
+    expect: { S3-002: violated }
+  - name: an unencrypted volume breaks STOR-001
+    resource: { type: aws_ebs_volume, values: { type: gp3, encrypted: false } }
+    expect: { STOR-001: violated }
+  - name: an encrypted volume is fine
+    resource: { type: aws_ebs_volume, values: { type: gp3, encrypted: true } }
+    expect: { STOR-001: compliant }
+  - name: an unencrypted root volume breaks STOR-002
+    resource: { type: aws_instance, values: { instance_type: t3.micro, root_block_device: [{ volume_type: gp3, encrypted: false }] } }
+    expect: { STOR-002: violated }
+  - name: an encrypted root volume is fine
+    resource: { type: aws_instance, values: { instance_type: t3.micro, root_block_device: [{ volume_type: gp3, encrypted: true }] } }
+    expect: { STOR-002: compliant }
 """# + "\n"),
         File(path: "policies/tagging.yaml", contents: #"""
 # Tagging. Tags drive cost allocation, on-call routing and the quarterly access review.
@@ -924,6 +1122,18 @@ policies:
         - all:
             - { path: tags.environment, exists: false }
             - { path: tags_all.environment, in: [dev, stage, prod] }
+"""# + "\n"),
+        File(path: "policies/tagging_test.yaml", contents: #"""
+tests:
+  - name: owner and environment tags
+    resource: { type: aws_s3_bucket, values: { tags: { owner: payments, environment: prod, Name: payments-prod-assets } } }
+    expect: { TAG-001: compliant, TAG-002: compliant, NAME-001: compliant }
+  - name: no owner, a wrong environment, a Name not of the form
+    resource: { type: aws_s3_bucket, values: { tags: { environment: production, Name: Payments Assets } } }
+    expect: { TAG-001: violated, TAG-002: violated, NAME-001: violated }
+  - name: tags from the provider's default_tags count
+    resource: { type: aws_vpc, values: { tags: { Name: core-prod-vpc }, tags_all: { Name: core-prod-vpc, owner: platform, environment: prod } } }
+    expect: { TAG-001: compliant, TAG-002: compliant }
 """# + "\n"),
     ]
 

@@ -34,7 +34,8 @@ struct Init: AsyncParsableCommand {
             }
             print("wrote \(path)")
         }
-        let policies = try PolicyLoader.load(files: StarterPack.files.filter { $0.path.hasPrefix("policies/") }.map { ($0.path, Data($0.contents.utf8)) })
-        print("\(policies.described), in \(StarterPack.files.count - 1) files. Try: waiver check --plan plan.json")
+        let files = StarterPack.files.filter { $0.path.hasPrefix("policies/") && !PolicyTestLoader.isTestFile($0.path) }
+        let policies = try PolicyLoader.load(files: files.map { ($0.path, Data($0.contents.utf8)) })
+        print("\(policies.described), in \(files.count) files, with their tests. Try: waiver check --plan plan.json; waiver policies test")
     }
 }

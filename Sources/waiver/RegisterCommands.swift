@@ -453,7 +453,33 @@ struct EvidenceCommand: AsyncParsableCommand {
 }
 
 struct Policies: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "The loaded policies: list them, test them.", subcommands: [ListPolicies.self])
+    static let configuration = CommandConfiguration(abstract: "The loaded policies: list them, test them.", subcommands: [ListPolicies.self, TestPolicies.self])
+
+    struct TestPolicies: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "test",
+            abstract: "Run the test cases kept beside the policies (*_test.yaml); exit 1 when a case fails.",
+            discussion: """
+                A case names a resource (type, after values, attributes known only after apply) and the outcome \
+                expected of each policy: violated, compliant or unknown. The policies are evaluated as a check does.
+                """)
+        @OptionGroup var config: ConfigOptions
+        @Argument(help: ArgumentHelp("The policy folder (default: the configuration's).", valueName: "dir")) var directory: String?
+
+        func run() async throws {
+            let dir: String
+            if let directory { dir = directory } else {
+                let (configuration, base) = try config.loadConfiguration()
+                dir = config.policyDirectory(configuration, base: base).path
+            }
+            let policies = try PolicyLoader.load(directory: dir)
+            let cases = try PolicyTestLoader.load(directory: dir)
+            if cases.isEmpty { throw UsageError("\(dir): no test cases (*_test.yaml files with a `tests:` list)") }
+            let results = PolicyTesting.run(cases, policies: policies)
+            print(PolicyTesting.text(results, policies: policies, directory: dir), terminator: "")
+            if results.contains(where: { !$0.passed }) { throw Exit(code: 1) }
+        }
+    }
 
     struct ListPolicies: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -165,7 +165,7 @@ struct CLITests {
         let dir = TempDir()
         let first = try waiver(["init"], in: dir.path)
         #expect(first.code == 0)
-        #expect(first.out.contains("32 policies: 29 checked on plans, 3 program controls, in 10 files"), "\(first.out)")
+        #expect(first.out.contains("32 policies: 29 checked on plans, 3 program controls, in 10 files, with their tests"), "\(first.out)")
         #expect(StarterPack.policyCount >= 20 && StarterPack.policyCount <= 30)
         let again = try waiver(["init"], in: dir.path)
         #expect(again.code == 2)
@@ -267,7 +267,7 @@ struct StarterPackTests {
             let onDisk = try String(contentsOfFile: repoRoot + "/" + file.path, encoding: .utf8)
             #expect(onDisk == file.contents, "\(file.path) differs: run scripts/gen-starter-pack.py")
         }
-        let disk = try PolicyLoader.files(in: repoRoot + "/policies").map { ($0 as NSString).lastPathComponent }
+        let disk = try (PolicyLoader.files(in: repoRoot + "/policies") + PolicyLoader.files(in: repoRoot + "/policies", tests: true)).map { ($0 as NSString).lastPathComponent }
         #expect(disk.sorted() == StarterPack.files.dropFirst().map { ($0.path as NSString).lastPathComponent }.sorted())
     }
 

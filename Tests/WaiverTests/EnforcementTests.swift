@@ -71,3 +71,38 @@ struct EnforcementTests {
         #expect(bad.code == 2 && bad.err.contains("unknown enforcement 'sometimes'"), "\(bad.err)")
     }
 }
+
+/// Issue 14, item 17: policies are tested like code (`waiver policies test`), and the starter pack
+/// ships a case for every plan policy.
+@Suite("Policy tests", .serialized)
+struct PolicyTestCommandTests {
+    @Test func theStarterPackPassesItsOwnTestsAndCoversEveryPlanPolicy() throws {
+        let r = try waiver(["policies", "test"])
+        #expect(r.code == 0 && r.out.hasSuffix("0 failed; every plan policy has a case\n"), "\(r.out)\(r.err)")
+        // `waiver init` writes the tests with the policies, and they pass there too.
+        let dir = TempDir()
+        #expect(try waiver(["init", "--directory", dir.path]).code == 0)
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/policies/network_test.yaml"))
+        #expect(try waiver(["policies", "test", dir.path + "/policies"]).code == 0)
+    }
+
+    @Test func aFailingCaseSaysWhatItExpectedAndWhatItGot() throws {
+        let w = try Workspace()
+        w.dir.write("policies/mine_test.yaml", """
+            tests:
+              - name: a 4xlarge is fine (it is not)
+                resource: { type: aws_instance, values: { instance_type: m5.4xlarge } }
+                expect: { COST-002: compliant, NOPE-1: violated, DB-001: violated }
+            """)
+        let r = try w.run(["policies", "test"])
+        #expect(r.code == 1, "\(r.out)\(r.err)")
+        #expect(r.out.contains("FAIL mine_test.yaml:2  a 4xlarge is fine (it is not)"), "\(r.out)")
+        #expect(r.out.contains(#"COST-002: expected compliant, got violated (instance_type = "m5.4xlarge""#), "\(r.out)")
+        #expect(r.out.contains("NOPE-1: no such policy") && r.out.contains("DB-001: does not apply to aws_instance"), "\(r.out)")
+        w.dir.write("policies/mine_test.yaml", "tests:\n  - name: x\n    resource: { type: aws_instance }\n    expect: { COST-002: broken }\n")
+        let bad = try w.run(["policies", "test"])
+        #expect(bad.code == 2 && bad.err.contains("mine_test.yaml:4") && bad.err.contains("'broken' is not violated, compliant or unknown"), "\(bad.err)")
+        // Test files are never read as policies.
+        #expect(try w.run(["policies", "list"]).code == 0)
+    }
+}
