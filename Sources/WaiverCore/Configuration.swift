@@ -71,6 +71,8 @@ public struct Configuration: Sendable, Equatable {
 
     /// The hard limit no configuration or policy may raise an exception's duration past.
     public static let absoluteMaxDays = 90
+    /// The longest a program exception under a review cycle may run (`exceptions.review_every`).
+    public static let programMaxDays = 366
 
     public var policies: String = "policies/"
     public var defaultDays: Int = 14

@@ -176,6 +176,8 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
     public var riskRaisedBy: String?
     /// The ticket the request refers to (`INC-42` or a URL), searchable.
     public var ticket: String?
+    /// The last review's attestation (program exceptions under `exceptions.review_every`).
+    public var reviewedAt: Date?
     /// The change and run the request came from.
     public var origin: RequestOrigin?
     /// Why the stored state is not trusted (it is not the state the audit log's last event about it
@@ -316,6 +318,7 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
         guard case .object(var o) = state else { return state }
         if let ticket { o.append("ticket", .string(ticket)) }
         if let origin, !origin.isEmpty { o.append("origin", origin.value) }
+        if let reviewedAt { o.append("reviewed", opt(reviewedAt)) }
         return .object(o)
     }
 
@@ -325,6 +328,13 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
     public var batch: String {
         let source = origin?.runURL ?? origin?.commit ?? "\(requester)@\(Int(createdAt.timeIntervalSince1970))"
         return workspace + "\u{0}" + source
+    }
+
+    /// When the next review is due under a review cycle of `every` seconds: a cycle after the last
+    /// attestation, or after the approval.
+    public func reviewDue(every: Int) -> Date? {
+        guard status == .approved, let start = reviewedAt ?? decidedAt else { return nil }
+        return start.addingTimeInterval(Double(every))
     }
 
     public func covers(policy: String, workspace: String, resource: String) -> Bool {

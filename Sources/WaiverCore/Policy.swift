@@ -170,8 +170,12 @@ public struct ExceptionRule: Sendable, Equatable {
     /// The lowest risk level an exception to the policy may carry (`exceptions.min_risk`), whatever
     /// likelihood and impact the requester proposes; nil: derived from the policy's severity.
     public var minRisk: String?
+    /// Program controls only: an approved exception is re-attested this often (seconds), or it is
+    /// expired; with it, `maxDays` may go past 90 (an annual exception reviewed quarterly).
+    public var reviewEvery: Int?
 
-    public init(maxDays: Int? = nil, approvers: [String]? = nil, minApprovals: Int? = nil, minRisk: String? = nil) {
+    public init(maxDays: Int? = nil, approvers: [String]? = nil, minApprovals: Int? = nil, minRisk: String? = nil, reviewEvery: Int? = nil) {
+        self.reviewEvery = reviewEvery
         self.maxDays = maxDays
         self.approvers = approvers
         self.minApprovals = minApprovals

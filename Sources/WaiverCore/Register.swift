@@ -439,7 +439,12 @@ public struct Register: Sendable {
 
     /// The longest exception this policy allows, in days.
     public func maxDays(for policy: Policy) -> Int {
-        min(configuration.maxDays, policy.exceptions?.maxDays ?? configuration.maxDays, Configuration.absoluteMaxDays)
+        // A program control under a review cycle may name its own longer cap (an annual exception
+        // reviewed quarterly); everything else keeps the configured cap, never past 90 days.
+        if case .control = policy.rule, policy.exceptions?.reviewEvery != nil, let own = policy.exceptions?.maxDays {
+            return min(own, Configuration.programMaxDays)
+        }
+        return min(configuration.maxDays, policy.exceptions?.maxDays ?? configuration.maxDays, Configuration.absoluteMaxDays)
     }
 
     // MARK: - Decisions
@@ -576,6 +581,81 @@ public struct Register: Sendable {
         }
     }
 
+    // MARK: - Review cycles and remediation (program exceptions)
+
+    /// How long a missed review may wait for its attestation before the exception expires.
+    public static let reviewGrace = 7 * 86_400
+
+    /// The review cycle of an exception's policy, in seconds, or nil when it has none.
+    public func reviewEvery(_ e: ExceptionRecord) -> Int? { policies[e.policy]?.exceptions?.reviewEvery }
+
+    /// A review's re-attestation: an approver of the exception says it is still needed and its
+    /// mitigations are still in place; the next review falls due a cycle from now. Refused for an
+    /// exception that is not active, whose policy has no review cycle, or for anyone who may not decide it.
+    public func attest(_ id: Int, actor: String, comment: String, now: Date) async throws -> ExceptionRecord {
+        let now = Register.second(now)
+        let comment = comment.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !comment.isEmpty, comment.count <= RequestLimits.text else {
+            throw RegisterError.invalid("attesting needs a comment (--comment) saying the exception is still needed and its mitigations still in place")
+        }
+        try RequestLimits.storable(comment, "the comment")
+        return try await store.modify(id: id) { e in
+            guard let every = reviewEvery(e) else {
+                throw RegisterError.invalid("\(e.policy) has no review cycle (exceptions.review_every): \(e.displayId) simply expires")
+            }
+            guard e.isActive(at: now) else { throw RegisterError.conflict("\(e.displayId) is not active (\(e.status.rawValue)): there is nothing to attest") }
+            try mayDecide(e, actor: actor, verb: "attest")
+            e.reviewedAt = now
+            let next = now.addingTimeInterval(Double(every))
+            return [AuditDraft(actor: actor, action: "exception.attested", subject: e.displayId,
+                               payload: ["comment": .string(comment), "next_review": .string(iso(min(next, e.expiresAt ?? next)))], time: now)]
+        }
+    }
+
+    /// Closes an active exception as remediated (`closed`), with the evidence that shows it (added
+    /// before, e.g. "background check cleared"): by its requester, its deciding groups or an administrator.
+    public func closeRemediated(_ id: Int, actor: String, comment: String, now: Date) async throws -> ExceptionRecord {
+        let now = Register.second(now)
+        let comment = comment.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !comment.isEmpty, comment.count <= RequestLimits.text else { throw RegisterError.invalid("closing needs a comment (--comment) saying how it was remediated") }
+        try RequestLimits.storable(comment, "the comment")
+        return try await store.modify(id: id) { e in
+            if let refusal = e.status.refusal(to: .closed, id: e.displayId) { throw RegisterError.conflict(refusal) }
+            try mayAct(actor)
+            if let why = e.untrusted { throw RegisterError.conflict("\(e.displayId) cannot be closed: \(why)") }
+            if !Identity.same(actor, e.requester), !isAdmin(actor), groupsOf(actor).isDisjoint(with: e.rule.groups) {
+                throw RegisterError.refused("\(actor) cannot close \(e.displayId): only its requester, an administrator or members of \(e.rule.groups.joined(separator: ", ")) can")
+            }
+            guard let decided = e.decidedAt, e.evidence.contains(where: { $0.at >= decided }) else {
+                throw RegisterError.invalid("closing \(e.displayId) as remediated needs the evidence that shows it: add it first (waiver evidence add \(e.displayId) FILE --display-text TEXT)")
+            }
+            e.status = .closed
+            if let expires = e.expiresAt, expires > now { e.expiresAt = now }
+            return [AuditDraft(actor: actor, action: "exception.closed", subject: e.displayId,
+                               payload: ["comment": .string(comment), "basis": .string("remediated")], time: now)]
+        }
+    }
+
+    /// Expires every active exception whose review is more than `grace` seconds overdue: a missed
+    /// review ends the exception (the control is enforced again), as an expiry does.
+    public func expireMissedReviews(now: Date, grace: Int, actor: String) async throws -> [ExceptionRecord] {
+        let now = Register.second(now)
+        var out: [ExceptionRecord] = []
+        for candidate in try await store.exceptions(ExceptionFilter(statuses: [.approved])) where candidate.untrusted == nil {
+            guard let every = reviewEvery(candidate), let due = candidate.reviewDue(every: every), due.addingTimeInterval(Double(grace)) <= now,
+                  candidate.isActive(at: now) else { continue }
+            let updated = try await store.modify(id: candidate.id) { e in
+                guard e.isActive(at: now), let due = e.reviewDue(every: every), due.addingTimeInterval(Double(grace)) <= now else { return [] }
+                e.status = .expired
+                return [AuditDraft(actor: actor, action: "exception.expired", subject: e.displayId,
+                                   payload: ["still_violating": .array(e.resources.map(Value.string)),
+                                             "basis": .string("review missed: due \(iso(due)), no attestation within \(formatDuration(grace))")], time: now)]
+            }
+            if updated.status == .expired { out.append(updated) }
+        }
+        return out
+    }
+
     /// Who may add evidence to an exception: its requester, the owner or person it is about, the
     /// members of the groups that decide it, and administrators. Evidence may be added in any state:
     /// after a decision it is closure evidence ("background check cleared"), recorded as such.
@@ -646,6 +726,10 @@ public struct Register: Sendable {
                                    payload: ["still_violating": .array(still.map(Value.string)), "basis": .string(basis)], time: now)]
             }
             if updated.status != .approved { outcomes.append(ExpiryOutcome(exception: updated, stillViolating: still)) }
+        }
+        // Program exceptions whose review was missed past its grace expire too.
+        for e in try await expireMissedReviews(now: now, grace: Register.reviewGrace, actor: actor) {
+            outcomes.append(ExpiryOutcome(exception: e, stillViolating: e.resources))
         }
         return outcomes
     }

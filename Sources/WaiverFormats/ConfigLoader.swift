@@ -460,7 +460,7 @@ public enum ConfigLoader {
         for p in policies {
             guard let rule = p.exceptions else { continue }
             let file = p.location?.file ?? "policies", line = p.location?.line
-            if let days = rule.maxDays, days > config.maxDays {
+            if let days = rule.maxDays, days > config.maxDays, rule.reviewEvery == nil {
                 errors.append(InputError(file: file, line: line, subject: p.id,
                     message: "exceptions.max_days \(days) is past the configured cap of \(config.maxDays) days (waiver.yaml exceptions.max_days)"))
             }

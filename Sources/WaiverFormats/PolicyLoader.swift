@@ -196,6 +196,18 @@ public enum PolicyLoader {
         } else if !hasForbid && !hasRequire {
             yaml.error(node, subject, "a policy needs one of `forbid` or `require` (or `source: sarif` for a scanner's rule, `source: control` for a program control)")
         }
+        // Past 90 days and review cycles are for program controls: infrastructure keeps the short cap.
+        if let e = exceptions {
+            if e.reviewEvery != nil, source != "control" {
+                yaml.error(node, subject, "exceptions.review_every is for program controls (source: control); infrastructure exceptions expire instead")
+            }
+            if let m = e.maxDays, m > Configuration.absoluteMaxDays, source != "control" || e.reviewEvery == nil {
+                yaml.error(node, subject, "exceptions.max_days \(m) is past 90 days: only a program control (source: control) with exceptions.review_every may go past 90")
+            }
+            if let m = e.maxDays, let r = e.reviewEvery, r >= m * 86_400 {
+                yaml.error(node, subject, "exceptions.review_every is not shorter than exceptions.max_days: no review would ever fall due")
+            }
+        }
         guard yaml.errors.count == errorsBefore, let id, let title else { return nil }
         let rule: Policy.Rule
         if source == "sarif" { rule = .external } else if source == "control" { rule = .control } else if let forbid { rule = .forbid(forbid) } else if let require { rule = .require(require) } else { return nil }
@@ -215,11 +227,17 @@ public enum PolicyLoader {
     }
 
     static func parseExceptionRule(_ yaml: inout YAMLFile, _ node: Node, _ subject: String) -> ExceptionRule? {
-        guard let pairs = yaml.mapping(node, subject, what: "exceptions", known: ["max_days", "approvers", "min_approvals", "min_risk"]) else { return nil }
+        guard let pairs = yaml.mapping(node, subject, what: "exceptions", known: ["max_days", "approvers", "min_approvals", "min_risk", "review_every"]) else { return nil }
         var rule = ExceptionRule()
         for (key, _, value) in pairs {
             switch key {
-            case "max_days": rule.maxDays = yaml.int(value, subject, "exceptions.max_days", range: 1...Configuration.absoluteMaxDays)
+            case "max_days": rule.maxDays = yaml.int(value, subject, "exceptions.max_days", range: 1...Configuration.programMaxDays)
+            case "review_every":
+                if let text = yaml.string(value, subject, "exceptions.review_every") {
+                    if let d = parseDuration(text), d >= 86_400 { rule.reviewEvery = d } else {
+                        yaml.error(value, subject, "exceptions.review_every: '\(text.clipped(30))' is not a duration of a day or more (use 30d, 90d or 13w)")
+                    }
+                }
             case "approvers":
                 rule.approvers = yaml.strings(value, subject, "exceptions.approvers")
                 if rule.approvers?.isEmpty == true { yaml.error(value, subject, "exceptions.approvers is empty: name at least one group") }

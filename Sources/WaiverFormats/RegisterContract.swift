@@ -98,6 +98,7 @@ public enum RegisterContract {
             proposedRisk: try r.optionalString("risk_proposed"), riskRaisedBy: try r.optionalString("risk_raised_by"),
             ticket: try r.optionalString("ticket"), origin: RequestOrigin.from(v["origin"]))
         e.untrusted = try r.optionalString("untrusted")
+        e.reviewedAt = try r.optionalDate("reviewed")
         return e
     }
 

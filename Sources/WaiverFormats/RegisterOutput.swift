@@ -43,6 +43,7 @@ public enum RegisterOutput {
         o.append("created", .string(iso(e.createdAt)))
         o.append("decided", e.decidedAt.map { .string(iso($0)) } ?? .null)
         o.append("expires", e.expiresAt.map { .string(iso($0)) } ?? .null)
+        if let r = e.reviewedAt { o.append("reviewed", .string(iso(r))) }
         o.append("renews", e.renews.map { .string(ExceptionRecord.display($0)) } ?? .null)
         if !history.isEmpty {
             o.append("history", .array(history.map { ev in
@@ -116,6 +117,7 @@ public enum RegisterOutput {
         for a in e.approvals { out += "  approved by: \(a.approver) at \(iso(a.at))\(a.comment.map { ": \($0)" } ?? "")\n" }
         out += "  duration:    \(e.requestedDays) days\n"
         if let x = e.expiresAt { out += "  expires:     \(iso(x))\n" }
+        if let r = e.reviewedAt { out += "  reviewed:    \(iso(r)) (last attestation)\n" }
         if let r = e.renews { out += "  renews:      \(ExceptionRecord.display(r))\n" }
         for f in e.evidence {
             out += "  evidence:    \(f.name) sha256:\(f.sha256) (\(f.size) bytes, added by \(f.addedBy) at \(iso(f.at)))\n"

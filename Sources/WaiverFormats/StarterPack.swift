@@ -183,6 +183,9 @@ policies:
     remediation: >-
       Enroll the device in MDM, or use a company laptop. An exception needs compensating controls
       such as access only through the browser-isolated VDI, and names the device serial number.
+    exceptions:
+      max_days: 365                 # a device exception may last a year, reviewed every quarter
+      review_every: 90d             # an approver re-attests (waiver attest) or it is revoked; a missed review expires it
 
   - id: CTRL-IAM-001
     title: Cloud root accounts are not used and have no access keys

@@ -194,6 +194,9 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
             "CREATE INDEX exception_ticket ON exception (ticket)",
             "ALTER TABLE evidence ADD COLUMN display_text TEXT",
         ]),
+        ("v4: review attestations of program exceptions", [
+            "ALTER TABLE exception ADD COLUMN reviewed_at BIGINT",
+        ]),
     ]
 
     /// The migrations applied, in order.
@@ -291,6 +294,7 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
                 renews: (try Self.column(r, "renews", what) as Int64?).map { Int(clamping: $0) }, owner: try Self.column(r, "owner", what),
                 proposedRisk: try Self.column(r, "proposed_risk", what), riskRaisedBy: try Self.column(r, "risk_raised_by", what),
                 ticket: try Self.column(r, "ticket", what), origin: try StoreRules.origin(try Self.column(r, "origin", what), of: what))
+            record.reviewedAt = try instant("reviewed_at")
             record.untrusted = StoreRules.trustProblem(record, latest: try await latestStateEvent(conn, subject: record.displayId))
             records.append(record)
         }
@@ -357,12 +361,12 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
         let id = try await ids(conn, """
             INSERT INTO exception (id, policy, category, workspace, subject_kind, requester, conflicted, reason, requested_days,
               likelihood, impact, risk_level, mitigations, approver_groups, min_approvals, required_groups, status,
-              created_at, decided_at, expires_at, renews, owner, proposed_risk, risk_raised_by, ticket, origin)
+              created_at, decided_at, expires_at, renews, owner, proposed_risk, risk_raised_by, ticket, origin, reviewed_at)
             SELECT COALESCE(MAX(id), 0) + 1, \(r.policy), \(r.category), \(r.workspace), \(r.subjectKind.rawValue), \(r.requester), \(StoreRules.json(r.conflicted)),
               \(r.reason), \(Int64(r.requestedDays)), \(r.likelihood.rawValue), \(r.impact.rawValue), \(r.riskLevel), \(StoreRules.json(r.mitigations)),
               \(StoreRules.json(r.rule.groups)), \(Int64(r.rule.minApprovals)), \(StoreRules.json(r.rule.requiredGroups)), \(r.status.rawValue),
               \(StoreRules.seconds(r.createdAt)), \(r.decidedAt.map(StoreRules.seconds)), \(r.expiresAt.map(StoreRules.seconds)), \(r.renews.map(Int64.init)),
-              \(r.owner), \(r.proposedRisk), \(r.riskRaisedBy), \(r.ticket), \(StoreRules.originText(r.origin))
+              \(r.owner), \(r.proposedRisk), \(r.riskRaisedBy), \(r.ticket), \(StoreRules.originText(r.origin)), \(r.reviewedAt.map(StoreRules.seconds))
             FROM exception
             RETURNING id
             """).first
@@ -476,7 +480,8 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
                           expires_at = \(record.expiresAt.map(StoreRules.seconds)), requested_days = \(Int64(record.requestedDays)),
                           risk_level = \(record.riskLevel), approver_groups = \(StoreRules.json(record.rule.groups)),
                           min_approvals = \(Int64(record.rule.minApprovals)), required_groups = \(StoreRules.json(record.rule.requiredGroups)),
-                          proposed_risk = \(record.proposedRisk), risk_raised_by = \(record.riskRaisedBy)
+                          proposed_risk = \(record.proposedRisk), risk_raised_by = \(record.riskRaisedBy),
+                          reviewed_at = \(record.reviewedAt.map(StoreRules.seconds))
                         WHERE id = \(Int64(id))
                         """, logger: logger)
                     try await saveChildren(conn, record, old: old)

@@ -49,6 +49,14 @@ struct API: Sendable {
             let service = try await self.service(ctx), comment = try APIBodies.comment(try await object(req))
             return jsonResponse(RegisterOutput.value(try await service.revoke(try id(ctx), comment: comment).record, now: service.now))
         } }
+        group.post("exceptions/:id/attest") { req, ctx in try await wrap(ctx) {
+            let service = try await self.service(ctx), comment = try APIBodies.comment(try await object(req))
+            return jsonResponse(RegisterOutput.value(try await service.attest(try id(ctx), comment: comment).record, now: service.now))
+        } }
+        group.post("exceptions/:id/close") { req, ctx in try await wrap(ctx) {
+            let service = try await self.service(ctx), comment = try APIBodies.comment(try await object(req))
+            return jsonResponse(RegisterOutput.value(try await service.closeRemediated(try id(ctx), comment: comment).record, now: service.now))
+        } }
         group.post("exceptions/:id/renew") { req, ctx in try await wrap(ctx) { try await requestException(req, ctx, renews: try id(ctx)) } }
         group.post("exceptions/:id/evidence") { req, ctx in try await wrap(ctx) {
             let service = try await self.service(ctx)

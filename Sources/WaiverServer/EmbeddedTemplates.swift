@@ -110,6 +110,8 @@ enum EmbeddedTemplates {
     <div class="buttons">
       {{#pending}}<button class="approve" type="submit" name="action" value="approve" id="approve">Approve</button>
       <button class="reject" type="submit" name="action" value="reject" id="reject">Reject</button>{{/pending}}
+      {{#reviewCycle}}<button class="approve" type="submit" name="action" value="attest" id="attest">Attest: still needed (review due {{due}})</button>{{/reviewCycle}}
+      {{#closable}}<button type="submit" name="action" value="close" id="close">Close as remediated</button>{{/closable}}
       <button class="revoke" type="submit" name="action" value="revoke" id="revoke">Revoke</button>
     </div>
   </form>

@@ -38,6 +38,9 @@ public enum MailMessage {
         case "exception.expired", "exception.closed":
             subject = "\(id) \(e["event"]?.stringValue == "exception.closed" ? "closed" : "expired")"
             lines = ["\(id) ended at its expiry; the policy was checked again."]
+        case "exception.reminder" where s("review_due") != nil:
+            subject = "\(id) is due for review"
+            lines = ["\(id)'s review was due at \(s("review_due") ?? "?"). An approver attests that it is still needed and its mitigations still in place (waiver attest \(id)), or it is revoked; without either it expires at \(s("expires_unless_attested") ?? "?")."]
         case "exception.reminder":
             subject = "\(id) expires in \(s("before") ?? "?")"
             lines = ["\(id) expires at \(s("expires") ?? "?"). Fix what it covers, or renew it with a new reason."]

@@ -133,6 +133,7 @@ components:
         decided: { type: [string, "null"], format: date-time }
         expires: { type: [string, "null"], format: date-time }
         renews: { type: [string, "null"], pattern: "^EX-[0-9]+$" }
+        reviewed: { type: string, format: date-time, description: "a program exception's last review attestation" }
         history: { type: array, items: { $ref: "#/components/schemas/HistoryEntry" } }
         decisions:
           type: array
@@ -318,11 +319,11 @@ paths:
       responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" }, "400": { $ref: "#/components/responses/Page" }, "404": { $ref: "#/components/responses/Page" } }
   /exceptions/{id}/decide:
     post:
-      summary: "Web: approve, reject or revoke (form: action, comment, csrf)"
+      summary: "Web: approve, reject, revoke, attest a review or close as remediated (form: action, comment, csrf)"
       tags: [web]
       security: [{ session: [] }]
       parameters: [{ $ref: "#/components/parameters/id" }]
-      requestBody: { content: { application/x-www-form-urlencoded: { schema: { type: object, properties: { action: { type: string, enum: [approve, reject, revoke] }, comment: { type: string }, csrf: { type: string } } } } } }
+      requestBody: { content: { application/x-www-form-urlencoded: { schema: { type: object, properties: { action: { type: string, enum: [approve, reject, revoke, attest, close] }, comment: { type: string }, csrf: { type: string } } } } } }
       responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" }, "400": { $ref: "#/components/responses/Page" },
                    "403": { $ref: "#/components/responses/Page" }, "404": { $ref: "#/components/responses/Page" }, "409": { $ref: "#/components/responses/Page" },
                    "413": { $ref: "#/components/responses/Page" }, "422": { $ref: "#/components/responses/Page" } }
@@ -592,6 +593,36 @@ paths:
   /api/v1/exceptions/{id}/revoke:
     post:
       summary: Revoke early, with a comment
+      parameters: [{ $ref: "#/components/parameters/id" }]
+      requestBody: { required: true, content: { application/json: { schema: { $ref: "#/components/schemas/Comment" } } } }
+      responses:
+        "200": { $ref: "#/components/responses/Exception" }
+        "400": { $ref: "#/components/responses/Error" }
+        "401": { $ref: "#/components/responses/Error" }
+        "403": { $ref: "#/components/responses/Error" }
+        "404": { $ref: "#/components/responses/Error" }
+        "409": { $ref: "#/components/responses/Error" }
+        "413": { $ref: "#/components/responses/Error" }
+        "422": { $ref: "#/components/responses/Error" }
+        "429": { $ref: "#/components/responses/Error" }
+  /api/v1/exceptions/{id}/attest:
+    post:
+      summary: "A review's re-attestation of a program exception under exceptions.review_every (still needed, mitigations in place)"
+      parameters: [{ $ref: "#/components/parameters/id" }]
+      requestBody: { required: true, content: { application/json: { schema: { $ref: "#/components/schemas/Comment" } } } }
+      responses:
+        "200": { $ref: "#/components/responses/Exception" }
+        "400": { $ref: "#/components/responses/Error" }
+        "401": { $ref: "#/components/responses/Error" }
+        "403": { $ref: "#/components/responses/Error" }
+        "404": { $ref: "#/components/responses/Error" }
+        "409": { $ref: "#/components/responses/Error" }
+        "413": { $ref: "#/components/responses/Error" }
+        "422": { $ref: "#/components/responses/Error" }
+        "429": { $ref: "#/components/responses/Error" }
+  /api/v1/exceptions/{id}/close:
+    post:
+      summary: "Close an active exception as remediated (closed), with the evidence added for it"
       parameters: [{ $ref: "#/components/parameters/id" }]
       requestBody: { required: true, content: { application/json: { schema: { $ref: "#/components/schemas/Comment" } } } }
       responses:

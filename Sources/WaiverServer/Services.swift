@@ -28,6 +28,22 @@ public struct SchedulerService: Service {
         }
     }
 
+
+    /// Program exceptions under a review cycle: a notice to the requester and the approvers when a
+    /// review falls due, once per due date (a reminder row keyed by the negative due instant).
+    func reviewNotices(now: Date) async throws -> Int {
+        var sent = 0
+        for e in try await state.store.exceptions(ExceptionFilter(statuses: [.approved])) where e.isActive(at: now) {
+            guard let every = state.register.reviewEvery(e), let due = e.reviewDue(every: every), now >= due else { continue }
+            let event = AuditDraft(actor: "scheduler", action: "exception.reminder", subject: e.displayId,
+                                   payload: ["review_due": .string(iso(due)), "expires_unless_attested": .string(iso(due.addingTimeInterval(Double(Register.reviewGrace)))),
+                                             "requester": .string(e.requester), "approvers": .array(e.rule.groups.map(Value.string))],
+                                   time: now)
+            if try await state.store.markReminder(exceptionId: e.id, offset: -Int(due.timeIntervalSince1970), event: event) { sent += 1 }
+        }
+        return sent
+    }
+
     /// One pass: reminders due at `now`, then expiry. A reminder offset at or beyond the exception's
     /// own approved duration is skipped (a 7-day exception gets no "14 days before" reminder at approval).
     @discardableResult
@@ -50,6 +66,7 @@ public struct SchedulerService: Service {
             }
         }
         sent += try await nudge(now: now)
+        sent += try await reviewNotices(now: now)
         let expired = try await state.register.expire(now: now, actor: "scheduler")
         // A signed checkpoint of the head, every `checkpointInterval` while the log grows.
         if let key = state.settings.signingKey {

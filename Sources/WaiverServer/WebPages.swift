@@ -113,7 +113,9 @@ extension Web {
                 ["name": f.name, "sha256": f.sha256, "addedBy": f.addedBy, "at": iso(f.at), "displayText": f.displayText as Any,
                  "afterDecision": e.decidedAt.map { f.at >= $0 } ?? false] as [String: Any]
             }, "renews": e.renews.map(ExceptionRecord.display) as Any,
-            "canDecide": canDecide, "pending": e.status == .pending, "history": history, "notice": notice as Any,
+            "canDecide": canDecide, "pending": e.status == .pending,
+            "reviewCycle": state.register.reviewEvery(e).flatMap { every in e.reviewDue(every: every).map { ["due": iso($0)] } } as Any,
+            "closable": e.isActive(at: current), "history": history, "notice": notice as Any,
         ]
         return try render("exception", context, ctx, status: status)
     }
@@ -134,6 +136,8 @@ extension Web {
                 d = try await service.approve(n, comment: comment.isEmpty ? nil : comment, days: nil, risk: risk.isEmpty ? nil : risk)
             case "reject": d = try await service.reject(n, comment: comment)
             case "revoke": d = try await service.revoke(n, comment: comment)
+            case "attest": d = try await service.attest(n, comment: comment)
+            case "close": d = try await service.closeRemediated(n, comment: comment)
             default: throw APIError(.badRequest, "bad_request", "unknown action")
             }
             let text: String

@@ -176,6 +176,9 @@ extension SQLiteRegisterStore {
             try db.create(index: "exception_ticket", on: "exception", columns: ["ticket"])
             try db.alter(table: "evidence") { t in t.add(column: "displayText", .text) }
         }
+        m.registerMigration("v8: review attestations of program exceptions") { db in
+            try db.alter(table: "exception") { t in t.add(column: "reviewedAt", .integer) }
+        }
         return m
     }
 }

@@ -79,6 +79,7 @@ struct ExceptionRow: FetchableRecord {
             renews: (try read("renews") as Int64?).map { Int(clamping: $0) }, owner: try read("owner"), proposedRisk: try read("proposedRisk"),
             riskRaisedBy: try read("riskRaisedBy"), ticket: try read("ticket"),
             origin: try StoreRules.origin(try read("origin"), of: what))
+        record.reviewedAt = StoreRules.date(try read("reviewedAt") as Int64?)
     }
 }
 

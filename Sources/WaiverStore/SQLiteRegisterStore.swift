@@ -325,8 +325,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         try db.execute(sql: """
             INSERT INTO exception (policy, category, workspace, subjectKind, requester, conflicted, reason, requestedDays,
               likelihood, impact, riskLevel, mitigations, approverGroups, minApprovals, requiredGroups, status,
-              createdAt, decidedAt, expiresAt, renews, owner, proposedRisk, riskRaisedBy, ticket, origin)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              createdAt, decidedAt, expiresAt, renews, owner, proposedRisk, riskRaisedBy, ticket, origin, reviewedAt)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [
                 record.policy, record.category, record.workspace, record.subjectKind.rawValue, record.requester,
                 Self.json(record.conflicted), record.reason, record.requestedDays, record.likelihood.rawValue,
@@ -334,6 +334,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 record.rule.minApprovals, Self.json(record.rule.requiredGroups), record.status.rawValue,
                 Self.seconds(record.createdAt), record.decidedAt.map(Self.seconds), record.expiresAt.map(Self.seconds), record.renews,
                 record.owner, record.proposedRisk, record.riskRaisedBy, record.ticket, StoreRules.originText(record.origin),
+                record.reviewedAt.map(Self.seconds),
             ])
         var stored = record
         stored.id = Int(db.lastInsertedRowID)
@@ -372,10 +373,10 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
             if record != old {
                 try db.execute(sql: """
                     UPDATE exception SET status = ?, decidedAt = ?, expiresAt = ?, requestedDays = ?, riskLevel = ?, approverGroups = ?,
-                      minApprovals = ?, requiredGroups = ?, proposedRisk = ?, riskRaisedBy = ? WHERE id = ?
+                      minApprovals = ?, requiredGroups = ?, proposedRisk = ?, riskRaisedBy = ?, reviewedAt = ? WHERE id = ?
                     """, arguments: [record.status.rawValue, record.decidedAt.map(Self.seconds), record.expiresAt.map(Self.seconds), record.requestedDays,
                                     record.riskLevel, Self.json(record.rule.groups), record.rule.minApprovals, Self.json(record.rule.requiredGroups),
-                                    record.proposedRisk, record.riskRaisedBy, id])
+                                    record.proposedRisk, record.riskRaisedBy, record.reviewedAt.map(Self.seconds), id])
                 try saveChildren(db, record, old: old)
             }
             for (i, e) in events.enumerated() { try appendEvent(db, e, state: i == events.count - 1 ? record : nil) }

@@ -12,6 +12,10 @@ public protocol RegisterService: Sendable {
     func approve(_ id: Int, comment: String?, days: Int?, risk: String?) async throws -> Decided
     func reject(_ id: Int, comment: String) async throws -> Decided
     func revoke(_ id: Int, comment: String) async throws -> Decided
+    /// A review's re-attestation of a program exception (still needed, mitigations in place).
+    func attest(_ id: Int, comment: String) async throws -> Decided
+    /// Closes an active exception as remediated, with the evidence added for it.
+    func closeRemediated(_ id: Int, comment: String) async throws -> Decided
     func addEvidence(_ id: Int, _ upload: EvidenceUpload) async throws -> ExceptionRecord
     func list(_ query: ListQuery) async throws -> [ExceptionRecord]
     /// The listed exceptions each with its history: what the CSV and JSON exports are made of
@@ -187,6 +191,14 @@ public struct LocalRegisterService: RegisterService {
 
     public func revoke(_ id: Int, comment: String) async throws -> Decided {
         Decided(record: try await register.revoke(id, actor: actor, comment: comment, now: now), actor: actor)
+    }
+
+    public func attest(_ id: Int, comment: String) async throws -> Decided {
+        Decided(record: try await register.attest(id, actor: actor, comment: comment, now: now), actor: actor)
+    }
+
+    public func closeRemediated(_ id: Int, comment: String) async throws -> Decided {
+        Decided(record: try await register.closeRemediated(id, actor: actor, comment: comment, now: now), actor: actor)
     }
 
     /// The largest evidence file (the server also bounds it by its body limit).

@@ -228,7 +228,7 @@ struct Expire: AsyncParsableCommand {
     @OptionGroup var registerOptions: RegisterOptions
 
     func run() async throws {
-        let outcomes = try await registerOptions.service(config: config, needPolicies: false).expire()
+        let outcomes = try await registerOptions.service(config: config, needPolicies: true).expire()
         for o in outcomes {
             if o.exception.status == .closed {
                 print("\(o.exception.displayId) closed: \(o.exception.policy) is compliant on its resources in \(o.exception.workspace)")
@@ -519,5 +519,34 @@ struct Review: AsyncParsableCommand {
             let r = try await registerOptions.service(config: config, needPolicies: true).recordReview(quarter: quarter, policy: policy, decision: decision, link: link)
             print("\(r.policy) \(r.quarter) review recorded by \(r.by): \(r.decision)\(r.link.map { " (\($0))" } ?? "")")
         }
+    }
+}
+
+struct Attest: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-attest a program exception at its review: still needed, mitigations still in place (its approvers).",
+        discussion: "For policies with exceptions.review_every: a review falls due a cycle after the approval or the last attestation; missed by 7 days, the exception expires.")
+    @OptionGroup var config: ConfigOptions
+    @OptionGroup var registerOptions: RegisterOptions
+    @Argument(help: ArgumentHelp("Exception id (EX-7).", valueName: "id")) var id: String
+    @Option(name: .long, help: ArgumentHelp("What the review found.", valueName: "text")) var comment: String
+
+    func run() async throws {
+        let d = try await registerOptions.service(config: config, needPolicies: true).attest(try exceptionId(id), comment: comment)
+        print("\(d.record.displayId) attested by \(d.actor): reviewed at \(d.record.reviewedAt.map(iso) ?? "?"), active until \(d.record.expiresAt.map(iso) ?? "?")")
+    }
+}
+
+struct Close: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Close an active exception as remediated, with the evidence added for it (waiver evidence add first).")
+    @OptionGroup var config: ConfigOptions
+    @OptionGroup var registerOptions: RegisterOptions
+    @Argument(help: ArgumentHelp("Exception id (EX-7).", valueName: "id")) var id: String
+    @Option(name: .long, help: ArgumentHelp("How it was remediated.", valueName: "text")) var comment: String
+
+    func run() async throws {
+        let d = try await registerOptions.service(config: config, needPolicies: false).closeRemediated(try exceptionId(id), comment: comment)
+        print("\(d.record.displayId) closed by \(d.actor): remediated")
     }
 }

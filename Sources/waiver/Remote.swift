@@ -175,6 +175,16 @@ struct RemoteRegisterService: RegisterService {
         return Decided(record: e, actor: try await me())
     }
 
+    func attest(_ id: Int, comment: String) async throws -> Decided {
+        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/attest", body: APIBodies.comment(comment)))
+        return Decided(record: e, actor: try await me())
+    }
+
+    func closeRemediated(_ id: Int, comment: String) async throws -> Decided {
+        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/close", body: APIBodies.comment(comment)))
+        return Decided(record: e, actor: try await me())
+    }
+
     func addEvidence(_ id: Int, _ upload: EvidenceUpload) async throws -> ExceptionRecord {
         try record(try await client.call(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/evidence", query: [("name", upload.name), ("display_text", upload.displayText)],
                                          body: upload.data, contentType: "application/octet-stream").json())

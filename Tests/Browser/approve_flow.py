@@ -133,6 +133,68 @@ def main():
         shot("exception-approved")
         approved = run(a.binary, ["show", exception_id, "--format", "json"], work, remote).stdout
         check("the register agrees (via the API)", '"status": "approved"' in approved)
+        # Evidence with its display text, added from the page by the requester after the decision.
+        dev_cookie = None
+        driver.delete_all_cookies()
+        driver.get(url + "/login")
+        driver.find_element(By.ID, "token").send_keys(tokens["dev@example.com"])
+        click_and_wait(driver.find_element(By.ID, "signin"))
+        driver.get(url + "/exceptions/" + exception_id)
+        proof = os.path.join(work, "vendor-window.txt")
+        with open(proof, "w") as f:
+            f.write("CHG-1234 approved vendor window")
+        driver.find_element(By.ID, "evidence-file").send_keys(proof)
+        driver.find_element(By.ID, "evidence-text").send_keys("Change CHG-1234: the vendor's access window, signed off")
+        click_and_wait(driver.find_element(By.ID, "add-evidence"))
+        evidence = driver.find_element(By.ID, "evidence").text
+        check("evidence added from the page shows its display text and file",
+              "Change CHG-1234: the vendor's access window, signed off" in evidence and "vendor-window.txt" in evidence and "after the decision" in evidence)
+        driver.execute_script("document.getElementById('evidence').scrollIntoView()")
+        shot("exception-evidence")
+        # My requests: dev's own, grouped.
+        driver.get(url + "/mine")
+        check("My requests lists dev's pending and active requests", len(driver.find_elements(By.CSS_SELECTOR, "#pending tbody tr")) >= 1
+              and len(driver.find_elements(By.CSS_SELECTOR, "#active tbody tr")) == 1)
+        shot("mine")
+        # A renewal, seen side by side with the exception it renews.
+        renewal = run(a.binary, ["request", "--renews", exception_id, "--reason", "The vendor needs a second week: the migration slipped",
+                                 "--format", "json"], work, remote).stdout
+        renewal_id = json.loads(renewal)["id"]
+        driver.delete_all_cookies()
+        driver.get(url + "/login")
+        driver.find_element(By.ID, "token").send_keys(tokens["sam@example.com"])
+        click_and_wait(driver.find_element(By.ID, "signin"))
+        driver.get(url + "/exceptions/" + renewal_id)
+        check("a renewal shows the previous reason beside the new one",
+              driver.find_element(By.ID, "previous-reason").text == "Launch on Friday; tracked in CHG-1234"
+              and "migration slipped" in driver.find_element(By.ID, "new-reason").text)
+        check("the approver sees how often the policy was excepted", "In the last four quarters NET-001 had" in driver.find_element(By.ID, "frequency").text)
+        driver.execute_script("document.getElementById('frequency').scrollIntoView()")
+        shot("renewal")
+        # A batch: engineering managers decide the run's requests routed to them with one form.
+        driver.delete_all_cookies()
+        driver.get(url + "/login")
+        driver.find_element(By.ID, "token").send_keys(tokens["em@example.com"])
+        click_and_wait(driver.find_element(By.ID, "signin"))
+        forms = driver.find_elements(By.CSS_SELECTOR, "form.batch-form")
+        check("one pipeline run's requests form one batch in em's inbox", len(forms) == 1)
+        boxes = forms[0].find_elements(By.CSS_SELECTOR, "input[type=checkbox]") if forms else []
+        shot("inbox-batch")
+        if forms:
+            forms[0].find_element(By.TAG_NAME, "textarea").send_keys("Capacity and naming agreed for the launch")
+            click_and_wait(forms[0].find_element(By.CSS_SELECTOR, "button[value=approve]"))
+        notice = driver.find_element(By.CSS_SELECTOR, ".notice").text if driver.find_elements(By.CSS_SELECTOR, ".notice") else ""
+        check("the batch decided each selected request (%d)" % len(boxes), len(boxes) >= 2 and notice.count("by em@example.com") == len(boxes))
+        # The audit package downloads from /audit as a ZIP.
+        driver.get(url + "/audit")
+        check("the audit page offers the package", len(driver.find_elements(By.ID, "download-package")) == 1)
+        session = "; ".join("%s=%s" % (c["name"], c["value"]) for c in driver.get_cookies())
+        frm = driver.find_element(By.NAME, "from").get_attribute("value")
+        to = driver.find_element(By.NAME, "to").get_attribute("value")
+        pkg = urllib.request.urlopen(urllib.request.Request("%s/audit/package?from=%s&to=%s" % (url, frm, to), headers={"Cookie": session}), timeout=30)
+        body = pkg.read()
+        check("the package is a ZIP download", pkg.headers.get("Content-Type") == "application/zip" and body[:2] == b"PK"
+              and "attachment" in pkg.headers.get("Content-Disposition", ""))
         # The other main pages, for the README.
         driver.get(url + "/register")
         check("the register lists every request", len(driver.find_elements(By.CSS_SELECTOR, "#register tbody tr")) >= 5)

@@ -124,7 +124,7 @@ struct PolicyLoaderTests {
         ("policies:\n  - id: A\n    title: t\n    forbid: { some: ingress }\n", "needs a `where:`"),
         ("policies:\n  - id: A\n    title: t\n    forbid: { all: [] }\n", "non-empty list"),
         ("policies:\n  - id: A\n    title: t\n    forbid: { path: $adress, equals: x }\n", "did you mean '$address'?"),
-        ("policies:\n  - id: A\n    title: t\n    forbid: { path: x, equals: 1 }\n    exceptions: { max_days: 120 }\n", "between 1 and 90"),
+        ("policies:\n  - id: A\n    title: t\n    forbid: { path: x, equals: 1 }\n    exceptions: { max_days: 120 }\n", "is past 90 days: only a program control (source: control) with exceptions.review_every may go past 90"),
         ("policies:\n  - id: A\n    title: t\n    forbid: { path: x, equals: 1 }\n    exceptions: { approver: [security] }\n", "did you mean 'approvers'?"),
     ])
     func rejects(_ yaml: String, _ fragment: String) {

@@ -189,3 +189,75 @@ struct ReviewRecordTests {
         #expect(try w.run(["audit", "verify"]).code == 0)
     }
 }
+
+/// Issue 14, item 12: review cycles for program exceptions. CTRL-DEV-001 allows a year, reviewed
+/// every 90 days: an approver re-attests at each review, a missed review expires the exception
+/// after a week's grace, and a remediated exception is closed with its evidence.
+@Suite("Review cycles of program exceptions", .serialized)
+struct ReviewCycleTests {
+    func device(_ w: Workspace, _ serial: String) throws -> Run {
+        try w.run(["request", "--kind", "device", "--policy", "CTRL-DEV-001", "--resource", serial, "--owner", "ann@example.com",
+                   "--reason", "contractor laptop until the MDM rollout", "--days", "365", "--likelihood", "low", "--impact", "low"],
+                  at: "2026-01-05T10:00:00Z")
+    }
+
+    @Test func anAnnualExceptionIsReviewedQuarterlyAndExpiresWhenAReviewIsMissed() async throws {
+        let w = try Workspace()
+        #expect(try device(w, "SN-1").code == 0)
+        #expect(try w.run(["approve", "EX-1"], as: "sam", at: "2026-01-05T10:00:00Z").code == 0)
+        // Infrastructure keeps the short cap.
+        let long = try w.run(["request", "--policy", "COST-001", "--resource", "a", "--workspace", "shop", "--reason", "x", "--days", "365"])
+        #expect(long.code == 2 && long.err.contains("past the cap"), "\(long.err)")
+        // Before the first review is due, nothing to expire; the requester may not attest.
+        #expect(try w.run(["expire"], as: "cron", at: "2026-04-05T10:00:00Z").out == "0 exceptions re-checked\n")
+        let own = try w.run(["attest", "EX-1", "--comment", "still needed"], as: "dev", at: "2026-04-06T10:00:00Z")
+        #expect(own.code == 2 && own.err.contains("dev cannot attest EX-1"), "\(own.err)")
+        let ok = try w.run(["attest", "EX-1", "--comment", "still needed; the VDI-only access is in place"], as: "sam", at: "2026-04-06T10:00:00Z")
+        #expect(ok.code == 0 && ok.out.contains("EX-1 attested by sam: reviewed at 2026-04-06T10:00:00Z"), "\(ok.err)")
+        // The next review is due 2026-07-05; with a week's grace it expires on 2026-07-12, not a second earlier.
+        #expect(try w.run(["expire"], as: "cron", at: "2026-07-12T09:59:59Z").out == "0 exceptions re-checked\n")
+        let missed = try w.run(["expire"], as: "cron", at: "2026-07-12T10:00:00Z")
+        #expect(missed.out.hasPrefix("EX-1 expired"), "\(missed.out)")
+        let shown = try JSONReader.parse(Data(try w.run(["show", "EX-1", "--format", "json"]).out.utf8))
+        #expect(shown["status"] == "expired" && shown["reviewed"] == "2026-04-06T10:00:00Z")
+        let basis = shown["history"]?.arrayValue?.last?["details"]?["basis"]?.stringValue ?? ""
+        #expect(basis.hasPrefix("review missed: due 2026-07-05T10:00:00Z"), "\(basis)")
+        #expect(try w.run(["audit", "verify"]).code == 0)
+    }
+
+    @Test func aRemediatedExceptionIsClosedWithItsEvidence() async throws {
+        let w = try Workspace()
+        #expect(try device(w, "SN-2").code == 0)
+        #expect(try w.run(["approve", "EX-1"], as: "sam", at: "2026-01-05T10:00:00Z").code == 0)
+        let noEvidence = try w.run(["close", "EX-1", "--comment", "enrolled"], at: "2026-02-01T10:00:00Z")
+        #expect(noEvidence.code == 2 && noEvidence.err.contains("needs the evidence that shows it"), "\(noEvidence.err)")
+        let proof = w.dir.write("mdm.txt", "SN-2 enrolled")
+        #expect(try w.run(["evidence", "add", "EX-1", proof, "--display-text", "SN-2 enrolled in MDM"], at: "2026-02-01T10:00:00Z").code == 0)
+        #expect(try w.run(["close", "EX-1", "--comment", "enrolled"], as: "mallory", at: "2026-02-01T10:00:00Z").code == 2)
+        let closed = try w.run(["close", "EX-1", "--comment", "enrolled in MDM"], at: "2026-02-01T10:00:00Z")
+        #expect(closed.code == 0 && closed.out == "EX-1 closed by dev: remediated\n", "\(closed.err)")
+        let shown = try JSONReader.parse(Data(try w.run(["show", "EX-1", "--format", "json"]).out.utf8))
+        #expect(shown["status"] == "closed" && shown["expires"] == "2026-02-01T10:00:00Z" && shown["active"] == false)
+        #expect(try w.run(["attest", "EX-1", "--comment", "x"], as: "sam", at: "2026-02-02T10:00:00Z").code == 2)
+    }
+
+    @Test func reviewCyclesAreForProgramControlsOnly() {
+        let infra = policyErrors([("p.yaml", """
+            policies:
+              - id: P-1
+                title: t
+                require: { path: a, exists: true }
+                exceptions: { max_days: 365, review_every: 90d }
+            """)])
+        #expect(infra.contains { $0.message.contains("exceptions.review_every is for program controls") }, "\(infra)")
+        #expect(infra.contains { $0.message.contains("only a program control (source: control) with exceptions.review_every may go past 90") })
+        let noCycle = policyErrors([("p.yaml", """
+            policies:
+              - id: C-1
+                title: t
+                source: control
+                exceptions: { max_days: 200 }
+            """)])
+        #expect(noCycle.contains { $0.message.contains("may go past 90") }, "\(noCycle)")
+    }
+}

@@ -321,6 +321,27 @@ struct SchedulerTests {
         #expect(sent.map { $0.payload.contains("\"before\":\"1d\"") } == [true], "\(sent.map(\.payload))")
     }
 
+    /// A program exception under a review cycle: the scheduler sends one notice when the review falls
+    /// due, and expires the exception when the review is missed past the week's grace.
+    @Test func aDueReviewIsNoticedOnceThenAMissedOneExpires() async throws {
+        let f = try await ServerFixture()
+        let e = try await f.state.register.request(ExceptionRequest(policy: "CTRL-DEV-001", workspace: "program", subjectKind: .device, resources: ["SN-9"],
+                                                                    reason: "contractor laptop", days: 365, likelihood: .low, impact: .low, owner: "ann"),
+                                                   actor: "dev", now: t0)
+        _ = try await f.state.decisions().approve(e.id, actor: "sam", comment: nil, days: nil, now: t0)
+        let due = t0.addingTimeInterval(90 * 86_400)
+        let scheduler = SchedulerService(state: f.state, logger: .init(label: "test"))
+        await #expect(try scheduler.tick(now: due.addingTimeInterval(-1)).reminders == 0)
+        await #expect(try scheduler.tick(now: due).reminders == 1)
+        await #expect(try scheduler.tick(now: due.addingTimeInterval(3600)).reminders == 0)   // once
+        let notice = try #require(try await f.state.store.auditEvents(subject: e.displayId).last { $0.action == "exception.reminder" })
+        #expect(notice.payload.contains("\"review_due\":\"\(iso(due))\""), "\(notice.payload)")
+        #expect(try await scheduler.tick(now: due.addingTimeInterval(7 * 86_400 - 1)).expired.isEmpty)
+        let outcome = try await scheduler.tick(now: due.addingTimeInterval(7 * 86_400))
+        #expect(outcome.expired.map(\.exception.id) == [e.id] && outcome.expired.first?.exception.status == .expired)
+        await #expect(try f.state.store.verifyAudit().intact)
+    }
+
     @Test func webhooksAreSignedAndRetriedWithBackoff() async throws {
         actor Received {
             var requests: [(body: String, signature: String?)] = []
