@@ -257,7 +257,7 @@ struct API: Sendable {
         let service = try await self.service(ctx)
         let q = req.uri.queryParameters
         var query = ListQuery(policy: q.get("policy"), workspace: q.get("workspace"), requester: q.get("requester"), ticket: q.get("ticket"),
-                              mine: q.get("mine") == "true", limit: try limit(req))
+                              mine: try flag(q, "mine"), limit: try limit(req))
         if let s = q.get("status") {
             guard let status = ExceptionStatus(rawValue: s) else { throw APIError(.badRequest, "bad_request", "unknown status '\(s)'") }
             query.status = status
@@ -267,18 +267,29 @@ struct API: Sendable {
             query.expiringWithin = d
         }
         let asked = try format(req, ["json", "text", "csv"])
+        let history = try flag(q, "history")
         if asked == "text" { return text(RegisterOutput.listText(try await service.list(query), now: service.now)) }
         // The CSV export, and the JSON with `history=true`, carry each exception's decisions and risk history.
         if asked == "csv" {
             return text(RegisterOutput.csv(try await service.exportRows(query).map { ($0.record, $0.history) }), contentType: "text/csv; charset=utf-8")
         }
-        if q.get("history") == "true" {
+        if history {
             return jsonResponse(.array(try await service.exportRows(query).map { RegisterOutput.value($0.record, history: $0.history, now: service.now) }))
         }
         return jsonResponse(.array(try await service.list(query).map { RegisterOutput.value($0, now: service.now) }))
     }
 
     // MARK: - Helpers
+
+    /// A boolean query parameter: `true` or `false` (absent: false); anything else, or given twice, is a 400.
+    func flag(_ q: Parameters, _ name: String) throws -> Bool {
+        let values = q.getAll(name)
+        guard let v = values.first else { return false }
+        guard values.count == 1, v == "true" || v == "false" else {
+            throw APIError(.badRequest, "bad_request", "\(name) must be true or false, not \(v.debugDescription.clipped(20))")
+        }
+        return v == "true"
+    }
 
     /// Runs a handler and turns every error into the JSON error shape.
     func wrap(_ ctx: WaiverContext, _ body: () async throws -> Response) async throws -> Response {
