@@ -165,23 +165,14 @@ struct RemoteRegisterService: RegisterService {
         return name
     }
 
-    func reject(_ id: Int, comment: String) async throws -> Decided {
-        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/reject", body: APIBodies.comment(comment)))
-        return Decided(record: e, actor: try await me())
-    }
+    func reject(_ id: Int, comment: String) async throws -> Decided { try await commented(id, "reject", comment) }
+    func revoke(_ id: Int, comment: String) async throws -> Decided { try await commented(id, "revoke", comment) }
+    func attest(_ id: Int, comment: String) async throws -> Decided { try await commented(id, "attest", comment) }
+    func closeRemediated(_ id: Int, comment: String) async throws -> Decided { try await commented(id, "close", comment) }
 
-    func revoke(_ id: Int, comment: String) async throws -> Decided {
-        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/revoke", body: APIBodies.comment(comment)))
-        return Decided(record: e, actor: try await me())
-    }
-
-    func attest(_ id: Int, comment: String) async throws -> Decided {
-        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/attest", body: APIBodies.comment(comment)))
-        return Decided(record: e, actor: try await me())
-    }
-
-    func closeRemediated(_ id: Int, comment: String) async throws -> Decided {
-        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/close", body: APIBodies.comment(comment)))
+    /// A decision that takes a comment (`POST /api/v1/exceptions/{id}/VERB`), and who made it.
+    func commented(_ id: Int, _ verb: String, _ comment: String) async throws -> Decided {
+        let e = try record(try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/\(verb)", body: APIBodies.comment(comment)))
         return Decided(record: e, actor: try await me())
     }
 
