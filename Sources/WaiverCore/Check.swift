@@ -12,6 +12,9 @@ public enum ResultStatus: String, Sendable, CaseIterable {
     case unknown
     /// Violates an advisory policy (or one below `--fail-on`): reported, never blocks, needs no exception.
     case advisory
+    /// Violates the policy; an approved exception covers the pair, but for other violating values
+    /// than the ones it was approved for: blocks until an amended exception is approved.
+    case changed
 }
 
 /// How `unknown` outcomes count toward the verdict (`--unknown=warn|block`).
@@ -43,6 +46,19 @@ public struct Finding: Sendable, Equatable {
     public var evidence: [Evidence]
     /// The page of its exception (`serve --public-url` + `/exceptions/EX-N`), when the check ran on a server.
     public var link: String?
+    /// A scanner finding's code snippet (part of what an exception to it is bound to).
+    public var snippet: String?
+    /// `changed` findings: the violating values the exception was approved for.
+    public var approved: String?
+
+    /// What an exception to this finding is bound to: the violating values as reported (sensitive
+    /// ones masked), and a scanner finding's snippet, at most 2,000 characters. The register records
+    /// it with every check, and an approval covers a later check only while it is the same.
+    public var boundValues: String {
+        let text = snippet.map { message + "\nsnippet: " + $0 } ?? message
+        return text.count > Finding.boundLimit ? String(text.prefix(Finding.boundLimit)) : text
+    }
+    public static let boundLimit = 2_000
 
     public init(
         policy: String, title: String, severity: Severity, category: String, resource: String,
@@ -80,12 +96,15 @@ public struct ExternalFinding: Sendable, Equatable {
     public var ruleHelp: String?
     /// The scanner's own suppression of the result (e.g. an inline skip comment), if any.
     public var suppression: String?
+    /// The region's snippet, as the scanner reported it.
+    public var snippet: String?
 
     public init(
         ruleId: String, resource: String, level: String, message: String, file: String, tool: String,
         uri: String? = nil, line: Int? = nil, ruleTitle: String? = nil, ruleHelp: String? = nil,
-        suppression: String? = nil
+        suppression: String? = nil, snippet: String? = nil
     ) {
+        self.snippet = snippet
         self.ruleId = ruleId
         self.resource = resource
         self.level = level
@@ -125,6 +144,8 @@ public struct Summary: Sendable, Equatable {
     public var unknown: Int
     /// Violations of advisory policies (or below `--fail-on`): counted, never blocking.
     public var advisory: Int = 0
+    /// Violations under an exception approved for other values: blocking.
+    public var changed: Int = 0
 
     public init(resources: Int, violations: Int, blocking: Int, excepted: Int, pending: Int, unknown: Int, advisory: Int = 0) {
         self.advisory = advisory
@@ -141,7 +162,7 @@ public struct Summary: Sendable, Equatable {
     /// only after apply) are counted apart, and block only with --unknown=block.
     public var line: String {
         "\(resources) resource\(resources == 1 ? "" : "s"), \(violations) violation\(violations == 1 ? "" : "s") "
-            + "(\(blocking) blocking, \(excepted) excepted, \(pending) pending\(advisory > 0 ? ", \(advisory) advisory" : "")), \(unknown) unknown"
+            + "(\(blocking) blocking, \(changed > 0 ? "\(changed) changed, " : "")\(excepted) excepted, \(pending) pending\(advisory > 0 ? ", \(advisory) advisory" : "")), \(unknown) unknown"
     }
 }
 
@@ -190,17 +211,18 @@ public struct CheckReport: Sendable {
             case .pending: s.pending += 1
             case .unknown: s.unknown += 1
             case .advisory: s.advisory += 1
+            case .changed: s.changed += 1
             }
         }
         // An outcome known only after apply is no violation (yet): it is counted on its own.
-        s.violations = s.blocking + s.excepted + s.pending + s.advisory
+        s.violations = s.blocking + s.changed + s.excepted + s.pending + s.advisory
         return s
     }
 
     /// Whether a finding stops the pipeline under this check's options.
     public func blocks(_ f: Finding) -> Bool {
         switch f.status {
-        case .blocking, .pending: return true
+        case .blocking, .pending, .changed: return true
         case .unknown: return unknownMode == .block
         case .excepted, .advisory: return false
         }
@@ -304,11 +326,13 @@ public struct CheckEngine: Sendable {
             if let s = e.suppression {
                 message += " [suppressed in the \(e.tool) report\(s.isEmpty ? "" : ": \(s)"); a scanner suppression is not an approved exception]"
             }
-            findings.append(Finding(
+            var finding = Finding(
                 policy: e.ruleId, title: policy.title, severity: policy.implicit ? e.severity : policy.severity,
                 category: policy.category, resource: e.resource, status: violationStatus(policy, policy.implicit ? e.severity : policy.severity), message: message,
                 remediation: policy.remediation.isEmpty ? (e.ruleHelp ?? "") : policy.remediation,
-                origin: .sarif(file: e.file, tool: e.tool, uri: e.uri, line: e.line)))
+                origin: .sarif(file: e.file, tool: e.tool, uri: e.uri, line: e.line))
+            finding.snippet = e.snippet
+            findings.append(finding)
         }
         reportPolicies.append(contentsOf: implicit.values)
         reportPolicies.sort { $0.id < $1.id }

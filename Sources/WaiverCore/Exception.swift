@@ -180,6 +180,10 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
     public var reviewedAt: Date?
     /// The change and run the request came from.
     public var origin: RequestOrigin?
+    /// The violating values it was filed and approved for, by resource (as a check reported them,
+    /// sensitive ones masked). A resource without an entry is covered whatever its values; nil when
+    /// the policy binds the resource (`exceptions.bind: resource`) or no check had reported values.
+    public var bound: [String: String]?
     /// Why the stored state is not trusted (it is not the state the audit log's last event about it
     /// records), or nil when it is backed by the log. Set by the store on every read.
     public var untrusted: String?
@@ -319,7 +323,28 @@ public struct ExceptionRecord: Sendable, Equatable, Codable {
         if let ticket { o.append("ticket", .string(ticket)) }
         if let origin, !origin.isEmpty { o.append("origin", origin.value) }
         if let reviewedAt { o.append("reviewed", opt(reviewedAt)) }
+        if let bound { o.append("bound", ExceptionRecord.boundValue(bound)) }
         return .object(o)
+    }
+
+    /// The bound values as JSON: an object by resource address, in address order.
+    public static func boundValue(_ bound: [String: String]) -> Value {
+        .object(Value.Object(bound.keys.sorted().map { ($0, .string(bound[$0] ?? "")) }))
+    }
+
+    /// Reads `boundValue` back; nil for anything else.
+    public static func bound(from v: Value?) -> [String: String]? {
+        guard case .object(let o)? = v else { return nil }
+        var out: [String: String] = [:]
+        for (k, v) in o.pairs { guard let s = v.stringValue else { return nil }; out[k] = s }
+        return out
+    }
+
+    /// Whether it covers a violation of its policy on `resource` with these values: always when it
+    /// binds no values for the resource, else only for the values it was approved for.
+    public func covers(resource: String, values: String) -> Bool {
+        guard let approved = bound?[resource] else { return true }
+        return approved == values
     }
 
     /// Requests filed together belong to one batch, decided together on one page: one pipeline run's

@@ -173,14 +173,27 @@ public struct ExceptionRule: Sendable, Equatable {
     /// Program controls only: an approved exception is re-attested this often (seconds), or it is
     /// expired; with it, `maxDays` may go past 90 (an annual exception reviewed quarterly).
     public var reviewEvery: Int?
+    /// What an approved exception covers (`exceptions.bind`): the violating values it was approved
+    /// for (the default), or the resource whatever its values become.
+    public var bind: ExceptionBinding = .values
 
-    public init(maxDays: Int? = nil, approvers: [String]? = nil, minApprovals: Int? = nil, minRisk: String? = nil, reviewEvery: Int? = nil) {
+    public init(maxDays: Int? = nil, approvers: [String]? = nil, minApprovals: Int? = nil, minRisk: String? = nil, reviewEvery: Int? = nil,
+                bind: ExceptionBinding = .values) {
+        self.bind = bind
         self.reviewEvery = reviewEvery
         self.maxDays = maxDays
         self.approvers = approvers
         self.minApprovals = minApprovals
         self.minRisk = minRisk
     }
+}
+
+/// What an approval binds (`exceptions.bind`).
+public enum ExceptionBinding: String, Sendable, CaseIterable {
+    /// The violating values the approver saw: other values are `changed`, not excepted.
+    case values
+    /// The policy on the resource, whatever its values become (for values that churn).
+    case resource
 }
 
 /// Where a policy (or any input item) was defined, for messages.

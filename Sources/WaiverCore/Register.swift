@@ -25,6 +25,9 @@ public struct ExceptionRequest: Sendable, Equatable {
     public var provenance: Provenance?
     /// A ticket reference (`INC-42`) or URL.
     public var ticket: String?
+    /// The violating values by resource, as the check that files the request reported them; for a
+    /// resource not in it, the register takes the values its workspace's latest check recorded.
+    public var bound: [String: String]?
 
     public init(policy: String, workspace: String, subjectKind: SubjectKind? = nil, resources: [String], reason: String,
                 days: Int? = nil, likelihood: RiskFactor? = nil, impact: RiskFactor? = nil, mitigations: [String] = [],
@@ -409,13 +412,15 @@ public struct Register: Sendable {
             for person in [previous.requester] + previous.conflicted + previous.subjectPeople { conflict(person) }
         }
         let rule = approvalRule(for: policy, level: level)
-        let record = ExceptionRecord(
+        let bound = kind == .resource ? try await boundValues(r.bound, policy: policy, workspace: workspace, resources: resources) : nil
+        var record = ExceptionRecord(
             id: 0, policy: policy.id, category: policy.category, workspace: workspace, subjectKind: kind,
             resources: resources, requester: actor, conflicted: conflicted, reason: reason,
             requestedDays: days, likelihood: likelihood, impact: impact, riskLevel: level,
             mitigations: mitigations, evidence: [], approvals: [], rule: rule, status: .pending,
             createdAt: now, decidedAt: nil, expiresAt: nil, renews: r.renews, owner: owner,
             proposedRisk: level == proposed ? nil : proposed, ticket: ticket, origin: origin)
+        record.bound = bound
         var payload: Value.Object = Value.Object([
             ("policy", .string(record.policy)), ("workspace", .string(workspace)), ("subject_kind", .string(kind.rawValue)),
             ("resources", .array(resources.map(Value.string))), ("reason", .string(reason)), ("days", .number(Double(days))),
@@ -429,12 +434,33 @@ public struct Register: Sendable {
         if let old = r.renews { payload.append("renews", .string(ExceptionRecord.display(old))) }
         if let p = r.provenance?.value { payload.append("provenance", p) }
         if let ticket { payload.append("ticket", .string(ticket)) }
+        if let bound { payload.append("bound", ExceptionRecord.boundValue(bound)) }
         let warning = impossibility(of: rule, excluding: [actor] + conflicted + record.subjectPeople).map {
             "exceptions to \(policy.id) at \(level) risk \($0): this request would stay pending forever"
         }
         if let warning { payload.append("warning", .string(warning)) }
         return PreparedRequest(record: record, event: AuditDraft(actor: actor, action: "exception.requested", subject: "", payload: .object(payload), time: now),
                                warning: warning)
+    }
+
+    /// The violating values a request binds (see `ExceptionRecord.bound`): the ones its check
+    /// reported, else the ones its workspace's latest recorded check saw on each resource; nil when
+    /// the policy binds the resource (`exceptions.bind: resource`) or no values are known.
+    func boundValues(_ given: [String: String]?, policy: Policy, workspace: String, resources: [String]) async throws -> [String: String]? {
+        guard (policy.exceptions?.bind ?? .values) == .values else { return nil }
+        var bound: [String: String] = [:]
+        var latest: [String: String]?
+        for res in resources {
+            if let v = given?[res] { bound[res] = RequestLimits.shown(v); continue }
+            if latest == nil {
+                latest = [:]
+                for v in try await store.latestEvaluation(workspace: workspace)?.violations ?? [] where v.policy == policy.id && v.status != .advisory {
+                    latest?[v.resource] = v.message
+                }
+            }
+            if let v = latest?[res] { bound[res] = v }
+        }
+        return bound.isEmpty ? nil : bound
     }
 
     /// The longest exception this policy allows, in days.
@@ -743,7 +769,7 @@ public struct Register: Sendable {
         guard !pairs.isEmpty else { return }
         let found = try await store.covering(workspace: report.workspace, pairs: pairs)
         guard !found.isEmpty else { return }
-        var active: [String: ExceptionRecord] = [:]
+        var active: [String: [ExceptionRecord]] = [:]
         var pending: [String: ExceptionRecord] = [:]
         for e in found {
             if let why = e.untrusted {
@@ -753,24 +779,38 @@ public struct Register: Sendable {
             for r in e.resources {
                 let key = e.policy + "\u{0}" + r
                 if e.isActive(at: now) {
-                    if let other = active[key], let a = other.expiresAt, let b = e.expiresAt, a >= b { continue }
-                    active[key] = e
+                    active[key, default: []].append(e)
                 } else if e.status == .pending, e.untrusted == nil {
                     if pending[key] == nil { pending[key] = e }
                 }
             }
         }
         for i in report.findings.indices where report.findings[i].status == .blocking || report.findings[i].status == .unknown {
-            let key = report.findings[i].policy + "\u{0}" + report.findings[i].resource
-            if let e = active[key] {
+            let f = report.findings[i]
+            let key = f.policy + "\u{0}" + f.resource
+            // The exceptions on the pair, latest expiry first; one covers the finding if it binds
+            // these values (or none). An unknown outcome has no values to compare: any covers it.
+            let onPair = (active[key] ?? []).sorted { ($0.expiresAt ?? .distantPast) > ($1.expiresAt ?? .distantPast) }
+            let values = RequestLimits.shown(f.boundValues)
+            if let e = onPair.first(where: { f.status == .unknown || binds(values: $0.policy) == false || $0.covers(resource: f.resource, values: values) }) {
                 report.findings[i].status = .excepted
                 report.findings[i].exception = e.displayId
                 report.findings[i].expires = e.expiresAt
-            } else if let e = pending[key], report.findings[i].status == .blocking {
+            } else if let e = pending[key], f.status == .blocking {
                 report.findings[i].status = .pending
                 report.findings[i].exception = e.displayId
+            } else if let e = onPair.first {
+                report.findings[i].status = .changed
+                report.findings[i].exception = e.displayId
+                report.findings[i].expires = e.expiresAt
+                report.findings[i].approved = e.bound?[f.resource]
             }
         }
+    }
+
+    /// Whether exceptions to this policy bind the violating values (`exceptions.bind`, default values).
+    func binds(values policy: String) -> Bool {
+        (policies[policy]?.exceptions?.bind ?? .values) == .values
     }
 
     /// Records a check so the register knows the workspace's latest state.
@@ -816,11 +856,18 @@ public struct Register: Sendable {
     public func requests(for report: CheckReport, reason: String, days: Int?, likelihood: RiskFactor?, impact: RiskFactor?,
                          mitigations: [String], provenance: Provenance, ticket: String? = nil,
                          renewing: ExceptionRecord? = nil) throws(RegisterError) -> [ExceptionRequest] {
-        let blocking = report.findings.filter { $0.status == .blocking }
+        // A changed finding is requested like a blocking one: the request amends the exception for the new values.
+        let blocking = report.findings.filter { $0.status == .blocking || $0.status == .changed }
+        var values: [String: String] = [:]
+        for f in blocking { values[f.policy + "\u{0}" + f.resource] = f.boundValues }
         func request(_ policy: String, _ resources: [String], renews: Int?) -> ExceptionRequest {
-            ExceptionRequest(policy: policy, workspace: report.workspace, resources: resources, reason: reason, days: days,
-                             likelihood: likelihood, impact: impact, mitigations: mitigations, renews: renews,
-                             provenance: provenance.value == nil ? nil : provenance, ticket: ticket)
+            var r = ExceptionRequest(policy: policy, workspace: report.workspace, resources: resources, reason: reason, days: days,
+                                     likelihood: likelihood, impact: impact, mitigations: mitigations, renews: renews,
+                                     provenance: provenance.value == nil ? nil : provenance, ticket: ticket)
+            var bound: [String: String] = [:]
+            for res in resources { bound[res] = values[policy + "\u{0}" + res] }
+            r.bound = bound
+            return r
         }
         guard let old = renewing else { return blocking.map { request($0.policy, [$0.resource], renews: nil) } }
         let renewed = blocking.filter { old.workspace == report.workspace && $0.policy == old.policy && old.resources.contains($0.resource) }
@@ -863,7 +910,7 @@ public struct Register: Sendable {
         guard !filed.isEmpty else { return }
         var byKey: [String: String] = [:]
         for e in filed { for r in e.resources { byKey[e.policy + "\u{0}" + r] = byKey[e.policy + "\u{0}" + r] ?? e.displayId } }
-        for i in report.findings.indices where report.findings[i].status == .blocking {
+        for i in report.findings.indices where report.findings[i].status == .blocking || report.findings[i].status == .changed {
             if let id = byKey[report.findings[i].policy + "\u{0}" + report.findings[i].resource] {
                 report.findings[i].status = .pending
                 report.findings[i].exception = id

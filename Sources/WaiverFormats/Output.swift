@@ -33,6 +33,7 @@ extension Finding {
         switch status {
         case .excepted: return "excepted by \(id)" + (expires.map { " until \(iso8601($0))" } ?? "")
         case .pending: return "exception \(id) waiting for approval"
+        case .changed: return "\(id) was approved for other values (approved: \(approved ?? "?")); request an amended exception"
         default: return id
         }
     }
@@ -62,6 +63,7 @@ public enum JSONOutput {
             "resources": .number(Double(s.resources)), "violations": .number(Double(s.violations)),
             "blocking": .number(Double(s.blocking)), "excepted": .number(Double(s.excepted)),
             "pending": .number(Double(s.pending)), "unknown": .number(Double(s.unknown)), "advisory": .number(Double(s.advisory)),
+            "changed": .number(Double(s.changed)),
         ])
         root.append("results", .array(report.findings.map(result)))
         if !report.warnings.isEmpty { root.append("warnings", .array(report.warnings.map(Value.string))) }
@@ -79,6 +81,7 @@ public enum JSONOutput {
         if let e = f.exception { o.append("exception", .string(e)) }
         if let l = f.link { o.append("link", .string(l)) }
         if let d = f.expires { o.append("expires", .string(iso8601(d))) }
+        if let a = f.approved { o.append("approved_values", .string(a)) }
         o.append("message", .string(f.message))
         if !f.remediation.isEmpty { o.append("remediation", .string(f.remediation)) }
         switch f.origin {
@@ -417,10 +420,10 @@ public enum JUnitOutput {
                 switch finding.status {
                 case _ where report.blocks(finding):
                     f += 1
-                    let what = finding.status == .pending ? (finding.exceptionNote ?? "exception pending")
+                    let what = finding.status == .pending || finding.status == .changed ? (finding.exceptionNote ?? "exception pending")
                         : finding.status == .unknown ? "outcome known only after apply (--unknown=block)" : finding.title
                     body += "      <failure type=\"\(finding.status.rawValue)\" message=\"\(xml(what))\">\(xml(detail))</failure>\n"
-                case .blocking, .pending:
+                case .blocking, .pending, .changed:
                     break
                 case .excepted, .unknown, .advisory:
                     s += 1

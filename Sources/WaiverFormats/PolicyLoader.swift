@@ -227,7 +227,7 @@ public enum PolicyLoader {
     }
 
     static func parseExceptionRule(_ yaml: inout YAMLFile, _ node: Node, _ subject: String) -> ExceptionRule? {
-        guard let pairs = yaml.mapping(node, subject, what: "exceptions", known: ["max_days", "approvers", "min_approvals", "min_risk", "review_every"]) else { return nil }
+        guard let pairs = yaml.mapping(node, subject, what: "exceptions", known: ["max_days", "approvers", "min_approvals", "min_risk", "review_every", "bind"]) else { return nil }
         var rule = ExceptionRule()
         for (key, _, value) in pairs {
             switch key {
@@ -243,6 +243,12 @@ public enum PolicyLoader {
                 if rule.approvers?.isEmpty == true { yaml.error(value, subject, "exceptions.approvers is empty: name at least one group") }
             case "min_approvals": rule.minApprovals = yaml.int(value, subject, "exceptions.min_approvals", range: 1...10)
             case "min_risk": rule.minRisk = yaml.string(value, subject, "exceptions.min_risk")
+            case "bind":
+                if let text = yaml.string(value, subject, "exceptions.bind") {
+                    if let b = ExceptionBinding(rawValue: text) { rule.bind = b } else {
+                        yaml.error(value, subject, "exceptions.bind: '\(text.clipped(30))' is not values or resource")
+                    }
+                }
             default: break
             }
         }

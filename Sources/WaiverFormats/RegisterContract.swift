@@ -99,6 +99,7 @@ public enum RegisterContract {
             ticket: try r.optionalString("ticket"), origin: RequestOrigin.from(v["origin"]))
         e.untrusted = try r.optionalString("untrusted")
         e.reviewedAt = try r.optionalDate("reviewed")
+        e.bound = ExceptionRecord.bound(from: v["bound"])
         return e
     }
 

@@ -18,6 +18,7 @@ public enum RegisterOutput {
         o.append("reason", .string(e.reason))
         if let t = e.ticket { o.append("ticket", .string(t)) }
         if let origin = e.origin { o.append("origin", origin.value) }
+        if let bound = e.bound { o.append("bound", ExceptionRecord.boundValue(bound)) }
         o.append("days", .number(Double(e.requestedDays)))
         o.append("likelihood", .string(e.likelihood.rawValue))
         o.append("impact", .string(e.impact.rawValue))

@@ -177,7 +177,12 @@ public enum FindingIdentity {
 
     /// `file#` and 12 hex digits of the rule and the snippet, each line trimmed, blank lines dropped.
     public static func snippet(_ uri: String, rule: String, _ text: String) -> String {
-        let normal = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        return uri + "#" + hex(rule + "\u{0}" + normal.joined(separator: "\n"), length: 12)
+        uri + "#" + hex(rule + "\u{0}" + normalized(text), length: 12)
+    }
+
+    /// A snippet as identity and binding compare it: each line trimmed, blank lines dropped, so
+    /// re-indenting changes nothing.
+    public static func normalized(_ snippet: String) -> String {
+        snippet.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: "\n")
     }
 }

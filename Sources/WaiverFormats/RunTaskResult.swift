@@ -13,7 +13,7 @@ public enum RunTaskResult {
         case .excepted, .advisory: return "info"
         case .pending: return "warning"
         case .unknown: return blocks ? "error" : "warning"
-        case .blocking: return "error"
+        case .blocking, .changed: return "error"
         }
     }
 

@@ -113,7 +113,8 @@ public enum SarifReader {
                 findings.append(ExternalFinding(
                     ruleId: ruleId, resource: resource ?? "(no location)", level: level, message: message,
                     file: file, tool: toolName, uri: uri, line: line, ruleTitle: ruleTitle(rule),
-                    ruleHelp: ruleHelp(rule), suppression: suppression))
+                    ruleHelp: ruleHelp(rule), suppression: suppression,
+                    snippet: snippet.map(FindingIdentity.normalized).flatMap { $0.isEmpty ? nil : String($0.prefix(Finding.boundLimit)) }))
             }
         }
         // Findings known only by file and line stay distinct when they differ: Trivy reports

@@ -29,12 +29,12 @@ extension PostgresRegisterStore {
                 try await conn.query("""
                     INSERT INTO exception (id, policy, category, workspace, subject_kind, requester, conflicted, reason, requested_days,
                       likelihood, impact, risk_level, mitigations, approver_groups, min_approvals, required_groups, status,
-                      created_at, decided_at, expires_at, renews, owner, proposed_risk, risk_raised_by, ticket, origin, reviewed_at)
+                      created_at, decided_at, expires_at, renews, owner, proposed_risk, risk_raised_by, ticket, origin, reviewed_at, bound)
                     VALUES (\(Int64(r.id)), \(r.policy), \(r.category), \(r.workspace), \(r.subjectKind.rawValue), \(r.requester), \(StoreRules.json(r.conflicted)),
                       \(r.reason), \(Int64(r.requestedDays)), \(r.likelihood.rawValue), \(r.impact.rawValue), \(r.riskLevel), \(StoreRules.json(r.mitigations)),
                       \(StoreRules.json(r.rule.groups)), \(Int64(r.rule.minApprovals)), \(StoreRules.json(r.rule.requiredGroups)), \(r.status.rawValue),
                       \(StoreRules.seconds(r.createdAt)), \(r.decidedAt.map(StoreRules.seconds)), \(r.expiresAt.map(StoreRules.seconds)), \(r.renews.map(Int64.init)),
-                      \(r.owner), \(r.proposedRisk), \(r.riskRaisedBy), \(r.ticket), \(StoreRules.originText(r.origin)), \(r.reviewedAt.map(StoreRules.seconds)))
+                      \(r.owner), \(r.proposedRisk), \(r.riskRaisedBy), \(r.ticket), \(StoreRules.originText(r.origin)), \(r.reviewedAt.map(StoreRules.seconds)), \(StoreRules.boundText(r.bound)))
                     """, logger: logger)
                 for (i, resource) in r.resources.enumerated() {
                     try await conn.query("""

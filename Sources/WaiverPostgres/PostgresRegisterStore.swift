@@ -197,6 +197,9 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
         ("v4: review attestations of program exceptions", [
             "ALTER TABLE exception ADD COLUMN reviewed_at BIGINT",
         ]),
+        ("v5: the violating values an exception binds", [
+            "ALTER TABLE exception ADD COLUMN bound TEXT",
+        ]),
     ]
 
     /// The migrations applied, in order.
@@ -295,6 +298,7 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
                 proposedRisk: try Self.column(r, "proposed_risk", what), riskRaisedBy: try Self.column(r, "risk_raised_by", what),
                 ticket: try Self.column(r, "ticket", what), origin: try StoreRules.origin(try Self.column(r, "origin", what), of: what))
             record.reviewedAt = try instant("reviewed_at")
+            record.bound = try StoreRules.bound(try Self.column(r, "bound", what), of: what)
             record.untrusted = StoreRules.trustProblem(record, latest: try await latestStateEvent(conn, subject: record.displayId))
             records.append(record)
         }
@@ -361,12 +365,12 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
         let id = try await ids(conn, """
             INSERT INTO exception (id, policy, category, workspace, subject_kind, requester, conflicted, reason, requested_days,
               likelihood, impact, risk_level, mitigations, approver_groups, min_approvals, required_groups, status,
-              created_at, decided_at, expires_at, renews, owner, proposed_risk, risk_raised_by, ticket, origin, reviewed_at)
+              created_at, decided_at, expires_at, renews, owner, proposed_risk, risk_raised_by, ticket, origin, reviewed_at, bound)
             SELECT COALESCE(MAX(id), 0) + 1, \(r.policy), \(r.category), \(r.workspace), \(r.subjectKind.rawValue), \(r.requester), \(StoreRules.json(r.conflicted)),
               \(r.reason), \(Int64(r.requestedDays)), \(r.likelihood.rawValue), \(r.impact.rawValue), \(r.riskLevel), \(StoreRules.json(r.mitigations)),
               \(StoreRules.json(r.rule.groups)), \(Int64(r.rule.minApprovals)), \(StoreRules.json(r.rule.requiredGroups)), \(r.status.rawValue),
               \(StoreRules.seconds(r.createdAt)), \(r.decidedAt.map(StoreRules.seconds)), \(r.expiresAt.map(StoreRules.seconds)), \(r.renews.map(Int64.init)),
-              \(r.owner), \(r.proposedRisk), \(r.riskRaisedBy), \(r.ticket), \(StoreRules.originText(r.origin)), \(r.reviewedAt.map(StoreRules.seconds))
+              \(r.owner), \(r.proposedRisk), \(r.riskRaisedBy), \(r.ticket), \(StoreRules.originText(r.origin)), \(r.reviewedAt.map(StoreRules.seconds)), \(StoreRules.boundText(r.bound))
             FROM exception
             RETURNING id
             """).first

@@ -52,7 +52,9 @@ enum EmbeddedTemplates {
   <dl>
     <dt>Workspace</dt><dd>{{workspace}}</dd>
     <dt>{{subjectLabel}}</dt><dd>{{#resources}}<div class="mono">{{.}}</div>{{/resources}}</dd>
-    {{#violations}}<dt>What the pipeline saw</dt><dd><div class="mono">{{resource}}</div>{{message}}</dd>{{/violations}}
+    {{#bound}}<dt>Approved for</dt><dd class="bound"><div class="mono">{{resource}}</div>{{values}}</dd>{{/bound}}
+    {{#bindsResource}}<dt>Approved for</dt><dd class="muted">the resources, whatever their values (no values were bound)</dd>{{/bindsResource}}
+    {{#violations}}<dt>What the pipeline saw</dt><dd{{#changed}} class="changed" id="changed"{{/changed}}><div class="mono">{{resource}}</div>{{message}}{{#changed}}<div class="muted"><strong>Changed since approval</strong>: this exception covers only the values above; the pipeline blocks these as <em>changed</em>.</div>{{/changed}}</dd>{{/violations}}
     <dt>Remediation</dt><dd>{{policyRemediation}}</dd>
   </dl>
 </div>
@@ -98,6 +100,18 @@ enum EmbeddedTemplates {
   </form>
 </div>
 {{/canAddEvidence}}
+{{#amend}}
+<div class="card">
+  <h2 style="margin-top:0">Request an amended exception</h2>
+  <p class="muted">The latest check saw other violating values on {{#resources}}<span class="mono">{{.}}</span> {{/resources}}than this exception was approved for. An amended request covers the new values, with this exception's policy, risk and mitigations; it is decided like any request.</p>
+  <form method="post" action="/exceptions/{{id}}/amend" class="amend">
+    <input type="hidden" name="csrf" value="{{csrf}}">
+    <label for="amend-reason">Why the new values are needed</label>
+    <textarea id="amend-reason" name="reason" rows="3" required></textarea>
+    <div class="buttons"><button type="submit" id="amend">Request the amendment</button></div>
+  </form>
+</div>
+{{/amend}}
 {{#canDecide}}
 <div class="card">
   <h2 style="margin-top:0">Decide</h2>

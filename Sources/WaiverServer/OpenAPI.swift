@@ -109,6 +109,10 @@ components:
         reason: { type: string }
         ticket: { type: string, description: "the ticket reference or URL it was filed with" }
         origin: { $ref: "#/components/schemas/Origin" }
+        bound:
+          type: object
+          additionalProperties: { type: string }
+          description: "the violating values it was filed and approved for, by resource; a later check with other values is changed, not excepted"
         days: { type: integer, minimum: 1 }
         likelihood: { type: string, enum: [low, medium, high] }
         impact: { type: string, enum: [low, medium, high] }
@@ -154,8 +158,9 @@ components:
         severity: { type: string, enum: [low, medium, high, critical] }
         category: { type: string }
         resource: { type: string }
-        status: { type: string, enum: [blocking, excepted, pending, unknown, advisory] }
+        status: { type: string, enum: [blocking, excepted, pending, unknown, advisory, changed] }
         exception: { type: string }
+        approved_values: { type: string, description: "changed results: the violating values the exception was approved for" }
         link: { type: string, description: "the exception's page, when the server has a --public-url" }
         expires: { type: string, format: date-time }
         message: { type: string }
@@ -178,6 +183,7 @@ components:
             pending: { type: integer, minimum: 0 }
             unknown: { type: integer, minimum: 0 }
             advisory: { type: integer, minimum: 0, description: "violations of advisory policies (or below fail_on): reported, never blocking" }
+            changed: { type: integer, minimum: 0, description: "violations under an exception approved for other values: blocking" }
         results: { type: array, items: { $ref: "#/components/schemas/Finding" } }
         evaluation: { type: integer, minimum: 1 }
         requested: { type: array, items: { type: string, pattern: "^EX-[0-9]+$" } }
@@ -325,6 +331,16 @@ paths:
       parameters: [{ $ref: "#/components/parameters/id" }]
       requestBody: { content: { application/x-www-form-urlencoded: { schema: { type: object, properties: { action: { type: string, enum: [approve, reject, revoke, attest, close] }, comment: { type: string }, csrf: { type: string } } } } } }
       responses: { "200": { $ref: "#/components/responses/Page" }, "303": { $ref: "#/components/responses/ToSignIn" }, "400": { $ref: "#/components/responses/Page" },
+                   "403": { $ref: "#/components/responses/Page" }, "404": { $ref: "#/components/responses/Page" }, "409": { $ref: "#/components/responses/Page" },
+                   "413": { $ref: "#/components/responses/Page" }, "422": { $ref: "#/components/responses/Page" } }
+  /exceptions/{id}/amend:
+    post:
+      summary: "Web: request an amended exception for the values the latest check saw changed (form: reason, csrf); redirects to the new request"
+      tags: [web]
+      security: [{ session: [] }]
+      parameters: [{ $ref: "#/components/parameters/id" }]
+      requestBody: { content: { application/x-www-form-urlencoded: { schema: { type: object, properties: { reason: { type: string }, csrf: { type: string } } } } } }
+      responses: { "303": { description: the new request's page, or sign-in }, "400": { $ref: "#/components/responses/Page" },
                    "403": { $ref: "#/components/responses/Page" }, "404": { $ref: "#/components/responses/Page" }, "409": { $ref: "#/components/responses/Page" },
                    "413": { $ref: "#/components/responses/Page" }, "422": { $ref: "#/components/responses/Page" } }
   /exceptions/{id}/evidence:

@@ -60,6 +60,7 @@ struct Web: Sendable {
         pages.get("/inbox") { _, ctx in try await page(ctx) { user in try await inbox(user, ctx) } }
         pages.get("/exceptions/:id") { req, ctx in try await page(ctx) { user in try await exceptionPage(req, ctx, user, notice: nil) } }
         pages.post("/exceptions/:id/decide") { req, ctx in try await page(ctx) { user in try await decide(req, ctx, user) } }
+        pages.post("/exceptions/:id/amend") { req, ctx in try await page(ctx) { user in try await amend(req, ctx, user) } }
         pages.post("/exceptions/:id/evidence") { req, ctx in try await page(ctx) { user in try await addEvidence(req, ctx, user) } }
         pages.post("/inbox/decide") { req, ctx in try await page(ctx) { user in try await decideBatch(req, ctx, user) } }
         pages.get("/mine") { _, ctx in try await page(ctx) { user in try await myRequestsPage(ctx, user) } }

@@ -64,8 +64,15 @@ extension Web {
         let current = now
         let p = policy(e.policy)
         let latest = try await store.latestEvaluation(workspace: e.workspace)
-        let violations: [[String: Any]] = (latest?.violations ?? []).filter { $0.policy == e.policy && e.resources.contains($0.resource) }
-            .map { ["resource": $0.resource, "message": $0.message] }
+        // The latest check's values beside the ones the exception was approved for: a change is
+        // what a `changed` result blocks on, and the page offers the amended request it needs.
+        let seen = (latest?.violations ?? []).filter { $0.policy == e.policy && e.resources.contains($0.resource) }
+        let violations: [[String: Any]] = seen.map { v in
+            let changed = e.bound?[v.resource].map { $0 != v.message } ?? false
+            return ["resource": v.resource, "message": v.message, "changed": changed, "approved": e.bound?[v.resource] as Any]
+        }
+        let changedResources = seen.filter { v in e.bound?[v.resource].map { $0 != v.message } ?? false }.map(\.resource)
+        let bound: [[String: Any]] = e.resources.compactMap { r in e.bound?[r].map { ["resource": r, "values": $0] } }
         let history: [[String: Any]] = try await store.auditEvents(subject: e.displayId).map { ev in
             ["seq": ev.seq, "at": iso(ev.time), "actor": ev.actor, "action": ev.action, "details": RegisterOutput.details(ev.payload)]
         }
@@ -101,7 +108,10 @@ extension Web {
             "expires": e.expiresAt.map(iso) as Any, "policy": e.policy, "policyTitle": p?.title ?? "", "policyDescription": p?.description ?? "",
             "policyRemediation": p?.remediation ?? "", "workspace": e.workspace,
             "subjectLabel": e.subjectKind == .resource ? "Resources" : e.subjectKind.rawValue.capitalized, "resources": e.resources,
-            "violations": violations, "requester": e.requester, "reason": e.reason, "risk": e.riskLevel,
+            "violations": violations, "bound": bound, "bindsResource": e.subjectKind == .resource && e.bound == nil,
+            "amend": !changedResources.isEmpty && !auditor && e.untrusted == nil && [.approved, .pending].contains(e.status)
+                ? ["resources": changedResources] as Any : false as Any,
+            "requester": e.requester, "reason": e.reason, "risk": e.riskLevel,
             "riskNote": RegisterOutput.riskText(e), "higherRisks": higherRisks.map { ["level": $0] }, "canRaise": !higherRisks.isEmpty,
             "owner": e.owner as Any, "conflicted": e.conflicted.isEmpty ? false as Any : e.conflicted.joined(separator: ", "),
             "untrusted": e.untrusted as Any,
@@ -145,6 +155,30 @@ extension Web {
             return try await exceptionPage(req, ctx, user, notice: ["kind": "ok", "text": text])
         } catch let error as RegisterError {
             // A refused action says which rule refused it.
+            let status = APIError.from(error, context: ctx).status
+            return try await exceptionPage(req, ctx, user, notice: ["kind": "error", "text": "Refused: \(error.description)"], status: status)
+        }
+    }
+
+    /// The amended request a `changed` result needs: the same policy, workspace, risk and mitigations
+    /// on the resources whose values changed, bound to the values the latest check recorded.
+    func amend(_ req: Request, _ ctx: WaiverContext, _ user: User) async throws -> Response {
+        let form = try await formBody(req)
+        guard let expected = ctx.csrf, let sent = form["csrf"], APIToken.equal(expected, sent) else {
+            throw APIError(.forbidden, "csrf", "this form is missing its CSRF token or it does not match your session")
+        }
+        guard let n = ctx.parameters.get("id").flatMap(ExceptionRecord.parseId), let e = try await store.exception(id: n) else {
+            throw APIError(.notFound, "not_found", "no such exception")
+        }
+        let latest = try await store.latestEvaluation(workspace: e.workspace)
+        let changed = (latest?.violations ?? []).filter { v in v.policy == e.policy && e.resources.contains(v.resource) && (e.bound?[v.resource].map { $0 != v.message } ?? false) }
+        do {
+            guard !changed.isEmpty else { throw RegisterError.invalid("the latest check of \(e.workspace) shows no changed values under \(e.displayId)") }
+            let filed = try await service(user).request(ExceptionRequest(
+                policy: e.policy, workspace: e.workspace, resources: changed.map(\.resource), reason: form["reason"] ?? "", days: nil,
+                likelihood: e.likelihood, impact: e.impact, mitigations: e.mitigations, ticket: e.ticket), evidence: [])
+            return redirect("/exceptions/\(filed.record.displayId)")
+        } catch let error as RegisterError {
             let status = APIError.from(error, context: ctx).status
             return try await exceptionPage(req, ctx, user, notice: ["kind": "error", "text": "Refused: \(error.description)"], status: status)
         }

@@ -179,6 +179,9 @@ extension SQLiteRegisterStore {
         m.registerMigration("v8: review attestations of program exceptions") { db in
             try db.alter(table: "exception") { t in t.add(column: "reviewedAt", .integer) }
         }
+        m.registerMigration("v9: the violating values an exception binds") { db in
+            try db.alter(table: "exception") { t in t.add(column: "bound", .text) }
+        }
         return m
     }
 }

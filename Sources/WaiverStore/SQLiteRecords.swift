@@ -80,6 +80,7 @@ struct ExceptionRow: FetchableRecord {
             riskRaisedBy: try read("riskRaisedBy"), ticket: try read("ticket"),
             origin: try StoreRules.origin(try read("origin"), of: what))
         record.reviewedAt = StoreRules.date(try read("reviewedAt") as Int64?)
+        record.bound = try StoreRules.bound(try read("bound"), of: what)
     }
 }
 

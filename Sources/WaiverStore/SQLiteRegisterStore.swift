@@ -325,8 +325,8 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         try db.execute(sql: """
             INSERT INTO exception (policy, category, workspace, subjectKind, requester, conflicted, reason, requestedDays,
               likelihood, impact, riskLevel, mitigations, approverGroups, minApprovals, requiredGroups, status,
-              createdAt, decidedAt, expiresAt, renews, owner, proposedRisk, riskRaisedBy, ticket, origin, reviewedAt)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              createdAt, decidedAt, expiresAt, renews, owner, proposedRisk, riskRaisedBy, ticket, origin, reviewedAt, bound)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [
                 record.policy, record.category, record.workspace, record.subjectKind.rawValue, record.requester,
                 Self.json(record.conflicted), record.reason, record.requestedDays, record.likelihood.rawValue,
@@ -334,7 +334,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                 record.rule.minApprovals, Self.json(record.rule.requiredGroups), record.status.rawValue,
                 Self.seconds(record.createdAt), record.decidedAt.map(Self.seconds), record.expiresAt.map(Self.seconds), record.renews,
                 record.owner, record.proposedRisk, record.riskRaisedBy, record.ticket, StoreRules.originText(record.origin),
-                record.reviewedAt.map(Self.seconds),
+                record.reviewedAt.map(Self.seconds), StoreRules.boundText(record.bound),
             ])
         var stored = record
         stored.id = Int(db.lastInsertedRowID)

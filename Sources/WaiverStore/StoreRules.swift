@@ -56,8 +56,21 @@ public enum StoreRules {
         return o
     }
 
+    /// The values an exception binds as a column holds them (canonical JSON), and back.
+    public static func boundText(_ b: [String: String]?) -> String? {
+        b.map { JSONWriter.canonical(ExceptionRecord.boundValue($0)) }
+    }
+
+    public static func bound(_ text: String?, of what: String) throws -> [String: String]? {
+        guard let text else { return nil }
+        guard let v = try? JSONReader.parse(Data(text.utf8), maxDepth: 4), let b = ExceptionRecord.bound(from: v) else {
+            throw CorruptRegister(what: what, column: "bound")
+        }
+        return b
+    }
+
     public static func checkChange(from old: ExceptionRecord, to new: ExceptionRecord, events: [AuditDraft]) throws {
-        guard new.id == old.id, new.resources == old.resources, new.policy == old.policy, new.workspace == old.workspace else {
+        guard new.id == old.id, new.resources == old.resources, new.policy == old.policy, new.workspace == old.workspace, new.bound == old.bound else {
             throw RegisterError.invalid("an exception's scope (policy, workspace, resources) cannot change; file a new request")
         }
         guard new == old || !events.isEmpty else {

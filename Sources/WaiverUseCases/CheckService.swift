@@ -62,11 +62,11 @@ public enum CheckService {
                              actor: actor, provenance: provenance, now: now, violations: violations)
     }
 
-    /// What a check records of each finding: a digest of the values that broke it, the masked message, severity and category.
+    /// What a check records of each finding: the values that broke it as an exception binds them (`Finding.boundValues`) and their digest, severity and category.
     public static func violations(_ report: CheckReport) -> [RecordedViolation] {
         report.findings.map { f in
-            RecordedViolation(policy: f.policy, resource: f.resource, status: f.status, digest: AuditChain.sha256(Data(f.message.utf8)),
-                              message: String(f.message.prefix(2000)), severity: f.severity, category: f.category)
+            RecordedViolation(policy: f.policy, resource: f.resource, status: f.status, digest: AuditChain.sha256(Data(f.boundValues.utf8)),
+                              message: f.boundValues, severity: f.severity, category: f.category)
         }
     }
 

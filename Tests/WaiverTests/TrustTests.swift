@@ -313,7 +313,7 @@ struct TrustTests {
         try tamper(f.store.path, """
             INSERT INTO exception SELECT 99, policy, category, workspace, subjectKind, requester, conflicted, reason, requestedDays, likelihood, impact,
               riskLevel, mitigations, approverGroups, minApprovals, requiredGroups, 'approved', createdAt, createdAt, 1900000000, renews, owner,
-              proposedRisk, riskRaisedBy, ticket, origin, reviewedAt FROM exception WHERE id = 1;
+              proposedRisk, riskRaisedBy, ticket, origin, reviewedAt, bound FROM exception WHERE id = 1;
             DELETE FROM exception WHERE id = 2;
             """)
         let v = try await f.store.verifyAudit()

@@ -304,6 +304,37 @@ struct WebTests {
         }
     }
 
+    /// An exception page shows the values it was approved for beside the latest ones, and a changed
+    /// value offers the amended request, which binds the new values.
+    @Test func aChangedValueIsShownAndAmendedFromThePage() async throws {
+        let f = try await ServerFixture()
+        let report = CheckReport(workspace: "shop", unknownMode: .warn, findings: [], resourceCount: 1, policies: [], compliant: [])
+        @Sendable func saw(_ message: String, at: Date) async throws {
+            _ = try await f.state.register.recordCheck(report, violations: [RecordedViolation(policy: "NET-001", resource: "sg.a", status: .blocking, digest: "d", message: message)],
+                                                       actor: "ci", now: at)
+        }
+        try await saw("ingress[0].to_port = 22 (>= 22)", at: t0)
+        let e = try await f.state.register.request(ExceptionRequest(policy: "NET-001", workspace: "shop", resources: ["sg.a"], reason: "vendor", likelihood: .low),
+                                                   actor: "dev", now: t0)
+        #expect(e.bound == ["sg.a": "ingress[0].to_port = 22 (>= 22)"])
+        _ = try await f.state.decisions().approve(e.id, actor: "sam", comment: nil, days: nil, now: t0)
+        try await f.app().test(.router) { c in
+            let dev = Browser()
+            _ = try await dev.signIn(c, token: f.tokens["dev"]!)
+            let (_, before, _) = try await dev.get(c, "/exceptions/EX-1")
+            #expect(before.contains("Approved for") && !before.contains("id=\"changed\"") && !before.contains("/amend"), "\(before)")
+            try await saw("ingress[0].to_port = 65535 (>= 22)", at: t0.addingTimeInterval(60))
+            let (_, page, _) = try await dev.get(c, "/exceptions/EX-1")
+            #expect(page.contains("id=\"changed\"") && page.contains("Changed since approval") && page.contains("65535"), "\(page)")
+            let csrf = try #require(Browser.hidden(page, "csrf", after: "action=\"/exceptions/EX-1/amend\""))
+            let (status, _, headers) = try await dev.post(c, "/exceptions/EX-1/amend", [("csrf", csrf), ("reason", "the vendor tool needs the range")])
+            #expect(status == 303 && headers[.location] == "/exceptions/EX-2")
+            let amended = try await #require(try await f.state.store.exception(id: 2))
+            #expect(amended.status == .pending && amended.resources == ["sg.a"] && amended.bound == ["sg.a": "ingress[0].to_port = 65535 (>= 22)"])
+            #expect(amended.likelihood == .low && amended.requester == "dev")
+        }
+    }
+
     /// A past quarter keeps its review: five exceptions to COST-001 in 2026-Q3 flag it on /review and
     /// its policy page for that quarter, after the quarter ended.
     @Test func pastQuartersKeepTheirReview() async throws {
