@@ -25,6 +25,9 @@ public struct ExceptionRequest: Sendable, Equatable {
     public var provenance: Provenance?
     /// A ticket reference (`INC-42`) or URL.
     public var ticket: String?
+    /// A scanner rule no policy file defines and no recorded check met (a suppression brought under
+    /// governance): routed as a medium-severity security rule.
+    public var scannerRule = false
     /// The violating values by resource, as the check that files the request reported them; for a
     /// resource not in it, the register takes the values its workspace's latest check recorded.
     public var bound: [String: String]?
@@ -338,7 +341,11 @@ public struct Register: Sendable {
         let policyId = r.policy.trimmingCharacters(in: .whitespaces)
         guard !policyId.isEmpty else { throw RegisterError.invalid("a request needs a policy (--policy)") }
         try RequestLimits.storable(policyId, "the policy")
-        let policy = try await policy(policyId, workspace: workspace)
+        let policy: Policy
+        do { policy = try await self.policy(policyId, workspace: workspace) } catch let e as RegisterError {
+            guard r.scannerRule, kind == .resource else { throw e }
+            policy = Policy(id: policyId, title: policyId, category: "security", severity: .medium, rule: .external, implicit: true)
+        }
         let reason = r.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty else { throw RegisterError.invalid("a request needs a reason (--reason)") }
         guard reason.count <= RequestLimits.reason else { throw RegisterError.invalid("the reason is longer than 10,000 characters") }
@@ -768,6 +775,21 @@ public struct Register: Sendable {
         let pairs = report.findings.filter { $0.status == .blocking || $0.status == .unknown }.map { (policy: $0.policy, resource: $0.resource) }
         guard !pairs.isEmpty else { return }
         let found = try await store.covering(workspace: report.workspace, pairs: pairs)
+        // A suppression that names its exception (an exported ignore entry, `EX-12` in a skip comment)
+        // is governed by it: active, for the same rule, in any workspace.
+        var named: [Int: ExceptionRecord] = [:]
+        for n in Set(report.findings.compactMap(\.names)) {
+            if let e = try await store.exception(id: n) { named[n] = e }
+        }
+        for i in report.findings.indices where report.findings[i].status == .blocking {
+            guard let n = report.findings[i].names, let e = named[n] else { continue }
+            if let why = e.untrusted { report.warnings.append("\(e.displayId) is not applied: \(why)"); continue }
+            if e.isActive(at: now), e.policy == report.findings[i].policy || report.findings[i].policy == "*" {
+                report.findings[i].status = .excepted
+                report.findings[i].exception = e.displayId
+                report.findings[i].expires = e.expiresAt
+            }
+        }
         guard !found.isEmpty else { return }
         var active: [String: [ExceptionRecord]] = [:]
         var pending: [String: ExceptionRecord] = [:]

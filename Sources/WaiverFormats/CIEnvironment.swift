@@ -12,6 +12,12 @@ public struct CIEnvironment: Sendable, Equatable {
     public var changeURL: String?
     public var commitAuthor: String?
 
+    /// Whether this runs in a CI system: `CI` set to anything but false or 0 (every major CI sets it), or a system `detect` knows.
+    public static func isCI(_ env: [String: String]) -> Bool {
+        if let ci = env["CI"]?.lowercased(), !ci.isEmpty, ci != "false", ci != "0" { return true }
+        return detect(env) != nil
+    }
+
     public static func detect(_ env: [String: String]) -> CIEnvironment? {
         func v(_ key: String) -> String? { env[key]?.trimmingCharacters(in: .whitespaces).nilIfEmpty }
         if env["GITHUB_ACTIONS"] == "true" {

@@ -31,9 +31,9 @@ public enum CheckService {
     /// Evaluates resources already read from a plan, plus SARIF reports.
     public static func evaluate(
         policies: [Policy], configuration: Configuration, resources: [(Resource, file: String)], sarif: [(name: String, data: Data)],
-        workspace: String, unknown: UnknownMode, keepCompliant: Bool, failOn: Severity? = nil
+        workspace: String, unknown: UnknownMode, keepCompliant: Bool, failOn: Severity? = nil, suppressions: [Suppression] = []
     ) throws -> CheckReport {
-        var external: [ExternalFinding] = []
+        var external: [ExternalFinding] = suppressions.map(\.external)
         for s in sarif { external += try SarifReader.parse(s.data, file: s.name) }
         let engine = CheckEngine(policies: policies, sarifCategories: configuration.sarif, unknownMode: unknown, keepCompliant: keepCompliant, failOn: failOn)
         return engine.check(resources: resources, external: external, workspace: workspace)
@@ -113,6 +113,8 @@ public struct CheckInput: Sendable {
     public var request: RequestSpec?
     /// How reports name the files (relative to the repository root); nil names them as typed.
     public var paths: ReportPaths?
+    /// `--suppressions DIR`: the scanner suppressions found there are findings of the check, blocking unless governed.
+    public var suppressions: String?
     public init(plan: String?, sarif: [String], workspace: String, unknown: UnknownMode, formats: [OutputFormat], commitAuthor: String?, request: RequestSpec?,
                 paths: ReportPaths? = nil) {
         self.paths = paths
@@ -242,12 +244,13 @@ public struct LocalCheck: CheckUseCase {
         let selection = AttributeSelection(policies: policies)
         let resources = try input.plan.map { p in try PlanReader.read(path: p, selection: selection).resources.map { ($0, file: input.planName ?? p) } } ?? []
         let sarifInputs = try input.sarifDocuments()
+        let suppressions = try input.suppressions.map { try SuppressionScanner.scan($0).suppressions } ?? []
         timer?.phase("read")
         let evaluated: CheckReport
         do {
             evaluated = try CheckService.evaluate(
                 policies: policies, configuration: configuration, resources: resources, sarif: sarifInputs, workspace: try RequestLimits.workspace(input.workspace),
-                unknown: input.unknown, keepCompliant: input.keepsCompliant, failOn: input.failOn)
+                unknown: input.unknown, keepCompliant: input.keepsCompliant, failOn: input.failOn, suppressions: suppressions)
         } catch var e as InputError {
             // A report the reader refuses is named as the user typed it, not as reports name it.
             if let i = input.sarifNames.firstIndex(of: e.file) { e.file = input.sarif[i] }

@@ -28,6 +28,9 @@ struct Check: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("A scanner's SARIF 2.1.0 report (Checkov, Trivy, tfsec, KICS, Semgrep...); repeatable.", valueName: "file"))
     var sarif: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("Also gate on the scanner suppressions in this folder (#checkov:skip, .trivyignore, # nosemgrep, ...): each is a finding of its rule, blocking unless an exception governs it.", valueName: "dir"))
+    var suppressions: String?
+
     @Option(name: .long, help: ArgumentHelp("Workspace the plan belongs to; exceptions are scoped to it.", valueName: "name"))
     var workspace: String = "default"
 
@@ -132,8 +135,8 @@ struct Check: AsyncParsableCommand {
         if let wait, Self.waitSeconds(wait) == nil {
             throw ValidationError("--wait: '\(wait)' is not a duration in seconds, minutes or hours up to 24h (30s, 30m, 2h)")
         }
-        if plan == nil && sarif.isEmpty {
-            throw ValidationError("give a plan (--plan FILE) or at least one SARIF report (--sarif FILE)")
+        if plan == nil && sarif.isEmpty && suppressions == nil {
+            throw ValidationError("give a plan (--plan FILE), at least one SARIF report (--sarif FILE) or a folder to scan for suppressions (--suppressions DIR)")
         }
         do { _ = try RequestLimits.workspace(workspace) } catch { throw ValidationError("--workspace: \(error)") }
         var isDirectory: ObjCBool = false
@@ -202,9 +205,11 @@ struct Check: AsyncParsableCommand {
         input.runURL = runUrl ?? ci?.runURL
         input.changeURL = changeUrl ?? ci?.changeURL
         input.failOn = failOn
+        input.suppressions = suppressions
         let runner: any CheckUseCase
         if let client = try await registerOptions.client() {
             if noRecord { throw UsageError("--no-record is for a local register: a server records every check") }
+            if suppressions != nil { throw UsageError("--suppressions is for a local register in this version: over a server, run waiver suppressions scan where the register is") }
             runner = RemoteCheck(client: client)
         } else {
             let (configuration, base) = try options.loadConfiguration()
