@@ -75,3 +75,29 @@ struct Suppressions: AsyncParsableCommand {
         }
     }
 }
+
+extension ScannerExport: ExpressibleByArgument {}
+
+struct ExportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write the active exceptions in a scanner's own format, each with its id and expiry.",
+        discussion: """
+            trivyignore-yaml (.trivyignore.yaml), trivyignore (.trivyignore), snyk (.snyk), checkov (a baseline for \
+            checkov --baseline: exactly the approved check and resource pairs), kyverno (PolicyException resources) and \
+            sarif-suppressions (a SARIF log with an external suppression per excepted finding). Only approved exceptions \
+            before their expiry instant are written.
+            """)
+    @OptionGroup var config: ConfigOptions
+    @OptionGroup var registerOptions: RegisterOptions
+    @Option(name: .long, help: ArgumentHelp("trivyignore-yaml, trivyignore, snyk, checkov, kyverno or sarif-suppressions.", valueName: "format"))
+    var format: ScannerExport
+    @Option(name: .long, help: ArgumentHelp("Only this workspace's exceptions.", valueName: "name")) var workspace: String?
+    @Option(name: .long, help: ArgumentHelp("Write to this file (atomically) instead of stdout.", valueName: "file")) var output: String?
+
+    func run() async throws {
+        let service = try await registerOptions.service(config: config, needPolicies: false)
+        let approved = try await service.list(ListQuery(status: .approved, workspace: workspace))
+        try emit(format.render(approved, now: try currentTime()), to: output)
+    }
+}

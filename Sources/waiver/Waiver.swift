@@ -15,7 +15,7 @@ struct Waiver: AsyncParsableCommand {
             3 check --wait: requests still pending.
             """,
         version: waiverVersion,
-        subcommands: [Check.self, Request.self, Approve.self, Reject.self, Revoke.self, Attest.self, Close.self, List.self, Show.self, EvidenceCommand.self, Policies.self, Suppressions.self, Report.self, Review.self, Expire.self, Audit.self, Serve.self, Admin.self, Init.self]
+        subcommands: [Check.self, Request.self, Approve.self, Reject.self, Revoke.self, Attest.self, Close.self, List.self, Show.self, EvidenceCommand.self, Policies.self, Suppressions.self, ExportCommand.self, Report.self, Review.self, Expire.self, Audit.self, Serve.self, Admin.self, Init.self]
     )
 }
 
