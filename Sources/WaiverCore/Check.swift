@@ -50,9 +50,6 @@ public struct Finding: Sendable, Equatable {
     public var snippet: String?
     /// `changed` findings: the violating values the exception was approved for.
     public var approved: String?
-    /// A suppression's finding: the exception its comment names (`EX-12`), which governs it while
-    /// active and for the same rule.
-    public var names: Int?
 
     /// What an exception to this finding is bound to: the violating values as reported (sensitive
     /// ones masked), and a scanner finding's snippet, at most 2,000 characters. The register records
@@ -101,8 +98,6 @@ public struct ExternalFinding: Sendable, Equatable {
     public var suppression: String?
     /// The region's snippet, as the scanner reported it.
     public var snippet: String?
-    /// A suppression's: the exception its comment names.
-    public var names: Int?
 
     public init(
         ruleId: String, resource: String, level: String, message: String, file: String, tool: String,
@@ -337,7 +332,6 @@ public struct CheckEngine: Sendable {
                 remediation: policy.remediation.isEmpty ? (e.ruleHelp ?? "") : policy.remediation,
                 origin: .sarif(file: e.file, tool: e.tool, uri: e.uri, line: e.line))
             finding.snippet = e.snippet
-            finding.names = e.names
             findings.append(finding)
         }
         reportPolicies.append(contentsOf: implicit.values)

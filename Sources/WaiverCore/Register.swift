@@ -775,25 +775,19 @@ public struct Register: Sendable {
         let pairs = report.findings.filter { $0.status == .blocking || $0.status == .unknown }.map { (policy: $0.policy, resource: $0.resource) }
         guard !pairs.isEmpty else { return }
         let found = try await store.covering(workspace: report.workspace, pairs: pairs)
-        // A suppression that names its exception (an exported ignore entry, `EX-12` in a skip comment)
-        // is governed by it: active, for the same rule, in any workspace.
-        var named: [Int: ExceptionRecord] = [:]
-        for n in Set(report.findings.compactMap(\.names)) {
-            if let e = try await store.exception(id: n) { named[n] = e }
-        }
-        for i in report.findings.indices where report.findings[i].status == .blocking {
-            guard let n = report.findings[i].names, let e = named[n] else { continue }
-            if let why = e.untrusted { report.warnings.append("\(e.displayId) is not applied: \(why)"); continue }
-            if e.isActive(at: now), e.policy == report.findings[i].policy || report.findings[i].policy == "*" {
-                report.findings[i].status = .excepted
-                report.findings[i].exception = e.displayId
-                report.findings[i].expires = e.expiresAt
-            }
-        }
         guard !found.isEmpty else { return }
+        Register.cover(&report, with: found, now: now, binds: binds(values:))
+    }
+
+    /// The rule of coverage, one home for the check and the suppression scan: of the exceptions on a
+    /// finding's policy and resource in its workspace, an active one that binds no values or these
+    /// values excepts it; else a pending request makes it pending; else an active exception approved
+    /// for other values makes it `changed`. An exception whose state the audit log does not back is
+    /// named in a warning and applies to nothing. `binds` says whether a policy binds values.
+    public static func cover(_ report: inout CheckReport, with exceptions: [ExceptionRecord], now: Date, binds: (String) -> Bool) {
         var active: [String: [ExceptionRecord]] = [:]
         var pending: [String: ExceptionRecord] = [:]
-        for e in found {
+        for e in exceptions where e.workspace == report.workspace {
             if let why = e.untrusted {
                 report.warnings.append("\(e.displayId) is not applied: \(why)")
                 continue
@@ -802,7 +796,7 @@ public struct Register: Sendable {
                 let key = e.policy + "\u{0}" + r
                 if e.isActive(at: now) {
                     active[key, default: []].append(e)
-                } else if e.status == .pending, e.untrusted == nil {
+                } else if e.status == .pending {
                     if pending[key] == nil { pending[key] = e }
                 }
             }
@@ -814,7 +808,7 @@ public struct Register: Sendable {
             // these values (or none). An unknown outcome has no values to compare: any covers it.
             let onPair = (active[key] ?? []).sorted { ($0.expiresAt ?? .distantPast) > ($1.expiresAt ?? .distantPast) }
             let values = RequestLimits.shown(f.boundValues)
-            if let e = onPair.first(where: { f.status == .unknown || binds(values: $0.policy) == false || $0.covers(resource: f.resource, values: values) }) {
+            if let e = onPair.first(where: { f.status == .unknown || !binds($0.policy) || $0.covers(resource: f.resource, values: values) }) {
                 report.findings[i].status = .excepted
                 report.findings[i].exception = e.displayId
                 report.findings[i].expires = e.expiresAt

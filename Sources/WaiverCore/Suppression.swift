@@ -22,7 +22,8 @@ public struct Suppression: Sendable, Equatable {
     public var justification: String?
     /// The expiry written with it (`exp:2026-12-31`, `expired_at`, `expires`), as written.
     public var expires: String?
-    /// The Waiver exception it names (`EX-12` in its justification or the comment above it), if any.
+    /// The Waiver exception it names (`EX-12` in its justification or the comment above it, as
+    /// `waiver export` writes), if any: reported beside what governs it, never a governance of its own.
     public var names: Int?
 
     public init(tool: String, syntax: String, rule: String, file: String, line: Int, subject: String,
@@ -62,23 +63,20 @@ public struct Suppression: Sendable, Equatable {
     /// The suppression as a scanner finding a check evaluates with the others.
     public var external: ExternalFinding {
         let f = finding
-        var e = ExternalFinding(ruleId: rule, resource: subject, level: "warning", message: f.message, file: file, tool: "waiver suppressions (\(tool))",
-                                uri: file, line: line, ruleTitle: f.title, ruleHelp: f.remediation)
-        e.names = names
-        return e
+        return ExternalFinding(ruleId: rule, resource: subject, level: "warning", message: f.message, file: file, tool: "waiver suppressions (\(tool))",
+                               uri: file, line: line, ruleTitle: f.title, ruleHelp: f.remediation)
     }
 
     /// The finding a suppression is in a check and in a scan: its rule on its subject, governed
-    /// (excepted) when an active exception covers that pair or is the exception it names.
+    /// (excepted) exactly when an active exception covers that pair (`Register.cover`). A suppression
+    /// of every rule (`*`) or everywhere (`*`) needs an exception to exactly that.
     public var finding: Finding {
-        var f = Finding(policy: rule, title: "\(syntax) suppresses \(rule == "*" ? "every rule" : rule)", severity: .medium, category: "security",
+        Finding(policy: rule, title: "\(syntax) suppresses \(rule == "*" ? "every rule" : rule)", severity: .medium, category: "security",
                         resource: subject, status: .blocking,
                         message: "\(syntax) in \(file)" + (justification.map { ": \($0)" } ?? " with no justification")
                             + (expires.map { " (expires \($0) in \(tool))" } ?? ""),
                         remediation: "Bring it under governance: request an exception (waiver suppressions scan --request) or remove the suppression and fix the finding.",
                         origin: .sarif(file: file, tool: tool, uri: file, line: line))
-        f.names = names
-        return f
     }
 }
 

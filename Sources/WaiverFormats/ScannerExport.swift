@@ -49,7 +49,7 @@ public enum ScannerExport: String, CaseIterable, Sendable {
 
     /// A resource Trivy can scope by: a file path (`modules/s3/main.tf`, `main.tf:12` without the line).
     static func path(_ resource: String) -> String? {
-        guard resource != "*" else { return nil }
+        guard resource != "*", !resource.hasPrefix("module."), !resource.hasPrefix("data.") else { return nil }
         var r = Substring(resource)
         if let colon = r.lastIndex(of: ":"), r[r.index(after: colon)...].allSatisfy(\.isNumber), r.index(after: colon) < r.endIndex { r = r[..<colon] }
         if let hash = r.firstIndex(of: "#") { r = r[..<hash] }
@@ -57,12 +57,27 @@ public enum ScannerExport: String, CaseIterable, Sendable {
         return r.contains("/") || last.contains(".") && !last.contains(where: { $0 == "_" }) && last.split(separator: ".").last.map { $0.count <= 5 } == true ? String(r) : nil
     }
 
+    /// Whether the format can say exactly what the exception excuses: Trivy's plain .trivyignore
+    /// ignores an id everywhere, so only an exception to everywhere (`*`) is written; its YAML scopes
+    /// by file path, so an exception to paths (or `*`) is.
+    public func expresses(_ e: ExceptionRecord) -> Bool {
+        switch self {
+        case .trivyignore: return e.resources == ["*"]
+        case .trivyignoreYAML: return e.resources.allSatisfy { $0 == "*" || Self.path($0) != nil } && (e.resources == ["*"] || !e.resources.contains("*"))
+        default: return true
+        }
+    }
+
     public func render(_ exceptions: [ExceptionRecord], now: Date) -> String {
-        let list = selected(exceptions, now: now)
+        let carried = selected(exceptions, now: now)
+        let list = carried.filter(expresses)
+        let unsaid = carried.filter { !expresses($0) }
+        let omitted = unsaid.map { "\($0.displayId) (\($0.policy) on \($0.resources.joined(separator: ", ").clipped(200)))" }
         let header = "Written by waiver export --format \(rawValue) at \(iso(now)): \(list.count) active exception\(list.count == 1 ? "" : "s")."
         switch self {
         case .trivyignore:
-            var out = "# \(header)\n# .trivyignore cannot scope an entry to a resource: each id is ignored everywhere until its date.\n"
+            var out = "# \(header)\n# .trivyignore ignores an id everywhere: only exceptions to everywhere (*) are written.\n"
+            for o in omitted { out += "# not written, it covers less than everywhere (use --format trivyignore-yaml or the scanner's own scoping): \(o)\n" }
             for e in list {
                 out += "\n# \(Self.statement(e).replacingOccurrences(of: "\n", with: " "))\n# covers: \(e.resources.joined(separator: ", ").clipped(300))\n"
                 out += "\(e.policy) exp:\(Self.day(e.expiresAt ?? now))\n"
@@ -75,11 +90,12 @@ public enum ScannerExport: String, CaseIterable, Sendable {
                 let section = id.hasPrefix("CVE-") || id.hasPrefix("GHSA-") ? "vulnerabilities" : "misconfigurations"
                 let paths = e.resources.compactMap(Self.path)
                 var entry = "  - id: \(Self.quoted(e.policy))\n"
-                if !paths.isEmpty, paths.count == e.resources.count { entry += "    paths: [\(paths.map(Self.quoted).joined(separator: ", "))]\n" }
+                if !paths.isEmpty { entry += "    paths: [\(paths.map(Self.quoted).joined(separator: ", "))]\n" }
                 entry += "    statement: \(Self.quoted(Self.statement(e)))\n    expired_at: \(Self.day(e.expiresAt ?? now))\n"
                 sections[section, default: []].append(entry)
             }
             var out = "# \(header)\n"
+            for o in omitted { out += "# not written, Trivy scopes by file path and it covers resources: \(o)\n" }
             for s in ["vulnerabilities", "misconfigurations"] {
                 out += "\(s):" + ((sections[s] ?? []).isEmpty ? " []\n" : "\n" + (sections[s] ?? []).joined())
             }

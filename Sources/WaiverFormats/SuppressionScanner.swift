@@ -113,22 +113,23 @@ public enum SuppressionScanner {
                 if depth == 0 { current = nil }
             }
         }
-        /// The block a comment on line i governs: the one it sits in, else the next block below it.
+        // The next line with code after each line, in one backward pass (a file of comment lines
+        // costs linear time, not quadratic).
+        let quiet = lines.map { $0.trimmingCharacters(in: .whitespaces).isEmpty || comment($0)?.alone == true }
+        var nextCode = [Int](repeating: lines.count, count: lines.count + 1)
+        if !lines.isEmpty {
+            for i in stride(from: lines.count - 1, through: 0, by: -1) { nextCode[i] = quiet[i] ? nextCode[i + 1] : i }
+        }
+        /// The block a comment on line i governs: the one it sits in, else a block starting on the next line with code.
         func block(_ i: Int) -> String? {
             if let e = enclosing[i] { return e }
-            var j = i + 1
-            while j < lines.count, j <= i + 3 {
-                if let s = startsHere[j] { return s }
-                if !lines[j].trimmingCharacters(in: .whitespaces).isEmpty, comment(lines[j])?.alone != true { return nil }
-                j += 1
-            }
-            return nil
+            let j = nextCode[i + 1]
+            return j < lines.count && j <= i + 3 ? startsHere[j] : nil
         }
         /// The line a comment governs: its own when it follows code, else the next line with code.
         func target(_ i: Int, alone: Bool) -> Int {
             guard alone else { return i }
-            var j = i + 1
-            while j < lines.count, lines[j].trimmingCharacters(in: .whitespaces).isEmpty || comment(lines[j])?.alone == true { j += 1 }
+            let j = nextCode[i + 1]
             return j < lines.count ? j : i
         }
         var out: [Suppression] = []

@@ -23,6 +23,7 @@ struct API: Sendable {
             return jsonResponse(["name": .string(u.name), "groups": .array(u.groups.map(Value.string)), "admin": .bool(u.admin)])
         } }
         group.post("exceptions") { req, ctx in try await wrap(ctx) { try await requestException(req, ctx, renews: nil) } }
+        group.post("exceptions/batch") { req, ctx in try await wrap(ctx) { try await requestExceptions(req, ctx) } }
         group.get("exceptions") { req, ctx in try await wrap(ctx) { try await list(req, ctx) } }
         group.get("exceptions/:id") { req, ctx in try await wrap(ctx) {
             let service = try await self.service(ctx)
@@ -251,6 +252,21 @@ struct API: Sendable {
             v = .object(o)
         }
         return jsonResponse(v, status: .created)
+    }
+
+    /// Several requests filed all or none.
+    func requestExceptions(_ req: Request, _ ctx: WaiverContext) async throws -> Response {
+        let service = try await self.service(ctx)
+        let filed = try await service.requestAll(APIBodies.exceptionRequests(try await object(req)))
+        let items: [Value] = filed.map { f in
+            var v = RegisterOutput.value(f.record, now: service.now)
+            if let warning = f.warning, case .object(var o) = v {
+                o.append("warning", .string(warning))
+                v = .object(o)
+            }
+            return v
+        }
+        return jsonResponse(.object(Value.Object([("requested", .array(items))])), status: .created)
     }
 
     func list(_ req: Request, _ ctx: WaiverContext) async throws -> Response {

@@ -217,6 +217,7 @@ components:
         renews: { type: string, pattern: "^([Ee][Xx]-)?[0-9]{1,18}$" }
         ticket: { type: string, maxLength: 500, description: "a ticket reference (INC-42) or an http(s) URL; a renewal's default is the renewed exception's" }
         owner: { type: string, maxLength: 200, description: "the owner of a device or account (required for those kinds); they may not approve it" }
+        scanner_rule: { type: boolean, description: "the policy is a scanner's rule no policy file defines (a suppression brought under governance): routed as a medium-severity security rule" }
     Comment:
       type: object
       additionalProperties: false
@@ -550,6 +551,33 @@ paths:
         "400": { $ref: "#/components/responses/Error" }
         "401": { $ref: "#/components/responses/Error" }
         "404": { $ref: "#/components/responses/Error" }
+        "413": { $ref: "#/components/responses/Error" }
+        "422": { $ref: "#/components/responses/Error" }
+        "429": { $ref: "#/components/responses/Error" }
+  /api/v1/exceptions/batch:
+    post:
+      summary: Request several exceptions, all or none (waiver suppressions scan --request)
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              additionalProperties: false
+              required: [requests]
+              properties:
+                requests: { type: array, minItems: 1, maxItems: 1000, items: { $ref: "#/components/schemas/ExceptionRequest" } }
+      responses:
+        "201":
+          description: the requests filed
+          content:
+            application/json:
+              schema: { type: object, required: [requested], properties: { requested: { type: array, items: { $ref: "#/components/schemas/Exception" } } } }
+        "400": { $ref: "#/components/responses/Error" }
+        "401": { $ref: "#/components/responses/Error" }
+        "403": { $ref: "#/components/responses/Error" }
+        "404": { $ref: "#/components/responses/Error" }
+        "409": { $ref: "#/components/responses/Error" }
         "413": { $ref: "#/components/responses/Error" }
         "422": { $ref: "#/components/responses/Error" }
         "429": { $ref: "#/components/responses/Error" }

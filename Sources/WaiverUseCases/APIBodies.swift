@@ -11,7 +11,7 @@ import WaiverFormats
 public enum APIBodies {
     // MARK: - POST /exceptions, POST /exceptions/{id}/renew (schema ExceptionRequest)
 
-    public static let exceptionRequestFields = ["policy", "workspace", "kind", "resources", "reason", "days", "likelihood", "impact", "mitigations", "renews", "owner", "ticket"]
+    public static let exceptionRequestFields = ["policy", "workspace", "kind", "resources", "reason", "days", "likelihood", "impact", "mitigations", "renews", "owner", "ticket", "scanner_rule"]
     public static let exceptionRequestRequired = ["reason"]
 
     public static func exceptionRequest(_ r: ExceptionRequest) -> Value {
@@ -27,6 +27,7 @@ public enum APIBodies {
         if let renews = r.renews { body.append("renews", .string(ExceptionRecord.display(renews))) }
         if let owner = r.owner { body.append("owner", .string(owner)) }
         if let ticket = r.ticket { body.append("ticket", .string(ticket)) }
+        if r.scannerRule { body.append("scanner_rule", .bool(true)) }
         return .object(body)
     }
 
@@ -45,10 +46,27 @@ public enum APIBodies {
             }
             renewed = n
         }
-        return ExceptionRequest(policy: try b.optionalString("policy") ?? "", workspace: try b.optionalString("workspace") ?? "", subjectKind: kind,
-                                resources: try b.strings("resources"), reason: try b.string("reason"), days: try b.optionalInt("days"),
-                                likelihood: try b.factor("likelihood"), impact: try b.factor("impact"), mitigations: try b.strings("mitigations"),
-                                renews: renewed, owner: try b.optionalString("owner"), ticket: try b.optionalString("ticket"))
+        var r = ExceptionRequest(policy: try b.optionalString("policy") ?? "", workspace: try b.optionalString("workspace") ?? "", subjectKind: kind,
+                                 resources: try b.strings("resources"), reason: try b.string("reason"), days: try b.optionalInt("days"),
+                                 likelihood: try b.factor("likelihood"), impact: try b.factor("impact"), mitigations: try b.strings("mitigations"),
+                                 renews: renewed, owner: try b.optionalString("owner"), ticket: try b.optionalString("ticket"))
+        r.scannerRule = try b.optionalBool("scanner_rule") ?? false
+        return r
+    }
+
+    /// The most requests one batch may file.
+    public static let maxBatch = 1_000
+
+    /// `POST /exceptions/batch`: `{"requests": [ExceptionRequest, ...]}`, filed all or none.
+    public static func exceptionRequests(_ requests: [ExceptionRequest]) -> Value {
+        .object(Value.Object([("requests", .array(requests.map(exceptionRequest)))]))
+    }
+
+    public static func exceptionRequests(_ v: Value) throws -> [ExceptionRequest] {
+        _ = try Body(v, fields: ["requests"])
+        guard case .array(let items)? = v["requests"] else { throw RegisterError.invalid("requests must be a list of requests") }
+        guard (1...maxBatch).contains(items.count) else { throw RegisterError.invalid("requests holds 1 to \(maxBatch) requests (got \(items.count))") }
+        return try items.map { try exceptionRequest($0) }
     }
 
     // MARK: - POST /exceptions/{id}/approve
@@ -246,6 +264,14 @@ public enum APIBodies {
                 guard s.count == a.count else { throw RegisterError.invalid("\(prefix)\(key) must be a list of strings") }
                 return s
             default: throw RegisterError.invalid("\(prefix)\(key) must be a list of strings")
+            }
+        }
+
+        func optionalBool(_ key: String) throws -> Bool? {
+            switch v[key] {
+            case nil, .null?: return nil
+            case .bool(let x)?: return x
+            default: throw RegisterError.invalid("\(prefix)\(key) must be true or false")
             }
         }
 

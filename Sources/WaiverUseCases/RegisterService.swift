@@ -9,6 +9,8 @@ import WaiverStore
 /// user locally, the token's user on the server; no call takes a name from the caller.
 public protocol RegisterService: Sendable {
     func request(_ request: ExceptionRequest, evidence: [EvidenceUpload]) async throws -> Filed
+    /// Files several requests, all or none (`waiver suppressions scan --request`).
+    func requestAll(_ requests: [ExceptionRequest]) async throws -> [Filed]
     func approve(_ id: Int, comment: String?, days: Int?, risk: String?) async throws -> Decided
     func reject(_ id: Int, comment: String) async throws -> Decided
     func revoke(_ id: Int, comment: String) async throws -> Decided
@@ -178,6 +180,21 @@ public struct LocalRegisterService: RegisterService {
         var e = try await store.insert([prepared])[0]
         for u in uploads { e = try await addEvidence(e.id, u) }
         return Filed(record: e, warning: prepared.warning)
+    }
+
+    /// Every request validated first, then all stored in one transaction.
+    public func requestAll(_ requests: [ExceptionRequest]) async throws -> [Filed] {
+        var prepared: [PreparedRequest] = []
+        for var r in requests {
+            if let pipeline {
+                var p = r.provenance ?? Provenance()
+                p.pipeline = pipeline
+                r.provenance = p
+            }
+            prepared.append(try await register.prepare(r, actor: actor, now: now))
+        }
+        guard !prepared.isEmpty else { return [] }
+        return zip(try await store.insert(prepared), prepared).map { Filed(record: $0, warning: $1.warning) }
     }
 
     public func approve(_ id: Int, comment: String?, days: Int?, risk: String?) async throws -> Decided {

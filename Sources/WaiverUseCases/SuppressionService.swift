@@ -2,24 +2,33 @@ import Foundation
 import WaiverCore
 import WaiverFormats
 
-/// Scanner suppressions under governance: which ones an active exception covers, and requests for
-/// the rest. A suppression is governed exactly as a check's finding is excepted (`Register.applyExceptions`):
-/// an active exception to its rule on its subject, or the exception its comment names.
+/// Scanner suppressions under governance, over any register (local or a server's, through
+/// `RegisterService`): a suppression is governed exactly when an active exception to its rule covers
+/// its subject in the workspace, by the check's own rule of coverage (`Register.cover`).
 public enum SuppressionService {
-    /// Each suppression with its standing in the register.
-    public static func govern(_ suppressions: [Suppression], register: Register, workspace: String, now: Date) async throws -> [GovernedSuppression] {
+    /// Each suppression with its standing among the workspace's approved and pending exceptions.
+    public static func govern(_ suppressions: [Suppression], service: any RegisterService, workspace: String, now: Date) async throws -> [GovernedSuppression] {
+        let exceptions = try await service.list(ListQuery(status: .approved, workspace: workspace))
+            + service.list(ListQuery(status: .pending, workspace: workspace))
+        return govern(suppressions, exceptions: exceptions, workspace: workspace, now: now)
+    }
+
+    public static func govern(_ suppressions: [Suppression], exceptions: [ExceptionRecord], workspace: String, now: Date) -> [GovernedSuppression] {
         var report = CheckReport(workspace: workspace, unknownMode: .warn, findings: [], resourceCount: 0, policies: [], compliant: [])
         // Kept in scan order (a CheckReport sorts its findings): one finding per suppression, by position.
         report.findings = suppressions.map(\.finding)
-        try await register.applyExceptions(to: &report, now: now)
+        // Whether a policy binds values was settled when each exception was filed (`bound` is nil for
+        // a policy that binds the resource), so the exceptions' own binding is what counts here.
+        Register.cover(&report, with: exceptions, now: now, binds: { _ in true })
         return zip(suppressions, report.findings).map { s, f in
             GovernedSuppression(suppression: s, status: f.status, exception: f.exception, expires: f.expires)
         }
     }
 
     /// One request per ungoverned suppression of a named rule, with its justification as the reason
-    /// (else `reason`). A suppression of every rule (`# nosemgrep` alone, `.semgrepignore`) cannot be
-    /// excepted as it stands: it is named in `skipped`.
+    /// (else `reason`), bound to what the suppression says (as a check of it would bind it). A
+    /// suppression of every rule (`# nosemgrep` alone, `.semgrepignore`) is named in `skipped`: an
+    /// exception is to one rule.
     public static func requests(_ governed: [GovernedSuppression], workspace: String, reason: String?, days: Int?, likelihood: RiskFactor?,
                                 impact: RiskFactor?, ticket: String?) throws(RegisterError) -> (requests: [ExceptionRequest], skipped: [String]) {
         var out: [ExceptionRequest] = []
@@ -36,6 +45,7 @@ public enum SuppressionService {
             var r = ExceptionRequest(policy: s.rule, workspace: workspace, resources: [s.subject], reason: why, days: days,
                                      likelihood: likelihood, impact: impact, ticket: ticket)
             r.scannerRule = true
+            r.bound = [s.subject: s.finding.boundValues]
             out.append(r)
         }
         return (out, skipped)

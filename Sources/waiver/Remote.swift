@@ -150,6 +150,12 @@ struct RemoteRegisterService: RegisterService {
         return Filed(record: e, warning: answer["warning"]?.stringValue)
     }
 
+    func requestAll(_ requests: [ExceptionRequest]) async throws -> [Filed] {
+        guard !requests.isEmpty else { return [] }
+        let answer = try await client.json(.POST, "/api/v1/exceptions/batch", body: APIBodies.exceptionRequests(requests))
+        return try (answer["requested"]?.arrayValue ?? []).map { v in Filed(record: try record(v), warning: v["warning"]?.stringValue) }
+    }
+
     func approve(_ id: Int, comment: String?, days: Int?, risk: String?) async throws -> Decided {
         let answer = try await client.json(.POST, "/api/v1/exceptions/\(ExceptionRecord.display(id))/approve",
                                            body: APIBodies.approval(.init(comment: comment, days: days, risk: risk)))

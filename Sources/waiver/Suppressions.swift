@@ -46,22 +46,20 @@ struct Suppressions: AsyncParsableCommand {
         }
 
         func run() async throws {
-            if registerOptions.server ?? environment("WAIVER_SERVER") != nil {
-                throw UsageError("suppressions scan reads a local register; over a server, export the exceptions (waiver export) or run the scan where the register is")
-            }
             let scanned = try SuppressionScanner.scan(directory)
             for p in scanned.problems { FileHandle.standardError.write(Data("warning: \(p.description)\n".utf8)) }
-            let ctx = try RegisterContext(config: config, register: registerOptions, needPolicies: false)
-            let now = try currentTime()
             let workspace = try RequestLimits.workspace(workspace)
-            var rows = try await SuppressionService.govern(scanned.suppressions, register: ctx.register, workspace: workspace, now: now)
+            // The register's own use cases: a local register, or a server's with --server.
+            let service = try await registerOptions.service(config: config, needPolicies: false)
+            var rows = try await SuppressionService.govern(scanned.suppressions, service: service, workspace: workspace, now: service.now)
             if request {
                 let (requests, skipped) = try SuppressionService.requests(rows, workspace: workspace, reason: reason, days: days, likelihood: likelihood,
                                                                           impact: impact, ticket: ticket)
                 warn(skipped)
-                let filed = try await ctx.register.requestAll(requests, actor: ctx.actor, now: now)
-                for e in filed { FileHandle.standardError.write(Data("waiver: \(e.displayId) requested for \(e.policy) on \(e.resources.joined(separator: ", "))\n".utf8)) }
-                rows = try await SuppressionService.govern(scanned.suppressions, register: ctx.register, workspace: workspace, now: now)
+                for f in try await service.requestAll(requests) {
+                    FileHandle.standardError.write(Data("waiver: \(f.record.displayId) requested for \(f.record.policy) on \(f.record.resources.joined(separator: ", "))\n".utf8))
+                }
+                rows = try await SuppressionService.govern(scanned.suppressions, service: service, workspace: workspace, now: service.now)
             }
             let text: String
             switch format {

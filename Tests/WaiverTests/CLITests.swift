@@ -195,7 +195,7 @@ struct CLIBadInputTests {
     }
 
     @Test func usageErrors() async throws {
-        try expectRefused(["check"], "give a plan (--plan FILE) or at least one SARIF report")
+        try expectRefused(["check"], "give a plan (--plan FILE), at least one SARIF report (--sarif FILE) or a folder to scan for suppressions")
         try expectRefused(["check", "--plan", "x.json", "--format", "pdf"], "pdf")
         try expectRefused(["check", "--plan", "x.json", "--bogus"], "--bogus")
         try expectRefused(["frobnicate"], "frobnicate")

@@ -96,6 +96,24 @@ struct ServerAPITests {
         }
     }
 
+    /// A batch of requests is filed all or none; a scanner rule no policy defines needs scanner_rule.
+    @Test func aBatchOfRequestsIsAllOrNone() async throws {
+        let f = try await ServerFixture()
+        try await f.app().test(.router) { client in
+            let good = #"{"policy":"COST-001","workspace":"shop","resources":["aws_instance.a"],"reason":"launch"}"#
+            let unknown = #"{"policy":"CKV_AWS_20","workspace":"shop","resources":["aws_s3_bucket.site"],"reason":"site"}"#
+            let (refused, why) = try await client.call(.post, "/api/v1/exceptions/batch", as: "dev", f, json: #"{"requests":[\#(good),\#(unknown)]}"#)
+            #expect(refused == 422 && why["error"]?["message"]?.stringValue?.contains("unknown policy 'CKV_AWS_20'") == true, "\(why)")
+            #expect(try await f.state.store.exceptions(ExceptionFilter()).isEmpty)
+            let scanner = #"{"policy":"CKV_AWS_20","workspace":"shop","resources":["aws_s3_bucket.site"],"reason":"site","scanner_rule":true}"#
+            let (status, filed) = try await client.call(.post, "/api/v1/exceptions/batch", as: "dev", f, json: #"{"requests":[\#(good),\#(scanner)]}"#)
+            #expect(status == 201 && filed["requested"]?.arrayValue?.compactMap { $0["id"]?.stringValue } == ["EX-1", "EX-2"], "\(filed)")
+            #expect(filed["requested"]?.arrayValue?.last?["approvers"]?["groups"] == ["security"])
+            #expect(try await client.call(.post, "/api/v1/exceptions/batch", as: "dev", f, json: #"{"requests":[]}"#).0 == 422)
+            #expect(try await client.call(.post, "/api/v1/exceptions/batch", as: "dev", f, json: #"{"requests":[\#(good)],"x":1}"#).0 == 422)
+        }
+    }
+
     /// What schemathesis found against the contract (Tests/Contract/api_contract.py), pinned here too.
     @Test func theServerHoldsToItsContract() async throws {
         let f = try await ServerFixture()

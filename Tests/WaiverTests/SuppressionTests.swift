@@ -113,17 +113,29 @@ struct SuppressionTests {
         #expect(problems(try consumer("sarif", sarif)) == [])
     }
 
-    @Test func aSuppressionThatNamesAnActiveExceptionToItsRuleIsGoverned() throws {
+    /// Naming an exception governs nothing by itself: an insider cannot borrow another resource's,
+    /// another rule's or another workspace's exception by writing its id in a comment. Only an active
+    /// exception to the rule on exactly what the suppression silences governs it.
+    @Test func namingAnExceptionIsNotGovernance() throws {
         let w = try Workspace()
-        w.dir.write("repo/.trivyignore", "# EX-1: accepted by security\nCVE-2023-44487\n# EX-1\nCVE-2024-0001\n")
-        #expect(try w.run(["request", "--policy", "COST-001", "--resource", "aws_instance.a", "--workspace", "shop", "--reason", "other rule"]).code == 0)
-        #expect(try w.run(["approve", "EX-1"], as: "fin").code == 0)
-        // EX-1 is for COST-001: naming it governs nothing else.
-        let r = try JSONReader.parse(Data(try w.run(["suppressions", "scan", w.dir.path + "/repo", "--workspace", "shop", "--format", "json"]).out.utf8))
-        #expect(r["summary"]?["governed"] == .number(0), "\(r)")
-        w.dir.write("repo/.trivyignore", "# EX-1\nCOST-001\n")
-        let named = try JSONReader.parse(Data(try w.run(["suppressions", "scan", w.dir.path + "/repo", "--workspace", "shop", "--format", "json"]).out.utf8))
-        #expect(named["summary"]?["governed"] == .number(1), "\(named)")
+        w.dir.write("policies/scanners.yaml", "policies:\n  - { id: CKV_AWS_20, title: public read, category: security, severity: medium, source: sarif }\n")
+        #expect(try w.run(["request", "--policy", "CKV_AWS_20", "--resource", "aws_s3_bucket.site", "--workspace", "shop", "--reason", "site", "--likelihood", "low"]).code == 0)
+        #expect(try w.run(["approve", "EX-1"], as: "sam").code == 0)
+        func scan(_ workspace: String = "shop") throws -> Value {
+            try JSONReader.parse(Data(try w.run(["suppressions", "scan", w.dir.path + "/repo", "--workspace", workspace, "--format", "json"]).out.utf8))
+        }
+        // Another resource, and everywhere (a global ignore entry), both naming EX-1.
+        w.dir.write("repo/main.tf", "resource \"aws_s3_bucket\" \"other\" {\n  #checkov:skip=CKV_AWS_20:see EX-1\n}\n")
+        w.dir.write("repo/.checkov.yaml", "skip-check: [CKV_AWS_20]\n")
+        let borrowed = try scan()
+        #expect(borrowed["summary"]?["governed"] == .number(0) && borrowed["summary"]?["ungoverned"] == .number(2), "\(borrowed)")
+        let text = try w.run(["suppressions", "scan", w.dir.path + "/repo", "--workspace", "shop"]).out
+        #expect(text.contains("(it names EX-1, which does not)"), "\(text)")
+        // The resource it was approved for: governed, in its workspace only.
+        w.dir.write("repo/main.tf", "resource \"aws_s3_bucket\" \"site\" {\n  #checkov:skip=CKV_AWS_20:marketing site\n}\n")
+        try FileManager.default.removeItem(atPath: w.dir.path + "/repo/.checkov.yaml")
+        #expect(try scan()["summary"]?["governed"] == .number(1))
+        #expect(try scan("other")["summary"]?["governed"] == .number(0))
     }
 
     @Test func checkWithSuppressionsGatesOnTheUngovernedOnes() throws {
@@ -139,5 +151,33 @@ struct SuppressionTests {
         #expect(passed.code == 0, "\(passed.out)")
         #expect(try JSONReader.parse(Data(passed.out.utf8))["results"]?.arrayValue?.first?["status"] == "excepted")
         #expect(try w.run(["check", "--suppressions", w.dir.path + "/nope", "--workspace", "shop"], as: "ci").code == 2)
+    }
+}
+
+@Suite("Suppressions and exports through a server", .serialized)
+struct SuppressionServerTests {
+    /// The scan, its requests (one batch, all or none) and the export run over `--server` as on a
+    /// local register: the server's own rules and register.
+    @Test func scanRequestApproveAndExportOverAServer() async throws {
+        let w = try Workspace()
+        let dev = try w.addUser("dev", ["developers"]), sam = try w.addUser("sam", ["security"])
+        w.dir.write("repo/.trivyignore", "# accepted until the base image is rebuilt\nCVE-2023-44487\n")
+        w.dir.write("repo/main.tf", "resource \"aws_s3_bucket\" \"site\" {\n  #checkov:skip=CKV_AWS_20\n}\n")
+        let server = LiveServer(w)
+        try server.start()
+        defer { _ = server.stop() }
+        let repo = w.dir.path + "/repo"
+        // One suppression has no justification and no --reason is given: refused, nothing filed.
+        let refused = try server.run(["suppressions", "scan", repo, "--workspace", "shop", "--request", "--likelihood", "low"], token: dev)
+        #expect(refused.code == 2 && refused.err.contains("main.tf:2: checkov:skip CKV_AWS_20 has no justification; give --reason"), "\(refused.err)")
+        #expect(try server.run(["list"], token: sam).out == "No exceptions.\n")
+        let asked = try server.run(["suppressions", "scan", repo, "--workspace", "shop", "--request", "--reason", "public site", "--likelihood", "low", "--format", "json"], token: dev)
+        #expect(asked.code == 0, "\(asked.err)")
+        #expect(try JSONReader.parse(Data(asked.out.utf8))["summary"]?["pending"] == .number(2), "\(asked.out)")
+        for id in ["EX-1", "EX-2"] { #expect(try server.run(["approve", id], token: sam).code == 0) }
+        let governed = try server.run(["suppressions", "scan", repo, "--workspace", "shop", "--fail-on", "ungoverned"], token: dev)
+        #expect(governed.code == 0 && governed.out.contains("GOVERNED: 2 suppressions (2 governed, 0 pending, 0 ungoverned)"), "\(governed.out) \(governed.err)")
+        let exported = try server.run(["export", "--format", "trivyignore", "--workspace", "shop"], token: dev)
+        #expect(exported.code == 0 && exported.out.contains("\nCVE-2023-44487 exp:"), "\(exported.out) \(exported.err)")
     }
 }
