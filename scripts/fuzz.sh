@@ -13,18 +13,22 @@ bin=".build-fuzz/debug/WaiverFuzz"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rm -rf bench/out/fuzz
-mkdir -p bench/out/fuzz "$work"/{plan,sarif,policy,config,audit}
+mkdir -p bench/out/fuzz "$work"/{plan,sarif,policy,config,audit,suppressions}
 cp Examples/plans/*.json "$work/plan/"
 cp Tests/Fuzz/seeds/*.sarif "$work/sarif/"
 cp policies/*.yaml "$work/policy/"
 cp waiver.yaml "$work/config/"
 cp Tests/Fuzz/seeds/audit.jsonl "$work/audit/"
+for f in Examples/suppressions/main.tf Examples/suppressions/app/handler.py Examples/suppressions/.trivyignore Examples/suppressions/.snyk \
+         Examples/suppressions/.checkov.yaml Examples/suppressions/.tfsec/config.yml Examples/suppressions/.semgrepignore; do
+  cp "$f" "$work/suppressions/$(echo "$f" | tr '/' '_')"
+done
 if [ -d ../shared/corpus ]; then
   # Small corpus files only: libFuzzer mutates them, it does not need the large ones.
   find ../shared/corpus/terraform-plans -name '*.json' -size -200k -exec cp {} "$work/plan/" \; 2>/dev/null || true
   find ../shared/corpus/sarif -name '*.sarif' -size -200k -exec cp {} "$work/sarif/" \; 2>/dev/null || true
 fi
-for target in plan sarif policy config audit; do
+for target in plan sarif policy config audit suppressions; do
   echo "== fuzz $target for ${seconds}s ($(ls "$work/$target" | wc -l) seeds)"
   set +e
   ASAN_OPTIONS=detect_leaks=0 WAIVER_FUZZ_TARGET=$target "$bin" "$work/$target" -max_total_time="$seconds" -max_len=65536 -timeout=10 \

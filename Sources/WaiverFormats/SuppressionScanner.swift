@@ -53,19 +53,25 @@ public enum SuppressionScanner {
             guard let data = FileManager.default.contents(atPath: dir + "/" + name), !data.prefix(8192).contains(0),
                   let text = String(data: data, encoding: .utf8) else { continue }
             read += 1
-            let base = (name as NSString).lastPathComponent
-            switch base {
-            case ".trivyignore": out += trivyIgnore(text, file: name)
-            case ".trivyignore.yaml", ".trivyignore.yml": out += yamlFile(text, file: name, problems: &problems, trivyYAML)
-            case ".snyk": out += yamlFile(text, file: name, problems: &problems, snyk)
-            case ".checkov.yaml", ".checkov.yml": out += yamlFile(text, file: name, problems: &problems, checkovConfig)
-            case ".semgrepignore": out += semgrepIgnore(text, file: name)
-            case "config.yml", "config.yaml", "config.json" where (name as NSString).deletingLastPathComponent.hasSuffix(".tfsec"):
-                out += yamlFile(text, file: name, problems: &problems, tfsecConfig)
-            default: out += inline(text, file: name)
-            }
+            out += parse(text, file: name, problems: &problems)
         }
         return Result(suppressions: out, problems: problems, filesRead: read)
+    }
+
+    /// The suppressions in one file's text, read by the file's name: an ignore file by its format,
+    /// anything else for inline comments.
+    public static func parse(_ text: String, file name: String, problems: inout [InputError]) -> [Suppression] {
+        let base = (name as NSString).lastPathComponent
+        switch base {
+        case ".trivyignore": return trivyIgnore(text, file: name)
+        case ".trivyignore.yaml", ".trivyignore.yml": return yamlFile(text, file: name, problems: &problems, trivyYAML)
+        case ".snyk": return yamlFile(text, file: name, problems: &problems, snyk)
+        case ".checkov.yaml", ".checkov.yml": return yamlFile(text, file: name, problems: &problems, checkovConfig)
+        case ".semgrepignore": return semgrepIgnore(text, file: name)
+        case "config.yml", "config.yaml", "config.json" where (name as NSString).deletingLastPathComponent.hasSuffix(".tfsec"):
+            return yamlFile(text, file: name, problems: &problems, tfsecConfig)
+        default: return inline(text, file: name)
+        }
     }
 
     // MARK: - Inline comments

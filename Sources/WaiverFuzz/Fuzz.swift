@@ -3,8 +3,8 @@ import WaiverCore
 import WaiverFormats
 import WaiverStore
 
-/// Which reader is fuzzed: $WAIVER_FUZZ_TARGET = plan | sarif | policy | config | audit.
-let targets = ["plan", "sarif", "policy", "config", "audit"]
+/// Which reader is fuzzed: $WAIVER_FUZZ_TARGET = plan | sarif | policy | config | audit | suppressions.
+let targets = ["plan", "sarif", "policy", "config", "audit", "suppressions"]
 
 #if FUZZING
 import CFuzzSupport
@@ -64,6 +64,13 @@ func run(_ target: String, _ data: Data) {
     case "audit":
         for line in data.split(separator: 0x0A) {
             if let v = try? JSONReader.parse(Data(line)) { _ = try? AuditChain.event(exportLine: v) }
+        }
+    case "suppressions":
+        // The same text as a Terraform file and as each ignore file the scan reads.
+        guard let text = String(data: data, encoding: .utf8) else { return }
+        var problems: [InputError] = []
+        for name in ["main.tf", "app.py", ".trivyignore", ".trivyignore.yaml", ".snyk", ".checkov.yaml", ".tfsec/config.yml", ".semgrepignore"] {
+            _ = SuppressionScanner.parse(text, file: name, problems: &problems)
         }
     default:
         break
