@@ -96,6 +96,15 @@ public struct GovernedSuppression: Sendable, Equatable {
     }
 
     public var governed: Bool { status == .excepted }
+
+    /// Whether the scanner would go on honouring it after the exception that governs it expires: its
+    /// own expiry (a date, `2027-01-31`, or an instant) is later than the exception's day.
+    public var outlivesException: Bool {
+        guard governed, let own = suppression.expires, let until = expires else { return false }
+        let day = String(own.prefix(10))
+        guard day.count == 10, day.allSatisfy({ $0.isNumber || $0 == "-" }) else { return false }
+        return day > String(until.formatted(.iso8601).prefix(10))
+    }
     /// governed, pending or ungoverned, as the reports say it.
     public var label: String { governed ? "governed" : status == .pending ? "pending" : "ungoverned" }
 }

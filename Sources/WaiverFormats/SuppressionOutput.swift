@@ -20,7 +20,11 @@ public enum SuppressionOutput {
             if let why = s.justification { out += "             justification: \(why.clipped(300))\n" }
             if let exp = s.expires { out += "             expires in \(s.tool): \(exp)\n" }
             switch r.status {
-            case .excepted: out += "             governed by \(r.exception ?? "?")\(r.expires.map { " until \(iso($0))" } ?? "")\n"
+            case .excepted:
+                out += "             governed by \(r.exception ?? "?")\(r.expires.map { " until \(iso($0))" } ?? "")\n"
+                if r.outlivesException {
+                    out += "             but \(s.tool) honours it until \(s.expires ?? "?"), after \(r.exception ?? "?") expires: shorten it, or write it with waiver export\n"
+                }
             case .pending: out += "             exception \(r.exception ?? "?") waiting for approval\n"
             case .changed: out += "             \(r.exception ?? "?") was approved for another justification; request an amended exception\n"
             default: out += "             no active exception covers it\(s.names.map { " (it names \(ExceptionRecord.display($0)), which does not)" } ?? "")\n"
@@ -46,6 +50,7 @@ public enum SuppressionOutput {
             if let n = s.names { o.append("names", .string(ExceptionRecord.display(n))) }
             if let e = r.exception { o.append("exception", .string(e)) }
             if let d = r.expires { o.append("exception_expires", .string(iso(d))) }
+            if r.outlivesException { o.append("outlives_exception", .bool(true)) }
             return .object(o)
         }))
         return JSONWriter.write(.object(root))

@@ -101,6 +101,14 @@ struct SuppressionTests {
         let row = try #require(after["suppressions"]?.arrayValue?.first { $0["rule"] == "CKV_AWS_20" })
         #expect(row["status"] == "governed" && row["exception"] == .string(id), "\(row)")
         let expires = try #require(row["exception_expires"]?.stringValue)
+        #expect(row["outlives_exception"] == nil)
+        // A governed suppression whose own expiry (.trivyignore exp:2027-01-31) is later than its
+        // exception's is called out: Trivy would go on honouring it.
+        let cve = try JSONReader.parse(Data(try w.run(["list", "--policy", "CVE-2023-44487", "--format", "json"]).out.utf8))
+        let cveId = try #require(cve.arrayValue?.first?["id"]?.stringValue)
+        #expect(try w.run(["approve", cveId], as: "sam").code == 0)
+        let outlived = try w.run(["suppressions", "scan", repo, "--workspace", "shop"])
+        #expect(outlived.out.contains("but trivy honours it until 2027-01-31, after \(cveId) expires"), "\(outlived.out)")
         let later = try JSONReader.parse(Data(try w.run(["suppressions", "scan", repo, "--workspace", "shop", "--format", "json"], at: expires).out.utf8))
         #expect(later["suppressions"]?.arrayValue?.first { $0["rule"] == "CKV_AWS_20" }?["status"] == "ungoverned")
         // Another workspace's exception does not govern this one's suppression.
