@@ -300,7 +300,8 @@ public struct Register: Sendable {
     /// Files several requests, all or none: every one is validated first, then all are stored in one transaction.
     public func requestAll(_ requests: [ExceptionRequest], actor: String, now: Date) async throws -> [ExceptionRecord] {
         var prepared: [PreparedRequest] = []
-        for r in requests { prepared.append(try await prepare(r, actor: actor, now: now)) }
+        let latest = LatestViolations()
+        for r in requests { prepared.append(try await prepare(r, actor: actor, now: now, latest: latest)) }
         return prepared.isEmpty ? [] : try await store.insert(prepared)
     }
 
@@ -313,7 +314,7 @@ public struct Register: Sendable {
     }
 
     /// Validates, prices and routes a request without storing it.
-    public func prepare(_ request: ExceptionRequest, actor: String, now: Date) async throws -> PreparedRequest {
+    public func prepare(_ request: ExceptionRequest, actor: String, now: Date, latest: LatestViolations? = nil) async throws -> PreparedRequest {
         let now = Register.second(now)
         let actor = actor.trimmingCharacters(in: .whitespacesAndNewlines)
         try mayAct(actor)
@@ -419,7 +420,7 @@ public struct Register: Sendable {
             for person in [previous.requester] + previous.conflicted + previous.subjectPeople { conflict(person) }
         }
         let rule = approvalRule(for: policy, level: level)
-        let bound = kind == .resource ? try await boundValues(r.bound, policy: policy, workspace: workspace, resources: resources) : nil
+        let bound = kind == .resource ? try await boundValues(r.bound, policy: policy, workspace: workspace, resources: resources, latest: latest ?? LatestViolations()) : nil
         var record = ExceptionRecord(
             id: 0, policy: policy.id, category: policy.category, workspace: workspace, subjectKind: kind,
             resources: resources, requester: actor, conflicted: conflicted, reason: reason,
@@ -453,19 +454,12 @@ public struct Register: Sendable {
     /// The violating values a request binds (see `ExceptionRecord.bound`): the ones its check
     /// reported, else the ones its workspace's latest recorded check saw on each resource; nil when
     /// the policy binds the resource (`exceptions.bind: resource`) or no values are known.
-    func boundValues(_ given: [String: String]?, policy: Policy, workspace: String, resources: [String]) async throws -> [String: String]? {
+    func boundValues(_ given: [String: String]?, policy: Policy, workspace: String, resources: [String], latest: LatestViolations) async throws -> [String: String]? {
         guard (policy.exceptions?.bind ?? .values) == .values else { return nil }
         var bound: [String: String] = [:]
-        var latest: [String: String]?
         for res in resources {
             if let v = given?[res] { bound[res] = RequestLimits.shown(v); continue }
-            if latest == nil {
-                latest = [:]
-                for v in try await store.latestEvaluation(workspace: workspace)?.violations ?? [] where v.policy == policy.id && v.status != .advisory {
-                    latest?[v.resource] = v.message
-                }
-            }
-            if let v = latest?[res] { bound[res] = v }
+            if let v = try await latest.values(workspace: workspace, store: store)[policy.id + "\u{0}" + res] { bound[res] = v }
         }
         return bound.isEmpty ? nil : bound
     }
@@ -907,7 +901,8 @@ public struct Register: Sendable {
         var report = evaluated
         try await applyExceptions(to: &report, now: now)
         var prepared: [PreparedRequest] = []
-        for r in try requests(report) { prepared.append(try await prepare(r, actor: actor, now: now)) }
+        let latest = LatestViolations()
+        for r in try requests(report) { prepared.append(try await prepare(r, actor: actor, now: now, latest: latest)) }
         var final = report
         let (filed, evaluation) = try await store.insert(prepared) { stored in
             Register.markPending(&final, filed: stored)
@@ -953,4 +948,21 @@ public func parseInstant(_ text: String) -> Date? {
     cal.timeZone = TimeZone(identifier: "UTC")!
     guard let date = cal.date(from: c), cal.component(.day, from: date) == d else { return nil }
     return date
+}
+
+/// The violating values of each workspace's latest recorded check, by policy and resource, read once
+/// for a batch of requests (a batch of a thousand requests reads the check once, not a thousand times).
+public actor LatestViolations {
+    private var byWorkspace: [String: [String: String]] = [:]
+    public init() {}
+
+    func values(workspace: String, store: any RegisterStore) async throws -> [String: String] {
+        if let known = byWorkspace[workspace] { return known }
+        var values: [String: String] = [:]
+        for v in try await store.latestEvaluation(workspace: workspace)?.violations ?? [] where v.status != .advisory {
+            values[v.policy + "\u{0}" + v.resource] = v.message
+        }
+        byWorkspace[workspace] = values
+        return values
+    }
 }

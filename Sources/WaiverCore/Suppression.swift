@@ -60,13 +60,6 @@ public struct Suppression: Sendable, Equatable {
 
     static func isWord(_ b: UInt8) -> Bool { (0x30...0x39).contains(b) || (0x41...0x5A).contains(b) || b == 0x5F || (0x61...0x7A).contains(b) }
 
-    /// The suppression as a scanner finding a check evaluates with the others.
-    public var external: ExternalFinding {
-        let f = finding
-        return ExternalFinding(ruleId: rule, resource: subject, level: "warning", message: f.message, file: file, tool: "waiver suppressions (\(tool))",
-                               uri: file, line: line, ruleTitle: f.title, ruleHelp: f.remediation)
-    }
-
     /// The finding a suppression is in a check and in a scan: its rule on its subject, governed
     /// (excepted) exactly when an active exception covers that pair (`Register.cover`). A suppression
     /// of every rule (`*`) or everywhere (`*`) needs an exception to exactly that.

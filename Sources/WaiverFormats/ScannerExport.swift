@@ -140,7 +140,9 @@ public enum ScannerExport: String, CaseIterable, Sendable {
                     default: filters.append("      - resources:\n          names: [\(Self.quoted(r))]\n")
                     }
                 }
-                let ttl = max(1, Int(((e.expiresAt ?? now).timeIntervalSince(now)).rounded(.down)))
+                // Kyverno's TTL label takes an absolute instant as 2006-01-02T150405Z (a label value
+                // has no colons): its cleanup controller deletes the exception at Waiver's expiry.
+                let ttl = iso(e.expiresAt ?? now).replacingOccurrences(of: ":", with: "")
                 docs.append("""
                     apiVersion: kyverno.io/v2
                     kind: PolicyException
@@ -148,7 +150,7 @@ public enum ScannerExport: String, CaseIterable, Sendable {
                       name: waiver-ex-\(e.id)
                       labels:
                         app.kubernetes.io/managed-by: waiver
-                        cleanup.kyverno.io/ttl: \(ttl)s
+                        cleanup.kyverno.io/ttl: \(ttl)
                       annotations:
                         waiver.dev/exception: \(e.displayId)
                         waiver.dev/expires-at: \(Self.quoted(e.expiresAt.map(iso) ?? ""))
@@ -163,7 +165,7 @@ public enum ScannerExport: String, CaseIterable, Sendable {
 
                     """ + filters.joined())
             }
-            return "# \(header)\n# cleanup.kyverno.io/ttl counts from when the cluster creates the object: apply right after exporting.\n"
+            return "# \(header)\n# Kyverno's cleanup controller deletes each one at its cleanup.kyverno.io/ttl instant, Waiver's expiry.\n"
                 + (docs.isEmpty ? "" : "---\n" + docs.joined(separator: "---\n"))
         case .sarifSuppressions:
             var results: [Value] = []

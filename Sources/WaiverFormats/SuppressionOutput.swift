@@ -56,6 +56,28 @@ public enum SuppressionOutput {
         return JSONWriter.write(.object(root))
     }
 
+    /// The SARIF a check reads for `--suppressions DIR`, locally and on a server alike: one result per
+    /// suppression, its rule on its subject (a logical location), its message the suppression's
+    /// finding message, so the check binds and governs it as the scan does.
+    public static func checkInput(_ suppressions: [Suppression]) -> Data {
+        var rules: [String: Value] = [:]
+        var results: [Value] = []
+        for s in suppressions {
+            let f = s.finding
+            rules[s.rule] = .object(Value.Object([("id", .string(s.rule)), ("shortDescription", .object(Value.Object([("text", .string(f.title))]))),
+                                                  ("help", .object(Value.Object([("text", .string(f.remediation))])))]))
+            results.append(.object(Value.Object([
+                ("ruleId", .string(s.rule)), ("level", .string("warning")), ("message", .object(Value.Object([("text", .string(f.message))]))),
+                ("locations", .array([.object(Value.Object([("logicalLocations", .array([.object(Value.Object([("fullyQualifiedName", .string(s.subject))]))]))]))])),
+            ])))
+        }
+        let driver = Value.Object([("name", .string("waiver suppressions")), ("rules", .array(rules.keys.sorted().compactMap { rules[$0] }))])
+        return Data(JSONWriter.write(.object(Value.Object([
+            ("version", .string("2.1.0")),
+            ("runs", .array([.object(Value.Object([("tool", .object(Value.Object([("driver", .object(driver))]))), ("results", .array(results))]))])),
+        ])), pretty: false).utf8)
+    }
+
     /// SARIF through the check's writer: each suppression a result of its rule, at its file and line.
     public static func sarif(_ rows: [GovernedSuppression], workspace: String) -> String {
         var findings: [Finding] = []

@@ -142,7 +142,7 @@ public enum APIBodies {
         }
         if let spec = input.request { meta.append("request", checkRequest(spec)) }
         if let plan = input.planName { meta.append("plan_file", .string(plan)) }
-        if !input.sarif.isEmpty { meta.append("sarif_files", .array(input.sarifNames.map(Value.string))) }
+        if !input.sarifNames.isEmpty { meta.append("sarif_files", .array(input.sarifNames.map(Value.string))) }
         return meta
     }
 

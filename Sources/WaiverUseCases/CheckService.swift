@@ -31,9 +31,9 @@ public enum CheckService {
     /// Evaluates resources already read from a plan, plus SARIF reports.
     public static func evaluate(
         policies: [Policy], configuration: Configuration, resources: [(Resource, file: String)], sarif: [(name: String, data: Data)],
-        workspace: String, unknown: UnknownMode, keepCompliant: Bool, failOn: Severity? = nil, suppressions: [Suppression] = []
+        workspace: String, unknown: UnknownMode, keepCompliant: Bool, failOn: Severity? = nil
     ) throws -> CheckReport {
-        var external: [ExternalFinding] = suppressions.map(\.external)
+        var external: [ExternalFinding] = []
         for s in sarif { external += try SarifReader.parse(s.data, file: s.name) }
         let engine = CheckEngine(policies: policies, sarifCategories: configuration.sarif, unknownMode: unknown, keepCompliant: keepCompliant, failOn: failOn)
         return engine.check(resources: resources, external: external, workspace: workspace)
@@ -142,7 +142,10 @@ extension CheckInput {
     /// The plan's name in the report.
     public var planName: String? { plan.map { paths?.name($0) ?? $0 } }
     /// The SARIF reports' names in the report.
-    public var sarifNames: [String] { sarif.map { paths?.name($0) ?? $0 } }
+    public var sarifNames: [String] { sarif.map { paths?.name($0) ?? $0 } + (suppressions.map { [suppressionsName($0)] } ?? []) }
+
+    /// How the report names the suppressions a check scanned: `suppressions in DIR`.
+    func suppressionsName(_ dir: String) -> String { "suppressions in " + (paths?.name(dir) ?? dir) }
 
     /// The SARIF reports, read and prepared (locations relative to the root, snippets from the
     /// checked-out files), with their names: the same for a local check and one sent to a server.
@@ -151,6 +154,11 @@ extension CheckInput {
         for (typed, name) in zip(sarif, sarifNames) {
             let data = try InputFile.utf8(try InputFile.read(typed), file: typed)
             out.append((name, paths.map { SarifPreparation.prepare(data, paths: $0) } ?? data))
+        }
+        // `--suppressions DIR`: the scan as one more report, the same for a local check and one sent
+        // to a server (no physical location, so nothing is added to it on the way).
+        if let dir = suppressions {
+            out.append((suppressionsName(dir), SuppressionOutput.checkInput(try SuppressionScanner.scan(dir).suppressions)))
         }
         return out
     }
@@ -244,16 +252,15 @@ public struct LocalCheck: CheckUseCase {
         let selection = AttributeSelection(policies: policies)
         let resources = try input.plan.map { p in try PlanReader.read(path: p, selection: selection).resources.map { ($0, file: input.planName ?? p) } } ?? []
         let sarifInputs = try input.sarifDocuments()
-        let suppressions = try input.suppressions.map { try SuppressionScanner.scan($0).suppressions } ?? []
         timer?.phase("read")
         let evaluated: CheckReport
         do {
             evaluated = try CheckService.evaluate(
                 policies: policies, configuration: configuration, resources: resources, sarif: sarifInputs, workspace: try RequestLimits.workspace(input.workspace),
-                unknown: input.unknown, keepCompliant: input.keepsCompliant, failOn: input.failOn, suppressions: suppressions)
+                unknown: input.unknown, keepCompliant: input.keepsCompliant, failOn: input.failOn)
         } catch var e as InputError {
             // A report the reader refuses is named as the user typed it, not as reports name it.
-            if let i = input.sarifNames.firstIndex(of: e.file) { e.file = input.sarif[i] }
+            if let i = input.sarifNames.firstIndex(of: e.file), i < input.sarif.count { e.file = input.sarif[i] }
             throw e
         }
         timer?.phase("evaluate")

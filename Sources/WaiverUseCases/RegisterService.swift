@@ -185,13 +185,14 @@ public struct LocalRegisterService: RegisterService {
     /// Every request validated first, then all stored in one transaction.
     public func requestAll(_ requests: [ExceptionRequest]) async throws -> [Filed] {
         var prepared: [PreparedRequest] = []
+        let latest = LatestViolations()
         for var r in requests {
             if let pipeline {
                 var p = r.provenance ?? Provenance()
                 p.pipeline = pipeline
                 r.provenance = p
             }
-            prepared.append(try await register.prepare(r, actor: actor, now: now))
+            prepared.append(try await register.prepare(r, actor: actor, now: now, latest: latest))
         }
         guard !prepared.isEmpty else { return [] }
         return zip(try await store.insert(prepared), prepared).map { Filed(record: $0, warning: $1.warning) }

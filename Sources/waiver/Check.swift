@@ -209,7 +209,6 @@ struct Check: AsyncParsableCommand {
         let runner: any CheckUseCase
         if let client = try await registerOptions.client() {
             if noRecord { throw UsageError("--no-record is for a local register: a server records every check") }
-            if suppressions != nil { throw UsageError("--suppressions is for a local register in this version: over a server, run waiver suppressions scan where the register is") }
             runner = RemoteCheck(client: client)
         } else {
             let (configuration, base) = try options.loadConfiguration()

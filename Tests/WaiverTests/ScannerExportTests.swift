@@ -18,21 +18,6 @@ func scanner(_ name: String) -> String? {
     return nil
 }
 
-func runTool(_ path: String, _ args: [String], in cwd: String) throws -> Run {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    p.currentDirectoryURL = URL(fileURLWithPath: cwd)
-    let dir = TempDir()
-    let outPath = dir.write("out", ""), errPath = dir.write("err", "")
-    guard let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else { throw CocoaError(.fileWriteUnknown) }
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    p.waitUntilExit()
-    return Run(code: p.terminationStatus, out: dir.read("out") ?? "", err: dir.read("err") ?? "")
-}
-
 @Suite("One register, every scanner's native format", .serialized)
 struct ScannerExportTests {
     /// A workspace whose policies define scanner rules (source: sarif), with one approved exception each.
@@ -65,7 +50,7 @@ struct ScannerExportTests {
             """)
         #expect(try w.run(["export", "--format", "checkov", "--output", "baseline.json"]).code == 0)
         func failed(_ extra: [String]) throws -> Set<String> {
-            let r = try runTool(checkov, ["-d", "tf", "--framework", "terraform", "-o", "json", "--quiet", "--compact"] + extra, in: w.dir.path)
+            let r = try runProgram(checkov, ["-d", "tf", "--framework", "terraform", "-o", "json", "--quiet", "--compact"] + extra, in: w.dir.path)
             let v = try JSONReader.parse(Data(r.out.utf8))
             let checks = v["results"]?["failed_checks"]?.arrayValue ?? []
             return Set(checks.compactMap { c in c["check_id"]?.stringValue.flatMap { id in c["resource"]?.stringValue.map { "\(id) \($0)" } } })
@@ -95,7 +80,7 @@ struct ScannerExportTests {
             """)
         w.dir.write("src/run.py", "import os\n\nos.system(a)\nos.system(b)  # nosemgrep: no-os-system\n")
         func lines(_ extra: [String]) throws -> [Int] {
-            let r = try runTool(semgrep, ["scan", "--config", "rule.yaml", "--json", "--metrics", "off", "--disable-version-check", "src"] + extra, in: w.dir.path)
+            let r = try runProgram(semgrep, ["scan", "--config", "rule.yaml", "--json", "--metrics", "off", "--disable-version-check", "src"] + extra, in: w.dir.path)
             let v = try JSONReader.parse(Data(r.out.utf8))
             return (v["results"]?.arrayValue ?? []).compactMap { $0["start"]?["line"]?.intValue }.sorted()
         }
@@ -148,7 +133,8 @@ struct ScannerExportTests {
         #expect(match["kinds"] as? [String] == ["Pod"] && match["namespaces"] as? [String] == ["monitoring"] && match["names"] as? [String] == ["node-exporter"])
         let meta = try #require(doc["metadata"] as? [String: Any])
         #expect((meta["annotations"] as? [String: Any])?["waiver.dev/exception"] as? String == "EX-4")
-        #expect((meta["labels"] as? [String: Any])?["cleanup.kyverno.io/ttl"] as? String == "1209600s")
+        // Kyverno's TTL label layout for an instant (2006-01-02T150405Z): the exception's expiry.
+        #expect((meta["labels"] as? [String: Any])?["cleanup.kyverno.io/ttl"] as? String == "2026-12-06T100000Z")
         // SARIF with external suppressions passes the official schema.
         let sarif = w.dir.write("suppressions.sarif", try export("sarif-suppressions"))
         #expect(problems(try consumer("sarif", sarif)) == [])
