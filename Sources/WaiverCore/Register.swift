@@ -851,6 +851,7 @@ public struct Register: Sendable {
             ("blocking", .number(Double(s.blocking))), ("excepted", .number(Double(s.excepted))),
             ("pending", .number(Double(s.pending))), ("unknown", .number(Double(s.unknown))),
         ])
+        if s.changed > 0 { payload.append("changed", .number(Double(s.changed))) }
         if let p = provenance.value { payload.append("provenance", p) }
         return CheckRecording(evaluation: evaluation,
                               event: AuditDraft(actor: actor, action: "check.recorded", subject: "workspace:\(report.workspace)", payload: .object(payload), time: now),

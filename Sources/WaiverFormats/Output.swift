@@ -133,7 +133,7 @@ public enum TextOutput {
     /// It works on the rendered text, so a report a server rendered is coloured the same way.
     public static func colored(_ text: String) -> String {
         let reset = "\u{1B}[0m"
-        let statuses: [(String, String)] = [("BLOCKING", "\u{1B}[1;31m"), ("PENDING", "\u{1B}[33m"), ("EXCEPTED", "\u{1B}[32m"), ("UNKNOWN", "\u{1B}[35m")]
+        let statuses: [(String, String)] = [("BLOCKING", "\u{1B}[1;31m"), ("PENDING", "\u{1B}[33m"), ("EXCEPTED", "\u{1B}[32m"), ("UNKNOWN", "\u{1B}[35m"), ("CHANGED", "\u{1B}[1;31m")]
         var out: [String] = []
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
             var l = String(line)
@@ -167,7 +167,7 @@ public enum MarkdownOutput {
         out += "Workspace `\(code(report.workspace))`: \(report.tally).\n"
         if report.findings.isEmpty { return out }
         out += "\n| Status | Severity | Policy | Resource | Why |\n|---|---|---|---|---|\n"
-        let icons: [ResultStatus: String] = [.blocking: "❌", .excepted: "🟢", .pending: "⏳", .unknown: "❔", .advisory: "ℹ️"]
+        let icons: [ResultStatus: String] = [.blocking: "❌", .excepted: "🟢", .pending: "⏳", .unknown: "❔", .advisory: "ℹ️", .changed: "🔺"]
         let rows = report.findings.sorted {
             ($1.severity.rank, $0.policy, $0.resource) < ($0.severity.rank, $1.policy, $1.resource)
         }

@@ -173,6 +173,7 @@ tr:last-child td { border-bottom:none; }
 a { color:var(--accent); }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; word-break:break-all; }
 .evidence { margin-bottom:6px; } .evidence-text { font-style:italic; }
+dd.bound { border-left:3px solid var(--approved); padding-left:8px; } dd.changed { border-left:3px solid var(--rejected); padding-left:8px; background:var(--rejected-bg); }
 table.side th { width:12%; } table.side td { width:44%; }
 .sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); }
 nav.quarters { margin:0 0 12px; display:flex; flex-wrap:wrap; gap:10px; font-size:14px; }

@@ -165,6 +165,35 @@ def main():
               "Change CHG-1234: the vendor's access window, signed off" in evidence and "vendor-window.txt" in evidence and "after the decision" in evidence)
         driver.execute_script("document.getElementById('evidence').scrollIntoView()")
         shot("exception-evidence")
+        # The same security group opened to every port: the approval covers only what was approved.
+        with open(os.path.join(ROOT, "Examples/plans/web-app.json")) as f:
+            plan = json.load(f)
+        def widen(node):
+            if isinstance(node, dict):
+                if str(node.get("address", "")).endswith("aws_security_group.bastion"):
+                    for holder in (node.get("change", {}).get("after"), node.get("values")):
+                        for rule in (holder or {}).get("ingress", []) or []:
+                            rule["from_port"], rule["to_port"] = 0, 65535
+                for v in node.values():
+                    widen(v)
+            elif isinstance(node, list):
+                for v in node:
+                    widen(v)
+        widen(plan)
+        widened = os.path.join(work, "web-app-widened.json")
+        with open(widened, "w") as f:
+            json.dump(plan, f)
+        run(a.binary, ["check", "--plan", widened, "--workspace", "shop"], work, remote, check=False)
+        driver.get(url + "/exceptions/" + exception_id)
+        check("a widened resource is shown as changed since approval, beside the approved values",
+              len(driver.find_elements(By.ID, "changed")) == 1 and "65535" in driver.find_element(By.ID, "changed").text
+              and "to_port = 22" in driver.find_element(By.CSS_SELECTOR, "dd.bound").text)
+        driver.execute_script("document.querySelector('dd.bound').scrollIntoView()")
+        shot("exception-changed")
+        driver.find_element(By.ID, "amend-reason").send_keys("The vendor's migration tool needs the whole range for one day")
+        click_and_wait(driver.find_element(By.ID, "amend"))
+        check("the amended request is filed, pending, bound to the new values",
+              driver.find_element(By.ID, "status").text.lower() == "pending" and "to_port = 65535" in driver.find_element(By.CSS_SELECTOR, "dd.bound").text)
         # My requests: dev's own, grouped.
         driver.get(url + "/mine")
         check("My requests lists dev's pending and active requests", len(driver.find_elements(By.CSS_SELECTOR, "#pending tbody tr")) >= 1
