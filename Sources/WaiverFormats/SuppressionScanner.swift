@@ -76,8 +76,51 @@ public enum SuppressionScanner {
 
     // MARK: - Inline comments
 
+    // Lines and searches work on UTF-8 bytes: every marker is ASCII, so a match starts and ends on
+    // character boundaries, and a repository of tens of thousands of files is read at byte speed
+    // (Foundation's string search made the first version 10x slower).
+
+    /// The text's lines (LF or CRLF), without their line breaks.
+    static func lines(_ text: String) -> [Substring] {
+        var out: [Substring] = []
+        let u = text.utf8
+        var start = u.startIndex
+        var i = u.startIndex
+        while i < u.endIndex {
+            if u[i] == 0x0A {
+                var end = i
+                if end > start, u[u.index(before: end)] == 0x0D { end = u.index(before: end) }
+                out.append(text[start..<end])
+                start = u.index(after: i)
+            }
+            i = u.index(after: i)
+        }
+        out.append(text[start..<u.endIndex])
+        return out
+    }
+
+    /// The first occurrence of an ASCII needle in a line, by bytes.
+    static func find(_ needle: String, in s: Substring) -> Range<String.Index>? {
+        let n = Array(needle.utf8)
+        guard let first = n.first else { return nil }
+        let u = s.utf8
+        var i = u.startIndex
+        while i < u.endIndex {
+            if u[i] == first {
+                var j = u.index(after: i), k = 1
+                while k < n.count, j < u.endIndex, u[j] == n[k] { j = u.index(after: j); k += 1 }
+                if k == n.count { return i..<j }
+            }
+            i = u.index(after: i)
+        }
+        return nil
+    }
+
+    static func isBlank(_ s: Substring) -> Bool { s.utf8.allSatisfy { $0 == 0x20 || $0 == 0x09 } }
+
     /// A Terraform block header: `resource "T" "N" {`, `data "T" "N" {`, `module "N" {`.
     static func blockAddress(_ line: Substring) -> String? {
+        guard let first = line.utf8.first(where: { $0 != 0x20 && $0 != 0x09 }), first == UInt8(ascii: "r") || first == UInt8(ascii: "d") || first == UInt8(ascii: "m") else { return nil }
         let t = line.trimmingCharacters(in: .whitespaces)
         let words = t.split(separator: " ", omittingEmptySubsequences: true)
         guard let kind = words.first, ["resource", "data", "module"].contains(kind), t.hasSuffix("{") else { return nil }
@@ -92,19 +135,42 @@ public enum SuppressionScanner {
 
     /// The comment part of a line (after `#`, `//` or `/*`, or the line inside a block comment), or nil.
     static func comment(_ line: Substring) -> (text: Substring, alone: Bool)? {
-        let trimmed = line.drop { $0 == " " || $0 == "\t" }
-        for marker in ["#", "//", "/*", "*", "--", "<!--"] where trimmed.hasPrefix(marker) {
-            return (trimmed.dropFirst(marker.count), true)
+        let u = line.utf8
+        /// The end of a comment marker starting at i, if one does.
+        func marker(at i: String.Index, alone: Bool) -> String.Index? {
+            guard i < u.endIndex else { return nil }
+            let next = u.index(after: i)
+            let second: UInt8? = next < u.endIndex ? u[next] : nil
+            switch u[i] {
+            case UInt8(ascii: "#"): return next
+            case UInt8(ascii: "/") where second == UInt8(ascii: "/") || second == UInt8(ascii: "*"): return u.index(after: next)
+            case UInt8(ascii: "*") where alone: return next
+            case UInt8(ascii: "-") where second == UInt8(ascii: "-"): return u.index(after: next)
+            case UInt8(ascii: "<"):
+                var j = next
+                for expected in "!--".utf8 {
+                    guard j < u.endIndex, u[j] == expected else { return nil }
+                    j = u.index(after: j)
+                }
+                return j
+            default: return nil
+            }
         }
-        for marker in [" #", "\t#", " //", "\t//", " /*", " --", " <!--"] {
-            if let r = line.range(of: marker) { return (line[r.upperBound...], false) }
+        var i = u.startIndex
+        while i < u.endIndex, u[i] == 0x20 || u[i] == 0x09 { i = u.index(after: i) }
+        if let end = marker(at: i, alone: true) { return (line[end...], true) }
+        // After code: the first marker that follows a space or a tab.
+        while i < u.endIndex {
+            if u[i] == 0x20 || u[i] == 0x09, let end = marker(at: u.index(after: i), alone: false) { return (line[end...], false) }
+            i = u.index(after: i)
         }
         return nil
     }
 
     static func inline(_ text: String, file: String) -> [Suppression] {
-        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
-        guard lines.contains(where: { l in ["checkov:skip", "tfsec:ignore", "trivy:ignore", "nosemgrep", "kics-scan"].contains { l.contains($0) } }) else { return [] }
+        let whole = Substring(text)
+        guard ["checkov:skip", "tfsec:ignore", "trivy:ignore", "nosemgrep", "kics-scan"].contains(where: { find($0, in: whole) != nil }) else { return [] }
+        let lines = Self.lines(text)
         let terraform = file.hasSuffix(".tf") || file.hasSuffix(".hcl")
         // Which block each line is in, and the block that starts on each line.
         var enclosing = [String?](repeating: nil, count: lines.count)
@@ -121,7 +187,7 @@ public enum SuppressionScanner {
         }
         // The next line with code after each line, in one backward pass (a file of comment lines
         // costs linear time, not quadratic).
-        let quiet = lines.map { $0.trimmingCharacters(in: .whitespaces).isEmpty || comment($0)?.alone == true }
+        let quiet = lines.map { isBlank($0) || comment($0)?.alone == true }
         var nextCode = [Int](repeating: lines.count, count: lines.count + 1)
         if !lines.isEmpty {
             for i in stride(from: lines.count - 1, through: 0, by: -1) { nextCode[i] = quiet[i] ? nextCode[i + 1] : i }
@@ -149,7 +215,7 @@ public enum SuppressionScanner {
                 out.append(Suppression(tool: tool, syntax: syntax, rule: rule, file: file, line: n, subject: subj, justification: why, expires: exp,
                                        names: Suppression.namedException(in: why) ?? Suppression.namedException(in: previous)))
             }
-            if let r = c.range(of: "checkov:skip=") {
+            if let r = find("checkov:skip=", in: c) {
                 let rest = c[r.upperBound...]
                 let id = rest.prefix { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }
                 if !id.isEmpty {
@@ -160,7 +226,7 @@ public enum SuppressionScanner {
             }
             for (marker, tool) in [("tfsec:ignore:", "tfsec"), ("trivy:ignore:", "trivy")] {
                 var rest = c[...]
-                while let r = rest.range(of: marker) {
+                while let r = find(marker, in: rest) {
                     let token = rest[r.upperBound...].prefix { !$0.isWhitespace }
                     let parts = token.components(separatedBy: ":exp:")
                     let id = parts[0].split(separator: "[").first.map(String.init) ?? parts[0]
@@ -171,7 +237,7 @@ public enum SuppressionScanner {
                     rest = rest[r.upperBound...]
                 }
             }
-            if let r = c.range(of: "nosemgrep") {
+            if let r = find("nosemgrep", in: c) {
                 var rest = c[r.upperBound...].trimmingCharacters(in: .whitespaces)
                 var rules: [String] = ["*"]
                 if rest.hasPrefix(":") {
@@ -184,7 +250,7 @@ public enum SuppressionScanner {
                 let t = target(i, alone: alone)
                 for rule in rules { add("semgrep", "nosemgrep", rule, "\(file):\(t + 1)", why: nil) }
             }
-            if let r = c.range(of: "kics-scan ") {
+            if let r = find("kics-scan ", in: c) {
                 let rest = c[r.upperBound...].trimmingCharacters(in: .whitespaces)
                 if rest.hasPrefix("ignore-line") {
                     add("kics", "kics-scan ignore-line", "*", "\(file):\(target(i, alone: alone) + 1)", why: nil)
@@ -208,7 +274,7 @@ public enum SuppressionScanner {
     static func trivyIgnore(_ text: String, file: String) -> [Suppression] {
         var out: [Suppression] = []
         var notes: [String] = []
-        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+        for (i, raw) in lines(text).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty { notes = []; continue }
             if line.hasPrefix("#") { notes.append(line.dropFirst().trimmingCharacters(in: .whitespaces)); continue }
@@ -224,7 +290,7 @@ public enum SuppressionScanner {
 
     /// `.semgrepignore`: each pattern hides every rule's findings in the paths it matches.
     static func semgrepIgnore(_ text: String, file: String) -> [Suppression] {
-        text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated().compactMap { i, raw in
+        lines(text).enumerated().compactMap { i, raw in
             let line = raw.trimmingCharacters(in: .whitespaces)
             guard !line.isEmpty, !line.hasPrefix("#"), !line.hasPrefix(":include") else { return nil }
             return Suppression(tool: "semgrep", syntax: ".semgrepignore", rule: "*", file: file, line: i + 1, subject: line)

@@ -60,6 +60,15 @@ struct SuppressionTests {
         ], "\(rows.sorted())")
     }
 
+    @Test func windowsLineEndingsAndPathologicalLinesAreReadAlike() throws {
+        let dir = TempDir()
+        dir.write("repo/main.tf", "resource \"aws_s3_bucket\" \"a\" {\r\n  #checkov:skip=CKV_AWS_20:public site\r\n}\r\n")
+        // One 1 MiB line of markers that are not comments: read in linear time, nothing found.
+        dir.write("repo/odd.tf", "nosemgrep" + String(repeating: " <!- < -", count: 131_072) + "\n")
+        let found = try SuppressionScanner.scan(dir.path + "/repo").suppressions
+        #expect(found.map { "\($0.location) \($0.subject) \($0.justification ?? "-")" } == ["main.tf:2 aws_s3_bucket.a public site"], "\(found)")
+    }
+
     @Test func aBrokenIgnoreFileIsNamedAndTheRestIsStillScanned() throws {
         let dir = TempDir()
         dir.write("repo/.snyk", "ignore: [unclosed\n")
