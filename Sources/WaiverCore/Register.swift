@@ -800,8 +800,9 @@ public struct Register: Sendable {
             let key = f.policy + "\u{0}" + f.resource
             // The exceptions on the pair, latest expiry first; one covers the finding if it binds
             // these values (or none). An unknown outcome has no values to compare: any covers it.
+            // Most findings have no exception on their pair: their values are not even built.
             let onPair = (active[key] ?? []).sorted { ($0.expiresAt ?? .distantPast) > ($1.expiresAt ?? .distantPast) }
-            let values = RequestLimits.shown(f.boundValues)
+            let values = onPair.isEmpty ? "" : RequestLimits.shown(f.boundValues)
             if let e = onPair.first(where: { f.status == .unknown || !binds($0.policy) || $0.covers(resource: f.resource, values: values) }) {
                 report.findings[i].status = .excepted
                 report.findings[i].exception = e.displayId

@@ -96,7 +96,7 @@ public struct GovernedSuppression: Sendable, Equatable {
         guard governed, let own = suppression.expires, let until = expires else { return false }
         let day = String(own.prefix(10))
         guard day.count == 10, day.allSatisfy({ $0.isNumber || $0 == "-" }) else { return false }
-        return day > String(until.formatted(.iso8601).prefix(10))
+        return day > String(iso(until).prefix(10))
     }
     /// governed, pending or ungoverned, as the reports say it.
     public var label: String { governed ? "governed" : status == .pending ? "pending" : "ungoverned" }

@@ -211,7 +211,7 @@ public enum SuppressionScanner {
             let previous = i > 0 ? comment(lines[i - 1]).map { String($0.text) } : nil
             func subject(_ line: Int) -> String { block(i) ?? "\(file):\(line + 1)" }
             func add(_ tool: String, _ syntax: String, _ rule: String, _ subj: String, why: String?, exp: String? = nil) {
-                let why = why.flatMap { $0.trimmingCharacters(in: .whitespaces).nilIfBlank }
+                let why = why.flatMap { $0.trimmingCharacters(in: .whitespaces).nilIfEmpty }
                 out.append(Suppression(tool: tool, syntax: syntax, rule: rule, file: file, line: n, subject: subj, justification: why, expires: exp,
                                        names: Suppression.namedException(in: why) ?? Suppression.namedException(in: previous)))
             }
@@ -367,6 +367,3 @@ public enum SuppressionScanner {
     }
 }
 
-extension String {
-    var nilIfBlank: String? { trimmingCharacters(in: .whitespaces).isEmpty ? nil : self }
-}

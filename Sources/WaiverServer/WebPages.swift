@@ -68,10 +68,10 @@ extension Web {
         // what a `changed` result blocks on, and the page offers the amended request it needs.
         let seen = (latest?.violations ?? []).filter { $0.policy == e.policy && e.resources.contains($0.resource) }
         let violations: [[String: Any]] = seen.map { v in
-            let changed = e.bound?[v.resource].map { $0 != v.message } ?? false
+            let changed = !e.covers(resource: v.resource, values: v.message)
             return ["resource": v.resource, "message": v.message, "changed": changed, "approved": e.bound?[v.resource] as Any]
         }
-        let changedResources = seen.filter { v in e.bound?[v.resource].map { $0 != v.message } ?? false }.map(\.resource)
+        let changedResources = seen.filter { !e.covers(resource: $0.resource, values: $0.message) }.map(\.resource)
         let bound: [[String: Any]] = e.resources.compactMap { r in e.bound?[r].map { ["resource": r, "values": $0] } }
         let history: [[String: Any]] = try await store.auditEvents(subject: e.displayId).map { ev in
             ["seq": ev.seq, "at": iso(ev.time), "actor": ev.actor, "action": ev.action, "details": RegisterOutput.details(ev.payload)]
@@ -171,7 +171,7 @@ extension Web {
             throw APIError(.notFound, "not_found", "no such exception")
         }
         let latest = try await store.latestEvaluation(workspace: e.workspace)
-        let changed = (latest?.violations ?? []).filter { v in v.policy == e.policy && e.resources.contains(v.resource) && (e.bound?[v.resource].map { $0 != v.message } ?? false) }
+        let changed = (latest?.violations ?? []).filter { v in v.policy == e.policy && e.resources.contains(v.resource) && !e.covers(resource: v.resource, values: v.message) }
         do {
             guard !changed.isEmpty else { throw RegisterError.invalid("the latest check of \(e.workspace) shows no changed values under \(e.displayId)") }
             let filed = try await service(user).request(ExceptionRequest(
