@@ -258,7 +258,7 @@ public struct CheckEngine: Sendable {
         resources: [(Resource, file: String)], external: [ExternalFinding], workspace: String
     ) -> CheckReport {
         // One check, one budget for pattern matches that run long (see `Pattern`).
-        Pattern.$budget.withValue(MatchBudget()) { run(resources: resources, external: external, workspace: workspace) }
+        CheckEngine.withBudget { run(resources: resources, external: external, workspace: workspace) }
     }
 
     /// A violation blocks unless its policy is advisory or its severity is below `--fail-on`.
@@ -269,45 +269,77 @@ public struct CheckEngine: Sendable {
     }
 
     func run(resources: [(Resource, file: String)], external: [ExternalFinding], workspace: String) -> CheckReport {
-        let evaluator = Evaluator()
-        var findings: [Finding] = []
-        var compliant: [EvaluatedPair] = []
-        var applicable: [String: [Int]] = [:]
-        var used = [Bool](repeating: false, count: policies.count)
-        for (resource, file) in resources {
-            let indices: [Int]
-            if let cached = applicable[resource.type] {
-                indices = cached
-            } else {
-                indices = policies.indices.filter { policies[$0].applies(toType: resource.type) }
-                applicable[resource.type] = indices
-            }
-            for i in indices {
-                used[i] = true
-                // Read the rule in place: copying a whole policy per resource costs more than evaluating it.
-                let outcome = evaluator.outcome(of: policies[i].rule, on: resource)
-                switch outcome {
-                case .compliant:
-                    if keepCompliant { compliant.append(EvaluatedPair(policy: policies[i].id, resource: resource.address)) }
-                case .violation, .unknown:
-                    let policy = policies[i]
-                    let evidence = evaluator.explain(policy.rule, on: resource)
-                    let message = evidence.map(\.text).joined(separator: "; ")
-                    findings.append(Finding(
-                        policy: policy.id, title: policy.title, severity: policy.severity, category: policy.category,
-                        resource: resource.address, status: outcome == .unknown ? .unknown : violationStatus(policy, policy.severity),
-                        message: message, remediation: policy.remediation, origin: .plan(file: file), evidence: evidence))
-                }
+        var run = CheckRun(self)
+        for (resource, file) in resources { run.add(resource, file: file) }
+        return run.finish(external: external, workspace: workspace)
+    }
+
+    /// Runs `body` under one check's budget for pattern matches (see `Pattern`): wrap a `CheckRun`
+    /// fed while the plan is read.
+    public static func withBudget<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        let result: Result<T, E> = Pattern.$budget.withValue(MatchBudget()) {
+            do throws(E) { return .success(try body()) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+}
+
+/// One check in progress: resources are evaluated one by one as they are read, and only what the
+/// report needs is kept (the findings, the addresses counted, the policies used), never the
+/// resources themselves. `CheckEngine.check` is a run fed from an array.
+public struct CheckRun {
+    let engine: CheckEngine
+    let evaluator = Evaluator()
+    var findings: [Finding] = []
+    var compliant: [EvaluatedPair] = []
+    var applicable: [String: [Int]] = [:]
+    var used: [Bool]
+    var addresses = Set<String>()
+
+    public init(_ engine: CheckEngine) {
+        self.engine = engine
+        used = [Bool](repeating: false, count: engine.policies.count)
+    }
+
+    /// Evaluates every applicable policy on one resource.
+    public mutating func add(_ resource: Resource, file: String) {
+        let policies = engine.policies
+        addresses.insert(resource.address)
+        let indices: [Int]
+        if let cached = applicable[resource.type] {
+            indices = cached
+        } else {
+            indices = policies.indices.filter { policies[$0].applies(toType: resource.type) }
+            applicable[resource.type] = indices
+        }
+        for i in indices {
+            used[i] = true
+            // Read the rule in place: copying a whole policy per resource costs more than evaluating it.
+            let outcome = evaluator.outcome(of: policies[i].rule, on: resource)
+            switch outcome {
+            case .compliant:
+                if engine.keepCompliant { compliant.append(EvaluatedPair(policy: policies[i].id, resource: resource.address)) }
+            case .violation, .unknown:
+                let policy = policies[i]
+                let evidence = evaluator.explain(policy.rule, on: resource)
+                let message = evidence.map(\.text).joined(separator: "; ")
+                findings.append(Finding(
+                    policy: policy.id, title: policy.title, severity: policy.severity, category: policy.category,
+                    resource: resource.address, status: outcome == .unknown ? .unknown : engine.violationStatus(policy, policy.severity),
+                    message: message, remediation: policy.remediation, origin: .plan(file: file), evidence: evidence))
             }
         }
+    }
 
+    /// Adds the scanners' findings and makes the report.
+    public mutating func finish(external: [ExternalFinding], workspace: String) -> CheckReport {
+        let policies = engine.policies, sarifCategories = engine.sarifCategories
         var reportPolicies = policies.indices.filter { used[$0] }.map { policies[$0] }
         var byId: [String: Policy] = [:]
         for p in policies { byId[p.id] = p }
         var implicit: [String: Policy] = [:]
-        var externalResources = Set<String>()
         for e in external {
-            externalResources.insert(e.resource)
+            addresses.insert(e.resource)
             let policy: Policy
             if let p = byId[e.ruleId] {
                 policy = p
@@ -328,7 +360,7 @@ public struct CheckEngine: Sendable {
             }
             var finding = Finding(
                 policy: e.ruleId, title: policy.title, severity: policy.implicit ? e.severity : policy.severity,
-                category: policy.category, resource: e.resource, status: violationStatus(policy, policy.implicit ? e.severity : policy.severity), message: message,
+                category: policy.category, resource: e.resource, status: engine.violationStatus(policy, policy.implicit ? e.severity : policy.severity), message: message,
                 remediation: policy.remediation.isEmpty ? (e.ruleHelp ?? "") : policy.remediation,
                 origin: .sarif(file: e.file, tool: e.tool, uri: e.uri, line: e.line))
             finding.snippet = e.snippet
@@ -337,8 +369,7 @@ public struct CheckEngine: Sendable {
         reportPolicies.append(contentsOf: implicit.values)
         reportPolicies.sort { $0.id < $1.id }
         return CheckReport(
-            workspace: workspace, unknownMode: unknownMode, findings: findings,
-            resourceCount: externalResources.union(resources.map(\.0.address)).count, policies: reportPolicies,
-            compliant: compliant)
+            workspace: workspace, unknownMode: engine.unknownMode, findings: findings,
+            resourceCount: addresses.count, policies: reportPolicies, compliant: compliant)
     }
 }

@@ -34,33 +34,57 @@ public struct InputErrors: Error, CustomStringConvertible {
 
 /// Reading input files: size-bounded, with text encodings normalized to UTF-8.
 public enum InputFile {
-    /// The largest input read (plans, SARIF reports, policy files): 2 GiB.
+    /// The largest input read into memory (SARIF reports, policy files, anything from a pipe): 2 GiB.
     public static let maxBytes = 2 << 30
+    /// The largest plan file: 16 GiB. A file that large is mapped, never read into the process's
+    /// memory, and read once from start to end.
+    public static let maxMappedBytes = 16 << 30
 
     /// Reads a file's bytes, memory-mapped when possible.
     public static func read(_ path: String, maxBytes: Int = InputFile.maxBytes) throws(InputError) -> Data {
         // `-` is standard input; a pipe, a FIFO or /dev/stdin (process substitution gives /dev/fd/N)
         // is read as a stream, with the same bound, since it has no size to check first.
-        if path == "-" { return try stream(FileHandle.standardInput, name: "stdin", maxBytes: maxBytes) }
+        let streamBytes = min(maxBytes, InputFile.maxBytes)
+        if path == "-" { return try stream(FileHandle.standardInput, name: "stdin", maxBytes: streamBytes) }
         var st = stat()
         if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFIFO || (st.st_mode & S_IFMT) == S_IFCHR {
             guard let h = FileHandle(forReadingAtPath: path) else { throw InputError(file: path, message: "cannot open for reading") }
-            return try stream(h, name: path, maxBytes: maxBytes)
+            return try stream(h, name: path, maxBytes: streamBytes)
         }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw InputError(file: path, message: "no such file")
         }
         if isDir.boolValue { throw InputError(file: path, message: "is a directory, not a file") }
-        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        // The size of what the path names (a symbolic link is followed, as when it is opened).
+        let size = Int(st.st_size)
         if size > maxBytes {
             throw InputError(file: path, message: "file is \(size) bytes, over the limit of \(maxBytes)")
+        }
+        if size >= 1 << 20, let mapped = map(path, size: size) { return mapped }
+        if size > streamBytes {
+            throw InputError(file: path, message: "file is \(size) bytes, over the limit of \(streamBytes) for a file that cannot be mapped")
         }
         do {
             return try Data(contentsOf: URL(fileURLWithPath: path), options: [.mappedIfSafe])
         } catch {
             throw InputError(file: path, message: "cannot read: \(error.localizedDescription)")
         }
+    }
+
+    /// A regular file of a mebibyte or more mapped read-only (Foundation on Linux reads `.mappedIfSafe` files
+    /// into fresh memory): a plan of gigabytes costs page cache, not the process's own memory, and
+    /// is never copied. Nil when it cannot be mapped; the caller then reads it.
+    static func map(_ path: String, size: Int) -> Data? {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        // The size checked against the limit is the size mapped: a file grown since is read as it was.
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) == size else { return nil }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else { return nil }
+        _ = madvise(p, size, MADV_SEQUENTIAL)
+        return Data(bytesNoCopy: p, count: size, deallocator: .custom { p, n in munmap(p, n) })
     }
 
     /// Reads a stream to its end, refusing more than `maxBytes` and an empty one.

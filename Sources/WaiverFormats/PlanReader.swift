@@ -18,8 +18,16 @@ public struct Plan: Sendable {
 /// `AttributeSelection`, only the attributes the policies read are built.
 public enum PlanReader {
     public static func read(path: String, selection: AttributeSelection = .all) throws(InputError) -> Plan {
-        let raw = try InputFile.read(path)
+        let raw = try InputFile.read(path, maxBytes: InputFile.maxMappedBytes)
         return try parse(raw, file: path, selection: selection)
+    }
+
+    /// Reads a plan handing each resource to `each` as soon as it is read, so that a check keeps only
+    /// what its report needs and never the whole plan's resources; the returned plan's `resources`
+    /// are empty.
+    public static func read(path: String, selection: AttributeSelection = .all, each: (Resource) -> Void) throws(InputError) -> Plan {
+        let raw = try InputFile.read(path, maxBytes: InputFile.maxMappedBytes)
+        return try parse(raw, file: path, selection: selection, each: each)
     }
 
     /// The plan as plain UTF-8 JSON: byte-order marks and UTF-16 decoded, the wrapper's echo line removed.
@@ -33,11 +41,19 @@ public enum PlanReader {
     }
 
     public static func parse(_ raw: Data, file: String, selection: AttributeSelection = .all) throws(InputError) -> Plan {
+        var resources: [Resource] = []
+        var plan = try parse(raw, file: file, selection: selection) { resources.append($0) }
+        plan.resources = resources
+        return plan
+    }
+
+    /// `parse`, handing each resource to `each` instead of keeping them.
+    public static func parse(_ raw: Data, file: String, selection: AttributeSelection = .all, each: (Resource) -> Void) throws(InputError) -> Plan {
         let data = try normalized(raw, file: file)
         let result: Result<Plan, InputError> = data.withUnsafeBytes { rawBuffer in
             var reader = JSONReader(rawBuffer.bindMemory(to: UInt8.self))
             do throws(JSONSyntaxError) {
-                return try parseDocument(&reader, file: file, selection: selection)
+                return try parseDocument(&reader, file: file, selection: selection, each: each)
             } catch {
                 return .failure(InputError(file: file, line: error.line, message: error.message + " (column \(error.column))"))
             }
@@ -49,18 +65,19 @@ public enum PlanReader {
     public static func parseDocument(
         _ r: inout JSONReader, file: String, atEnd: Bool, selection: AttributeSelection = .all
     ) throws(JSONSyntaxError) -> Result<Plan, InputError> {
-        try parseDocument(&r, file: file, expectEnd: atEnd, selection: selection)
+        var resources: [Resource] = []
+        let plan = try parseDocument(&r, file: file, expectEnd: atEnd, selection: selection) { resources.append($0) }
+        return plan.map { var p = $0; p.resources = resources; return p }
     }
 
     private static func parseDocument(
-        _ r: inout JSONReader, file: String, expectEnd: Bool = true, selection: AttributeSelection
+        _ r: inout JSONReader, file: String, expectEnd: Bool = true, selection: AttributeSelection, each: (Resource) -> Void
     ) throws(JSONSyntaxError) -> Result<Plan, InputError> {
         guard try r.nextKind() == "object" else {
             throw r.error("not a Terraform plan: expected a JSON object at the top (from `terraform show -json PLAN`)")
         }
         var formatVersion: String?
         var terraformVersion: String?
-        var resources: [Resource] = []
         var changeCount = 0
         var sawChanges = false
         var keysByType: [String: KeyFilter?] = [:]
@@ -85,7 +102,7 @@ public enum PlanReader {
                 guard kind == "array" else { throw r.error("resource_changes must be an array, found \(kind)") }
                 try r.readArray(depth: 1) { (r: inout JSONReader, index: Int) throws(JSONSyntaxError) in
                     changeCount += 1
-                    if let resource = try readChange(&r, index: index, keys: keys) { resources.append(resource) }
+                    if let resource = try readChange(&r, index: index, keys: keys) { each(resource) }
                 }
             default:
                 try r.skipValue(depth: 1)
@@ -101,7 +118,7 @@ public enum PlanReader {
         guard major == 0 || major == 1 else {
             return .failure(InputError(file: file, message: "unsupported plan format_version \"\(version)\" (supported: 0.x and 1.x)"))
         }
-        return .success(Plan(formatVersion: version, terraformVersion: terraformVersion, resources: resources, changeCount: changeCount))
+        return .success(Plan(formatVersion: version, terraformVersion: terraformVersion, resources: [], changeCount: changeCount))
     }
 
     /// `keys(type)` names the attributes to build for a type (nil: all); a change whose `type` comes

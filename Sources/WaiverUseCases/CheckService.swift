@@ -33,10 +33,38 @@ public enum CheckService {
         policies: [Policy], configuration: Configuration, resources: [(Resource, file: String)], sarif: [(name: String, data: Data)],
         workspace: String, unknown: UnknownMode, keepCompliant: Bool, failOn: Severity? = nil
     ) throws -> CheckReport {
+        try evaluate(policies: policies, configuration: configuration, sarif: sarif, workspace: workspace, unknown: unknown,
+                     keepCompliant: keepCompliant, failOn: failOn) { run in
+            for (resource, file) in resources { run.add(resource, file: file) }
+        }
+    }
+
+    /// Evaluates a plan file while it is read (each resource as soon as it is read, none kept), plus SARIF reports.
+    public static func evaluate(
+        policies: [Policy], configuration: Configuration, plan: (path: String, name: String)?, sarif: [(name: String, data: Data)],
+        workspace: String, unknown: UnknownMode, keepCompliant: Bool, failOn: Severity? = nil
+    ) throws -> CheckReport {
+        // Only the attributes the policies read are built from the plan.
+        let selection = AttributeSelection(policies: policies)
+        return try evaluate(policies: policies, configuration: configuration, sarif: sarif, workspace: workspace, unknown: unknown,
+                            keepCompliant: keepCompliant, failOn: failOn) { run in
+            guard let plan else { return }
+            _ = try PlanReader.read(path: plan.path, selection: selection) { run.add($0, file: plan.name) }
+        }
+    }
+
+    private static func evaluate(
+        policies: [Policy], configuration: Configuration, sarif: [(name: String, data: Data)], workspace: String, unknown: UnknownMode,
+        keepCompliant: Bool, failOn: Severity?, feed: (inout CheckRun) throws -> Void
+    ) throws -> CheckReport {
         var external: [ExternalFinding] = []
         for s in sarif { external += try SarifReader.parse(s.data, file: s.name) }
         let engine = CheckEngine(policies: policies, sarifCategories: configuration.sarif, unknownMode: unknown, keepCompliant: keepCompliant, failOn: failOn)
-        return engine.check(resources: resources, external: external, workspace: workspace)
+        return try CheckEngine.withBudget { () throws -> CheckReport in
+            var run = CheckRun(engine)
+            try feed(&run)
+            return run.finish(external: external, workspace: workspace)
+        }
     }
 
     /// The requests a check files for its blocking violations.
@@ -248,22 +276,20 @@ public struct LocalCheck: CheckUseCase {
     }
 
     public func check(_ input: CheckInput) async throws -> CheckOutcome {
-        // Only the attributes the policies read are built from the plan.
-        let selection = AttributeSelection(policies: policies)
-        let resources = try input.plan.map { p in try PlanReader.read(path: p, selection: selection).resources.map { ($0, file: input.planName ?? p) } } ?? []
         let sarifInputs = try input.sarifDocuments()
-        timer?.phase("read")
+        let workspace = try RequestLimits.workspace(input.workspace)
         let evaluated: CheckReport
         do {
+            // The plan is evaluated while it is read: its resources are never all in memory.
             evaluated = try CheckService.evaluate(
-                policies: policies, configuration: configuration, resources: resources, sarif: sarifInputs, workspace: try RequestLimits.workspace(input.workspace),
-                unknown: input.unknown, keepCompliant: input.keepsCompliant, failOn: input.failOn)
+                policies: policies, configuration: configuration, plan: input.plan.map { ($0, input.planName ?? $0) }, sarif: sarifInputs,
+                workspace: workspace, unknown: input.unknown, keepCompliant: input.keepsCompliant, failOn: input.failOn)
         } catch var e as InputError {
             // A report the reader refuses is named as the user typed it, not as reports name it.
             if let i = input.sarifNames.firstIndex(of: e.file), i < input.sarif.count { e.file = input.sarif[i] }
             throw e
         }
-        timer?.phase("evaluate")
+        timer?.phase("read and evaluate")
         let register = Register(store: store, configuration: configuration, policies: evaluated.policies)
         let provenance = try input.provenance.validated()
         let final: CheckReport, filed: [ExceptionRecord], evaluation: Int?

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import WaiverCore
 @testable import WaiverFormats
+import WaiverUseCases
 
 func readPlan(_ text: String) throws(InputError) -> Plan {
     try PlanReader.parse(Data(text.utf8), file: "plan.json")
@@ -260,6 +261,35 @@ struct AttributeSelectionTests {
         #expect(plan.resources[1].attributes == ["ami": "y", "tags": .object(.init())])
     }
 
+    /// A plan of a mebibyte or more is mapped, not read: the same bytes, and the same report.
+    @Test func aLargePlanIsMappedAndReadTheSame() throws {
+        let dir = TempDir()
+        var changes: [String] = []
+        for i in 0..<4_000 { changes.append(change("aws_instance.web_\(i)", after: #"{"instance_type":"m5.8xlarge","tags":{"Name":"web-\#(i)"}}"#)) }
+        let text = planJSON(changes)
+        #expect(text.utf8.count >= 1 << 20)
+        let path = dir.write("plan.json", text)
+        let mapped = try InputFile.read(path, maxBytes: InputFile.maxMappedBytes)
+        #expect(mapped == Data(text.utf8))
+        let pack = try PolicyLoader.load(directory: repoRoot + "/policies")
+        let report = try expectSameReport(path, policies: pack)
+        #expect(report.contains("aws_instance.web_3999"))
+    }
+
+    /// The size limit is the size of the file a path names, through a symbolic link too (it used to
+    /// be the link's own size, so a link let any file through).
+    @Test func theSizeLimitFollowsSymbolicLinks() throws {
+        let dir = TempDir()
+        let target = dir.write("big.json", Data(repeating: 0x20, count: 2 << 20))
+        let link = dir.path + "/link.json"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+        #expect(throws: InputError.self) { try InputFile.read(link, maxBytes: 1 << 20) }
+        do { _ = try InputFile.read(link, maxBytes: 1 << 20) } catch {
+            #expect(error.message == "file is 2097152 bytes, over the limit of 1048576")
+        }
+        #expect(try InputFile.read(link, maxBytes: 4 << 20).count == 2 << 20)
+    }
+
     /// The selection must never change a result: every example plan gives the same report either way.
     @Test(arguments: ["compliant.json", "multi-cloud.json", "web-app.json"])
     func theReportIsTheSameAsReadingEveryAttribute(_ name: String) throws {
@@ -279,5 +309,9 @@ func expectSameReport(_ file: String, policies: [Policy]) throws -> String {
     }
     let whole = try report(.all)
     #expect(try report(AttributeSelection(policies: policies)) == whole, "\(file)")
+    // A check evaluates each resource as it is read and keeps none: the same report again.
+    let streamed = try CheckService.evaluate(policies: policies, configuration: Configuration(), plan: (file, file), sarif: [], workspace: "w",
+                                             unknown: .warn, keepCompliant: true)
+    #expect(JSONWriter.write(JSONOutput.value(streamed)) == whole, "\(file) read while evaluated")
     return whole
 }
