@@ -87,6 +87,9 @@ public struct AuditVerification: Sendable, Equatable {
     public var findings: [String]
     /// Signed checkpoints the chain was verified against.
     public var checkpoints: Int
+    /// Set when only the events after this one were verified: the chain up to it had verified before
+    /// (in this process), and it still hashes as it did then.
+    public var resumedAfter: Int?
     public var intact: Bool { firstBad == nil && findings.isEmpty }
     public init(events: Int, firstBad: Int? = nil, problem: String? = nil, head: AuditAnchor? = nil, findings: [String] = [], checkpoints: Int = 0) {
         self.events = events
@@ -233,6 +236,10 @@ public protocol RegisterStore: Sendable {
     func auditEvents(subject: String?, last: Int?) async throws -> [AuditEvent]
     /// Streams every audit event in order (for export and verification of large logs).
     func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) async throws
+    /// Streams the audit events numbered `seq` and after, by number (an incremental verification).
+    func forEachAuditEvent(from seq: Int, _ body: (AuditEvent) throws -> Void) async throws
+    /// The exceptions the log records a request of (`exception.requested` subjects), each once.
+    func requestedInLog() async throws -> [String]
     /// Whether an exception records the evidence file with this SHA-256 (only such files are served or kept).
     func evidenceReferenced(sha256: String) async throws -> Bool
 }

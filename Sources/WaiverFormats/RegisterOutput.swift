@@ -330,10 +330,12 @@ public enum RegisterOutput {
 /// `audit verify` as JSON (API) and text (CLI), one shape for both.
 public enum AuditOutput {
     public static func value(_ v: AuditVerification) -> Value {
-        ["intact": .bool(v.intact), "events": .number(Double(v.events)),
-         "first_bad": v.firstBad.map { .number(Double($0)) } ?? .null, "problem": v.problem.map(Value.string) ?? .null,
-         "head": v.head.map { .string($0.description) } ?? .null,
-         "findings": .array(v.findings.map(Value.string)), "checkpoints": .number(Double(v.checkpoints))]
+        var o = Value.Object([("intact", .bool(v.intact)), ("events", .number(Double(v.events))),
+         ("first_bad", v.firstBad.map { .number(Double($0)) } ?? .null), ("problem", v.problem.map(Value.string) ?? .null),
+         ("head", v.head.map { .string($0.description) } ?? .null),
+         ("findings", .array(v.findings.map(Value.string))), ("checkpoints", .number(Double(v.checkpoints)))])
+        if let r = v.resumedAfter { o.append("resumed_after", .number(Double(r))) }
+        return .object(o)
     }
 
     /// Reads `value` back (the CLI against a server); nil when the shape is not ours.
@@ -341,9 +343,11 @@ public enum AuditOutput {
         guard let events = v["events"]?.numberValue, events >= 0, events <= 9e15, events == events.rounded() else { return nil }
         let bad = v["first_bad"]?.intValue
         let checkpoints = v["checkpoints"]?.intValue ?? 0
-        return AuditVerification(events: Int(events), firstBad: bad, problem: v["problem"]?.stringValue,
-                                 head: v["head"]?.stringValue.flatMap(AuditAnchor.init),
-                                 findings: v["findings"]?.arrayValue?.compactMap(\.stringValue) ?? [], checkpoints: checkpoints)
+        var result = AuditVerification(events: Int(events), firstBad: bad, problem: v["problem"]?.stringValue,
+                                       head: v["head"]?.stringValue.flatMap(AuditAnchor.init),
+                                       findings: v["findings"]?.arrayValue?.compactMap(\.stringValue) ?? [], checkpoints: checkpoints)
+        result.resumedAfter = v["resumed_after"]?.intValue
+        return result
     }
 
     /// The lines `audit verify` prints; the first says intact or not.
@@ -356,7 +360,8 @@ public enum AuditOutput {
         } else {
             let matched = anchors == 0 ? "" : ", \(anchors) anchor\(anchors == 1 ? "" : "s") matched"
             let signed = v.checkpoints == 0 ? "" : ", \(v.checkpoints) signed checkpoint\(v.checkpoints == 1 ? "" : "s") verified"
-            out.append("audit log intact: \(v.events) events verified\(matched)\(signed)")
+            let resumed = v.resumedAfter.map { " (events \($0 + 1)-\(v.events) since event \($0), verified before)" } ?? ""
+            out.append("audit log intact: \(v.events) events verified\(matched)\(signed)\(resumed)")
         }
         for f in v.findings { out.append("  \(f)") }
         if v.firstBad == nil, let head = v.head {

@@ -13,6 +13,8 @@ import WaiverStore
 /// backs it are read as of the same instant. The rules (chaining, what a change may touch, when a
 /// row is backed by the log) are `StoreRules`, the same as SQLite's and the in-memory store's.
 public final class PostgresRegisterStore: RegisterStore, Sendable {
+    /// The head of the audit log as this process last verified it (`ServerRegisterStore`).
+    public let auditMemo = AuditMemo()
     public let url: PostgresURL
     let client: PostgresClient
     let runner: Task<Void, Never>
@@ -199,6 +201,9 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
         ]),
         ("v5: the violating values an exception binds", [
             "ALTER TABLE exception ADD COLUMN bound TEXT",
+        ]),
+        ("v6: the log's requests, indexed for verification", [
+            "CREATE INDEX audit_event_requested ON audit_event (subject) WHERE action = 'exception.requested'",
         ]),
     ]
 
@@ -596,11 +601,26 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
     }
 
     public func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) async throws {
+        try await forEachAuditEvent(after: .min, body)
+    }
+
+    public func requestedInLog() async throws -> [String] {
+        try await reading { conn in
+            try await Self.rows(conn, "SELECT DISTINCT subject FROM audit_event WHERE action = 'exception.requested'", logger)
+                .map { try Self.column($0, "subject", "an audit event") as String }
+        }
+    }
+
+    public func forEachAuditEvent(from seq: Int, _ body: (AuditEvent) throws -> Void) async throws {
+        try await forEachAuditEvent(after: Int64(seq) &- 1, body)
+    }
+
+    func forEachAuditEvent(after start: Int64, _ body: (AuditEvent) throws -> Void) async throws {
         // In pages of 10,000 by seq from one snapshot, so a log of millions never sits in memory whole.
         try await withoutActuallyEscaping(body) { body in
             let body = Unsafe(body)
             try await reading { conn in
-                var after: Int64 = .min
+                var after: Int64 = start
                 while true {
                     let page = try await Self.rows(conn, "SELECT * FROM audit_event WHERE seq > \(after) ORDER BY seq LIMIT 10000", logger)
                     guard let last = page.last else { return }

@@ -303,8 +303,10 @@ extension PostgresRegisterStore: ServerRegisterStore {
         return c
     }
 
-    public func verifyAudit(anchors: [AuditAnchor], evidenceDirectory: String?, checkpoints check: CheckpointCheck?) async throws -> AuditVerification {
+    public func verifyAudit(anchors: [AuditAnchor], evidenceDirectory: String?, checkpoints check: CheckpointCheck?,
+                            resume: AuditAnchor?) async throws -> AuditVerification {
         let stored = check == nil || check?.given != nil ? [] : try await checkpoints()
-        return try await RegisterVerification.verifyAudit(self, anchors: anchors, evidenceDirectory: evidenceDirectory, checkpoints: check, stored: stored)
+        return try await RegisterVerification.verifyAudit(self, anchors: anchors, evidenceDirectory: evidenceDirectory, checkpoints: check, stored: stored,
+                                                          resume: resume)
     }
 }

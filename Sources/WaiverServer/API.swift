@@ -136,7 +136,9 @@ struct API: Sendable {
                 }
                 key = k
             }
-            return jsonResponse(AuditOutput.value(try await service.verifyAudit(anchors: anchors, publicKey: key, given: nil)))
+            // From the head last verified, unless `full=true` (or an anchor or key) asks for the whole chain.
+            let full = try self.flag(req.uri.queryParameters, "full")
+            return jsonResponse(AuditOutput.value(try await service.verifyAudit(anchors: anchors, publicKey: key, given: nil, incremental: !full)))
         } }
         group.get("audit/checkpoints") { _, ctx in try await wrap(ctx) {
             _ = try ctx.requireUser()

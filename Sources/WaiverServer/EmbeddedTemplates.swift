@@ -7,7 +7,7 @@ enum EmbeddedTemplates {
 {{> header}}
 <h1>Audit log</h1>
 <div class="card">
-  {{#intact}}<p id="chain"><span class="status approved">verified</span> The hash chain is intact up to event {{events}}.</p>
+  {{#intact}}<p id="chain"><span class="status approved">verified</span> The hash chain is intact up to event {{events}}.{{#resumedAfter}} <span id="resumed">Events after {{resumedAfter}} were verified now; the chain up to event {{resumedAfter}} was verified before, and that event still hashes as it did.</span>{{/resumedAfter}}</p>
   {{#head}}<p id="anchor">Anchor: <code class="mono">{{head}}</code>. Keep it outside the register: <code class="nowrap">waiver audit verify --anchor</code> with it shows any event up to it that was later changed or cut from the end.</p>{{/head}}{{/intact}}
   {{^intact}}<p id="chain"><span class="status rejected">broken</span> {{#firstBad}}Event {{firstBad}} does not verify: {{problem}}{{/firstBad}}{{^firstBad}}The chain verifies, but the register does not match it:{{/firstBad}}</p>
   <ul id="findings">{{#findings}}<li>{{.}}</li>{{/findings}}</ul>{{/intact}}

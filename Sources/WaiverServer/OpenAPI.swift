@@ -796,6 +796,8 @@ paths:
             description: "SEQ:HASH of an event noted earlier (repeatable): shows events changed or cut from the end since" }
         - { name: public_key, in: query, required: false, schema: { type: string },
             description: "ed25519:BASE64 of the checkpoint signer: the chain is verified against the register's signed checkpoints" }
+        - { name: full, in: query, required: false, schema: { type: boolean },
+            description: "true: verify the whole chain; by default only the events after the head this server last verified, while that head still hashes as it did (anchors and public_key always verify the whole chain)" }
       responses:
         "200":
           description: "the verification"
@@ -812,6 +814,7 @@ paths:
                   head: { type: [string, "null"], description: SEQ:HASH of the last verified event }
                   findings: { type: array, items: { type: string }, description: exceptions and evidence the log does not back }
                   checkpoints: { type: integer, minimum: 0, description: signed checkpoints verified }
+                  resumed_after: { type: integer, minimum: 1, description: "set when only the events after this one were verified: the chain up to it verified before, and it still hashes as it did then" }
         "400": { $ref: "#/components/responses/Error" }
         "401": { $ref: "#/components/responses/Error" }
         "429": { $ref: "#/components/responses/Error" }

@@ -398,7 +398,8 @@ extension Web {
     }
 
     func auditPage(_ ctx: WaiverContext, _ user: User) async throws -> Response {
-        let v = try await service(user).verifyAudit(anchors: [], publicKey: nil, given: nil)
+        // What was appended since the head last verified (the whole chain the first time, or when that head no longer stands).
+        let v = try await service(user).verifyAudit(anchors: [], publicKey: nil, given: nil, incremental: true)
         let recent = try await store.auditEvents(subject: nil, last: 20).reversed().map { e in
             ["seq": e.seq, "at": iso(e.time), "actor": e.actor, "action": e.action, "subject": e.subject] as [String: Any]
         }
@@ -406,6 +407,7 @@ extension Web {
                                      "problem": v.problem as Any, "recent": Array(recent),
                                      "findings": v.findings, "checkpoint": (try store.checkpoints().last?.json) as Any]
         if let head = v.head { values["head"] = head.description }
+        if let r = v.resumedAfter { values["resumedAfter"] = r }
         // The package form defaults to the running quarter.
         if let q = quarters(endingAt: now).last {
             values["packageFrom"] = String(iso(q.1).prefix(10))

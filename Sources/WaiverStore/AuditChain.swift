@@ -149,6 +149,14 @@ public enum AuditChain {
             self.anchors = byEvent
         }
 
+        /// Goes on after `head`, as if every event up to it had been fed and verified; anchors at or
+        /// before it are not checked.
+        init(anchors: [AuditAnchor], resumingAt head: AuditAnchor) {
+            self.init(anchors: anchors.filter { $0.seq > head.seq })
+            count = head.seq
+            lastHash = Hex64(head.hash)
+        }
+
         /// Feeds the next event; returns false once a bad event was found.
         @discardableResult
         public mutating func feed(_ e: AuditEvent) -> Bool {
@@ -200,6 +208,37 @@ public enum AuditChain {
                                          head: head)
             }
             return AuditVerification(events: count, firstBad: firstBad, problem: problem, head: head)
+        }
+    }
+
+    /// Verifies onward from a head verified before: the event at the head must still be there with
+    /// the same hash and content, and each later one must follow; anchors past the head are checked.
+    public struct ResumingVerifier {
+        let head: AuditAnchor
+        var verifier: Verifier
+        var headStands: Bool?
+
+        /// An anchor at or before the head can only be checked by verifying the whole chain: then it does not resume.
+        public init(head: AuditAnchor, anchors: [AuditAnchor]) {
+            self.head = head
+            verifier = Verifier(anchors: anchors, resumingAt: head)
+            if anchors.contains(where: { $0.seq <= head.seq }) { headStands = false }
+        }
+
+        public mutating func feed(_ e: AuditEvent) {
+            guard let stands = headStands else {
+                headStands = e.seq == head.seq && Hex64(e.hash) == Hex64(head.hash) && AuditChain.contentMatches(e)
+                return
+            }
+            if stands { verifier.feed(e) }
+        }
+
+        /// Nil when the head does not stand (the caller verifies the whole chain).
+        public var result: AuditVerification? {
+            guard headStands == true else { return nil }
+            var r = verifier.result
+            r.resumedAfter = head.seq
+            return r
         }
     }
 
@@ -271,6 +310,18 @@ public enum RegisterVerification {
         return result
     }
 
+    /// The chain onward from a head verified before; nil when that head no longer hashes as it did.
+    static func resume(_ store: any RegisterStore, after head: AuditAnchor, anchors: [AuditAnchor]) async throws -> AuditVerification? {
+        var v = AuditChain.ResumingVerifier(head: head, anchors: anchors)
+        try await store.forEachAuditEvent(from: head.seq) { v.feed($0) }
+        return v.result
+    }
+
+    /// `states(_:requested:)` with the requests the log records read from its index.
+    static func states(_ store: any RegisterStore) async throws -> [String] {
+        try await states(store, requested: try await store.requestedInLog().sorted { ($0.count, $0) < ($1.count, $1) })
+    }
+
     /// Every exception must be the state the newest event about it records, and every exception
     /// the log records a request of must exist.
     static func states(_ store: any RegisterStore, requested: [String]) async throws -> [String] {
@@ -309,10 +360,16 @@ extension RegisterVerification {
     /// What `audit verify` checks on any store: the chain against anchors and signed checkpoints,
     /// every state against the log, and (with `evidenceDirectory`) every evidence file's SHA-256.
     public static func verifyAudit(_ store: any RegisterStore, anchors given: [AuditAnchor], evidenceDirectory: String?,
-                                   checkpoints check: CheckpointCheck?, stored: [Checkpoint]) async throws -> AuditVerification {
+                                   checkpoints check: CheckpointCheck?, stored: [Checkpoint], resume: AuditAnchor? = nil) async throws -> AuditVerification {
         var (anchors, findings, verified) = checkpointAnchors(check, stored: stored)
         anchors = given + anchors
-        var result = try await verify(store, anchors: anchors)
+        var result: AuditVerification
+        if let resume, let resumed = try await self.resume(store, after: resume, anchors: anchors) {
+            result = resumed
+            result.findings = try await states(store)
+        } else {
+            result = try await verify(store, anchors: anchors + (resume.map { [$0] } ?? []))
+        }
         result.checkpoints = verified
         findings += result.findings
         if let folder = evidenceDirectory {

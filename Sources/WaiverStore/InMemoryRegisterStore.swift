@@ -179,4 +179,13 @@ public final class InMemoryRegisterStore: RegisterStore, @unchecked Sendable {
         let events = read { $0.events }
         for e in events { try body(e) }
     }
+
+    public func requestedInLog() throws -> [String] {
+        read { s in Array(Set(s.events.filter { $0.action == "exception.requested" }.map(\.subject))) }
+    }
+
+    public func forEachAuditEvent(from seq: Int, _ body: (AuditEvent) throws -> Void) throws {
+        let events = read { $0.events }
+        for e in events.sorted(by: { $0.seq < $1.seq }) where e.seq >= seq { try body(e) }
+    }
 }

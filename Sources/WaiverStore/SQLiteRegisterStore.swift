@@ -7,6 +7,8 @@ import WaiverCore
 /// are IMMEDIATE transactions, so concurrent processes serialize (with a busy timeout) and each
 /// sees the state it changes.
 public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
+    /// The head of the audit log as this process last verified it (`ServerRegisterStore`).
+    public let auditMemo = AuditMemo()
     public let path: String
     let pool: any DatabaseWriter
     /// Webhooks every audit event is queued for, in the same transaction as the event.
@@ -165,6 +167,24 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
         try reading { db in try forEachAuditEvent(db, body) }
     }
 
+    public func requestedInLog() async throws -> [String] {
+        try reading { db in try requestedInLog(db) }
+    }
+
+    func requestedInLog(_ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT DISTINCT subject FROM auditEvent INDEXED BY auditEvent_requested WHERE action = 'exception.requested'")
+    }
+
+    public func forEachAuditEvent(from seq: Int, _ body: (AuditEvent) throws -> Void) async throws {
+        try reading { db in try forEachAuditEvent(db, from: seq, body) }
+    }
+
+    func forEachAuditEvent(_ db: Database, from seq: Int, _ body: (AuditEvent) throws -> Void) throws {
+        let rows = try AuditEventRow.fetchCursor(db, sql: "SELECT seq, time, actor, action, subject, payload, prevHash, hash FROM auditEvent WHERE seq >= ? ORDER BY seq",
+                                                 arguments: [seq])
+        while let row = try rows.next() { try body(row.event) }
+    }
+
     func forEachAuditEvent(_ db: Database, _ body: (AuditEvent) throws -> Void) throws {
         do {
             let rows = try AuditEventRow.fetchCursor(db, sql: "SELECT seq, time, actor, action, subject, payload, prevHash, hash FROM auditEvent ORDER BY rowid")
@@ -179,11 +199,18 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     /// state is the one the log records last about it, and (with `evidenceDirectory`) that every
     /// evidence file still hashes to its recorded SHA-256.
     public func verifyAudit(anchors: [AuditAnchor] = [], evidenceDirectory: String? = nil,
-                            checkpoints: CheckpointCheck? = nil) throws -> AuditVerification {
+                            checkpoints: CheckpointCheck? = nil, resume: AuditAnchor? = nil) throws -> AuditVerification {
         let (signed, checkpointFindings, verifiedCheckpoints) = try RegisterVerification.checkpointAnchors(checkpoints, stored: try self.checkpoints())
         var findings = checkpointFindings
         let anchors = anchors + signed
-        var result = try verifyChain(anchors: anchors)
+        // From a head verified before when it still stands; else whole, with that head as an anchor.
+        var result = try resume.flatMap { head in
+            try pool.read { db in
+                var v = AuditChain.ResumingVerifier(head: head, anchors: anchors)
+                try forEachAuditEvent(db, from: head.seq) { v.feed($0) }
+                return v.result
+            }
+        } ?? verifyChain(anchors: anchors + (resume.map { [$0] } ?? []))
         result.checkpoints = verifiedCheckpoints
         findings += try verifyStates()
         if let evidenceDirectory { findings += try verifyEvidence(in: evidenceDirectory) }
@@ -276,8 +303,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
             let records = try load(db, where: "1 ORDER BY id", [])
             for r in records { if let why = r.untrusted { findings.append("\(r.displayId): \(why)") } }
             let known = Set(records.map(\.displayId))
-            let logged = try String.fetchAll(db, sql: "SELECT DISTINCT subject FROM auditEvent WHERE subject LIKE 'EX-%' AND action = 'exception.requested'")
-            for subject in logged where !known.contains(subject) {
+            for subject in try requestedInLog(db).sorted(by: { ($0.count, $0) < ($1.count, $1) }) where !known.contains(subject) {
                 findings.append("\(subject): the log records its request, but the register has no such exception (the row was deleted)")
             }
             return findings

@@ -48,7 +48,24 @@ public protocol ServerRegisterStore: RegisterStore {
 
     func checkpoint(with key: SigningKey, now: Date) async throws -> Checkpoint?
     func checkpoints() async throws -> [Checkpoint]
-    func verifyAudit(anchors: [AuditAnchor], evidenceDirectory: String?, checkpoints: CheckpointCheck?) async throws -> AuditVerification
+    /// `resume`: a head this process verified before (`auditMemo`); only what follows it is verified
+    /// while it still hashes as it did, else the whole chain is, with it as an anchor.
+    func verifyAudit(anchors: [AuditAnchor], evidenceDirectory: String?, checkpoints: CheckpointCheck?, resume: AuditAnchor?) async throws -> AuditVerification
+    /// The head of the log as this process last verified it.
+    var auditMemo: AuditMemo { get }
+}
+
+/// The head of the audit log as last verified by this process (whole, or onward from such a head),
+/// so a page view verifies what was appended since instead of the whole log. A chain that did not
+/// verify forgets it, and the next verification is whole again.
+public final class AuditMemo: @unchecked Sendable {
+    private let lock = NSLock()
+    private var head: AuditAnchor?
+    public init() {}
+    public var verified: AuditAnchor? { lock.withLock { head } }
+    public func remember(_ v: AuditVerification) {
+        lock.withLock { head = v.firstBad == nil ? v.head : nil }
+    }
 }
 
 /// Users and groups as of one read: the rules of a decision consult it instead of the database,
@@ -94,7 +111,7 @@ extension SQLiteRegisterStore: ServerRegisterStore {
 extension ServerRegisterStore {
     public func deliveries() async throws -> [WebhookDelivery] { try await deliveries(limit: 100) }
     public func verifyAudit(anchors: [AuditAnchor] = [], evidenceDirectory: String? = nil) async throws -> AuditVerification {
-        try await verifyAudit(anchors: anchors, evidenceDirectory: evidenceDirectory, checkpoints: nil)
+        try await verifyAudit(anchors: anchors, evidenceDirectory: evidenceDirectory, checkpoints: nil, resume: nil)
     }
 }
 

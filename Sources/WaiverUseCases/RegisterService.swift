@@ -34,8 +34,8 @@ public protocol RegisterService: Sendable {
     func exportAudit() async throws -> String
     /// Verifies the register as evidence: the chain, anchors kept elsewhere, signed checkpoints (with
     /// `publicKey`: the register's own, or `given` ones kept elsewhere), stored states against the
-    /// log, evidence bytes.
-    func verifyAudit(anchors: [AuditAnchor], publicKey: PublicSigningKey?, given: [Checkpoint]?) async throws -> AuditVerification
+    /// log, evidence bytes. `incremental`: only the events after the head last verified, when it still stands.
+    func verifyAudit(anchors: [AuditAnchor], publicKey: PublicSigningKey?, given: [Checkpoint]?, incremental: Bool) async throws -> AuditVerification
     /// Signs the log's head now: locally with the key given to the service, on a server with its own.
     func checkpoint() async throws -> Checkpoint
     /// The instant the answers were computed at (for "active", "days left").
@@ -307,9 +307,17 @@ public struct LocalRegisterService: RegisterService {
         return audit
     }
 
-    public func verifyAudit(anchors: [AuditAnchor], publicKey: PublicSigningKey?, given: [Checkpoint]?) async throws -> AuditVerification {
-        try await auditStore().verifyAudit(anchors: anchors, evidenceDirectory: evidence.path,
-                                           checkpoints: publicKey.map { CheckpointCheck(publicKey: $0, given: given) })
+    /// Verifies the audit log and the register against it. `incremental` (a page view, the API by
+    /// default) verifies only the events after the head this process last verified, while that head
+    /// still stands and no anchor or checkpoint is asked for; else the whole chain.
+    public func verifyAudit(anchors: [AuditAnchor], publicKey: PublicSigningKey?, given: [Checkpoint]?,
+                            incremental: Bool) async throws -> AuditVerification {
+        let store = try auditStore()
+        let resume = incremental && anchors.isEmpty && publicKey == nil ? store.auditMemo.verified : nil
+        let result = try await store.verifyAudit(anchors: anchors, evidenceDirectory: evidence.path,
+                                                 checkpoints: publicKey.map { CheckpointCheck(publicKey: $0, given: given) }, resume: resume)
+        store.auditMemo.remember(result)
+        return result
     }
 
     public func checkpoint() async throws -> Checkpoint {
@@ -354,6 +362,11 @@ public struct MyRequest: Sendable, Equatable {
 }
 
 extension RegisterService {
+    /// The whole chain verified.
+    public func verifyAudit(anchors: [AuditAnchor], publicKey: PublicSigningKey?, given: [Checkpoint]?) async throws -> AuditVerification {
+        try await verifyAudit(anchors: anchors, publicKey: publicKey, given: given, incremental: false)
+    }
+
     /// The acting user's own requests, newest first, each decided one with its decision's comment
     /// (from the audit log: rejections and revocations keep their reason there). The same for
     /// `list --mine` and the "My requests" page.

@@ -236,9 +236,10 @@ struct RemoteRegisterService: RegisterService {
         try await client.call(.GET, "/api/v1/audit/export").text
     }
 
-    func verifyAudit(anchors: [AuditAnchor], publicKey: PublicSigningKey?, given: [WaiverStore.Checkpoint]?) async throws -> AuditVerification {
+    func verifyAudit(anchors: [AuditAnchor], publicKey: PublicSigningKey?, given: [WaiverStore.Checkpoint]?, incremental: Bool) async throws -> AuditVerification {
         if given != nil { throw UsageError("--checkpoint with --server: verify the server's export instead (audit export, then --file)") }
         var query: [(String, String?)] = anchors.map { ("anchor", $0.description) }
+        if !incremental { query.append(("full", "true")) }
         if let publicKey { query.append(("public_key", publicKey.text)) }
         guard let v = AuditOutput.verification(try await client.call(.GET, "/api/v1/audit/verify", query: query).json()) else {
             throw UsageError("the server's answer does not match the API: audit/verify is not a verification")

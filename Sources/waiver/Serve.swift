@@ -247,7 +247,7 @@ struct Admin: AsyncParsableCommand {
             do { target = try await PostgresRegisterStore(url: url) } catch { throw UsageError(PostgresStoreError.userMessage(for: error) ?? "\(url): \(error)") }
             defer { target.close() }
             try await target.load(dump)
-            let after = try await target.verifyAudit(anchors: before.head.map { [$0] } ?? [], evidenceDirectory: evidenceTo, checkpoints: nil)
+            let after = try await target.verifyAudit(anchors: before.head.map { [$0] } ?? [], evidenceDirectory: evidenceTo, checkpoints: nil, resume: nil)
             let copied = try await target.exceptions(ExceptionFilter()), original = try await source.exceptions(ExceptionFilter())
             let same = after.events == before.events && after.head == before.head && after.firstBad == before.firstBad
                 && Set(after.findings) == Set(before.findings) && copied == original

@@ -376,6 +376,50 @@ struct RegisterStoreConformanceTests {
         await #expect(throws: CorruptRegister.self) { _ = try await f.store.exception(id: 2) }
     }
 
+    /// A verification from the head verified before reads only what follows it; a head that no
+    /// longer stands (changed or cut) makes it verify the whole chain, with that head as an anchor.
+    @Test(arguments: [StoreKind.sqlite, .postgres]) func verifiesOnwardFromTheHeadVerifiedBefore(_ kind: StoreKind) async throws {
+        guard let f = try await StoreFixture.make(kind) else { return }
+        let store = try #require(f.store as? any ServerRegisterStore)
+        for i in 0..<4 { _ = try await f.request(resources: ["r\(i)"]) }
+        let whole = try await store.verifyAudit(anchors: [], evidenceDirectory: nil, checkpoints: nil, resume: nil)
+        #expect(whole.intact && whole.events == 4 && whole.resumedAfter == nil)
+        let head = try #require(whole.head)
+        for i in 4..<7 { _ = try await f.request(resources: ["r\(i)"]) }
+        let onward = try await store.verifyAudit(anchors: [], evidenceDirectory: nil, checkpoints: nil, resume: head)
+        #expect(onward.intact && onward.events == 7 && onward.resumedAfter == 4)
+        #expect(onward.head?.seq == 7)
+        // An anchor at or before the head needs the whole chain.
+        let anchored = try await store.verifyAudit(anchors: [head], evidenceDirectory: nil, checkpoints: nil, resume: head)
+        #expect(anchored.intact && anchored.resumedAfter == nil)
+
+        // An event after the head changed: found from the head on.
+        let setPayload = { (seq: Int) throws in
+            try f.tamperRow("UPDATE auditEvent SET payload = '{\"x\":1}' WHERE seq = \(seq)",
+                            postgres: "ALTER TABLE audit_event DISABLE TRIGGER audit_event_no_change; UPDATE audit_event SET payload = '{\"x\":1}' WHERE seq = \(seq)")
+        }
+        try setPayload(6)
+        let after = try await store.verifyAudit(anchors: [], evidenceDirectory: nil, checkpoints: nil, resume: head)
+        #expect(after.firstBad == 6 && after.resumedAfter == 4)
+        // The head itself changed: it no longer stands, and the whole chain is verified.
+        try setPayload(4)
+        let headChanged = try await store.verifyAudit(anchors: [], evidenceDirectory: nil, checkpoints: nil, resume: head)
+        #expect(headChanged.firstBad == 4 && headChanged.resumedAfter == nil)
+        // Events from the head on cut: the head is the anchor that shows it.
+        try f.tamperRow("DELETE FROM auditEvent WHERE seq >= 3", postgres: "DELETE FROM audit_event WHERE seq >= 3")
+        let cut = try await store.verifyAudit(anchors: [], evidenceDirectory: nil, checkpoints: nil, resume: head)
+        #expect(cut.firstBad == 3 && cut.problem?.contains("cut from the end") == true && cut.resumedAfter == nil)
+        // What an onward verification cannot see, the whole one does: a change before the head.
+        let g = try #require(try await StoreFixture.make(kind))
+        let gStore = try #require(g.store as? any ServerRegisterStore)
+        for i in 0..<3 { _ = try await g.request(resources: ["r\(i)"]) }
+        let gHead = try #require(try await gStore.verifyAudit(anchors: [], evidenceDirectory: nil, checkpoints: nil, resume: nil).head)
+        try g.tamperRow("UPDATE auditEvent SET payload = '{}' WHERE seq = 1",
+                        postgres: "ALTER TABLE audit_event DISABLE TRIGGER audit_event_no_change; UPDATE audit_event SET payload = '{}' WHERE seq = 1")
+        #expect(try await gStore.verifyAudit(anchors: [], evidenceDirectory: nil, checkpoints: nil, resume: gHead).firstBad == nil)
+        #expect(try await gStore.verifyAudit(anchors: [], evidenceDirectory: nil, checkpoints: nil, resume: nil).firstBad == 1)
+    }
+
     @Test(arguments: [StoreKind.sqlite, .postgres]) func theDatabaseRefusesEditsOfTheAuditLog(_ kind: StoreKind) async throws {
         guard let f = try await StoreFixture.make(kind) else { return }
         _ = try await f.request()

@@ -237,6 +237,14 @@ struct ServerAPITests {
             let verified = try await client.call(.get, "/api/v1/audit/verify", as: "dev", f).1
             #expect(verified["intact"] == true)
             let head = try #require(verified["head"]?.stringValue)
+            // The next verification reads only what follows the head verified before, unless asked for the whole chain.
+            try await f.state.store.append(AuditDraft(actor: "dev", action: "audit.exported", subject: "audit", payload: [:], time: t0))
+            let again = try await client.call(.get, "/api/v1/audit/verify", as: "dev", f).1
+            #expect(again["intact"] == true && again["resumed_after"] == verified["events"])
+            #expect(again["events"]?.intValue == (verified["events"]?.intValue).map { $0 + 1 })
+            let full = try await client.call(.get, "/api/v1/audit/verify?full=true", as: "dev", f).1
+            #expect(full["intact"] == true && full["resumed_after"] == nil && full["events"] == again["events"])
+            #expect(try await client.call(.get, "/api/v1/audit/verify?full=maybe", as: "dev", f).0 == 400)
             #expect(try await client.call(.get, "/api/v1/audit/verify?anchor=\(head)", as: "dev", f).1["intact"] == true)
             let beyond = "999:" + String(repeating: "0", count: 64)
             let cut = try await client.call(.get, "/api/v1/audit/verify?anchor=\(head)&anchor=\(beyond)", as: "dev", f).1
