@@ -204,25 +204,61 @@ extension Value {
 
     /// Appends UTF-8 text as a JSON string literal: `"` `\` and control characters escaped.
     public static func appendQuotedJSON(utf8: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        out.append(0x22)
-        var start = 0
-        for i in 0..<utf8.count {
-            let c = utf8[i]
-            guard c < 0x20 || c == 0x22 || c == 0x5C else { continue }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: utf8[start..<i]))
-            switch c {
-            case 0x22: out.append(contentsOf: [0x5C, 0x22])
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
-            case 0x0D: out.append(contentsOf: [0x5C, 0x72])
-            case 0x09: out.append(contentsOf: [0x5C, 0x74])
-            default:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(c >> 4)], hex[Int(c & 0xF)]])
-            }
-            start = i + 1
-        }
-        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: utf8[start..<utf8.count]))
-        out.append(0x22)
+        let room = quotedJSONCapacity(utf8.count)
+        let old = out.count
+        out.append(contentsOf: repeatElement(0, count: room))
+        let written = out.withUnsafeMutableBufferPointer { b in b.baseAddress.map { writeQuotedJSON(utf8: utf8, to: $0 + old) } ?? 0 }
+        out.removeLast(room - written)
     }
+
+    /// The most bytes `writeQuotedJSON` writes for `count` bytes of text (each may become `\u00XX`).
+    public static func quotedJSONCapacity(_ count: Int) -> Int { 6 * count + 2 }
+
+    /// Writes UTF-8 text as a JSON string literal at `p`, which has room for `quotedJSONCapacity`
+    /// bytes; returns how many it wrote. The one place JSON strings are quoted: every report and
+    /// every audit hash goes through it, so runs without escapes are copied eight bytes at a time.
+    public static func writeQuotedJSON(utf8: UnsafeRawBufferPointer, to p: UnsafeMutablePointer<UInt8>) -> Int {
+        var o = 0
+        p[o] = 0x22; o &+= 1
+        guard let src = utf8.baseAddress else { p[o] = 0x22; return o &+ 1 }
+        let n = utf8.count
+        var i = 0
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        while i < n {
+            if i &+ 8 <= n {
+                let w = src.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                let q = w ^ (ones &* 0x22), b = w ^ (ones &* 0x5C)
+                // Nonzero exactly when a byte is below 0x20, a quote or a backslash (bytes of 0x80
+                // and above need no escape and are not flagged).
+                let special = (((q &- ones) & ~q) | ((b &- ones) & ~b) | ((w &- ones &* 0x20) & ~w)) & highs
+                // The eight bytes are copied; those before the first flagged one are kept (the lowest
+                // flag is exact: a borrow only ever flags bytes above a real one). There is room: at
+                // least 6 bytes are left for each of the 8 or more still to read.
+                UnsafeMutableRawPointer(p + o).storeBytes(of: w, as: UInt64.self)
+                let plain = special == 0 ? 8 : special.trailingZeroBitCount &>> 3
+                i &+= plain; o &+= plain
+                if plain == 8 { continue }
+            }
+            let c = src.load(fromByteOffset: i, as: UInt8.self)
+            i &+= 1
+            guard c < 0x20 || c == 0x22 || c == 0x5C else { p[o] = c; o &+= 1; continue }
+            p[o] = 0x5C
+            switch c {
+            case 0x22: p[o &+ 1] = 0x22
+            case 0x5C: p[o &+ 1] = 0x5C
+            case 0x0A: p[o &+ 1] = 0x6E
+            case 0x0D: p[o &+ 1] = 0x72
+            case 0x09: p[o &+ 1] = 0x74
+            default:
+                p[o &+ 1] = 0x75; p[o &+ 2] = 0x30; p[o &+ 3] = 0x30
+                p[o &+ 4] = hexDigit(c >> 4); p[o &+ 5] = hexDigit(c & 0xF)
+                o &+= 4
+            }
+            o &+= 2
+        }
+        p[o] = 0x22
+        return o &+ 1
+    }
+
+    @inline(__always) private static func hexDigit(_ d: UInt8) -> UInt8 { d < 10 ? 0x30 &+ d : 0x57 &+ d }
 }

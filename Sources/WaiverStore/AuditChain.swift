@@ -49,25 +49,48 @@ public enum AuditChain {
 
     /// Whether raw column bytes hash to the stored hash: the database fast path of `contentMatches`.
     /// `fields` are actor, action, subject, payload and prevHash as UTF-8; `scratch` is reused.
-    static func rawContentMatches(seq: Int64, time: Int64, fields: [UnsafeRawBufferPointer], hash: UnsafeRawBufferPointer, scratch: inout [UInt8]) -> Bool {
-        scratch.removeAll(keepingCapacity: true)
-        scratch.append(0x5B)
-        scratch.append(contentsOf: String(seq).utf8)
-        scratch.append(0x2C)
-        scratch.append(contentsOf: String(time).utf8)
-        for f in fields {
-            scratch.append(0x2C)
-            Value.appendQuotedJSON(utf8: f, to: &scratch)
-        }
-        scratch.append(0x5D)
-        let digest = SHA256.hash(data: scratch)
+    static func rawContentMatches(seq: Int64, time: Int64, fields: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer,
+                                                                    UnsafeRawBufferPointer, UnsafeRawBufferPointer),
+                                  hash: UnsafeRawBufferPointer, scratch: inout [UInt8]) -> Bool {
         guard hash.count == 64 else { return false }
+        // Written in place into a buffer with room for the worst case: two numbers, five quoted fields.
+        let need = 64 + Value.quotedJSONCapacity(fields.0.count + fields.1.count + fields.2.count + fields.3.count + fields.4.count)
+        if scratch.count < need { scratch = [UInt8](repeating: 0, count: max(need, 2 * scratch.count)) }
+        let digest = scratch.withUnsafeMutableBufferPointer { b -> SHA256.Digest? in
+            guard let p = b.baseAddress else { return nil }
+            var o = 0
+            p[o] = 0x5B; o += 1
+            o += writeDecimal(seq, to: p + o)
+            p[o] = 0x2C; o += 1
+            o += writeDecimal(time, to: p + o)
+            func field(_ f: UnsafeRawBufferPointer) {
+                p[o] = 0x2C; o += 1
+                o += Value.writeQuotedJSON(utf8: f, to: p + o)
+            }
+            field(fields.0); field(fields.1); field(fields.2); field(fields.3); field(fields.4)
+            p[o] = 0x5D; o += 1
+            return SHA256.hash(data: UnsafeRawBufferPointer(start: p, count: o))
+        }
+        guard let digest else { return false }
         var i = 0
         for b in digest {
             if hash[i] != hexDigits[Int(b >> 4)] || hash[i + 1] != hexDigits[Int(b & 0x0F)] { return false }
             i += 2
         }
         return true
+    }
+
+    /// A whole number in decimal, as `String(n)` writes it, at `p` (room for 20 bytes); how many bytes.
+    static func writeDecimal(_ n: Int64, to p: UnsafeMutablePointer<UInt8>) -> Int {
+        guard n != 0 else { p[0] = 0x30; return 1 }
+        var o = 0
+        if n < 0 { p[0] = 0x2D; o = 1 }
+        var m = n.magnitude, digits = 0
+        var t = m
+        while t > 0 { digits += 1; t /= 10 }
+        var k = o + digits - 1
+        while m > 0 { p[k] = UInt8(truncatingIfNeeded: 0x30 &+ m % 10); m /= 10; k -= 1 }
+        return o + digits
     }
 
     public static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {

@@ -275,7 +275,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                             let prev = column(6), hash = column(7)
                             let ok = AuditChain.rawContentMatches(
                                 seq: seq, time: sqlite3_column_int64(s, 1),
-                                fields: [column(2), column(3), column(4), column(5), prev], hash: hash, scratch: &scratch)
+                                fields: (column(2), column(3), column(4), column(5), prev), hash: hash, scratch: &scratch)
                             slot.links.append(AuditChain.Link(seq: Int(seq), prevHash: AuditChain.Hex64(prev), hash: AuditChain.Hex64(hash), contentOK: ok))
                         }
                         sqlite3_reset(s)

@@ -5,6 +5,7 @@ import FoundationXML
 import Testing
 @testable import WaiverCore
 @testable import WaiverFormats
+@testable import WaiverStore
 
 /// The golden scenario: a plan, a SARIF report and policies under Fixtures/golden, with one finding
 /// marked excepted and one pending the way the register will mark them.
@@ -206,5 +207,66 @@ struct OutputTests {
         let r = [(resource(["x": .unknown]), file: "p")]
         #expect(CheckEngine(policies: policies, unknownMode: .warn).check(resources: r, external: [], workspace: "w").passed)
         #expect(!CheckEngine(policies: policies, unknownMode: .block).check(resources: r, external: [], workspace: "w").passed)
+    }
+}
+
+/// The quoting every JSON output and every audit hash goes through: the word-at-a-time scan must
+/// give exactly what quoting byte by byte gives, wherever the special bytes fall.
+@Suite("JSON string quoting")
+struct QuotingTests {
+    /// Byte by byte, as the RFC says: `"` `\` and control characters escaped, nothing else.
+    static func reference(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = [0x22]
+        for c in bytes {
+            switch c {
+            case 0x22: out += [0x5C, 0x22]
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x0A: out += [0x5C, 0x6E]
+            case 0x0D: out += [0x5C, 0x72]
+            case 0x09: out += [0x5C, 0x74]
+            case 0..<0x20: out += Array(String(format: "\\u%04x", c).utf8)
+            default: out.append(c)
+            }
+        }
+        return out + [0x22]
+    }
+
+    @Test func quotesAsByteByByteWhereverTheSpecialBytesFall() {
+        let specials: [UInt8] = [0x22, 0x5C, 0x0A, 0x0D, 0x09, 0x00, 0x1F, 0x01, 0x20, 0x21, 0x7F, 0x80, 0xC3, 0xA9, 0xFF, 0x5B, 0x41]
+        var generator = SystemRandomNumberGenerator()
+        for length in 0..<40 {
+            for _ in 0..<60 {
+                let bytes = (0..<length).map { _ in Bool.random(using: &generator) ? specials.randomElement(using: &generator)! : UInt8(0x61) }
+                var out: [UInt8] = []
+                bytes.withUnsafeBytes { Value.appendQuotedJSON(utf8: $0, to: &out) }
+                #expect(out == Self.reference(bytes), "\(bytes)")
+            }
+        }
+    }
+
+    /// The verifier's fast path over database columns hashes what the event's fields hash to.
+    @Test func theColumnPathHashesAsTheEventDoes() {
+        let texts = ["", "dev", "exception.requested", #"{"reason":"a \"quoted\" line\nand a tab\t","n":1}"#, "é ∆ 🙂", "\u{01}\u{1F}", "\\"]
+        var scratch: [UInt8] = []
+        for seq: Int64 in [1, 9, 10, 99, 100, 123_456_789, Int64(Int32.max), 9_007_199_254_740_992] {
+            for time: Int64 in [0, 7, 1_767_225_600] {
+                for t in texts {
+                    let fields = [t, "auditor", "EX-" + t, t + t, AuditChain.genesis]
+                    let hash = AuditChain.hash(seq: Int(seq), time: time, actor: fields[0], action: fields[1], subject: fields[2],
+                                               payload: fields[3], prevHash: fields[4])
+                    let bytes = fields.map { Array($0.utf8) }
+                    let ok = bytes[0].withUnsafeBytes { a in bytes[1].withUnsafeBytes { b in bytes[2].withUnsafeBytes { c in
+                        bytes[3].withUnsafeBytes { d in bytes[4].withUnsafeBytes { e in Array(hash.utf8).withUnsafeBytes { h in
+                            AuditChain.rawContentMatches(seq: seq, time: time, fields: (a, b, c, d, e), hash: h, scratch: &scratch)
+                        } } } } } }
+                    #expect(ok, "\(seq) \(time) \(t)")
+                }
+            }
+        }
+        for n: Int64 in [0, 1, -1, 9, 10, -10, 99, 100, 1_000_000, .max, .min] {
+            var out = [UInt8](repeating: 0, count: 20)
+            let count = out.withUnsafeMutableBufferPointer { AuditChain.writeDecimal(n, to: $0.baseAddress!) }
+            #expect(String(decoding: out[..<count], as: UTF8.self) == String(n))
+        }
     }
 }
