@@ -43,7 +43,6 @@ public struct Finding: Sendable, Equatable {
     public var message: String
     public var remediation: String
     public var origin: FindingOrigin
-    public var evidence: [Evidence]
     /// The page of its exception (`serve --public-url` + `/exceptions/EX-N`), when the check ran on a server.
     public var link: String?
     /// A scanner finding's code snippet (part of what an exception to it is bound to).
@@ -56,14 +55,15 @@ public struct Finding: Sendable, Equatable {
     /// it with every check, and an approval covers a later check only while it is the same.
     public var boundValues: String {
         let text = snippet.map { message + "\nsnippet: " + $0 } ?? message
-        return text.count > Finding.boundLimit ? String(text.prefix(Finding.boundLimit)) : text
+        // Counting characters walks the text; its UTF-8 length bounds their number from above.
+        return text.utf8.count > Finding.boundLimit && text.count > Finding.boundLimit ? String(text.prefix(Finding.boundLimit)) : text
     }
     public static let boundLimit = 2_000
 
     public init(
         policy: String, title: String, severity: Severity, category: String, resource: String,
         status: ResultStatus, exception: String? = nil, expires: Date? = nil, message: String,
-        remediation: String, origin: FindingOrigin, evidence: [Evidence] = []
+        remediation: String, origin: FindingOrigin
     ) {
         self.policy = policy
         self.title = title
@@ -76,7 +76,6 @@ public struct Finding: Sendable, Equatable {
         self.message = message
         self.remediation = remediation
         self.origin = origin
-        self.evidence = evidence
     }
 }
 
@@ -326,7 +325,7 @@ public struct CheckRun {
                 findings.append(Finding(
                     policy: policy.id, title: policy.title, severity: policy.severity, category: policy.category,
                     resource: resource.address, status: outcome == .unknown ? .unknown : engine.violationStatus(policy, policy.severity),
-                    message: message, remediation: policy.remediation, origin: .plan(file: file), evidence: evidence))
+                    message: message, remediation: policy.remediation, origin: .plan(file: file)))
             }
         }
     }

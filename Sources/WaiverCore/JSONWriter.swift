@@ -42,6 +42,47 @@ public enum JSONWriter {
         }
     }
 
+    /// An object member for `writeObject`: a value, or an array whose items are made one at a time.
+    public enum Member {
+        case value(Value)
+        case items(Int, (Int) -> Value)
+    }
+
+    /// Writes an object member by member, as `write` would write the same object built whole; an
+    /// `items` member's elements are made, written and dropped one at a time, so a report of a
+    /// million results never exists as one tree.
+    public static func writeObject(_ members: [(String, Member)], pretty: Bool = true) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(4096)
+        if members.isEmpty { out.append(contentsOf: "{}".utf8) } else {
+            out.append(0x7B)
+            for (i, (key, member)) in members.enumerated() {
+                if i > 0 { out.append(0x2C) }
+                newline(pretty, 1, &out)
+                Value.appendQuotedJSON(key, to: &out)
+                out.append(0x3A)
+                if pretty { out.append(0x20) }
+                switch member {
+                case .value(let v): write(v, pretty: pretty, indent: 1, into: &out)
+                case .items(let count, let item):
+                    if count == 0 { out.append(contentsOf: "[]".utf8); continue }
+                    out.append(0x5B)
+                    for k in 0..<count {
+                        if k > 0 { out.append(0x2C) }
+                        newline(pretty, 2, &out)
+                        write(item(k), pretty: pretty, indent: 2, into: &out)
+                    }
+                    newline(pretty, 1, &out)
+                    out.append(0x5D)
+                }
+            }
+            newline(pretty, 0, &out)
+            out.append(0x7D)
+        }
+        if pretty { out.append(0x0A) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// Canonical JSON: compact, object keys sorted by their UTF-8 bytes. What audit hashes cover.
     public static func canonical(_ value: Value) -> String { write(value, pretty: false, sortedKeys: true) }
 
@@ -58,6 +99,6 @@ public enum JSONWriter {
     private static func newline(_ pretty: Bool, _ indent: Int, _ out: inout [UInt8]) {
         guard pretty else { return }
         out.append(0x0A)
-        for _ in 0..<(indent * 2) { out.append(0x20) }
+        out.append(contentsOf: repeatElement(0x20, count: indent * 2))
     }
 }

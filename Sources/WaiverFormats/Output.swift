@@ -54,20 +54,36 @@ extension CheckReport {
 
 /// `check --format json`, the shape pipelines rely on (cli.md).
 public enum JSONOutput {
-    public static func value(_ report: CheckReport) -> Value {
+    public static func value(_ report: CheckReport, trailing: [(String, Value)] = []) -> Value {
+        .object(Value.Object(members(report, trailing: trailing).map { key, member -> (String, Value) in
+            switch member {
+            case .value(let v): return (key, v)
+            case .items(let count, let item): return (key, .array((0..<count).map(item)))
+            }
+        }))
+    }
+
+    /// The report's JSON written result by result (`value` built whole, written, gives the same text).
+    public static func render(_ report: CheckReport, trailing: [(String, Value)]) -> String {
+        JSONWriter.writeObject(members(report, trailing: trailing))
+    }
+
+    /// The members of the report's JSON, in order, then `trailing` ones (what a check adds).
+    static func members(_ report: CheckReport, trailing: [(String, Value)]) -> [(String, JSONWriter.Member)] {
         let s = report.summary
-        var root = Value.Object()
-        root.append("verdict", .string(report.verdict))
-        root.append("workspace", .string(report.workspace))
-        root.append("summary", [
-            "resources": .number(Double(s.resources)), "violations": .number(Double(s.violations)),
-            "blocking": .number(Double(s.blocking)), "excepted": .number(Double(s.excepted)),
-            "pending": .number(Double(s.pending)), "unknown": .number(Double(s.unknown)), "advisory": .number(Double(s.advisory)),
-            "changed": .number(Double(s.changed)),
-        ])
-        root.append("results", .array(report.findings.map(result)))
-        if !report.warnings.isEmpty { root.append("warnings", .array(report.warnings.map(Value.string))) }
-        return .object(root)
+        var root: [(String, JSONWriter.Member)] = [
+            ("verdict", .value(.string(report.verdict))),
+            ("workspace", .value(.string(report.workspace))),
+            ("summary", .value([
+                "resources": .number(Double(s.resources)), "violations": .number(Double(s.violations)),
+                "blocking": .number(Double(s.blocking)), "excepted": .number(Double(s.excepted)),
+                "pending": .number(Double(s.pending)), "unknown": .number(Double(s.unknown)), "advisory": .number(Double(s.advisory)),
+                "changed": .number(Double(s.changed)),
+            ])),
+            ("results", .items(report.findings.count) { result(report.findings[$0]) }),
+        ]
+        if !report.warnings.isEmpty { root.append(("warnings", .value(.array(report.warnings.map(Value.string))))) }
+        return root + trailing.map { ($0.0, .value($0.1)) }
     }
 
     static func result(_ f: Finding) -> Value {
@@ -96,7 +112,7 @@ public enum JSONOutput {
         return .object(o)
     }
 
-    public static func render(_ report: CheckReport) -> String { JSONWriter.write(value(report)) }
+    public static func render(_ report: CheckReport) -> String { render(report, trailing: []) }
 }
 
 // MARK: - Text

@@ -114,11 +114,21 @@ extension CheckService {
     /// A check's JSON answer, the same from a local register and from the server: the result model
     /// of `--format json`, the recorded evaluation, the requests filed, and their warnings.
     public static func resultValue(_ report: CheckReport, evaluation: Int?, filed: [ExceptionRecord], warnings: [String]) -> Value {
-        guard case .object(var o) = JSONOutput.value(report) else { return .null }
-        if let evaluation { o.append("evaluation", .number(Double(evaluation))) }
-        o.append("requested", .array(filed.map { .string($0.displayId) }))
-        if !warnings.isEmpty { o.append("request_warnings", .array(warnings.map(Value.string))) }
-        return .object(o)
+        JSONOutput.value(report, trailing: resultTrailing(evaluation: evaluation, filed: filed, warnings: warnings))
+    }
+
+    /// `resultValue` as text, written result by result.
+    public static func resultJSON(_ report: CheckReport, evaluation: Int?, filed: [ExceptionRecord], warnings: [String]) -> String {
+        JSONOutput.render(report, trailing: resultTrailing(evaluation: evaluation, filed: filed, warnings: warnings))
+    }
+
+    /// What a check's answer adds to the report's JSON.
+    static func resultTrailing(evaluation: Int?, filed: [ExceptionRecord], warnings: [String]) -> [(String, Value)] {
+        var o: [(String, Value)] = []
+        if let evaluation { o.append(("evaluation", .number(Double(evaluation)))) }
+        o.append(("requested", .array(filed.map { .string($0.displayId) })))
+        if !warnings.isEmpty { o.append(("request_warnings", .array(warnings.map(Value.string)))) }
+        return o
     }
 }
 
@@ -309,7 +319,7 @@ public struct LocalCheck: CheckUseCase {
         var renderings: [OutputFormat: String] = [:]
         for format in input.formats {
             renderings[format] = format == .json
-                ? JSONWriter.write(CheckService.resultValue(final, evaluation: evaluation, filed: filed, warnings: warnings))
+                ? CheckService.resultJSON(final, evaluation: evaluation, filed: filed, warnings: warnings)
                 : format.render(final)
         }
         timer?.phase("render")

@@ -104,7 +104,7 @@ struct ConsumerTests {
         for i in 0..<25_010 {
             let p = i < 20 ? high : low
             report.findings.append(Finding(policy: p.id, title: p.title, severity: p.severity, category: "c", resource: "r.\(i)", status: .blocking,
-                                           message: "", remediation: "", origin: .plan(file: "plan.json"), evidence: []))
+                                           message: "", remediation: "", origin: .plan(file: "plan.json")))
         }
         let doc = try JSONReader.parse(Data(SarifOutput.render(report).utf8))
         let run = doc["runs"]?.arrayValue?.first

@@ -210,6 +210,19 @@ struct OutputTests {
     }
 }
 
+/// The JSON report is written result by result; built whole and written, it is the same text.
+@Test func theJSONReportWrittenResultByResultIsTheTreeWritten() throws {
+    let report = try goldenReport()
+    #expect(!report.findings.isEmpty)
+    let trailing: [(String, Value)] = [("evaluation", 7), ("requested", ["EX-1", "EX-2"]), ("request_warnings", ["w"])]
+    #expect(JSONOutput.render(report, trailing: trailing) == JSONWriter.write(JSONOutput.value(report, trailing: trailing)))
+    #expect(JSONOutput.render(report) == JSONWriter.write(JSONOutput.value(report)))
+    var empty = report
+    empty.findings = []
+    #expect(JSONOutput.render(empty) == JSONWriter.write(JSONOutput.value(empty)))
+    #expect(JSONOutput.render(empty).contains("\"results\": []"))
+}
+
 /// The quoting every JSON output and every audit hash goes through: the word-at-a-time scan must
 /// give exactly what quoting byte by byte gives, wherever the special bytes fall.
 @Suite("JSON string quoting")
