@@ -443,20 +443,19 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
                                WHERE r.workspace = ? AND e.status IN ('approved', 'pending'))
                 """), arguments: [workspace]) ?? true
             guard any else { return [] }
-            let statement = try db.cachedStatement(sql: """
-                SELECT r.exceptionId FROM exceptionResource r JOIN exception e ON e.id = r.exceptionId
-                WHERE r.workspace = ? AND r.policy = ? AND r.resource = ? AND e.status IN ('approved', 'pending')
-                """)
-            var ids = Set<Int64>()
-            var seen = Set<String>()
-            for (policy, resource) in pairs where seen.insert(policy + "\u{0}" + resource).inserted {
-                let found = try Int64.fetchAll(statement, arguments: [workspace, policy, resource])
-                ids.formUnion(found)
-            }
+            // Every pair in one statement: the pairs travel as one JSON array, each looked up by the index.
+            let list = JSONWriter.write(.array(pairs.map { .array([.string($0.policy), .string($0.resource)]) }), pretty: false)
+            let ids = try Int64.fetchAll(db.cachedStatement(sql: """
+                SELECT DISTINCT r.exceptionId FROM json_each(?) j
+                JOIN exceptionResource r INDEXED BY exceptionResource_lookup
+                  ON r.workspace = ? AND r.policy = j.value ->> 0 AND r.resource = j.value ->> 1
+                JOIN exception e ON e.id = r.exceptionId
+                WHERE e.status IN ('approved', 'pending')
+                """), arguments: [list, workspace])
             guard !ids.isEmpty else { return [] }
             // The ids travel as one JSON array argument, so the statements stay the same (and cached).
-            let list = "[" + ids.sorted().map(String.init).joined(separator: ",") + "]"
-            return try load(db, where: "id IN (SELECT value FROM json_each(?)) ORDER BY id", [list])
+            let idList = "[" + ids.sorted().map(String.init).joined(separator: ",") + "]"
+            return try load(db, where: "id IN (SELECT value FROM json_each(?)) ORDER BY id", [idList])
         }
     }
 
