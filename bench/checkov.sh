@@ -47,5 +47,5 @@ best() {  # RUNS CMD...: the best wall time in seconds
 cd "$(mktemp -d)"
 w=$(best "${WAIVER_RUNS:-10}" "$BIN" check --plan "$PLAN" --policies "$FOUR" --no-record --format json --output /dev/null)
 c=$(best "${CHECKOV_RUNS:-1}" "$CHECKOV" -f "$PLAN" --framework terraform_plan --check CKV_AWS_24,CKV_AWS_25,CKV_AWS_3,CKV_AWS_16 --quiet --compact -o json --skip-download)
-echo "== $N resources ($(du -h "$PLAN" | cut -f1)), four equivalent checks, best of ${WAIVER_RUNS:-10} / ${CHECKOV_RUNS:-1}"
+echo "== $N resources ($(du -hL "$PLAN" | cut -f1)), four equivalent checks, best of ${WAIVER_RUNS:-10} / ${CHECKOV_RUNS:-1}"
 echo "waiver check: $w s   checkov 3.3.30: $c s   ratio: $(awk -v a="$c" -v b="$w" 'BEGIN { printf "%.0fx", a / b }')"
