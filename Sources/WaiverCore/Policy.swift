@@ -45,20 +45,30 @@ public final class Pattern: @unchecked Sendable, Equatable, CustomStringConverti
     public func match(_ s: String) -> Tri {
         let length = s.utf16.count
         guard length <= Pattern.maxSubject else { return .unknown }
-        if let b = Pattern.budget, b.exhausted { return .unknown }
+        let budget = Pattern.budget
+        if let budget {
+            if budget.exhausted { return .unknown }
+            // Within one check, a value met again (an instance type, a policy document) is not matched again.
+            if let known = budget.known(self, s) { return known }
+        }
         var result = Tri.no
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: Pattern.timeLimit)
+        var calls = 0
         regex.enumerateMatches(in: s, options: [.reportProgress], range: NSRange(location: 0, length: length)) { m, _, stop in
             if m != nil {
                 result = .yes
                 stop.pointee = true
-            } else if clock.now > deadline {
+                return
+            }
+            // Progress is reported at every position the search starts from: the clock is read at every 16th.
+            calls &+= 1
+            if calls & 15 == 0, clock.now > deadline {
                 result = .unknown
                 stop.pointee = true
             }
         }
-        if result == .unknown { Pattern.budget?.overrun() }
+        if result == .unknown { budget?.overrun() } else { budget?.remember(self, s, result) }
         return result
     }
 
@@ -69,13 +79,36 @@ public final class Pattern: @unchecked Sendable, Equatable, CustomStringConverti
     public static func == (a: Pattern, b: Pattern) -> Bool { a.source == b.source }
 }
 
-/// How many pattern matches of one check ran past their time budget.
+/// How many pattern matches of one check ran past their time budget, and the outcomes of its
+/// matches so far (decided ones only, of values up to 256 bytes, at most 65,536): a check meets the
+/// same instance type or policy document many times. Never shared between checks.
 public final class MatchBudget: @unchecked Sendable {
     private let lock = NSLock()
     private var overruns = 0
+    private struct Key: Hashable {
+        let pattern: ObjectIdentifier
+        let subject: String
+    }
+    private var outcomes: [Key: Tri] = [:]
+    static let maxRemembered = 65_536, maxRememberedBytes = 256
     public init() {}
     public var exhausted: Bool { lock.withLock { overruns >= Pattern.maxOverruns } }
     func overrun() { lock.withLock { overruns += 1 } }
+
+    func known(_ pattern: Pattern, _ subject: String) -> Tri? {
+        guard subject.utf8.count <= Self.maxRememberedBytes else { return nil }
+        return lock.withLock { outcomes[Key(pattern: ObjectIdentifier(pattern), subject: subject)] }
+    }
+
+    func remember(_ pattern: Pattern, _ subject: String, _ outcome: Tri) {
+        guard subject.utf8.count <= Self.maxRememberedBytes else { return }
+        lock.withLock {
+            if outcomes.count < Self.maxRemembered { outcomes[Key(pattern: ObjectIdentifier(pattern), subject: subject)] = outcome }
+        }
+    }
+
+    /// How many outcomes are remembered (for tests).
+    var remembered: Int { lock.withLock { outcomes.count } }
 }
 
 /// One comparison at a path: the leaves of the condition language.

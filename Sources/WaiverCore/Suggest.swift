@@ -1,10 +1,13 @@
 /// The candidate closest to `word` by edit distance, when it is close enough to be a likely typo.
 public func closestMatch(to word: String, in candidates: [String]) -> String? {
+    // A suggestion is for a typo. A longer "word" is not one, and comparing it with every candidate
+    // would cost its length times theirs (a megabyte-long policy id in a request took seconds).
+    guard word.utf8.count <= maxSuggestedWord else { return nil }
     let w = Array(word.lowercased())
     var best: (String, Int)?
-    for c in candidates {
+    for c in candidates where c.utf8.count <= maxSuggestedWord {
         let d = editDistance(w, Array(c.lowercased()))
-        if best == nil || d < best!.1 { best = (c, d) }
+        if best.map({ d < $0.1 }) ?? true { best = (c, d) }
     }
     guard let (name, distance) = best else { return nil }
     let threshold = max(2, min(w.count, name.count) / 3)
@@ -13,6 +16,9 @@ public func closestMatch(to word: String, in candidates: [String]) -> String? {
     if w.count >= 3, name.lowercased().hasPrefix(String(w)) { return name }
     return nil
 }
+
+/// The longest word (and candidate) a suggestion is looked for, in UTF-8 bytes.
+let maxSuggestedWord = 128
 
 func editDistance(_ a: [Character], _ b: [Character]) -> Int {
     if a.isEmpty { return b.count }

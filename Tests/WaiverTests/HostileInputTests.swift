@@ -56,6 +56,31 @@ struct HostileInputTests {
         #expect(errors.first?.message.hasPrefix("more than 200,000 YAML nodes once aliases are expanded") == true)
     }
 
+    /// A check remembers decided matches of values it meets again; an undecided one is matched
+    /// again (it may be decided when the check has time), and the memory is bounded and per check.
+    @Test func aCheckRemembersDecidedMatchesOnly() throws {
+        let big = try Pattern(#"\.([4-9]|[1-9][0-9]+)xlarge\z"#)
+        let budget = MatchBudget()
+        Pattern.$budget.withValue(budget) {
+            for _ in 0..<3 {
+                #expect(big.match("m5.8xlarge") == .yes)
+                #expect(big.match("t3.micro") == .no)
+                #expect(big.match("m5.xlarge") == .no)
+            }
+            #expect(budget.remembered == 3)
+            #expect(big.match(String(repeating: "x", count: MatchBudget.maxRememberedBytes + 1) + ".9xlarge") == .yes)
+            #expect(budget.remembered == 3)
+            let slow = try? Pattern("(a+)+$")
+            #expect(slow?.match(String(repeating: "a", count: 100) + "b") == .unknown)
+            #expect(budget.remembered == 3)
+            // Past the bound, values are matched and not remembered; outcomes stay right.
+            for i in 0..<(MatchBudget.maxRemembered + 10) { _ = big.match("r\(i).large") }
+            #expect(budget.remembered == MatchBudget.maxRemembered)
+            #expect(big.match("r99999999.12xlarge") == .yes && big.match("r99999999.2xlarge") == .no)
+        }
+        Pattern.$budget.withValue(MatchBudget()) { #expect(big.match("t3.micro") == .no) }
+    }
+
     @Test func aCatastrophicPatternIsUndecidedNotStuck() async throws {
         let p = try Pattern("(a+)+$")
         let subject = String(repeating: "a", count: 100) + "b"
@@ -97,6 +122,9 @@ struct HostileInputTests {
         }
         let f = try Fixture()
         #expect((await f.refusal { _ = try await f.request(huge) }?.count ?? 0) <= String.maxMessage)
+        // An unknown id gets a suggestion when it looks like a typo; a megabyte-long one is not compared with every name.
+        #expect(closestMatch(to: "COST-01", in: ["COST-001", "NET-001"]) == "COST-001")
+        #expect(closestMatch(to: huge, in: ["COST-001", huge + "y"]) == nil)
     }
 
     // MARK: 4. The starter pack cannot be slipped
