@@ -842,7 +842,9 @@ public struct Register: Sendable {
         for i in kept.indices {
             try RequestLimits.storable(kept[i].resource, "a resource address")
             try RequestLimits.storable(kept[i].policy, "a policy or rule id")
-            kept[i].message = RequestLimits.shown(kept[i].message)
+            // Written only when it changes: the list (a million entries in a large check) is not copied for nothing.
+            let shown = RequestLimits.shown(kept[i].message)
+            if shown.utf8.count != kept[i].message.utf8.count { kept[i].message = shown }
         }
         let evaluation = Evaluation(workspace: report.workspace, at: now, actor: actor, verdict: report.verdict,
                                     resourceCount: report.resourceCount, violations: kept)

@@ -67,19 +67,24 @@ struct UsageError: Error, CustomStringConvertible {
 
 /// Writes output to a file atomically (a temporary file renamed into place), or to stdout.
 func emit(_ text: String, to path: String?) throws {
-    guard let path, path != "-" else {
-        FileHandle.standardOutput.write(Data(text.utf8))
-        return
-    }
-    let url = URL(fileURLWithPath: path)
-    do {
-        if path.hasPrefix("/dev/") {
-            try Data(text.utf8).write(to: url)
-        } else {
-            try Data(text.utf8).write(to: url, options: [.atomic])
+    // The text's own bytes are written, not a copy of them (a report of a million results is hundreds of megabytes).
+    var text = text
+    try text.withUTF8 { utf8 in
+        let data = utf8.baseAddress.map { Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0), count: utf8.count, deallocator: .none) } ?? Data()
+        guard let path, path != "-" else {
+            FileHandle.standardOutput.write(data)
+            return
         }
-    } catch {
-        throw UsageError("\(path): cannot write output: \(error.localizedDescription)")
+        let url = URL(fileURLWithPath: path)
+        do {
+            if path.hasPrefix("/dev/") {
+                try data.write(to: url)
+            } else {
+                try data.write(to: url, options: [.atomic])
+            }
+        } catch {
+            throw UsageError("\(path): cannot write output: \(error.localizedDescription)")
+        }
     }
 }
 
