@@ -238,7 +238,7 @@ public protocol RegisterStore: Sendable {
     func forEachAuditEvent(_ body: (AuditEvent) throws -> Void) async throws
     /// Streams the audit events numbered `seq` and after, by number (an incremental verification).
     func forEachAuditEvent(from seq: Int, _ body: (AuditEvent) throws -> Void) async throws
-    /// The exceptions the log records a request of (`exception.requested` subjects), each once.
+    /// The exceptions the log records a request of (`exception.requested` subjects), each once, by number.
     func requestedInLog() async throws -> [String]
     /// Whether an exception records the evidence file with this SHA-256 (only such files are served or kept).
     func evidenceReferenced(sha256: String) async throws -> Bool

@@ -606,7 +606,10 @@ public final class PostgresRegisterStore: RegisterStore, Sendable {
 
     public func requestedInLog() async throws -> [String] {
         try await reading { conn in
-            try await Self.rows(conn, "SELECT DISTINCT subject FROM audit_event WHERE action = 'exception.requested'", logger)
+            try await Self.rows(conn, """
+                SELECT subject FROM audit_event WHERE action = 'exception.requested'
+                GROUP BY subject ORDER BY length(subject), subject
+                """, logger)
                 .map { try Self.column($0, "subject", "an audit event") as String }
         }
     }

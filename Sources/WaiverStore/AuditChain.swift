@@ -342,7 +342,7 @@ public enum RegisterVerification {
 
     /// `states(_:requested:)` with the requests the log records read from its index.
     static func states(_ store: any RegisterStore) async throws -> [String] {
-        try await states(store, requested: try await store.requestedInLog().sorted { ($0.count, $0) < ($1.count, $1) })
+        try await states(store, requested: try await store.requestedInLog())
     }
 
     /// Every exception must be the state the newest event about it records, and every exception

@@ -181,7 +181,7 @@ public final class InMemoryRegisterStore: RegisterStore, @unchecked Sendable {
     }
 
     public func requestedInLog() throws -> [String] {
-        read { s in Array(Set(s.events.filter { $0.action == "exception.requested" }.map(\.subject))) }
+        read { s in Set(s.events.filter { $0.action == "exception.requested" }.map(\.subject)).sorted { ($0.count, $0) < ($1.count, $1) } }
     }
 
     public func forEachAuditEvent(from seq: Int, _ body: (AuditEvent) throws -> Void) throws {

@@ -172,7 +172,11 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
     }
 
     func requestedInLog(_ db: Database) throws -> [String] {
-        try String.fetchAll(db, sql: "SELECT DISTINCT subject FROM auditEvent INDEXED BY auditEvent_requested WHERE action = 'exception.requested'")
+        // By number: EX-9 before EX-10 (shorter first, then as text).
+        try String.fetchAll(db, sql: """
+            SELECT DISTINCT subject FROM auditEvent INDEXED BY auditEvent_requested WHERE action = 'exception.requested'
+            ORDER BY length(subject), subject
+            """)
     }
 
     public func forEachAuditEvent(from seq: Int, _ body: (AuditEvent) throws -> Void) async throws {
@@ -303,7 +307,7 @@ public final class SQLiteRegisterStore: RegisterStore, @unchecked Sendable {
             let records = try load(db, where: "1 ORDER BY id", [])
             for r in records { if let why = r.untrusted { findings.append("\(r.displayId): \(why)") } }
             let known = Set(records.map(\.displayId))
-            for subject in try requestedInLog(db).sorted(by: { ($0.count, $0) < ($1.count, $1) }) where !known.contains(subject) {
+            for subject in try requestedInLog(db) where !known.contains(subject) {
                 findings.append("\(subject): the log records its request, but the register has no such exception (the row was deleted)")
             }
             return findings

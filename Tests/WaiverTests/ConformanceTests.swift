@@ -420,6 +420,23 @@ struct RegisterStoreConformanceTests {
         #expect(try await gStore.verifyAudit(anchors: [], evidenceDirectory: nil, checkpoints: nil, resume: nil).firstBad == 1)
     }
 
+    /// Rows deleted behind the log are named, by number, whole or onward.
+    @Test(arguments: [StoreKind.sqlite, .postgres]) func deletedExceptionsAreNamedInOrder(_ kind: StoreKind) async throws {
+        guard let f = try await StoreFixture.make(kind) else { return }
+        let store = try #require(f.store as? any ServerRegisterStore)
+        for i in 0..<10 { _ = try await f.request(resources: ["r\(i)"]) }
+        let head = try #require(try await store.verifyAudit(anchors: [], evidenceDirectory: nil, checkpoints: nil, resume: nil).head)
+        #expect(try await f.store.requestedInLog() == (1...10).map { "EX-\($0)" })
+        for table in ["exceptionResource", "approval", "evidence"] {
+            try f.tamperRow("DELETE FROM \(table) WHERE exceptionId IN (2, 10)", postgres: "SELECT 1")
+        }
+        try f.tamperRow("DELETE FROM exception WHERE id IN (10, 2)", postgres: "DELETE FROM exception WHERE id IN (10, 2)")
+        for resume in [nil, head] {
+            let v = try await store.verifyAudit(anchors: [], evidenceDirectory: nil, checkpoints: nil, resume: resume)
+            #expect(v.firstBad == nil && v.findings.map { $0.prefix(6) } == ["EX-2: ", "EX-10:"])
+        }
+    }
+
     @Test(arguments: [StoreKind.sqlite, .postgres]) func theDatabaseRefusesEditsOfTheAuditLog(_ kind: StoreKind) async throws {
         guard let f = try await StoreFixture.make(kind) else { return }
         _ = try await f.request()
